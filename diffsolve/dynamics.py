@@ -1,0 +1,169 @@
+"""Continuous dynamics of the VP family, as objects with a drift (and a diffusion).
+
+forward VP-SDE:         dx = −½β x dt + √β dW                    (state x, variable t)
+reverse-time VP-SDE:    dx = [−½β x − β ∇log p_t] dt + √β dW̄     (state x, variable t, t decreasing)
+probability-flow ODE:   dx/dt = −½β x + β ε_θ/(2σ)              (state x, variable t)
+DDIM ODE in σ̄:          dx̄/dσ̄ = ε_θ(x̄/√(σ̄²+1), t(σ̄))            (state x̄ = x/α)
+DDIM ODE in λ:          dx̄/dλ = −e^{−λ} ε_θ                     (state x̄ = x/α)
+All of them are solved with `diffsolve.solve`; users pass and receive x in their model's coordinates.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from .errors import DiffsolveError
+from .models import Model
+from .points import Point
+from .schedules import Schedule, as_f64
+
+VARIABLES = ("t", "sigma", "lambda")
+
+
+def variable_of(schedule: Schedule, variable: str, t: Tensor) -> Tensor:
+    """The integration variable s(t): t itself, σ̄_t or λ_t (float64)."""
+    if variable == "t":
+        return as_f64(t)
+    if variable == "sigma":
+        return schedule.sigma_bar(t)
+    if variable == "lambda":
+        return schedule.lam(t)
+    raise DiffsolveError(f"unknown integration variable {variable!r}; valid ones are {', '.join(VARIABLES)}")
+
+
+def time_of(schedule: Schedule, variable: str, s: Tensor) -> Tensor:
+    """The inverse map t(s) of `variable_of` (float64)."""
+    if variable == "t":
+        return as_f64(s)
+    if variable == "sigma":
+        return schedule.t_from_sigma_bar(s)
+    if variable == "lambda":
+        return schedule.t_from_lambda(s)
+    raise DiffsolveError(f"unknown integration variable {variable!r}; valid ones are {', '.join(VARIABLES)}")
+
+
+class Dynamics(ABC):
+    """dy = f(y, s) ds [+ g(y, s) dW_s] in an integration variable s ∈ {t, σ̄, λ} and a state y."""
+
+    variable: str = "t"
+    stochastic: bool = False
+    time_reversed: bool = True  # integrated from noise (large t) to data (small t)
+
+    def __init__(self, schedule: Schedule, model: Model | None):
+        self.schedule = schedule
+        self.model = model
+
+    def variable_of(self, t: Tensor) -> Tensor:
+        """s(t) for this dynamics' integration variable."""
+        return variable_of(self.schedule, self.variable, t)
+
+    def time_of(self, s: Tensor) -> Tensor:
+        """t(s), the inverse of variable_of."""
+        return time_of(self.schedule, self.variable, s)
+
+    def to_state(self, x: Tensor, p: Point) -> Tensor:
+        """VP-coordinate x → the integration state y (identity unless overridden)."""
+        return x
+
+    def from_state(self, y: Tensor, p: Point) -> Tensor:
+        """The integration state y → VP-coordinate x."""
+        return y
+
+    @abstractmethod
+    def drift(self, y: Tensor, p: Point) -> Tensor:
+        """f(y, s): dy/ds for ODEs, the drift for SDEs."""
+
+    def diffusion(self, y: Tensor, p: Point) -> Tensor:
+        """g(y, s), the diagonal diffusion coefficient (SDEs only)."""
+        raise DiffsolveError(f"{type(self).__name__} is an ODE: it has no diffusion coefficient")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(variable={self.variable!r}, schedule={self.schedule!r})"
+
+
+class ProbabilityFlowODE(Dynamics):
+    """dx/dt = −½β(t) x + β(t) ε_θ(x, t) / (2σ_t), in VP coordinates."""
+
+    variable = "t"
+
+    def __init__(self, model: Model):
+        super().__init__(model.schedule, model)
+
+    def drift(self, y: Tensor, p: Point) -> Tensor:
+        eps = self.model.eps_at(y, p)
+        return torch.add(eps * (0.5 * p.beta / p.sigma), y, alpha=-0.5 * p.beta)
+
+
+class DDIMODE(Dynamics):
+    """The DDIM ODE on x̄ = x/α: dx̄/dσ̄ = ε_θ(x̄/√(σ̄²+1), t), written in σ̄, λ or t.
+
+    In λ it reads dx̄/dλ = −σ̄ ε_θ and in t dx̄/dt = σ̄β/(2σ²) ε_θ; one Euler step in σ̄ is DDIM (η = 0).
+    """
+
+    def __init__(self, model: Model, variable: str = "sigma"):
+        if variable not in VARIABLES:
+            raise DiffsolveError(
+                f"unknown integration variable {variable!r}; valid ones are {', '.join(VARIABLES)}"
+            )
+        super().__init__(model.schedule, model)
+        self.variable = variable
+
+    def to_state(self, x: Tensor, p: Point) -> Tensor:
+        return x * (1.0 / p.alpha)
+
+    def from_state(self, y: Tensor, p: Point) -> Tensor:
+        return y * p.alpha
+
+    def drift(self, y: Tensor, p: Point) -> Tensor:
+        eps = self.model.eps_at(y * p.alpha, p)
+        if self.variable == "sigma":
+            return eps
+        if self.variable == "lambda":
+            return eps * (-p.sigma_bar)
+        return eps * (0.5 * p.sigma_bar * p.beta / (p.sigma * p.sigma))
+
+
+def ode(model: Model, variable: str = "sigma") -> Dynamics:
+    """The sampling ODE in a named variable: t → probability-flow ODE in x; sigma/lambda → DDIM ODE in x̄."""
+    if variable == "t":
+        return ProbabilityFlowODE(model)
+    return DDIMODE(model, variable)
+
+
+class VPSDE(Dynamics):
+    """Forward VP-SDE dx = −½β(t) x dt + √β(t) dW; its marginals are N(α_t x_0, σ_t² I)."""
+
+    stochastic = True
+    time_reversed = False
+
+    def __init__(self, schedule: Schedule):
+        super().__init__(schedule, None)
+
+    def drift(self, y: Tensor, p: Point) -> Tensor:
+        return y * (-0.5 * p.beta)
+
+    def diffusion(self, y: Tensor, p: Point) -> Tensor:
+        return torch.full_like(y, p.beta**0.5)
+
+    def reverse(self, model: Model) -> ReverseVPSDE:
+        """The reverse-time SDE driven by `model` (Anderson 1982)."""
+        return ReverseVPSDE(model)
+
+
+class ReverseVPSDE(Dynamics):
+    """dx = [−½β x − β ∇log p_t(x)] dt + √β dW̄ = [−½β x + β ε_θ/σ] dt + √β dW̄, run with t decreasing."""
+
+    stochastic = True
+
+    def __init__(self, model: Model):
+        super().__init__(model.schedule, model)
+
+    def drift(self, y: Tensor, p: Point) -> Tensor:
+        eps = self.model.eps_at(y, p)
+        return torch.add(eps * (p.beta / p.sigma), y, alpha=-0.5 * p.beta)
+
+    def diffusion(self, y: Tensor, p: Point) -> Tensor:
+        return torch.full_like(y, p.beta**0.5)

@@ -1,0 +1,257 @@
+"""Prediction wrappers: a network predicting ε, x̂0, v or the score becomes one view with ε and x̂0.
+
+In VP coordinates x = α x0 + σ ε:  x0 = (x − σ ε)/α,  ε = (x − α x0)/σ,
+v = α ε − σ x0 ⇒ ε = σ x + α v, x0 = α x − σ v;  score = ∇log p_t = −ε/σ.
+Every network call is counted in `nfe`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .errors import ModelError
+from .points import Point, make_point, time_input_dtype
+from .schedules import Schedule
+
+Net = Callable[..., Tensor]
+
+
+class Model:
+    """Base wrapper: call the network, count the call, convert its output to ε or x̂0.
+
+    coords="vp": the network sees x in VP coordinates (x_t = α x0 + σ ε), as DDPM-style nets do.
+    coords="ve": the network sees x̄ = x/α (x̄ = x0 + σ̄ ε), as EDM/k-diffusion denoisers do; users
+    then also pass and receive states in x̄ coordinates.
+    """
+
+    prediction: str = ""
+
+    def __init__(
+        self,
+        net: Net,
+        schedule: Schedule,
+        *,
+        coords: str = "vp",
+        time_input: Callable[[Tensor], Tensor] | None = None,
+        model_kwargs: dict[str, Any] | None = None,
+        check_finite: bool = True,
+    ):
+        if coords not in ("vp", "ve"):
+            raise ModelError(f"coords must be 'vp' or 've', got {coords!r}")
+        if not callable(net):
+            raise ModelError(f"net must be callable as net(x, t) -> tensor, got {type(net).__name__}")
+        self.net = net
+        self.schedule = schedule
+        self.coords = coords
+        self.time_input_fn = time_input
+        self.model_kwargs = dict(model_kwargs or {})
+        self.check_finite = check_finite
+        self.nfe = 0
+        self._finite_flags: list[Tensor] = []
+        self._flag_times: list[float] = []
+
+    # ---- the one network call ---------------------------------------------------------
+    def _time_arg(self, x: Tensor, p: Point) -> Tensor:
+        if self.time_input_fn is not None:
+            return self.time_input_fn(torch.full((x.shape[0],), p.t, dtype=torch.float64, device=x.device))
+        return p.time_input(x.shape[0], x.device, time_input_dtype(x.dtype))
+
+    def _call(self, x: Tensor, p: Point, kwargs: dict[str, Any] | None = None) -> Tensor:
+        """Run the network on VP-coordinate x at point p; returns its raw output."""
+        x_in = x if self.coords == "vp" else x * (1.0 / p.alpha)
+        out = self.net(x_in, self._time_arg(x, p), **(self.model_kwargs if kwargs is None else kwargs))
+        self.nfe += 1
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ModelError(
+                f"the network returned {got} for an input of shape {tuple(x.shape)}; it must return a "
+                f"tensor of the input's shape (wrap it so that it returns only the prediction)"
+            )
+        if self.check_finite:
+            self._finite_flags.append(torch.isfinite(out).all())
+            self._flag_times.append(p.t)
+        return out
+
+    # ---- views ---------------------------------------------------------------------------
+    def _to_eps(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        raise NotImplementedError
+
+    def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        raise NotImplementedError
+
+    def eps_at(self, x: Tensor, p: Point) -> Tensor:
+        """ε_θ(x, t) for VP-coordinate x at a prepared point (one network call)."""
+        return self._to_eps(self._call(x, p), x, p)
+
+    def x0_at(self, x: Tensor, p: Point) -> Tensor:
+        """x̂0(x, t) for VP-coordinate x at a prepared point (one network call)."""
+        return self._to_x0(self._call(x, p), x, p)
+
+    def eps(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """ε_θ(x, t), x in VP coordinates, t a scalar time (convenience; solvers use eps_at)."""
+        return self.eps_at(x, make_point(self.schedule, t))
+
+    def x0(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """x̂0(x, t), x in VP coordinates, t a scalar time."""
+        return self.x0_at(x, make_point(self.schedule, t))
+
+    def score(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """∇log p_t(x) = −ε/σ."""
+        p = make_point(self.schedule, t)
+        return self.eps_at(x, p) * (-1.0 / p.sigma)
+
+    # ---- coordinates -----------------------------------------------------------------------
+    def to_vp(self, x: Tensor, p: Point) -> Tensor:
+        """User coordinates → VP coordinates."""
+        return x if self.coords == "vp" else x * p.alpha
+
+    def from_vp(self, x: Tensor, p: Point) -> Tensor:
+        """VP coordinates → user coordinates."""
+        return x if self.coords == "vp" else x * (1.0 / p.alpha)
+
+    # ---- bookkeeping ---------------------------------------------------------------------
+    def reset(self) -> None:
+        """Zero the NFE counter and forget finiteness flags."""
+        self.nfe = 0
+        self._finite_flags.clear()
+        self._flag_times.clear()
+
+    def raise_if_not_finite(self) -> None:
+        """One host sync: raise if any network output since the last reset held NaN or Inf."""
+        if not self._finite_flags:
+            return
+        flags = torch.stack(self._finite_flags)
+        if bool(flags.all()):
+            self._finite_flags.clear()
+            self._flag_times.clear()
+            return
+        first = int((~flags).nonzero()[0, 0])
+        t = self._flag_times[first]
+        self._finite_flags.clear()
+        self._flag_times.clear()
+        raise ModelError(
+            f"the network returned NaN or Inf at network call {first + 1} (t = {t:.6g}); check the "
+            f"network and its dtype (float16 overflows above 65504), the time range (t_end too close "
+            f"to 0 divides by a tiny σ) and the input scale; pass check_finite=False to the model to skip"
+        )
+
+    def check_input(self, x: Tensor) -> None:
+        """Raise if x cannot be fed to the network: not floating, or not on its device/dtype."""
+        if not isinstance(x, Tensor) or not torch.is_floating_point(x):
+            raise ModelError(
+                f"the state must be a floating-point tensor, got {type(x).__name__}"
+                + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else "")
+                + "; convert it with torch.as_tensor(x, dtype=torch.float32)"
+            )
+        params = getattr(self.net, "parameters", None)
+        if params is None:
+            return
+        first = next(iter(params()), None)
+        if first is None:
+            return
+        if first.device != x.device:
+            raise ModelError(
+                f"the state is on {x.device} but the network's parameters are on {first.device}; "
+                f"move one of them, e.g. x_T.to('{first.device}')"
+            )
+        if torch.is_floating_point(first) and first.dtype != x.dtype:
+            raise ModelError(
+                f"the state has dtype {x.dtype} but the network's parameters have dtype {first.dtype}; "
+                f"cast one of them, e.g. x_T.to({first.dtype}) or net.to({x.dtype})"
+            )
+
+
+class EpsModel(Model):
+    """Wrap net(x, t) → ε."""
+
+    prediction = "eps"
+
+    def _to_eps(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        return out
+
+    def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        return torch.add(x, out, alpha=-p.sigma).mul_(1.0 / p.alpha)
+
+
+class X0Model(Model):
+    """Wrap net(x, t) → x̂0 (a denoiser)."""
+
+    prediction = "x0"
+
+    def _to_eps(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        return torch.add(x, out, alpha=-p.alpha).mul_(1.0 / p.sigma)
+
+    def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        return out
+
+
+class VModel(Model):
+    """Wrap net(x, t) → v = α ε − σ x0."""
+
+    prediction = "v"
+
+    def _to_eps(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        return torch.add(out * p.alpha, x, alpha=p.sigma)
+
+    def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        return torch.add(x * p.alpha, out, alpha=-p.sigma)
+
+
+class ScoreModel(Model):
+    """Wrap net(x, t) → ∇log p_t(x)."""
+
+    prediction = "score"
+
+    def _to_eps(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        return out * (-p.sigma)
+
+    def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        # x0 = (x − σ ε)/α = (x + σ² s)/α
+        return torch.add(x, out, alpha=p.sigma * p.sigma).mul_(1.0 / p.alpha)
+
+
+PREDICTIONS: dict[str, type[Model]] = {"eps": EpsModel, "x0": X0Model, "v": VModel, "score": ScoreModel}
+
+
+def wrap(net: Net, schedule: Schedule, prediction: str = "eps", **kwargs: Any) -> Model:
+    """Wrap a network by the name of what it predicts: eps, x0, v or score."""
+    if prediction not in PREDICTIONS:
+        raise ModelError(
+            f"unknown prediction type {prediction!r}; valid ones are {', '.join(PREDICTIONS)} "
+            f"(diffusers calls x0 'sample' and v 'v_prediction')"
+        )
+    return PREDICTIONS[prediction](net, schedule, **kwargs)
+
+
+class CFG(Model):
+    """Classifier-free guidance in one batched call: ε = ε_u + w (ε_c − ε_u).
+
+    The inner model's network is called once on the doubled batch [x, x] with the conditioning
+    keyword `cond_key` set to cat([cond, uncond]); that batched call counts as one NFE.
+    """
+
+    def __init__(self, model: Model, cond: Tensor, uncond: Tensor, scale: float, cond_key: str = "cond"):
+        super().__init__(model.net, model.schedule, coords=model.coords,
+                         time_input=model.time_input_fn, check_finite=model.check_finite)
+        self.inner, self.scale, self.cond_key = model, float(scale), cond_key
+        self.prediction = model.prediction
+        self.model_kwargs = dict(model.model_kwargs)
+        self.model_kwargs[cond_key] = torch.cat([cond, uncond])
+
+    def _guided(self, x: Tensor, p: Point, view: str) -> Tensor:
+        x2 = torch.cat([x, x])
+        out = self._call(x2, p)
+        convert = self.inner._to_eps if view == "eps" else self.inner._to_x0
+        both = convert(out, x2, p)
+        cond, uncond = both.chunk(2)
+        return torch.add(uncond, cond - uncond, alpha=self.scale)
+
+    def eps_at(self, x: Tensor, p: Point) -> Tensor:
+        return self._guided(x, p, "eps")
+
+    def x0_at(self, x: Tensor, p: Point) -> Tensor:
+        return self._guided(x, p, "x0")

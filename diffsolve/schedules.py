@@ -1,0 +1,286 @@
+"""Noise schedules of the VP family: x_t = α_t x_0 + σ_t ε with α_t² + σ_t² = 1, all in float64.
+
+Every schedule is defined by log α_t on [t_min, t_max] and its inverse; the rest follows:
+σ_t = √(1 − α_t²), λ_t = log(α_t/σ_t) (half log-SNR), σ̄_t = σ_t/α_t = e^{−λ_t},
+β(t) = −2 d log α_t / dt.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from .errors import ScheduleError
+
+F64 = torch.float64
+
+
+def as_f64(t: Tensor | float | list[float]) -> Tensor:
+    """Any time value(s) as a float64 CPU-or-device tensor (device kept if already a tensor)."""
+    if isinstance(t, Tensor):
+        return t.to(F64)
+    return torch.as_tensor(t, dtype=F64)
+
+
+def log_alpha_from_lambda(lam: Tensor) -> Tensor:
+    """log α = −½ log(1 + e^{−2λ}), exact for every λ (logaddexp, no softplus threshold)."""
+    return -0.5 * torch.logaddexp(-2.0 * lam, torch.zeros_like(lam))
+
+
+class Schedule(ABC):
+    """A VP noise schedule on t ∈ [t_min, t_max]; subclasses give log α_t, β(t) and t(log α)."""
+
+    t_min: float
+    t_max: float
+
+    @abstractmethod
+    def log_alpha(self, t: Tensor | float) -> Tensor:
+        """log α_t."""
+
+    @abstractmethod
+    def beta(self, t: Tensor | float) -> Tensor:
+        """β(t) = −2 d log α_t / dt."""
+
+    @abstractmethod
+    def t_from_log_alpha(self, log_alpha: Tensor | float) -> Tensor:
+        """The inverse of log α_t."""
+
+    def model_time(self, t: Tensor | float) -> Tensor:
+        """The time value fed to the network (identity for continuous-time schedules)."""
+        return as_f64(t)
+
+    # ---- derived quantities -------------------------------------------------------------
+    def alpha(self, t: Tensor | float) -> Tensor:
+        """α_t."""
+        return torch.exp(self.log_alpha(t))
+
+    def sigma(self, t: Tensor | float) -> Tensor:
+        """σ_t = √(1 − α_t²)."""
+        return torch.sqrt(-torch.expm1(2.0 * self.log_alpha(t)))
+
+    def lam(self, t: Tensor | float) -> Tensor:
+        """λ_t = log α_t − log σ_t."""
+        la = self.log_alpha(t)
+        return la - 0.5 * torch.log(-torch.expm1(2.0 * la))
+
+    def sigma_bar(self, t: Tensor | float) -> Tensor:
+        """σ̄_t = σ_t / α_t = e^{−λ_t}."""
+        return torch.exp(-self.lam(t))
+
+    def t_from_lambda(self, lam: Tensor | float) -> Tensor:
+        """t(λ), the inverse of λ_t."""
+        return self.t_from_log_alpha(log_alpha_from_lambda(as_f64(lam)))
+
+    def t_from_sigma_bar(self, sigma_bar: Tensor | float) -> Tensor:
+        """t(σ̄), the inverse of σ̄_t."""
+        return self.t_from_lambda(-torch.log(as_f64(sigma_bar)))
+
+    # ---- range ---------------------------------------------------------------------------
+    @property
+    def lambda_min(self) -> float:
+        """λ at t_max (the noisiest end)."""
+        return float(self.lam(self.t_max))
+
+    @property
+    def lambda_max(self) -> float:
+        """λ at t_min (the cleanest end)."""
+        return float(self.lam(self.t_min))
+
+    def check_times(self, t: Tensor, what: str = "time") -> None:
+        """Raise if any t lies outside [t_min, t_max] (with a relative slack of 1e-12)."""
+        t = as_f64(t)
+        slack = 1e-12 * max(1.0, abs(self.t_max))
+        lo, hi = float(t.min()), float(t.max())
+        if lo < self.t_min - slack or hi > self.t_max + slack:
+            raise ScheduleError(
+                f"{what} range [{lo:.6g}, {hi:.6g}] lies outside the schedule {self!r}, "
+                f"whose range is [{self.t_min:.6g}, {self.t_max:.6g}]; "
+                f"choose t_start/t_end inside it or build the schedule with a wider range"
+            )
+
+
+class VPLinear(Schedule):
+    """Continuous linear VP: β(t) = β_min + t(β_max − β_min), log α_t = −¼t²(β_max−β_min) − ½tβ_min."""
+
+    def __init__(
+        self, beta_min: float = 0.1, beta_max: float = 20.0, t_min: float = 1e-3, t_max: float = 1.0
+    ):
+        if not (beta_min > 0 and beta_max > beta_min):
+            raise ScheduleError(
+                f"VPLinear needs 0 < beta_min < beta_max, got beta_min={beta_min}, "
+                f"beta_max={beta_max}; the usual values are 0.1 and 20"
+            )
+        if not (0 < t_min < t_max):
+            raise ScheduleError(f"VPLinear needs 0 < t_min < t_max, got {t_min}, {t_max}")
+        self.beta_min, self.beta_max, self.t_min, self.t_max = beta_min, beta_max, t_min, t_max
+
+    def __repr__(self) -> str:
+        return f"VPLinear(beta_min={self.beta_min}, beta_max={self.beta_max}, t_min={self.t_min}, t_max={self.t_max})"
+
+    def log_alpha(self, t: Tensor | float) -> Tensor:
+        t = as_f64(t)
+        return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
+
+    def beta(self, t: Tensor | float) -> Tensor:
+        return self.beta_min + as_f64(t) * (self.beta_max - self.beta_min)
+
+    def t_from_log_alpha(self, log_alpha: Tensor | float) -> Tensor:
+        # ¼Δβ t² + ½β₀ t − L = 0 with L = −log α; the root in its cancellation-free form.
+        big_l = -as_f64(log_alpha)
+        b0, db = self.beta_min, self.beta_max - self.beta_min
+        return 4.0 * big_l / (b0 + torch.sqrt(b0 * b0 + 4.0 * db * big_l))
+
+
+class VPCosine(Schedule):
+    """Cosine VP (Nichol & Dhariwal): α_t = cos(π/2·(t+s)/(1+s)) / cos(π/2·s/(1+s)), clipped at t_max."""
+
+    def __init__(self, s: float = 0.008, t_min: float = 1e-3, t_max: float = 0.9946):
+        if not (0 < t_min < t_max < 1.0):
+            raise ScheduleError(
+                f"VPCosine needs 0 < t_min < t_max < 1 (α reaches 0 at t = 1), got {t_min}, {t_max}; "
+                f"the usual clip is t_max = 0.9946"
+            )
+        self.s, self.t_min, self.t_max = s, t_min, t_max
+        self._log_cos0 = math.log(math.cos(math.pi / 2 * s / (1 + s)))
+
+    def __repr__(self) -> str:
+        return f"VPCosine(s={self.s}, t_min={self.t_min}, t_max={self.t_max})"
+
+    def log_alpha(self, t: Tensor | float) -> Tensor:
+        theta = math.pi / 2 * (as_f64(t) + self.s) / (1 + self.s)
+        return torch.log(torch.cos(theta)) - self._log_cos0
+
+    def beta(self, t: Tensor | float) -> Tensor:
+        theta = math.pi / 2 * (as_f64(t) + self.s) / (1 + self.s)
+        return math.pi / (1 + self.s) * torch.tan(theta)
+
+    def t_from_log_alpha(self, log_alpha: Tensor | float) -> Tensor:
+        theta = torch.arccos(torch.exp(as_f64(log_alpha) + self._log_cos0))
+        return theta * 2 * (1 + self.s) / math.pi - self.s
+
+
+class DiscreteDDPM(Schedule):
+    """A discrete DDPM table ᾱ_n (n = 0…N−1) embedded at t_n = (n+1)/N, log α piecewise linear in t.
+
+    The network of an integer-step model is evaluated at the continuous input N·t − 1, so it is
+    called at its own integer steps on the grid's knots and in between them elsewhere.
+    """
+
+    def __init__(
+        self,
+        betas: Tensor | list[float] | None = None,
+        alphas_cumprod: Tensor | list[float] | None = None,
+        num_train_steps: int = 1000,
+        beta_start: float = 1e-4,
+        beta_end: float = 0.02,
+    ):
+        if betas is not None and alphas_cumprod is not None:
+            raise ScheduleError("DiscreteDDPM takes betas or alphas_cumprod, not both; pass one of them")
+        if alphas_cumprod is None:
+            if betas is None:
+                betas = torch.linspace(beta_start, beta_end, num_train_steps, dtype=F64)
+            betas = as_f64(betas).cpu()
+            if betas.ndim != 1 or not bool(((betas > 0) & (betas < 1)).all()):
+                raise ScheduleError(
+                    "DiscreteDDPM betas must be a 1-D table with every value in (0, 1); "
+                    f"got shape {tuple(betas.shape)}, min {float(betas.min()):.3g}, max {float(betas.max()):.3g}"
+                )
+            log_acp = torch.cumsum(torch.log1p(-betas), 0)
+        else:
+            acp = as_f64(alphas_cumprod).cpu()
+            if acp.ndim != 1 or not bool(((acp > 0) & (acp < 1)).all()) or not bool((acp[1:] < acp[:-1]).all()):
+                raise ScheduleError(
+                    "DiscreteDDPM alphas_cumprod must be a 1-D, strictly decreasing table in (0, 1); "
+                    "check the table (a final value of exactly 0, as in zero-terminal-SNR tables, "
+                    "must be clipped to a small positive number)"
+                )
+            log_acp = torch.log(acp)
+        self.num_train_steps = n = log_acp.numel()
+        if n < 2:
+            raise ScheduleError(f"DiscreteDDPM needs at least 2 training steps, got {n}")
+        self.log_alpha_knots = 0.5 * log_acp  # log α at t_n
+        self.t_knots = torch.arange(1, n + 1, dtype=F64) / n
+        self.t_min, self.t_max = float(self.t_knots[0]), float(self.t_knots[-1])
+        self._slopes = torch.diff(self.log_alpha_knots) / torch.diff(self.t_knots)
+
+    def __repr__(self) -> str:
+        return f"DiscreteDDPM(num_train_steps={self.num_train_steps})"
+
+    @property
+    def alphas_cumprod(self) -> Tensor:
+        """ᾱ_n = α²(t_n), the DDPM table."""
+        return torch.exp(2.0 * self.log_alpha_knots)
+
+    def _segment(self, t: Tensor) -> Tensor:
+        idx = torch.searchsorted(self.t_knots.to(t.device), t, right=True) - 1
+        return idx.clamp(0, self.num_train_steps - 2)
+
+    def log_alpha(self, t: Tensor | float) -> Tensor:
+        t = as_f64(t)
+        i = self._segment(t)
+        knots, la, slopes = (v.to(t.device) for v in (self.t_knots, self.log_alpha_knots, self._slopes))
+        return la[i] + slopes[i] * (t - knots[i])
+
+    def beta(self, t: Tensor | float) -> Tensor:
+        t = as_f64(t)
+        return -2.0 * self._slopes.to(t.device)[self._segment(t)]
+
+    def t_from_log_alpha(self, log_alpha: Tensor | float) -> Tensor:
+        la = as_f64(log_alpha)
+        knots, la_k, slopes = (v.to(la.device) for v in (self.t_knots, self.log_alpha_knots, self._slopes))
+        # log α decreases along the knots: search in −log α, which increases.
+        i = (torch.searchsorted(-la_k, -la, right=True) - 1).clamp(0, self.num_train_steps - 2)
+        return knots[i] + (la - la_k[i]) / slopes[i]
+
+    def model_time(self, t: Tensor | float) -> Tensor:
+        """Network input N·t − 1: the integer training step n at the knot t_n."""
+        return self.num_train_steps * as_f64(t) - 1.0
+
+    def t_from_step(self, n: Tensor | list[int] | int) -> Tensor:
+        """t_n = (n+1)/N for integer training steps n (diffusers' `timesteps`)."""
+        return (as_f64(n) + 1.0) / self.num_train_steps
+
+
+class EDM(Schedule):
+    """VE / EDM noise levels used as time directly: t = σ̄ ∈ [σ̄_min, σ̄_max], α = 1/√(1+σ̄²)."""
+
+    def __init__(self, sigma_min: float = 0.002, sigma_max: float = 80.0):
+        if not (0 < sigma_min < sigma_max):
+            raise ScheduleError(f"EDM needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
+        self.t_min, self.t_max = sigma_min, sigma_max
+
+    def __repr__(self) -> str:
+        return f"EDM(sigma_min={self.t_min}, sigma_max={self.t_max})"
+
+    def log_alpha(self, t: Tensor | float) -> Tensor:
+        return -0.5 * torch.log1p(as_f64(t) ** 2)
+
+    def beta(self, t: Tensor | float) -> Tensor:
+        t = as_f64(t)
+        return 2.0 * t / (1.0 + t * t)
+
+    def t_from_log_alpha(self, log_alpha: Tensor | float) -> Tensor:
+        return torch.sqrt(torch.expm1(-2.0 * as_f64(log_alpha)))
+
+    def lam(self, t: Tensor | float) -> Tensor:
+        return -torch.log(as_f64(t))
+
+    def sigma_bar(self, t: Tensor | float) -> Tensor:
+        return as_f64(t).clone()
+
+    def t_from_lambda(self, lam: Tensor | float) -> Tensor:
+        return torch.exp(-as_f64(lam))
+
+    def t_from_sigma_bar(self, sigma_bar: Tensor | float) -> Tensor:
+        return as_f64(sigma_bar).clone()
+
+
+SCHEDULES: dict[str, type[Schedule]] = {
+    "linear": VPLinear,
+    "cosine": VPCosine,
+    "discrete": DiscreteDDPM,
+    "edm": EDM,
+}

@@ -1,0 +1,135 @@
+"""One entry point: dynamics × solver × grid → Solution (final state, counted NFE, trajectory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from . import grids as grids_mod
+from .dynamics import Dynamics, ode
+from .errors import GridError, ModelError
+from .grids import Grid
+from .models import Model
+from .points import make_point
+from .solvers import get_solver
+from .solvers.base import Solver
+
+
+@dataclass
+class Solution:
+    """The result of a solve: x at the grid's last time, in the model's coordinates."""
+
+    x: Tensor
+    nfe: int
+    grid: Grid
+    solver: str
+    trajectory: Tensor | None = None  # shape (steps + 1, *x.shape) when requested
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return self.grid.steps
+
+
+def _as_grid(dynamics: Dynamics, grid: Grid | Tensor | list[float]) -> Grid:
+    if isinstance(grid, Grid):
+        if grid.schedule is not dynamics.schedule and repr(grid.schedule) != repr(dynamics.schedule):
+            raise GridError(
+                f"the grid was built on {grid.schedule!r} but the dynamics use {dynamics.schedule!r}; "
+                f"build the grid from the same schedule"
+            )
+        return grid
+    return grids_mod.custom(dynamics.schedule, grid)
+
+
+def _check_direction(dynamics: Dynamics, grid: Grid) -> None:
+    if grid.decreasing != dynamics.time_reversed:
+        want = "decreasing (noise → data)" if dynamics.time_reversed else "increasing (data → noise)"
+        raise GridError(
+            f"{dynamics!r} needs grid times {want}, but the grid runs from t={float(grid.t[0]):.6g} "
+            f"to t={float(grid.t[-1]):.6g}; reverse the grid (grid.t.flip(0))"
+        )
+
+
+def solve(
+    dynamics: Dynamics,
+    x: Tensor,
+    grid: Grid | Tensor | list[float],
+    solver: str | Solver = "heun",
+    *,
+    trajectory: bool = False,
+    grad: bool = False,
+    **options: Any,
+) -> Solution:
+    """Integrate `dynamics` from x at grid.t[0] to grid.t[-1] with `solver` (a name or a Solver).
+
+    x is in the model's coordinates (VP unless the model says coords="ve"); options go to the
+    solver (e.g. rtol/atol for dopri5, seed for euler_maruyama). The NFE is counted, not computed.
+    """
+    method = get_solver(solver)
+    grid = _as_grid(dynamics, grid)
+    _check_direction(dynamics, grid)
+    method.check(dynamics, grid, options)
+    model: Model | None = dynamics.model
+    if not isinstance(x, Tensor) or not torch.is_floating_point(x):
+        raise ModelError(
+            f"x must be a floating-point tensor, got {type(x).__name__}"
+            + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else "")
+            + "; convert it with torch.as_tensor(x, dtype=torch.float32)"
+        )
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ModelError(f"x must have a leading batch dimension, got shape {tuple(x.shape)}; use x[None]")
+    start, end = make_point(dynamics.schedule, grid.t[0]), make_point(dynamics.schedule, grid.t[-1])
+    nfe_before = 0
+    if model is not None:
+        model.check_input(x)
+        model._finite_flags.clear()
+        model._flag_times.clear()
+        nfe_before = model.nfe
+        x_vp = model.to_vp(x, start)
+    else:
+        x_vp = x
+    with torch.set_grad_enabled(grad):
+        x_end, traj = method.integrate(dynamics, x_vp, grid, record=trajectory, **options)
+    if model is not None:
+        model.raise_if_not_finite()
+        nfe = model.nfe - nfe_before
+        to_user = model.from_vp
+    else:
+        nfe = 0
+        def to_user(v: Tensor, p: Any) -> Tensor:
+            return v
+    stacked = None
+    if trajectory:
+        pts = [start] + [make_point(dynamics.schedule, t) for t in grid.t[1:]]
+        stacked = torch.stack([to_user(v, p) for v, p in zip([x_vp] + traj, pts)])
+    return Solution(x=to_user(x_end, end), nfe=nfe, grid=grid, solver=method.name, trajectory=stacked)
+
+
+def sample(
+    model: Model,
+    x: Tensor,
+    *,
+    solver: str | Solver = "heun",
+    nfe: int | None = None,
+    steps: int | None = None,
+    grid: str = "logsnr",
+    variable: str = "lambda",
+    **options: Any,
+) -> Solution:
+    """The common case: sample from x_T over the whole schedule with an NFE budget or a step count.
+
+    Builds the ODE in `variable` (t → probability-flow ODE; sigma, lambda → DDIM ODE), a `grid`
+    (time, logsnr, quadratic, karras) with the steps that fit `nfe`, and solves.
+    """
+    method = get_solver(solver)
+    if (nfe is None) == (steps is None):
+        raise GridError(f"give exactly one of nfe= or steps=, got nfe={nfe}, steps={steps}")
+    if steps is None:
+        steps = method.steps_for(int(nfe))
+    g = grids_mod.make(grid, model.schedule, steps)
+    dyn = ode(model, variable)
+    return solve(dyn, x, g, method, **options)
