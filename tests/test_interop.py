@@ -1,0 +1,91 @@
+"""diffusers adapter: a tiny random UNet2DModel through diffsolve equals diffusers' own calls and DDIM loop."""
+
+import pytest
+import torch
+
+import diffsolve as ds
+
+diffusers = pytest.importorskip("diffusers")
+from diffsolve.interop import from_diffusers, grid_from_timesteps, schedule_from_diffusers  # noqa: E402
+
+
+def tiny_unet(seed: int = 0, out_channels: int = 3) -> "diffusers.UNet2DModel":
+    torch.manual_seed(seed)
+    unet = diffusers.UNet2DModel(
+        sample_size=8, in_channels=3, out_channels=out_channels, block_out_channels=(8, 16), layers_per_block=1,
+        down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=4, attention_head_dim=4,
+    )
+    return unet.eval().requires_grad_(False)
+
+
+def ddim(prediction_type: str, set_alpha_to_one: bool = False, **kw) -> "diffusers.DDIMScheduler":
+    return diffusers.DDIMScheduler(num_train_timesteps=1000, beta_schedule="linear", clip_sample=False,
+                                   prediction_type=prediction_type, set_alpha_to_one=set_alpha_to_one, **kw)
+
+
+def test_eps_at_diffusers_timesteps_is_the_unet_output():
+    unet = tiny_unet()
+    model = from_diffusers(unet, ddim("epsilon"))
+    x = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    for n in (0, 1, 137, 500, 999):
+        t = float(model.schedule.t_from_step(n))
+        torch.testing.assert_close(model.eps(x, t), unet(x, torch.tensor([n, n])).sample, rtol=0, atol=0)
+    # the DDPM table is the scheduler's own (its float32 values)
+    torch.testing.assert_close(model.schedule.alphas_cumprod.float(), ddim("epsilon").alphas_cumprod,
+                               rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_ddim_through_diffsolve_matches_diffusers_loop(prediction_type):
+    unet = tiny_unet(seed=2)
+    sched = ddim(prediction_type)
+    sched.set_timesteps(10)
+    x_t = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
+    x = x_t.clone()
+    for n in sched.timesteps:
+        x = sched.step(unet(x, n).sample, n, x).prev_sample
+    # diffusers' last step goes from step 0 to ᾱ_0 (set_alpha_to_one=False): an identity that costs one call.
+    model = from_diffusers(unet, sched)
+    grid = grid_from_timesteps(model.schedule, sched.timesteps)
+    sol = ds.solve(ds.DDIMODE(model, "sigma"), x_t, grid, "euler")
+    assert sol.nfe == len(sched.timesteps) - 1
+    torch.testing.assert_close(sol.x, x, rtol=1e-4, atol=1e-5)
+    assert float((sol.x - x_t).abs().max()) > 0.1  # the comparison is not between two unchanged inputs
+
+
+def test_set_alpha_to_one_final_step_is_the_x0_prediction():
+    unet = tiny_unet(seed=4)
+    sched = ddim("epsilon", set_alpha_to_one=True)
+    sched.set_timesteps(5)
+    x_t = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+    x = x_t.clone()
+    for n in sched.timesteps:
+        x = sched.step(unet(x, n).sample, n, x).prev_sample
+    model = from_diffusers(unet, sched)
+    sol = ds.solve(ds.DDIMODE(model), x_t, grid_from_timesteps(model.schedule, sched.timesteps), "euler")
+    torch.testing.assert_close(model.x0(sol.x, model.schedule.t_min), x, rtol=1e-4, atol=1e-5)
+
+
+def test_schedule_from_config_dict_and_learned_variance():
+    cfg = {"num_train_timesteps": 1000, "beta_schedule": "scaled_linear", "beta_start": 0.00085,
+           "beta_end": 0.012, "prediction_type": "epsilon"}
+    ref = diffusers.DDPMScheduler(**cfg).alphas_cumprod
+    torch.testing.assert_close(schedule_from_diffusers(cfg).alphas_cumprod.float(), ref, rtol=1e-6, atol=0)
+    cos = {"num_train_timesteps": 1000, "beta_schedule": "squaredcos_cap_v2"}
+    torch.testing.assert_close(schedule_from_diffusers(cos).alphas_cumprod.float(),
+                               diffusers.DDPMScheduler(**cos).alphas_cumprod, rtol=1e-5, atol=0)
+    unet = tiny_unet(seed=6, out_channels=6)  # ε and a learned variance, as in improved DDPM
+    model = from_diffusers(unet, cfg)
+    x = torch.randn(2, 3, 8, 8)
+    torch.testing.assert_close(model.eps(x, float(model.schedule.t_from_step(10))),
+                               unet(x, 10).sample[:, :3], rtol=0, atol=0)
+
+
+def test_wrong_inputs():
+    with pytest.raises(ds.ModelError, match="prediction_type"):
+        from_diffusers(tiny_unet(), ddim("epsilon"), prediction_type="flow")
+    with pytest.raises(ds.ModelError, match="nn.Module"):
+        from_diffusers(lambda x, t: x, ddim("epsilon"))
+    with pytest.raises(ds.ScheduleError, match="beta_schedule"):
+        schedule_from_diffusers({"beta_schedule": "sigmoid"})
