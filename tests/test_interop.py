@@ -24,6 +24,18 @@ def ddim(prediction_type: str, set_alpha_to_one: bool = False, **kw) -> "diffuse
                                    prediction_type=prediction_type, set_alpha_to_one=set_alpha_to_one, **kw)
 
 
+def run_both(unet, sched, steps: int, seed: int):
+    """(x_T, diffusers' DDIM loop result, diffsolve's Euler-in-σ̄ solution on the same timesteps)."""
+    sched.set_timesteps(steps)
+    x_t = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    x = x_t.clone()
+    for n in sched.timesteps:
+        x = sched.step(unet(x, n).sample, n, x).prev_sample
+    model = from_diffusers(unet, sched)
+    sol = ds.solve(ds.DDIMODE(model, "sigma"), x_t, grid_from_timesteps(model.schedule, sched.timesteps), "euler")
+    return x_t, x, sol, model
+
+
 def test_eps_at_diffusers_timesteps_is_the_unet_output():
     unet = tiny_unet()
     model = from_diffusers(unet, ddim("epsilon"))
@@ -38,32 +50,16 @@ def test_eps_at_diffusers_timesteps_is_the_unet_output():
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
 def test_ddim_through_diffsolve_matches_diffusers_loop(prediction_type):
-    unet = tiny_unet(seed=2)
     sched = ddim(prediction_type)
-    sched.set_timesteps(10)
-    x_t = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(3))
-    x = x_t.clone()
-    for n in sched.timesteps:
-        x = sched.step(unet(x, n).sample, n, x).prev_sample
+    x_t, x, sol, _ = run_both(tiny_unet(seed=2), sched, steps=10, seed=3)
     # diffusers' last step goes from step 0 to ᾱ_0 (set_alpha_to_one=False): an identity that costs one call.
-    model = from_diffusers(unet, sched)
-    grid = grid_from_timesteps(model.schedule, sched.timesteps)
-    sol = ds.solve(ds.DDIMODE(model, "sigma"), x_t, grid, "euler")
-    assert sol.nfe == len(sched.timesteps) - 1
+    assert sched.timesteps.tolist() == list(range(900, -1, -100)) and sol.nfe == 9
     torch.testing.assert_close(sol.x, x, rtol=1e-4, atol=1e-5)
     assert float((sol.x - x_t).abs().max()) > 0.1  # the comparison is not between two unchanged inputs
 
 
 def test_set_alpha_to_one_final_step_is_the_x0_prediction():
-    unet = tiny_unet(seed=4)
-    sched = ddim("epsilon", set_alpha_to_one=True)
-    sched.set_timesteps(5)
-    x_t = torch.randn(1, 3, 8, 8, generator=torch.Generator().manual_seed(5))
-    x = x_t.clone()
-    for n in sched.timesteps:
-        x = sched.step(unet(x, n).sample, n, x).prev_sample
-    model = from_diffusers(unet, sched)
-    sol = ds.solve(ds.DDIMODE(model), x_t, grid_from_timesteps(model.schedule, sched.timesteps), "euler")
+    _, x, sol, model = run_both(tiny_unet(seed=4), ddim("epsilon", set_alpha_to_one=True), steps=5, seed=5)
     torch.testing.assert_close(model.x0(sol.x, model.schedule.t_min), x, rtol=1e-4, atol=1e-5)
 
 
