@@ -69,7 +69,8 @@ def test_dtype_mismatch_with_the_network():
     net = torch.nn.Linear(3, 3)  # float32 parameters
     model = ds.EpsModel(lambda x, t: net(x), S)
     model.net = net
-    with pytest.raises(ds.ModelError, match=r"dtype torch.float64 but the network's parameters have dtype torch.float32"):
+    msg = r"dtype torch.float64 but the network's parameters have dtype torch.float32"
+    with pytest.raises(ds.ModelError, match=msg):
         ds.solve(ds.ode(model), _x(torch.float64), ds.grids.logsnr(S, 4), "euler")
 
 
