@@ -13,7 +13,6 @@ from .dynamics import Dynamics, ode
 from .errors import GridError, ModelError
 from .grids import Grid
 from .models import Model
-from .points import make_point
 from .solvers import get_solver
 from .solvers.base import Solver
 
@@ -85,7 +84,7 @@ def solve(
         )
     if x.ndim < 1 or x.shape[0] < 1:
         raise ModelError(f"x must have a leading batch dimension, got shape {tuple(x.shape)}; use x[None]")
-    start, end = make_point(dynamics.schedule, grid.t[0]), make_point(dynamics.schedule, grid.t[-1])
+    start, end = grid.points[0], grid.points[-1]
     nfe_before = 0
     if model is not None:
         model.check_input(x)
@@ -113,8 +112,7 @@ def solve(
             return v
     stacked = None
     if trajectory:
-        pts = [start] + [make_point(dynamics.schedule, t) for t in grid.t[1:]]
-        stacked = torch.stack([to_user(v, p) for v, p in zip([x_vp] + traj, pts)])
+        stacked = torch.stack([to_user(v, p) for v, p in zip([x_vp] + traj, grid.points)])
     info = {"cuda_graph": cuda_graph}
     return Solution(x=to_user(x_end, end), nfe=nfe, grid=grid, solver=method.name, trajectory=stacked, info=info)
 
