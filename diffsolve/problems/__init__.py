@@ -40,7 +40,8 @@ register("gmm-2d", lambda: GaussianMixture.random(
 ))
 register("gmm-64", lambda: GaussianMixture.random(
     dim=64, components=6, seed=64, mean_scale=0.3, std_range=(0.05, 0.3), name="gmm-64",
-    description="6-component 64-d Gaussian mixture (means N(0, 0.3²)), unequal weights, per-component diagonal stds 0.05-0.3",
+    description="6-component 64-d Gaussian mixture, means N(0, 0.3²), unequal weights, "
+                "per-component diagonal stds 0.05-0.3",
 ))
 
 __all__ = ["PROBLEMS", "GaussianMixture", "Problem", "get", "register"]
