@@ -38,14 +38,14 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed(fn, device: torch.device, repeats: int) -> float:
-    """Median wall seconds of fn() over `repeats` runs after one warm-up run."""
-    fn()
+def timed(device: torch.device, repeats: int, fn, *args, **kwargs) -> float:
+    """Median wall seconds of fn(*args, **kwargs) over `repeats` runs after one warm-up run."""
+    fn(*args, **kwargs)
     sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        fn(*args, **kwargs)
         sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
@@ -71,14 +71,6 @@ def diffusers_scheduler(algo: str):
 
     cls_name, kwargs = ALGOS[algo]
     return getattr(diffusers, cls_name)(num_train_timesteps=1000, beta_schedule="linear", **kwargs)
-
-
-def diffsolve_grid(schedule: ds.DiscreteDDPM, timesteps: torch.Tensor) -> ds.grids.Grid:
-    """diffusers' integer timesteps as a diffsolve grid, ending at training step 0."""
-    steps = timesteps.to(torch.float64).cpu()
-    if steps[-1] != 0:
-        steps = torch.cat([steps, torch.zeros(1, dtype=torch.float64)])
-    return ds.grids.custom(schedule, schedule.t_from_step(steps))
 
 
 def run_diffusers(net, algo: str, x: torch.Tensor, steps: int) -> torch.Tensor:
@@ -143,30 +135,29 @@ def main() -> None:
                 x = torch.randn(batch, 3, size, size, device=device, dtype=dtype,
                                 generator=torch.Generator(device).manual_seed(0))
                 t_in = torch.full((batch,), 500.0, device=device, dtype=torch.float32)
-                fwd = timed(lambda: net(x, t_in), device, repeats * 4)
+                fwd = timed(device, repeats * 4, net, x, t_in)
                 for algo in ALGOS:
                     if algo not in ds.SOLVERS:
                         continue
                     for nfe in nfes:
-                        sched = diffusers_scheduler(algo)
-                        sched.set_timesteps(nfe)
-                        grid = diffsolve_grid(schedule, sched.timesteps)
+                        # same number of network calls; timing does not depend on where the steps lie
+                        steps = ds.get_solver(algo).steps_for(nfe)
+                        grid = ds.grids.logsnr(schedule, steps)
                         model = ds.EpsModel(net, schedule)
                         dyn = ds.ode(model, "lambda")
-                        steps = grid.steps
                         row = {"net": net_name, "batch": batch, "algo": algo, "nfe": nfe, "steps": steps,
                                "forward_ms": fwd * 1e3}
-                        t_diff = timed(lambda: run_diffusers(net, algo, x, nfe), device, repeats)
+                        t_diff = timed(device, repeats, run_diffusers, net, algo, x, nfe)
                         sol = ds.solve(dyn, x, grid, algo)
-                        t_eager = timed(lambda: ds.solve(dyn, x, grid, algo), device, repeats)
+                        t_eager = timed(device, repeats, ds.solve, dyn, x, grid, algo)
                         row["diffsolve_nfe"] = sol.nfe
                         for label, secs in (("diffusers", t_diff), ("eager", t_eager)):
                             row[f"{label}_ms"] = secs * 1e3
-                            row[f"{label}_overhead_ms_per_step"] = (secs - nfe * fwd) / steps * 1e3
+                            row[f"{label}_overhead_ms_per_step"] = (secs - nfe * fwd) / nfe * 1e3
                         if device.type == "cuda":
-                            t_graph = timed(lambda: ds.solve(dyn, x, grid, algo, cuda_graph=True), device, repeats)
+                            t_graph = timed(device, repeats, ds.solve, dyn, x, grid, algo, cuda_graph=True)
                             row["graph_ms"] = t_graph * 1e3
-                            row["graph_overhead_ms_per_step"] = (t_graph - nfe * fwd) / steps * 1e3
+                            row["graph_overhead_ms_per_step"] = (t_graph - nfe * fwd) / nfe * 1e3
                             g = ds.solve(dyn, x, grid, algo, cuda_graph=True).x.float()
                             e = ds.solve(dyn, x, grid, algo).x.float()
                             row["graph_vs_eager_max_abs"] = (g - e).abs().max().item()
