@@ -44,4 +44,9 @@ register("gmm-64", lambda: GaussianMixture.random(
                 "per-component diagonal stds 0.05-0.3",
 ))
 
+from .trained import TrainedProblem  # noqa: E402  (trained networks: loaded on first use)
+
+register("toy-2d", lambda: TrainedProblem.pretrained("toy-2d"))
+register("digits-8x8", lambda: TrainedProblem.pretrained("digits-8x8"))
+
 __all__ = ["PROBLEMS", "GaussianMixture", "Problem", "get", "register"]

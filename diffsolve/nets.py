@@ -1,0 +1,203 @@
+"""Small ε-networks trained by `diffsolve train`, their data, and the loader of the shipped checkpoints.
+
+toy-2d:     an MLP ε_θ(x, t) on a ring of 8 Gaussians in the plane (density known in closed form);
+digits-8x8: a tiny UNet ε_θ(x, t) on scikit-learn's 8×8 digits, values v ∈ {0…16} dequantized and
+            mapped to [−1, 1] by x = 2(v + u)/17 − 1, u ~ U[0, 1).
+Both are trained on the continuous linear VP schedule; the network's time input is t ∈ [t_min, 1].
+"""
+
+from __future__ import annotations
+
+import math
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import ModelError
+from .models import EpsModel
+from .schedules import SCHEDULES, Schedule
+
+PRETRAINED = ("toy-2d", "digits-8x8")
+DIGIT_LEVELS = 17  # sklearn's digits take the integer values 0…16
+
+
+# ---- data ---------------------------------------------------------------------------------
+RING_MODES, RING_RADIUS, RING_STD = 8, 1.5, 0.15
+
+
+def ring_means() -> Tensor:
+    """The 8 means (R cos 2πk/8, R sin 2πk/8) of the toy-2d ring, float64."""
+    ang = torch.arange(RING_MODES, dtype=torch.float64) * (2 * math.pi / RING_MODES)
+    return RING_RADIUS * torch.stack([ang.cos(), ang.sin()], 1)
+
+
+def toy_2d(n: int, seed: int) -> Tensor:
+    """n samples of the ring: (1/8) Σ_k N(m_k, 0.15² I), float32, from a seeded generator."""
+    g = torch.Generator().manual_seed(seed)
+    k = torch.randint(RING_MODES, (n,), generator=g)
+    x = ring_means()[k] + RING_STD * torch.randn(n, 2, generator=g, dtype=torch.float64)
+    return x.float()
+
+
+def toy_2d_logp(x: Tensor, t_alpha: float = 1.0, t_sigma: float = 0.0) -> Tensor:
+    """log p(x) of the ring's VP marginal at (α, σ): (1/8) Σ_k N(α m_k, (α² s² + σ²) I)."""
+    x = x.to(torch.float64)
+    var = t_alpha**2 * RING_STD**2 + t_sigma**2
+    d2 = ((x[:, None, :] - t_alpha * ring_means()) ** 2).sum(-1)
+    return torch.logsumexp(-0.5 * d2 / var, 1) - math.log(RING_MODES) - math.log(2 * math.pi * var)
+
+
+def digits_levels(split: str = "train") -> Tensor:
+    """sklearn's 8×8 digits as integer levels (N, 1, 8, 8); a fixed permutation: 1,500 train, 297 test."""
+    from sklearn.datasets import load_digits
+
+    images = torch.as_tensor(load_digits().images, dtype=torch.float32)  # (1797, 8, 8), values 0…16
+    perm = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(1234))
+    idx = {"train": perm[:1500], "test": perm[1500:]}.get(split)
+    if idx is None:
+        raise ModelError(f"unknown digits split {split!r}; valid ones are train, test")
+    return images[idx][:, None]
+
+
+def dequantize(levels: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """x = 2(v + u)/17 − 1 with u ~ U[0, 1): continuous data in [−1, 1)."""
+    u = torch.rand(levels.shape, generator=generator, dtype=levels.dtype)
+    return (levels + u) * (2.0 / DIGIT_LEVELS) - 1.0
+
+
+def to_levels(x: Tensor) -> Tensor:
+    """The inverse of `dequantize` up to u: v = floor((x + 1) 17/2), clipped to 0…16."""
+    return torch.floor((x + 1.0) * (DIGIT_LEVELS / 2.0)).clamp(0, DIGIT_LEVELS - 1)
+
+
+# ---- networks -----------------------------------------------------------------------------
+MAX_FREQ = 50.0
+
+
+def time_features(t: Tensor, dim: int) -> Tensor:
+    """[sin(ω_j t), cos(ω_j t)] with ω_j geometric from 1 to 50 rad per unit t.
+
+    Deliberately low frequencies (DDPM's embedding of 1000·t reaches 1000 rad): ε_θ is then smooth
+    in t, so adaptive reference solves do not chase oscillations of the embedding.
+    """
+    half = dim // 2
+    freqs = MAX_FREQ ** (torch.arange(half, device=t.device, dtype=torch.float32) / max(half - 1, 1))
+    arg = t.reshape(-1, 1).to(freqs.dtype) * freqs
+    return torch.cat([arg.sin(), arg.cos()], 1)
+
+
+class TimeMLP(nn.Module):
+    """t → sinusoidal features → a two-layer SiLU MLP."""
+
+    def __init__(self, dim: int, out: int):
+        super().__init__()
+        self.dim = dim
+        self.net = nn.Sequential(nn.Linear(dim, out), nn.SiLU(), nn.Linear(out, out))
+
+    def forward(self, t: Tensor, dtype: torch.dtype) -> Tensor:
+        return self.net(time_features(t, self.dim).to(dtype))
+
+
+class MLPEps(nn.Module):
+    """ε_θ(x, t) for vector data: [x, emb(t)] through `depth` SiLU layers of width `hidden`."""
+
+    def __init__(self, dim: int = 2, hidden: int = 128, depth: int = 3, temb: int = 32):
+        super().__init__()
+        self.temb = TimeMLP(temb, temb)
+        layers: list[nn.Module] = [nn.Linear(dim + temb, hidden), nn.SiLU()]
+        for _ in range(depth - 1):
+            layers += [nn.Linear(hidden, hidden), nn.SiLU()]
+        layers.append(nn.Linear(hidden, dim))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.net(torch.cat([x, self.temb(t, x.dtype).expand(x.shape[0], -1)], 1))
+
+
+class ResBlock(nn.Module):
+    """GroupNorm–SiLU–conv twice, the time embedding added in between, plus a 1×1 skip."""
+
+    def __init__(self, cin: int, cout: int, temb: int):
+        super().__init__()
+        self.n1, self.c1 = nn.GroupNorm(8, cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.t = nn.Linear(temb, cout)
+        self.n2, self.c2 = nn.GroupNorm(8, cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Identity() if cin == cout else nn.Conv2d(cin, cout, 1)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.c1(nn.functional.silu(self.n1(x))) + self.t(emb)[:, :, None, None]
+        return self.skip(x) + self.c2(nn.functional.silu(self.n2(h)))
+
+
+class TinyUNet(nn.Module):
+    """ε_θ(x, t) for (B, 1, 8, 8) images: 8×8 (c) → 4×4 (2c) → 8×8 (c) with a skip connection."""
+
+    def __init__(self, channels: int = 32, temb: int = 128, in_ch: int = 1):
+        super().__init__()
+        c = channels
+        self.temb = TimeMLP(temb, temb)
+        self.inp = nn.Conv2d(in_ch, c, 3, padding=1)
+        self.enc = ResBlock(c, c, temb)
+        self.down = nn.Conv2d(c, 2 * c, 3, stride=2, padding=1)
+        self.mid1, self.mid2 = ResBlock(2 * c, 2 * c, temb), ResBlock(2 * c, 2 * c, temb)
+        self.up = nn.Conv2d(2 * c, c, 3, padding=1)
+        self.dec = ResBlock(2 * c, c, temb)
+        self.out = nn.Sequential(nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, in_ch, 3, padding=1))
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        emb = self.temb(t, x.dtype).expand(x.shape[0], -1)
+        h0 = self.enc(self.inp(x), emb)
+        h = self.mid2(self.mid1(self.down(h0), emb), emb)
+        h = self.up(nn.functional.interpolate(h, scale_factor=2, mode="nearest"))
+        return self.out(self.dec(torch.cat([h, h0], 1), emb))
+
+
+ARCHS: dict[str, type[nn.Module]] = {"mlp": MLPEps, "unet": TinyUNet}
+
+
+# ---- checkpoints --------------------------------------------------------------------------
+def schedule_from_config(cfg: dict[str, Any]) -> Schedule:
+    """Rebuild a schedule from {'kind': name, **kwargs} (kinds of diffsolve.schedules.SCHEDULES)."""
+    kw = dict(cfg)
+    kind = kw.pop("kind")
+    return SCHEDULES[kind](**kw)
+
+
+def build_net(arch: str, config: dict[str, Any]) -> nn.Module:
+    """An untrained network of a named architecture."""
+    if arch not in ARCHS:
+        raise ModelError(f"unknown architecture {arch!r}; valid ones are {', '.join(ARCHS)}")
+    return ARCHS[arch](**config)
+
+
+def checkpoint_path(name: str) -> Path:
+    """Where the shipped checkpoint `name` lives inside the package."""
+    return Path(str(resources.files("diffsolve") / "checkpoints" / f"{name}.pt"))
+
+
+def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32,
+                    device: str | torch.device = "cpu") -> tuple[EpsModel, dict[str, Any]]:
+    """(ε-model on the checkpoint's schedule, the checkpoint's metadata) from a file saved by training."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    net = build_net(ckpt["arch"], ckpt["config"])
+    net.load_state_dict(ckpt["state_dict"])
+    net.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
+    return EpsModel(net, schedule_from_config(ckpt["schedule"])), meta
+
+
+def load_pretrained(name: str, *, dtype: torch.dtype = torch.float32,
+                    device: str | torch.device = "cpu") -> EpsModel:
+    """The shipped model "toy-2d" (x of shape (B, 2)) or "digits-8x8" (x of shape (B, 1, 8, 8))."""
+    if name not in PRETRAINED:
+        raise ModelError(f"unknown pretrained model {name!r}; valid ones are {', '.join(PRETRAINED)}")
+    path = checkpoint_path(name)
+    if not path.exists():
+        raise ModelError(
+            f"the checkpoint {path} is missing; reinstall diffsolve or train it with "
+            f"`diffsolve train {name}`"
+        )
+    return load_checkpoint(path, dtype=dtype, device=device)[0]

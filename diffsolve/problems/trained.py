@@ -1,0 +1,103 @@
+"""Benchmark problems of the shipped trained networks: `toy-2d` (MLP, ring of 8 Gaussians) and
+`digits-8x8` (tiny UNet, sklearn digits), both trained on the linear VP schedule.
+
+States are flat (n, dim) VP-coordinate tensors; the network sees them reshaped to its own shape.
+The reference is the generic float64 dopri8 solve of the network's own ODE (Problem.reference);
+its error is estimated by re-solving at tighter tolerances (Problem.reference_error).
+For another VP schedule S the network is fed the training time with the same log-SNR,
+t_train(λ_S(t)), which is exact for a VP model (p_t depends on t only through λ).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .. import nets
+from ..errors import ScheduleError
+from ..models import EpsModel, Model
+from ..schedules import Schedule
+from .base import F64, Problem, generator, time_range
+
+_STREAM_X_T = 0
+
+
+class FlatNet(nn.Module):
+    """net(x, t) on flat (B, dim) states for a network of event shape `shape`."""
+
+    def __init__(self, net: nn.Module, shape: tuple[int, ...]):
+        super().__init__()
+        self.net, self.shape = net, shape
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return self.net(x.reshape(x.shape[0], *self.shape), t).reshape(x.shape[0], -1)
+
+
+class TrainedProblem(Problem):
+    """A shipped checkpoint as a benchmark problem."""
+
+    def __init__(self, name: str, shape: tuple[int, ...], description: str, exact_samples: bool):
+        self.name, self.shape, self.description = name, shape, description
+        self.dim = int(torch.tensor(shape).prod())
+        self.has_exact_samples = exact_samples
+        self._models: dict[torch.dtype, EpsModel] = {}
+
+    @classmethod
+    def pretrained(cls, name: str) -> TrainedProblem:
+        if name == "toy-2d":
+            return cls(name, (2,), "MLP eps-network trained on a ring of 8 Gaussians (radius 1.5, std 0.15)",
+                       exact_samples=True)
+        return cls(name, (1, 8, 8), "tiny UNet eps-network trained on sklearn's 8x8 digits (scaled to [-1, 1])",
+                   exact_samples=False)
+
+    def _trained(self, dtype: torch.dtype) -> EpsModel:
+        if dtype not in self._models:
+            self._models[dtype] = nets.load_pretrained(self.name, dtype=dtype)
+        return self._models[dtype]
+
+    def default_schedule(self) -> Schedule:
+        return self._trained(F64).schedule
+
+    def model(self, schedule: Schedule | None = None, dtype: torch.dtype = F64) -> Model:
+        trained = self._trained(dtype)
+        train_sched = trained.schedule
+        net = FlatNet(trained.net, self.shape)
+        if schedule is None or repr(schedule) == repr(train_sched):
+            return EpsModel(net, train_sched)
+        lo, hi = train_sched.lambda_min, train_sched.lambda_max
+        if schedule.lambda_min < lo - 1e-9 or schedule.lambda_max > hi + 1e-9:
+            raise ScheduleError(
+                f"{schedule!r} spans log-SNR λ ∈ [{schedule.lambda_min:.4g}, {schedule.lambda_max:.4g}] but "
+                f"{self.name} was trained on λ ∈ [{lo:.4g}, {hi:.4g}]; narrow its t range or use the default"
+            )
+
+        def to_train_time(t: Tensor) -> Tensor:
+            return train_sched.t_from_lambda(schedule.lam(t))
+
+        return EpsModel(net, schedule, time_input=to_train_time)
+
+    def _data(self, n: int, g: torch.Generator) -> Tensor:
+        """n data points (float64, flat): the ring's law, or dequantized training digits."""
+        if self.name == "toy-2d":
+            return nets.toy_2d(n, int(torch.randint(2**62, (1,), generator=g))).to(F64)
+        levels = nets.digits_levels("train")
+        idx = torch.randint(levels.shape[0], (n,), generator=g)
+        return nets.dequantize(levels[idx].to(F64), g).reshape(n, -1)
+
+    def samples(self, n: int, seed: int, schedule: Schedule | None = None, t: float | None = None,
+                stream: int = 1) -> Tensor:
+        """x = α_t x0 + σ_t z with x0 from the data law (the ring is known exactly; digits are data)."""
+        g = generator(seed, stream)
+        x0 = self._data(n, g)
+        if t is None:
+            return x0
+        schedule = schedule or self.default_schedule()
+        a, s = float(schedule.alpha(float(t))), float(schedule.sigma(float(t)))
+        return a * x0 + s * torch.randn(x0.shape, generator=g, dtype=F64)
+
+    def x_T(self, n: int, seed: int, schedule: Schedule | None = None, t_start: float | None = None,
+            dtype: torch.dtype = F64) -> Tensor:
+        """n draws of the data's marginal at t_start (≈ N(0, I) at t_max)."""
+        schedule = schedule or self.default_schedule()
+        t0, _ = time_range(schedule, t_start, None)
+        return self.samples(n, seed, schedule, t0, stream=_STREAM_X_T).to(dtype)
