@@ -9,19 +9,14 @@ entry (final_sigmas_type="sigma_min") — a grid that ends at t_from_step(0) = t
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _expo_gmm import MixtureEps  # noqa: E402
-
 import diffsolve as ds  # noqa: E402
 from diffsolve import grids  # noqa: E402
+from tests._expo_gmm import MixtureEps  # noqa: E402
 
 F64 = torch.float64
 STEPS = (5, 10, 20, 50)
