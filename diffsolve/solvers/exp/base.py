@@ -111,7 +111,8 @@ class ExpSolver(Solver):
         form = check_form(self.form_of(options))
         points = node_points(dynamics, grid)
         nodes = nodes_of(points, bool(to_zero))
-        plan = self.build(nodes, form, lower_order_final=bool(lower_order_final), **options)
+        key = ("exp-plan", self.name, form, bool(to_zero), bool(lower_order_final), tuple(sorted(options.items())))
+        plan = grid.memo(key, lambda: self.build(nodes, form, lower_order_final=bool(lower_order_final), **options))
         fn = prediction_fn(model, form, threshold, threshold_max)
         x_end, trajectory = run(fn, x, points, plan, record, generator)
         if to_zero and model.coords == "ve":

@@ -24,6 +24,8 @@ def phi(k: int, z: float) -> float:
         term, total = 1.0 / math.factorial(k), 0.0
         for j in range(_TERMS):
             total += term
+            if abs(term) < 1e-17 * abs(total):
+                break
             term *= z / (j + k + 1)
         return total
     value = math.expm1(z) / z

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from ...errors import SolverError
 from ..base import register
 from .base import COMMON_OPTIONS, ExpSolver, Plan, StepPlan, check_choice, check_order, step_orders
@@ -28,10 +26,19 @@ def _rhs(hh: float, b_h: float, p: int) -> list[float]:
 
 
 def _solve(rks: list[float], rhs: list[float]) -> list[float]:
-    """ρ with Σ_k ρ_k r_k^{i−1} = rhs_i (a small Vandermonde system, solved in float64)."""
+    """ρ with Σ_k ρ_k r_k^{i−1} = rhs_i, i = 1…n (n ≤ 3): Gaussian elimination with partial pivoting in float64."""
     n = len(rks)
-    mat = torch.tensor([[r ** i for r in rks] for i in range(n)], dtype=torch.float64)
-    return torch.linalg.solve(mat, torch.tensor(rhs[:n], dtype=torch.float64)).tolist()
+    rows = [[r**i for r in rks] + [rhs[i]] for i in range(n)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda i: abs(rows[i][col]))
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        for i in range(col + 1, n):
+            f = rows[i][col] / rows[col][col]
+            rows[i] = [a - f * b for a, b in zip(rows[i], rows[col])]
+    out = [0.0] * n
+    for i in reversed(range(n)):
+        out[i] = (rows[i][n] - sum(rows[i][j] * out[j] for j in range(i + 1, n))) / rows[i][i]
+    return out
 
 
 def _linear(form: str, s: Node, t: Node, variant: str) -> tuple[float, float, float, float]:
