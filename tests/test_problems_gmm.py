@@ -136,3 +136,13 @@ def test_float32_model_and_registry_errors():
         problems.get("gmm-3")
     with pytest.raises(DiffsolveError, match="shapes"):
         GaussianMixture(torch.ones(2), torch.zeros(2, 3), torch.ones(3, 3))
+
+
+def test_shared_level_fast_path_matches_per_row_formula():
+    """ε by matrix products (one σ̄ for the batch) equals the per-row broadcast formula near the data."""
+    gm, sched = problems.get("gmm-64"), ds.VPLinear()
+    for t in (0.001, 0.05, 0.5, 1.0):
+        p = ds.make_point(sched, t)
+        xbar = gm.samples(64, 2, sched, t) / p.alpha
+        per_row = gm.eps_bar(xbar, torch.full((64,), p.sigma_bar, dtype=F64))
+        torch.testing.assert_close(gm.eps_bar(xbar, p.sigma_bar), per_row, rtol=1e-11, atol=1e-11)

@@ -65,12 +65,27 @@ class GaussianMixture(Problem):
 
     # ---- densities in x̄ coordinates ---------------------------------------------------------
     def _component_logits(self, xbar: Tensor, sigma_bar: Tensor | float) -> tuple[Tensor, Tensor]:
-        """log w_k + log N(x̄; μ_k, s_k² + σ̄²) per sample and component, and the variances (…, K, d)."""
+        """(log w_k + log N(x̄; μ_k, s_k² + σ̄²) of shape (B, K), and z = (x̄ − μ_k)/(s_k² + σ̄²) of shape (B, K, d)).
+
+        For one σ̄ per row; `_shared_level_eps` is the fast form when all rows share σ̄.
+        """
         sb = self._level(sigma_bar, xbar.device)
         v = self.var.to(xbar.device) + (sb * sb)[..., None]  # (B|1, K, d)
         diff = xbar[:, None, :] - self.means.to(xbar.device)
-        logits = self.log_weights.to(xbar.device) - 0.5 * ((diff * diff) / v + torch.log(v) + LOG_2PI).sum(-1)
-        return logits, v
+        z = diff / v
+        logits = self.log_weights.to(xbar.device) - 0.5 * ((diff * z).sum(-1) + torch.log(v).sum(-1)
+                                                             + self.dim * LOG_2PI)
+        return logits, z
+
+    def _shared_level_eps(self, xbar: Tensor, sb: Tensor) -> Tensor:
+        """ε for a single σ̄ by matrix products (iv_k = 1/(s_k² + σ̄²), (K, d)):
+        Σ_d (x̄−μ_k)² iv_k = x̄²·iv_k − 2 x̄·(μ_k iv_k) + μ_k²·iv_k, and Σ_k r_k z_k = x̄ ⊙ (r iv) − r (μ iv)."""
+        iv = 1.0 / (self.var.to(xbar.device) + sb * sb)
+        mu_iv = self.means.to(xbar.device) * iv
+        quad = (xbar * xbar) @ iv.T - 2.0 * (xbar @ mu_iv.T) + (self.means.to(xbar.device) * mu_iv).sum(-1)
+        logits = self.log_weights.to(xbar.device) - 0.5 * (quad - torch.log(iv).sum(-1))
+        r = torch.softmax(logits, -1)
+        return sb * (xbar * (r @ iv) - r @ mu_iv)
 
     def log_prob_bar(self, xbar: Tensor, sigma_bar: Tensor | float) -> Tensor:
         """log p_σ̄(x̄) = log Σ_k w_k N(x̄; μ_k, diag(s_k² + σ̄²)), float64, shape (B,)."""
@@ -90,17 +105,16 @@ class GaussianMixture(Problem):
 
     def eps_bar(self, xbar: Tensor, sigma_bar: Tensor | float) -> Tensor:
         """ε = σ̄ Σ_k r_k (x̄ − μ_k)/(s_k² + σ̄²), with σ̄ a scalar or one value per row."""
-        logits, v = self._component_logits(xbar, sigma_bar)
+        sb = self._level(sigma_bar, xbar.device)
+        if sb.numel() == 1:
+            return self._shared_level_eps(xbar, sb.reshape(()))
+        logits, z = self._component_logits(xbar, sigma_bar)
         r = torch.softmax(logits, -1)[..., None]  # (B, K, 1)
-        diff = xbar[:, None, :] - self.means.to(xbar.device)
-        return self._level(sigma_bar, xbar.device) * (r * diff / v).sum(1)
+        return self._level(sigma_bar, xbar.device) * (r * z).sum(1)
 
     def x0_bar(self, xbar: Tensor, sigma_bar: Tensor | float) -> Tensor:
-        """x̂0 = E[x0 | x̄] = Σ_k r_k (μ_k + s_k²/(s_k² + σ̄²)(x̄ − μ_k))."""
-        logits, v = self._component_logits(xbar, sigma_bar)
-        r = torch.softmax(logits, -1)[..., None]
-        mu = self.means.to(xbar.device)
-        return (r * (mu + self.var.to(xbar.device) / v * (xbar[:, None, :] - mu))).sum(1)
+        """x̂0 = E[x0 | x̄] = x̄ − σ̄ ε = Σ_k r_k (μ_k + s_k²/(s_k² + σ̄²)(x̄ − μ_k))."""
+        return xbar - self._level(sigma_bar, xbar.device) * self.eps_bar(xbar, sigma_bar)
 
     # ---- the same in VP coordinates for any schedule -------------------------------------------
     def _bar(self, x: Tensor, t: Tensor | float, schedule: Schedule) -> tuple[Tensor, Tensor]:
@@ -128,7 +142,9 @@ class GaussianMixture(Problem):
             alpha = schedule.alpha(t).to(dtype).reshape(-1, 1)
             return mix.eps_bar(x.to(dtype) / alpha, schedule.sigma_bar(t).to(dtype)).to(x.dtype)
 
-        return EpsModel(net, schedule, time_input=lambda t: t)
+        # Model calls always share one t across the batch: pass it once, as a (1,) float64 tensor,
+        # so the mixture's variances are computed once per call rather than once per row.
+        return EpsModel(net, schedule, time_input=lambda t: t[:1])
 
     def _cast(self, dtype: torch.dtype) -> GaussianMixture:
         """A copy holding its parameters in `dtype` (for lower-precision model evaluation)."""
