@@ -118,3 +118,30 @@ def test_reports_table_csv_plot_and_orders(tmp_path):
     assert len((tmp_path / "r.csv").read_text().splitlines()) == len(records) + 1
     report.plot(records, tmp_path / "p.png")
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_killed_cli_sweep_resumes_with_every_cell_once(tmp_path):
+    """SIGKILL the CLI mid-sweep, rerun it: every cell is in results.jsonl exactly once."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = [sys.executable, "-m", "diffsolve.cli", "bench", "--problem", "gmm-2d", "--solver", "euler,heun",
+            "--variable", "t,sigma,lambda", "--nfe", "50,100,200,400,800", "--n", "64", "--no-progress",
+            "--no-report", "--out", str(tmp_path)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    results = tmp_path / "results.jsonl"
+    proc = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and (not results.exists() or len(results.read_bytes().splitlines()) < 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    stored = len(results.read_bytes().splitlines())
+    assert 3 <= stored < 30
+    assert subprocess.run(args, env=env, capture_output=True).returncode == 0
+    keys = [json.loads(line)["key"] for line in results.read_text().splitlines()]
+    assert len(keys) == 30 and len(set(keys)) == 30

@@ -138,7 +138,7 @@ def run_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
     Any exception but KeyboardInterrupt/SystemExit is caught and recorded, so one bad cell
     (e.g. an NFE below a solver's minimum) does not stop the sweep.
     """
-    params = cell.params()
+    params = cell.as_dict()
     params["nfe_target"] = params.pop("nfe")
     record: dict[str, Any] = {**params, **dict.fromkeys(RESULT_FIELDS), "status": "ok", "error": None}
     try:

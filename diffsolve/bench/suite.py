@@ -16,6 +16,9 @@ solvers × grids × variables × nfe × seeds on a problem; a run's keys overrid
     solvers = ["euler", "heun", { name = "unipc", options = { variant = "bh2" } }]
 
 A solver may also be written "name:key=value:key=value" (values parsed as JSON when they can be).
+`kind` picks how cells are run and measured (default "ode", or "sde" for stochastic solvers; see
+diffsolve.bench.cells.register_kind) and `params` is a table of settings for that kind; both are
+part of every cell's key.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class Cell:
     dtype: str = "float64"
     ref_tol: float = 1e-10
     sw2_projections: int = 256
+    params: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (e.g. an SDE kind's)
 
     @property
     def options_label(self) -> str:
@@ -66,14 +70,15 @@ class Cell:
         """The solver with its options, e.g. 'unipc[variant="bh2"]'."""
         return f"{self.solver}[{self.options_label}]" if self.options else self.solver
 
-    def params(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         """The cell's parameters as plain JSON types."""
-        return {**asdict(self), "options": dict(sorted(self.options.items())), "options_label": self.options_label}
+        return {**asdict(self), "options": dict(sorted(self.options.items())),
+                "params": dict(sorted(self.params.items())), "options_label": self.options_label}
 
     @cached_property
     def key(self) -> str:
         """Canonical JSON of the parameters: equal keys ⇔ the same computation."""
-        p = self.params()
+        p = self.as_dict()
         p.pop("options_label")
         return json.dumps(p, sort_keys=True, separators=(",", ":"))
 
@@ -117,7 +122,7 @@ def _int(value: Any, what: str, minimum: int) -> int:
 
 
 RUN_KEYS = {"problem", "problems", "schedule", "n", "seeds", "nfe", "solver", "solvers", "grids", "grid",
-            "variables", "variable", "dtype", "ref_tol", "sw2_projections"}
+            "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params"}
 SUITE_KEYS = RUN_KEYS | {"name", "description", "run", "fit_last", "fit_min_nfe"}
 
 
@@ -158,13 +163,16 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     nfes = [_int(x, "every nfe", 1) for x in _list(_get(run, "nfe"), "nfe")]
     seeds = [_int(x, "every seed", 0) for x in _list(run.get("seeds", [0]), "seeds")]
     n = _int(run.get("n", 256), "n (samples per cell)", 2)
+    params = run.get("params", {})
+    if not isinstance(params, dict):
+        raise DiffsolveError(f"a run's 'params' must be a table of kind-specific settings, got {params!r}")
     extra = {"dtype": dtype, "ref_tol": float(run.get("ref_tol", 1e-10)),
-             "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1)}
+             "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params}
     cells = []
     for p in probs:
         for seed in seeds:
             for name, options in solvers:
-                kind = "sde" if get_solver(name).stochastic else "ode"
+                kind = str(run.get("kind") or ("sde" if get_solver(name).stochastic else "ode"))
                 for g in grids:
                     for v in variables:
                         for nfe in nfes:
