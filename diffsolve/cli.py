@@ -115,8 +115,6 @@ def _bench(args: argparse.Namespace) -> int:
     if args.list:
         print(_list_names())
         return 0
-    import torch
-
     from .bench import ResultStore, report, run_sweep
 
     suite = _bench_suite(args)
@@ -132,7 +130,6 @@ def _bench(args: argparse.Namespace) -> int:
             print(json.dumps(record, allow_nan=False), flush=True)
 
     print(f"suite {suite.name!r}: {len(suite.cells)} cells, results in {out}/results.jsonl", file=stderr)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     interrupted = False
     try:
         records = run_sweep(suite.cells, store, progress=not args.no_progress, retry_failed=args.retry_failed,

@@ -133,12 +133,16 @@ class GaussianMixture(Problem):
     def model(self, schedule: Schedule | None = None, dtype: torch.dtype = F64) -> Model:
         """EpsModel whose net is the exact ε, fed the continuous float64 t (whatever the model_time).
 
-        The mixture is evaluated in `dtype` and the output cast to the state's dtype.
+        The mixture is evaluated in `dtype` and the output cast to the state's dtype; its parameters
+        are copied once to each device the net is called on (no copies inside a solver's loop).
         """
         schedule = schedule or self.default_schedule()
-        mix = self if dtype == F64 else self._cast(dtype)
+        copies: dict[torch.device, GaussianMixture] = {}
 
         def net(x: Tensor, t: Tensor) -> Tensor:
+            mix = copies.get(x.device)
+            if mix is None:
+                mix = copies[x.device] = self._cast(dtype, x.device)
             alpha = schedule.alpha(t).to(dtype).reshape(-1, 1)
             return mix.eps_bar(x.to(dtype) / alpha, schedule.sigma_bar(t).to(dtype)).to(x.dtype)
 
@@ -146,11 +150,13 @@ class GaussianMixture(Problem):
         # so the mixture's variances are computed once per call rather than once per row.
         return EpsModel(net, schedule, time_input=lambda t: t[:1])
 
-    def _cast(self, dtype: torch.dtype) -> GaussianMixture:
-        """A copy holding its parameters in `dtype` (for lower-precision model evaluation)."""
+    def _cast(self, dtype: torch.dtype, device: torch.device) -> GaussianMixture:
+        """This mixture with its parameters in `dtype` on `device` (itself when nothing changes)."""
+        if dtype == self.means.dtype and device == self.means.device:
+            return self
         mix = copy.copy(self)
         for attr in ("weights", "log_weights", "means", "stds", "var"):
-            setattr(mix, attr, getattr(self, attr).to(dtype))
+            setattr(mix, attr, getattr(self, attr).to(device=device, dtype=dtype))
         return mix
 
     def _level(self, sigma_bar: Tensor | float, device: torch.device) -> Tensor:
