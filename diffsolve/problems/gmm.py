@@ -205,15 +205,24 @@ class GaussianMixture(Problem):
         """
         schedule = schedule or self.default_schedule()
         t0, t1 = time_range(schedule, t_start, t_end)
-        ts = torch.tensor([t0, t1], dtype=F64)
-        alpha, sb = schedule.alpha(ts).tolist(), schedule.sigma_bar(ts)
-        u = torch.log(sb)
+        return self.reference_path(x_T, schedule, [t0, t1], rtol, atol)[-1]
+
+    def reference_path(
+        self, x_T: Tensor, schedule: Schedule, times: Tensor | list[float], rtol: float = 1e-10, atol: float = 1e-10
+    ) -> Tensor:
+        """The reference flow from x_T at times[0] through every later time (monotone), VP coords, (T, n, d).
+
+        Every output time is a step boundary (step_t), so no value comes from torchdiffeq's
+        lower-order dense output.
+        """
+        ts = as_f64(times).cpu().reshape(-1)
+        schedule.check_times(ts, "reference times")
+        alpha, u = schedule.alpha(ts), torch.log(schedule.sigma_bar(ts))
 
         def f(u_now: Tensor, xbar: Tensor) -> Tensor:
             s = torch.exp(u_now)
             return s * self.eps_bar(xbar, s)
 
-        xbar_T = as_f64(x_T).cpu() / alpha[0]
-        # step_t ends the last step on u1 itself (torchdiffeq's dense output is only 4th order)
-        xbar = torchdiffeq.odeint(f, xbar_T, u, method="dopri8", rtol=rtol, atol=atol, options={"step_t": u})[-1]
-        return (xbar * alpha[1]).to(x_T.device)
+        xbar_T = as_f64(x_T).cpu() / float(alpha[0])
+        xbar = torchdiffeq.odeint(f, xbar_T, u, method="dopri8", rtol=rtol, atol=atol, options={"step_t": u})
+        return (xbar * alpha[:, None, None]).to(x_T.device)
