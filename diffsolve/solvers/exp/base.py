@@ -108,6 +108,9 @@ class ExpSolver(Solver):
         if model is None:
             raise SolverError(f"solver {self.name!r} integrates a model's ODE; {dynamics!r} has no model")
         check_threshold(threshold, threshold_max)
+        for flag, value in (("lower_order_final", lower_order_final), ("to_zero", to_zero)):
+            if not isinstance(value, bool):
+                raise SolverError(f"solver {self.name!r}: {flag} must be True or False, got {value!r}")
         form = check_form(self.form_of(options))
         points = node_points(dynamics, grid)
         nodes = nodes_of(points, bool(to_zero))
