@@ -61,7 +61,8 @@ def test_nan_from_the_model_names_the_call_and_time():
         calls.append(1)
         return x * float("nan") if len(calls) == 3 else 0.1 * x
 
-    with pytest.raises(ds.ModelError, match=r"NaN or Inf \(its sum is not finite\) at network call 3 \(t = 0\.\d+\).*check_finite=False"):
+    msg = r"NaN or Inf \(its sum is not finite\) at network call 3 \(t = 0\.\d+\).*check_finite=False"
+    with pytest.raises(ds.ModelError, match=msg):
         ds.solve(ds.ode(_model(net)), _x(), ds.grids.logsnr(S, 4), "euler")
 
 
