@@ -163,6 +163,40 @@ COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], argparse.Argume
 }
 
 
+def _train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from . import training
+
+    p = sub.add_parser("train", help="train a small eps-network (toy-2d, digits-8x8) on the CPU",
+                       description=training.__doc__)
+    training.add_arguments(p)
+    return p
+
+
+def _likelihood_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from . import likelihood
+
+    p = sub.add_parser("likelihood", help="PF-ODE log-likelihood (bits/dim) of a shipped model on held-out data",
+                       description=likelihood.pretrained_likelihood.__doc__)
+    likelihood.add_arguments(p)
+    return p
+
+
+def _train(args: argparse.Namespace) -> int:
+    from . import training
+
+    return training.run(args)
+
+
+def _likelihood(args: argparse.Namespace) -> int:
+    from . import likelihood
+
+    return likelihood.run(args)
+
+
+COMMANDS["train"] = (_train_parser, _train)
+COMMANDS["likelihood"] = (_likelihood_parser, _likelihood)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per entry of COMMANDS."""
     parser = argparse.ArgumentParser(prog="diffsolve", description="Diffusion sampling as differential equations.")

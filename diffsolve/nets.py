@@ -84,8 +84,8 @@ def time_features(t: Tensor, dim: int) -> Tensor:
     in t, so adaptive reference solves do not chase oscillations of the embedding.
     """
     half = dim // 2
-    freqs = MAX_FREQ ** (torch.arange(half, device=t.device, dtype=torch.float32) / max(half - 1, 1))
-    arg = t.reshape(-1, 1).to(freqs.dtype) * freqs
+    freqs = MAX_FREQ ** (torch.arange(half, device=t.device, dtype=t.dtype) / max(half - 1, 1))
+    arg = t.reshape(-1, 1) * freqs
     return torch.cat([arg.sin(), arg.cos()], 1)
 
 
@@ -98,7 +98,7 @@ class TimeMLP(nn.Module):
         self.net = nn.Sequential(nn.Linear(dim, out), nn.SiLU(), nn.Linear(out, out))
 
     def forward(self, t: Tensor, dtype: torch.dtype) -> Tensor:
-        return self.net(time_features(t, self.dim).to(dtype))
+        return self.net(time_features(t.to(dtype), self.dim))
 
 
 class MLPEps(nn.Module):

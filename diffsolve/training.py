@@ -141,11 +141,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="checkpoint path (default: ./<task>.pt)")
 
 
-def run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+def command_line(args: argparse.Namespace) -> str:
+    """The canonical `diffsolve train …` command that reproduces a run (stored in the checkpoint)."""
+    words = ["diffsolve", "train", args.task]
+    for opt in ("steps", "batch", "lr"):
+        if getattr(args, opt) is not None:
+            words += [f"--{opt}", str(getattr(args, opt))]
+    words += ["--seed", str(args.seed), "--out", str(args.out or f"{args.task}.pt")]
+    return shlex.join(words)
+
+
+def run(args: argparse.Namespace) -> int:
     """Train and save; returns an exit code."""
     torch.set_num_threads(args.threads)
     net, ckpt = train(args.task, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
-    out = save(net, ckpt, args.out or f"{args.task}.pt", "diffsolve train " + shlex.join(argv))
+    out = save(net, ckpt, args.out or f"{args.task}.pt", command_line(args))
     print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 
@@ -154,7 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="diffsolve train", description=__doc__.splitlines()[0])
     add_arguments(parser)
-    return run(parser.parse_args(argv), argv)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
