@@ -167,7 +167,8 @@ def log_likelihood(
 
 # ---- the shipped models on held-out data (`diffsolve likelihood`) -------------------------------
 def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, divergence: str | None = None,
-                          probes: int = 1, rtol: float = 1e-5, atol: float = 1e-5) -> dict[str, float]:
+                          probes: int = 1, probe_seed: int | None = None, rtol: float = 1e-5,
+                          atol: float = 1e-5) -> dict[str, float]:
     """PF-ODE NLL of a shipped model (float64) on held-out data; bits/dim for digits-8x8.
 
     toy-2d: n fresh ring samples (seed 10⁶ + seed), beside the NLL of the true density p_{t_end} on the
@@ -185,7 +186,8 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
         levels = nets.digits_levels("test")[: n or None].to(torch.float64)
         x = nets.dequantize(levels, torch.Generator().manual_seed(seed))
         scale, div = 2.0 / nets.DIGIT_LEVELS, divergence or "hutchinson"
-    res = log_likelihood(model, x, divergence=div, probes=probes, seed=seed, rtol=rtol, atol=atol,
+    res = log_likelihood(model, x, divergence=div, probes=probes, seed=seed if probe_seed is None else probe_seed,
+                         rtol=rtol, atol=atol,
                          data_scale=scale)
     b = x.shape[0]
     out = {
@@ -216,6 +218,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--divergence", choices=DIVERGENCES, default=None,
                    help="exact trace or Hutchinson (default: exact for toy-2d, hutchinson for digits)")
     p.add_argument("--probes", type=int, default=1, help="Hutchinson probes per evaluation")
+    p.add_argument("--probe-seed", type=int, default=None, help="seed of the Hutchinson probes (default: --seed)")
     p.add_argument("--rtol", type=float, default=1e-5)
     p.add_argument("--atol", type=float, default=1e-5)
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -224,7 +227,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(args.threads)
     out = pretrained_likelihood(args.model, n=args.n, seed=args.seed, divergence=args.divergence,
-                                probes=args.probes, rtol=args.rtol, atol=args.atol)
+                                probes=args.probes, probe_seed=args.probe_seed, rtol=args.rtol, atol=args.atol)
     width = max(map(len, out))
     for k, v in out.items():
         print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
