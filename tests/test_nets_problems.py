@@ -1,5 +1,7 @@
 """The shipped networks as benchmark problems, and the train / likelihood subcommands."""
 
+import math
+
 import pytest
 import torch
 
@@ -56,3 +58,17 @@ def test_cli_train_and_likelihood(tmp_path, capsys):
     assert cli.main(["likelihood", "toy-2d", "--n", "20", "--rtol", "1e-4", "--atol", "1e-4"]) == 0
     text = capsys.readouterr().out
     assert "nll_nats_per_dim" in text and "true_nll_nats_per_dim" in text
+
+
+def test_toy_likelihood_is_close_to_the_true_density():
+    """Cross-entropy of the model on ring samples ≥ the ring's entropy, and close to it.
+
+    Measured (2-core CPU dev box, 1000 points, exact trace, rtol 1e-5): 0.6145 vs 0.5532 nats/dim,
+    excess 0.061 ± 0.014; the same at rtol 1e-7 to 6e-5.
+    """
+    from diffsolve.likelihood import pretrained_likelihood
+
+    out = pretrained_likelihood("toy-2d", n=200, seed=1, rtol=1e-4, atol=1e-4)
+    assert -3 * out["excess_nats_per_dim_se"] < out["excess_nats_per_dim"] < 0.2, out
+    torch.testing.assert_close(torch.tensor(out["bits_per_dim"]),
+                               torch.tensor(out["nll_nats_per_dim"] / math.log(2)))
