@@ -1,0 +1,158 @@
+"""Running one cell: a registry of cell kinds (how a cell is solved and measured) and shared inputs.
+
+Kind "ode" (deterministic solvers): solve the sampling ODE in the cell's variable from the
+problem's x_T on the cell's grid with steps = solver.steps_for(nfe), then measure against the
+problem's float64 reference. Other kinds (e.g. "sde" for stochastic solvers, with strong and weak
+errors) are added with `register_kind(name, fn)`, fn(cell, inputs) → dict of metrics.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .. import grids as grids_mod
+from .. import problems as problems_mod
+from ..dynamics import ode
+from ..errors import DiffsolveError, unknown_name
+from ..points import make_point
+from ..problems import Problem
+from ..schedules import SCHEDULES, Schedule
+from ..solve import solve
+from ..solvers import get_solver
+from . import metrics
+from .suite import Cell
+
+DTYPE = {"float64": torch.float64, "float32": torch.float32}
+_STREAM_EXACT_A, _STREAM_EXACT_B = 2, 3
+
+
+class Inputs:
+    """Per-sweep cache of what cells share: schedules, x_T, references and exact sample sets."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], Any] = {}
+        self.reference_seconds = 0.0
+
+    def _memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    def problem(self, cell: Cell) -> Problem:
+        return problems_mod.get(cell.problem)
+
+    def schedule(self, cell: Cell) -> Schedule:
+        if cell.schedule not in SCHEDULES:
+            raise DiffsolveError(unknown_name("schedule", cell.schedule, list(SCHEDULES)))
+        return self._memo(("schedule", cell.schedule), SCHEDULES[cell.schedule])
+
+    def x_T(self, cell: Cell) -> Tensor:
+        """The cell's starting states (float64, VP coordinates), shared by every solver."""
+        return self._memo(("x_T", cell.problem, cell.schedule, cell.n, cell.seed),
+                          lambda: self.problem(cell).x_T(cell.n, cell.seed, self.schedule(cell)))
+
+    def reference(self, cell: Cell) -> tuple[Tensor, float]:
+        """(reference end state, its own accuracy: RMSE between tolerances ref_tol and ref_tol/100)."""
+        def make() -> tuple[Tensor, float]:
+            t0 = time.perf_counter()
+            prob, sched, x_T = self.problem(cell), self.schedule(cell), self.x_T(cell)
+            ref = prob.reference(x_T, sched, rtol=cell.ref_tol, atol=cell.ref_tol)
+            fine = prob.reference(x_T, sched, rtol=cell.ref_tol / 100, atol=cell.ref_tol / 100)
+            self.reference_seconds += time.perf_counter() - t0
+            return ref, metrics.rmse(ref, fine)
+        return self._memo(("ref", cell.problem, cell.schedule, cell.n, cell.seed, cell.ref_tol), make)
+
+    def exact_sets(self, cell: Cell) -> tuple[Tensor, Tensor, float] | None:
+        """Two independent exact sample sets of p_{t_end} and their SW2 (the floor), or None."""
+        prob = self.problem(cell)
+        if not prob.has_exact_samples:
+            return None
+
+        def make() -> tuple[Tensor, Tensor, float]:
+            sched = self.schedule(cell)
+            a = prob.samples(cell.n, cell.seed, sched, sched.t_min, stream=_STREAM_EXACT_A)
+            b = prob.samples(cell.n, cell.seed, sched, sched.t_min, stream=_STREAM_EXACT_B)
+            return a, b, metrics.sliced_w2(a, b, cell.sw2_projections)
+        return self._memo(("exact", cell.problem, cell.schedule, cell.n, cell.seed, cell.sw2_projections), make)
+
+
+CellKind = Callable[[Cell, Inputs], dict[str, Any]]
+CELL_KINDS: dict[str, CellKind] = {}
+
+
+def register_kind(name: str, fn: CellKind) -> None:
+    """Add a cell kind: fn(cell, inputs) returns the cell's measured fields (nfe, seconds, metrics…)."""
+    if name in CELL_KINDS:
+        raise DiffsolveError(f"a cell kind named {name!r} is already registered")
+    CELL_KINDS[name] = fn
+
+
+def solve_cell(cell: Cell, inputs: Inputs, x_T: Tensor) -> tuple[Tensor, int, int, float]:
+    """Solve the cell's ODE from x_T (VP coords): (x at t_end in VP coords, counted NFE, steps, seconds)."""
+    sched, solver = inputs.schedule(cell), get_solver(cell.solver)
+    steps = solver.steps_for(cell.nfe)
+    model = inputs.problem(cell).model(sched, dtype=DTYPE[cell.dtype])
+    grid = grids_mod.make(cell.grid, sched, steps)
+    start, end = make_point(sched, grid.t[0]), make_point(sched, grid.t[-1])
+    x_user = model.from_vp(x_T.to(DTYPE[cell.dtype]), start)
+    t0 = time.perf_counter()
+    sol = solve(ode(model, cell.variable), x_user, grid, solver, **cell.options)
+    seconds = time.perf_counter() - t0
+    return model.to_vp(sol.x, end).to(torch.float64), sol.nfe, steps, seconds
+
+
+def ode_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
+    """Deterministic solve measured against the reference (RMSE, relative, worst sample) and exact samples (SW2)."""
+    x_T = inputs.x_T(cell)
+    ref, ref_err = inputs.reference(cell)
+    x, nfe, steps, seconds = solve_cell(cell, inputs, x_T)
+    out = {"nfe": nfe, "steps": steps, "seconds": seconds, "rmse": metrics.rmse(x, ref),
+           "rel_err": metrics.rel_err(x, ref), "max_err": metrics.max_err(x, ref), "ref_err": ref_err,
+           "sw2": None, "sw2_floor": None}
+    exact = inputs.exact_sets(cell)
+    if exact is not None:
+        _, b, floor = exact
+        out["sw2"], out["sw2_floor"] = metrics.sliced_w2(x, b, cell.sw2_projections), floor
+    return out
+
+
+register_kind("ode", ode_cell)
+
+RESULT_FIELDS = ("nfe", "steps", "seconds", "rmse", "rel_err", "max_err", "ref_err", "sw2", "sw2_floor")
+
+
+def _finite(v: Any) -> Any:
+    return None if isinstance(v, float) and not math.isfinite(v) else v
+
+
+def run_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
+    """The cell's record: its parameters, status ('ok' or 'failed' with the error) and measurements.
+
+    Any exception but KeyboardInterrupt/SystemExit is caught and recorded, so one bad cell
+    (e.g. an NFE below a solver's minimum) does not stop the sweep.
+    """
+    params = cell.as_dict()
+    params["nfe_target"] = params.pop("nfe")
+    record: dict[str, Any] = {**params, **dict.fromkeys(RESULT_FIELDS), "status": "ok", "error": None}
+    try:
+        if cell.kind not in CELL_KINDS:
+            raise DiffsolveError(
+                unknown_name("cell kind", cell.kind, list(CELL_KINDS))
+                + (" (stochastic solvers need an 'sde' kind: register one with "
+                   "diffsolve.bench.register_kind)" if cell.kind == "sde" else "")
+            )
+        record.update({k: _finite(v) for k, v in CELL_KINDS[cell.kind](cell, inputs).items()})
+    except Exception as e:  # noqa: BLE001 — recorded, the sweep goes on
+        record["status"] = "failed"
+        record["error"] = f"{type(e).__name__}: {e}"
+        if not isinstance(e, DiffsolveError):
+            record["traceback"] = traceback.format_exc(limit=4)
+    record["key"] = cell.key
+    return record

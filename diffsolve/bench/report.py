@@ -1,0 +1,161 @@
+"""Reports from cell records: series (one line of error vs NFE), fitted orders, CSV, markdown, plot."""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .metrics import fitted_order
+
+Record = dict[str, Any]
+CSV_FIELDS = ("problem", "schedule", "solver", "options_label", "grid", "variable", "kind", "dtype", "n", "seed",
+              "nfe_target", "nfe", "steps", "status", "rmse", "rel_err", "max_err", "sw2", "sw2_floor", "ref_err",
+              "seconds", "error")
+VARIABLE_LABEL = {"t": "t", "sigma": "σ̄", "lambda": "λ"}
+
+
+@dataclass
+class Series:
+    """One solver × grid × variable on one problem: errors against NFE, averaged over seeds."""
+
+    problem: str
+    schedule: str
+    solver: str
+    grid: str
+    variable: str
+    kind: str
+    points: dict[int, dict[str, Any]] = field(default_factory=dict)  # nfe_target → averaged values
+
+    @property
+    def label(self) -> str:
+        return f"{self.solver} / {self.grid} / {VARIABLE_LABEL.get(self.variable, self.variable)}"
+
+    def curve(self, metric: str = "rmse") -> tuple[list[int], list[float]]:
+        """(counted NFE, metric) over the finished points, by increasing NFE."""
+        pts = sorted((p["nfe"], p[metric]) for p in self.points.values() if p.get(metric) is not None)
+        return [n for n, _ in pts], [e for _, e in pts]
+
+    def order(self, last: int | None = 3, min_nfe: float | None = None) -> tuple[float | None, list[float]]:
+        """Fitted order of RMSE vs counted NFE, above 10× the reference's own accuracy."""
+        nfe, err = self.curve("rmse")
+        ref = [p["ref_err"] for p in self.points.values() if p.get("ref_err") is not None]
+        return fitted_order(nfe, err, last=last, min_nfe=min_nfe, floor=10 * max(ref, default=0.0))
+
+
+def _mean(values: list[float]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def series(records: list[Record]) -> list[Series]:
+    """Group 'ok' records into series; values at one NFE are averaged over seeds."""
+    groups: dict[tuple[str, ...], dict[int, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    order: list[tuple[str, ...]] = []
+    for r in records:
+        k = (r["problem"], r["schedule"], _solver_label(r), r["grid"], r["variable"], r["kind"])
+        if k not in groups:
+            order.append(k)
+        if r.get("status") == "ok":
+            groups[k][r["nfe_target"]].append(r)
+    out = []
+    for k in order:
+        s = Series(*k)
+        for target, recs in groups[k].items():
+            s.points[target] = {m: _mean([r.get(m) for r in recs]) for m in
+                                ("rmse", "rel_err", "max_err", "sw2", "sw2_floor", "ref_err", "seconds")}
+            s.points[target]["nfe"] = round(_mean([r["nfe"] for r in recs]))
+        out.append(s)
+    return out
+
+
+def _solver_label(r: Record) -> str:
+    return f"{r['solver']}[{r['options_label']}]" if r.get("options_label") else r["solver"]
+
+
+def write_csv(records: list[Record], path: str | Path) -> None:
+    """One row per cell record."""
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        w.writeheader()
+        for r in records:
+            w.writerow({k: r.get(k) for k in CSV_FIELDS})
+
+
+def _fmt(v: float | None) -> str:
+    return "—" if v is None or not math.isfinite(v) else f"{v:.2e}"
+
+
+def markdown(records: list[Record], *, metric: str = "rmse", fit_last: int | None = 3,
+             fit_min_nfe: float | None = None) -> str:
+    """A table per problem/schedule: one row per series, one column per NFE target, plus the fitted order.
+
+    A value whose counted NFE differs from the target (e.g. Heun at an odd budget) is marked with
+    the counted NFE in brackets; failed cells show their status.
+    """
+    lines: list[str] = []
+    all_series = series(records)
+    failed = {(r["problem"], r["schedule"], _solver_label(r), r["grid"], r["variable"], r["nfe_target"])
+              for r in records if r.get("status") != "ok"}
+    by_problem: dict[tuple[str, str], list[Series]] = defaultdict(list)
+    for s in all_series:
+        by_problem[(s.problem, s.schedule)].append(s)
+    for (prob, sched), group in by_problem.items():
+        targets = sorted({r["nfe_target"] for r in records if r["problem"] == prob and r["schedule"] == sched})
+        floors = [p["sw2_floor"] for s in group for p in s.points.values() if p.get("sw2_floor") is not None]
+        refs = [p["ref_err"] for s in group for p in s.points.values() if p.get("ref_err") is not None]
+        lines.append(f"**{metric}** on `{prob}` (schedule `{sched}`), by NFE; reference accuracy "
+                     f"{_fmt(max(refs, default=None))}" + (f", SW2 floor {_fmt(_mean(floors))}" if floors else ""))
+        lines.append("")
+        show_order = metric == "rmse"
+        head = ["solver / grid / variable"] + [str(t) for t in targets] + (["order"] if show_order else [])
+        lines.append("| " + " | ".join(head) + " |")
+        lines.append("|" + "---|" * len(head))
+        for s in group:
+            row = [s.label]
+            for t in targets:
+                p = s.points.get(t)
+                if p is None:
+                    row.append("failed" if (prob, sched, s.solver, s.grid, s.variable, t) in failed else "")
+                    continue
+                row.append(_fmt(p.get(metric)) + ("" if p["nfe"] == t else f" ({p['nfe']})"))
+            if show_order:
+                order, used = s.order(fit_last, fit_min_nfe)
+                row.append("—" if order is None else f"{order:.2f} (NFE {int(used[0])}–{int(used[-1])})")
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(records: list[Record], path: str | Path, *, metric: str = "rmse", title: str | None = None) -> None:
+    """Log-log error vs counted NFE, one line per series: colour by solver, line style by variable."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    all_series = [s for s in series(records) if s.curve(metric)[0]]
+    solvers = sorted({s.solver for s in all_series})
+    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(solvers)}
+    styles = {"t": ":", "sigma": "-", "lambda": "--"}
+    markers = ["o", "s", "^", "D", "v", "P", "X"]
+    grid_marker = {g: markers[i % len(markers)] for i, g in enumerate(sorted({s.grid for s in all_series}))}
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    for s in all_series:
+        nfe, err = s.curve(metric)
+        ax.loglog(nfe, err, linestyle=styles.get(s.variable, "-."), marker=grid_marker[s.grid], markersize=4,
+                  color=colours[s.solver], label=s.label)
+    floors = [p["sw2_floor"] for s in all_series for p in s.points.values() if p.get("sw2_floor") is not None]
+    if metric == "sw2" and floors:
+        ax.axhline(_mean(floors), color="grey", linewidth=1, label="SW2 floor (two exact sets)")
+    ax.set_xlabel("NFE (counted)")
+    ax.set_ylabel({"rmse": "RMSE per dimension vs reference", "sw2": "sliced W2 to exact samples"}.get(metric, metric))
+    ax.set_title(title or ", ".join(sorted({f"{s.problem} ({s.schedule})" for s in all_series})))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,234 @@
+"""Sweep definitions: cells (one solve each) and suites (TOML files or command-line axes).
+
+A suite file holds defaults at the top level and one or more [[run]] tables, each a product
+solvers × grids × variables × nfe × seeds on a problem; a run's keys override the defaults:
+
+    name = "default"
+    problem = "gmm-64"        # or problems = [...]
+    schedule = "linear"       # diffsolve.schedules.SCHEDULES
+    n = 256                   # samples per cell
+    seeds = [0]
+    nfe = [10, 20, 50]
+    grids = ["logsnr"]
+    variables = ["t", "sigma", "lambda"]
+
+    [[run]]
+    solvers = ["euler", "heun", { name = "unipc", options = { variant = "bh2" } }]
+
+A solver may also be written "name:key=value:key=value" (values parsed as JSON when they can be).
+`kind` picks how cells are run and measured (default "ode", or "sde" for stochastic solvers; see
+diffsolve.bench.cells.register_kind) and `params` is a table of settings for that kind; both are
+part of every cell's key.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from .. import problems as problems_mod
+from ..dynamics import VARIABLES
+from ..errors import DiffsolveError, unknown_name
+from ..grids import GRIDS
+from ..schedules import SCHEDULES
+from ..solvers import get_solver
+
+DTYPES = ("float64", "float32")
+SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
+
+
+@dataclass(frozen=True, eq=False)
+class Cell:
+    """One solve of the sweep: everything that determines its result (and so its key)."""
+
+    problem: str
+    schedule: str
+    solver: str
+    grid: str
+    variable: str
+    nfe: int
+    seed: int
+    n: int
+    options: dict[str, Any] = field(default_factory=dict)
+    kind: str = "ode"
+    dtype: str = "float64"
+    ref_tol: float = 1e-10
+    sw2_projections: int = 256
+    params: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (e.g. an SDE kind's)
+
+    @property
+    def options_label(self) -> str:
+        """Solver options as 'key=value,…' in sorted order ('' when none)."""
+        return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.options.items()))
+
+    @property
+    def solver_label(self) -> str:
+        """The solver with its options, e.g. 'unipc[variant="bh2"]'."""
+        return f"{self.solver}[{self.options_label}]" if self.options else self.solver
+
+    def as_dict(self) -> dict[str, Any]:
+        """The cell's parameters as plain JSON types."""
+        return {**asdict(self), "options": dict(sorted(self.options.items())),
+                "params": dict(sorted(self.params.items())), "options_label": self.options_label}
+
+    @cached_property
+    def key(self) -> str:
+        """Canonical JSON of the parameters: equal keys ⇔ the same computation."""
+        p = self.as_dict()
+        p.pop("options_label")
+        return json.dumps(p, sort_keys=True, separators=(",", ":"))
+
+
+def parse_solver(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """'name', 'name:key=value:…' or {name = …, options = {…}} → (name, options)."""
+    if isinstance(spec, dict):
+        unknown = set(spec) - {"name", "options"}
+        if "name" not in spec or unknown:
+            raise DiffsolveError(f"a solver table needs 'name' and optional 'options', got {spec!r}")
+        return str(spec["name"]), dict(spec.get("options", {}))
+    name, *pairs = str(spec).strip().split(":")
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise DiffsolveError(f"solver option {pair!r} in {spec!r} must read key=value, e.g. 'unipc:variant=bh2'")
+        k, v = pair.split("=", 1)
+        try:
+            options[k.strip()] = json.loads(v)
+        except json.JSONDecodeError:
+            options[k.strip()] = v.strip()
+    return name, options
+
+
+def _check_name(kind: str, name: str, valid: Any) -> None:
+    if name not in valid:
+        raise DiffsolveError(unknown_name(kind, name, list(valid)))
+
+
+def _list(value: Any, what: str) -> list[Any]:
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise DiffsolveError(f"the {what} list is empty; give at least one value")
+    return items
+
+
+def _int(value: Any, what: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise DiffsolveError(f"{what} must be an integer ≥ {minimum}, got {value!r}")
+    return value
+
+
+RUN_KEYS = {"problem", "problems", "schedule", "n", "seeds", "nfe", "solver", "solvers", "grids", "grid",
+            "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params"}
+SUITE_KEYS = RUN_KEYS | {"name", "description", "run", "fit_last", "fit_min_nfe"}
+
+
+def _check_keys(data: dict[str, Any], valid: set[str]) -> None:
+    unknown = set(data) - valid
+    if unknown:
+        raise DiffsolveError(
+            f"unknown suite key(s) {', '.join(sorted(unknown))}; valid keys are {', '.join(sorted(valid))}"
+        )
+
+
+def _get(run: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        if name in run:
+            return run[name]
+    raise DiffsolveError(f"a suite run needs '{names[-1]}' (in the run or at the top level)")
+
+
+def expand_run(run: dict[str, Any]) -> list[Cell]:
+    """All cells of one run (defaults already merged in), every name checked against its registry."""
+    _check_keys(run, RUN_KEYS)
+    probs = [str(p) for p in _list(_get(run, "problem", "problems"), "problem")]
+    for p in probs:
+        _check_name("problem", p, problems_mod.PROBLEMS)
+    schedule = str(run.get("schedule", "linear"))
+    _check_name("schedule", schedule, SCHEDULES)
+    solvers = [parse_solver(s) for s in _list(_get(run, "solver", "solvers"), "solver")]
+    for name, _ in solvers:
+        get_solver(name)  # raises SolverError listing the valid names
+    grids = [str(g) for g in _list(_get(run, "grid", "grids"), "grid")]
+    for g in grids:
+        _check_name("grid", g, GRIDS)
+    variables = [str(v) for v in _list(_get(run, "variable", "variables"), "variable")]
+    for v in variables:
+        _check_name("integration variable", v, VARIABLES)
+    dtype = str(run.get("dtype", "float64"))
+    _check_name("dtype", dtype, DTYPES)
+    nfes = [_int(x, "every nfe", 1) for x in _list(_get(run, "nfe"), "nfe")]
+    seeds = [_int(x, "every seed", 0) for x in _list(run.get("seeds", [0]), "seeds")]
+    n = _int(run.get("n", 256), "n (samples per cell)", 2)
+    params = run.get("params", {})
+    if not isinstance(params, dict):
+        raise DiffsolveError(f"a run's 'params' must be a table of kind-specific settings, got {params!r}")
+    extra = {"dtype": dtype, "ref_tol": float(run.get("ref_tol", 1e-10)),
+             "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params}
+    cells = []
+    for p in probs:
+        for seed in seeds:
+            for name, options in solvers:
+                kind = str(run.get("kind") or ("sde" if get_solver(name).stochastic else "ode"))
+                for g in grids:
+                    for v in variables:
+                        for nfe in nfes:
+                            cells.append(Cell(p, schedule, name, g, v, nfe, seed, n, options, kind, **extra))
+    return cells
+
+
+@dataclass
+class Suite:
+    """A named list of cells plus report settings (order fit range)."""
+
+    name: str
+    cells: list[Cell]
+    description: str = ""
+    fit_last: int | None = 3
+    fit_min_nfe: float | None = None
+    source: str = ""
+
+    @classmethod
+    def from_dict(
+        cls, data: dict[str, Any], name: str = "suite", source: str = "", overrides: dict[str, Any] | None = None
+    ) -> Suite:
+        """Build from parsed TOML: top-level defaults merged into each [[run]] (or one implicit run).
+
+        `overrides` (e.g. {"n": 64} from the command line) win over both the defaults and the runs.
+        """
+        _check_keys(data, SUITE_KEYS)
+        defaults = {k: v for k, v in data.items() if k in RUN_KEYS}
+        runs = data.get("run", [{}])
+        cells: list[Cell] = []
+        seen: set[str] = set()
+        for run in runs:
+            for cell in expand_run({**defaults, **run, **(overrides or {})}):
+                if cell.key not in seen:
+                    seen.add(cell.key)
+                    cells.append(cell)
+        fit_last = data.get("fit_last", 3)
+        return cls(str(data.get("name", name)), cells, str(data.get("description", "")),
+                   None if fit_last in (0, None) else int(fit_last), data.get("fit_min_nfe"), source)
+
+    @classmethod
+    def load(cls, path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> Suite:
+        """A suite from a TOML path, or by name from diffsolve/suites/ (e.g. 'default')."""
+        path = Path(path_or_name)
+        if not path.exists():
+            packaged = SUITES_DIR / f"{path_or_name}.toml"
+            if not packaged.exists():
+                names = sorted(p.stem for p in SUITES_DIR.glob("*.toml"))
+                raise DiffsolveError(
+                    f"no suite file {str(path_or_name)!r}; give a path to a TOML file or a packaged suite name: "
+                    f"{', '.join(names)}"
+                )
+            path = packaged
+        with open(path, "rb") as f:
+            try:
+                data = tomllib.load(f)
+            except tomllib.TOMLDecodeError as e:
+                raise DiffsolveError(f"suite file {str(path)!r} is not valid TOML: {e}") from e
+        return cls.from_dict(data, name=path.stem, source=str(path), overrides=overrides)
