@@ -45,61 +45,62 @@ def main() -> None:
     model = ds.EpsModel(lambda x, t: x * 0.0, sched)
     dyn = ds.VPSDE(sched).reverse(model)
     grid = ds.grids.logsnr(sched, args.steps)
-    taus = grid_taus(dyn, grid)
-    pts = ds.make_points(sched, grid.t)
     print(f"device={device} steps={args.steps} repeats={args.repeats} (ms per step, median)")
     print("| state | sdeint per interval | torchsde step loop (euler_maruyama) | srk | hand EM on path "
           "| path increments only | ddpm | randn-noise EM (no path) |")
     print("|---|---|---|---|---|---|---|---|")
     for shape_s in args.shapes.split(","):
         b, d = (int(v) for v in shape_s.split("x"))
-        x = torch.randn(b, d, device=device)
-
-        class Adapter(torch.nn.Module):
-            noise_type, sde_type = "diagonal", "ito"
-
-            def f(self, tau, y):
-                return -dyn.drift(y, ds.make_point(sched, -float(tau)))
-
-            def g(self, tau, y):
-                return dyn.diffusion(y, ds.make_point(sched, -float(tau)))
-
-        def old() -> None:
-            bm = brownian_path(dyn, (b, d), x.dtype, device, 0)
-            y, sde = x, Adapter()
-            for a, c in zip(taus[:-1], taus[1:]):
-                y = torchsde.sdeint(sde, y, torch.tensor([a, c], dtype=torch.float64), bm=bm, method="euler",
-                                    dt=(c - a) * (1 + 1e-9))[-1]
-
-        def hand_em() -> None:
-            bm = brownian_path(dyn, (b, d), x.dtype, device, 0)
-            y = x
-            for i in range(len(taus) - 1):
-                h = taus[i + 1] - taus[i]
-                y = y.add(dyn.drift(y, pts[i]), alpha=-h).add_(bm(taus[i], taus[i + 1]), alpha=pts[i].beta ** 0.5)
-
-        def increments() -> None:
-            bm = brownian_path(dyn, (b, d), x.dtype, device, 0)
-            for a, c in zip(taus[:-1], taus[1:]):
-                bm(a, c)
-
-        def randn_em() -> None:
-            y = x
-            for i in range(len(taus) - 1):
-                h = taus[i + 1] - taus[i]
-                y = y.add(dyn.drift(y, pts[i]), alpha=-h).add_(torch.randn_like(y), alpha=(pts[i].beta * h) ** 0.5)
-
-        row = [
-            median_ms_per_step(old, args.steps, args.repeats, sync),
-            median_ms_per_step(lambda: ds.solve(dyn, x, grid, "euler_maruyama", seed=0), args.steps, args.repeats,
-                               sync),
-            median_ms_per_step(lambda: ds.solve(dyn, x, grid, "srk", seed=0), args.steps, args.repeats, sync),
-            median_ms_per_step(hand_em, args.steps, args.repeats, sync),
-            median_ms_per_step(increments, args.steps, args.repeats, sync),
-            median_ms_per_step(lambda: ds.solve(dyn, x, grid, "ddpm", seed=0), args.steps, args.repeats, sync),
-            median_ms_per_step(randn_em, args.steps, args.repeats, sync),
-        ]
+        row = measure(dyn, grid, b, d, device, args.steps, args.repeats, sync)
         print(f"| {b}x{d} | " + " | ".join(f"{v:.3f}" for v in row) + " |")
+
+
+def measure(dyn: ds.Dynamics, grid: ds.grids.Grid, b: int, d: int, device: torch.device, steps: int, repeats: int,
+            sync: Callable[[], None]) -> list[float]:
+    """ms per step of each variant for a (b, d) state."""
+    sched = dyn.schedule
+    taus = grid_taus(dyn, grid)
+    pts = ds.make_points(sched, grid.t)
+    x = torch.randn(b, d, device=device)
+
+    class Adapter(torch.nn.Module):
+        noise_type, sde_type = "diagonal", "ito"
+
+        def f(self, tau, y):
+            return -dyn.drift(y, ds.make_point(sched, -float(tau)))
+
+        def g(self, tau, y):
+            return dyn.diffusion(y, ds.make_point(sched, -float(tau)))
+
+    def old() -> None:
+        bm = brownian_path(dyn, (b, d), x.dtype, device, 0)
+        y, sde = x, Adapter()
+        for a, c in zip(taus[:-1], taus[1:]):
+            y = torchsde.sdeint(sde, y, torch.tensor([a, c], dtype=torch.float64), bm=bm, method="euler",
+                                dt=(c - a) * (1 + 1e-9))[-1]
+
+    def hand_em() -> None:
+        bm = brownian_path(dyn, (b, d), x.dtype, device, 0)
+        y = x
+        for i in range(len(taus) - 1):
+            h = taus[i + 1] - taus[i]
+            y = y.add(dyn.drift(y, pts[i]), alpha=-h).add_(bm(taus[i], taus[i + 1]), alpha=pts[i].beta ** 0.5)
+
+    def increments() -> None:
+        bm = brownian_path(dyn, (b, d), x.dtype, device, 0)
+        for a, c in zip(taus[:-1], taus[1:]):
+            bm(a, c)
+
+    def randn_em() -> None:
+        y = x
+        for i in range(len(taus) - 1):
+            h = taus[i + 1] - taus[i]
+            y = y.add(dyn.drift(y, pts[i]), alpha=-h).add_(torch.randn_like(y), alpha=(pts[i].beta * h) ** 0.5)
+
+    variants = [old, lambda: ds.solve(dyn, x, grid, "euler_maruyama", seed=0),
+                lambda: ds.solve(dyn, x, grid, "srk", seed=0), hand_em, increments,
+                lambda: ds.solve(dyn, x, grid, "ddpm", seed=0), randn_em]
+    return [median_ms_per_step(fn, steps, repeats, sync) for fn in variants]
 
 
 if __name__ == "__main__":
