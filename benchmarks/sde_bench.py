@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", help="device of the stochastic solves (ODE cells run on the CPU)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--report-only", action="store_true", help="only rewrite the tables and plots from OUT's records")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     overrides = {"n": args.n} if args.n else {}
@@ -41,10 +42,16 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    records = run_sweep(cells, ResultStore(out / "results.jsonl"), progress=not args.no_progress)
+    store = ResultStore(out / "results.jsonl")
+    if args.report_only:
+        records = [store.records[c.key] for c in cells if c.key in store]
+    else:
+        records = run_sweep(cells, store, progress=not args.no_progress)
     wall = time.perf_counter() - t0
-    machine = (torch.cuda.get_device_name(0) if args.device != "cpu" else platform.processor() or platform.machine())
-    header = (f"suite `{suite.name}` ({len(cells)} cells, n = {cells[0].n}), stochastic solves on {args.device} "
+    on_gpu = args.device != "cpu" and torch.cuda.is_available()
+    machine = torch.cuda.get_device_name(0) if on_gpu else platform.processor() or platform.machine()
+    header = (f"suite `{suite.name}` ({len(records)} of {len(cells)} cells stored, n = {cells[0].n}), "
+              f"stochastic solves on {args.device} "
               f"({machine}), torch {torch.__version__}, {args.threads} CPU thread(s); this run's wall time "
               f"{wall:.1f} s (cells already stored are not rerun)\n")
     tables = [header, strong_weak_markdown(records, suite.fit_last),
