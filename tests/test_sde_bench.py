@@ -50,7 +50,7 @@ def test_sde_cell_strong_error_is_measured_on_the_reference_path() -> None:
     for key in ("sw2", "sw2_floor", "mean_err", "cov_err", "mean_err_floor", "cov_err_floor", "ref_err"):
         assert all(r[key] is not None and r[key] >= 0 for r in recs), key
     table = strong_weak_markdown(recs + [same])
-    assert "fitted order" in table and "| euler_maruyama / logsnr |" in table
+    assert "fitted order" in table and "| euler_maruyama / logsnr / n=64 |" in table
 
 
 def test_sde_cell_rejects_wrong_settings() -> None:
@@ -58,3 +58,12 @@ def test_sde_cell_rejects_wrong_settings() -> None:
     assert bad_var["status"] == "failed" and "variables = ['t']" in bad_var["error"]
     bad_param = run_cell(_cells(solvers=["ddpm"], nfe=[4], params={"ref_step": 4})[0], Inputs())
     assert bad_param["status"] == "failed" and "ref_steps" in bad_param["error"]
+
+
+def test_grid_path_cells_measure_weak_errors_only() -> None:
+    """path='grid' (cheap, grid-dependent noise) gives SW2 and moments but no strong error."""
+    rec = run_cell(_cells(solvers=["ddpm"], nfe=[16], params={"path": "grid"})[0], Inputs())
+    assert rec["status"] == "ok", rec["error"]
+    assert rec["rmse"] is None and rec["sw2"] is not None and rec["mean_err"] is not None
+    bad = run_cell(_cells(solvers=["ddpm"], nfe=[16], params={"path": "tree"})[0], Inputs())
+    assert bad["status"] == "failed" and "dyadic" in bad["error"]

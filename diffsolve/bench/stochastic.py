@@ -8,7 +8,8 @@ Weak error: `sw2` to exact samples of p_{t_end} beside `sw2_floor` (two exact se
 of the sample mean (`mean_err`, RMS per dimension) and covariance (`cov_err`, ‖Ĉ − C‖_F / d) against
 the exact moments of p_{t_end}, each beside the same statistic of an exact sample set of equal size
 (`mean_err_floor`, `cov_err_floor`). `order_theory` is the solver's declared strong order.
-params: ref_solver, ref_steps, ref_grid, device (e.g. "cuda").
+params: ref_solver, ref_steps, ref_grid, device (e.g. "cuda"), path ("dyadic", the grid-independent path of
+`brownian_path`; or "grid", the cheaper `grid_path` for weak errors only: strong errors are then not measured).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from ..errors import DiffsolveError
 from ..points import make_point
 from ..solve import solve
 from ..solvers import get_solver
+from ..solvers.brownian import grid_path
 from . import metrics
 from .cells import DTYPE, Inputs, register_kind
 from .report import Record, series
@@ -35,7 +37,8 @@ from .suite import Cell
 
 F64 = torch.float64
 PATH_STREAM = 5  # the Brownian path's seed is derived from the cell's seed on its own stream
-DEFAULT_PARAMS = {"ref_solver": "srk", "ref_steps": 2048, "ref_grid": "time", "device": "cpu"}
+DEFAULT_PARAMS = {"ref_solver": "srk", "ref_steps": 2048, "ref_grid": "time", "device": "cpu", "path": "dyadic"}
+PATHS = ("dyadic", "grid")
 
 
 def path_seed(seed: int) -> int:
@@ -49,11 +52,14 @@ def _params(cell: Cell) -> dict[str, Any]:
         raise DiffsolveError(
             f"unknown 'sde' cell param(s) {', '.join(sorted(unknown))}; valid ones are {', '.join(DEFAULT_PARAMS)}"
         )
-    return {**DEFAULT_PARAMS, **cell.params}
+    p = {**DEFAULT_PARAMS, **cell.params}
+    if p["path"] not in PATHS:
+        raise DiffsolveError(f"'sde' cell param path must be one of {', '.join(PATHS)}, got {p['path']!r}")
+    return p
 
 
 def solve_reverse_sde(
-    cell: Cell, inputs: Inputs, solver: str, grid: grids_mod.Grid, device: str
+    cell: Cell, inputs: Inputs, solver: str, grid: grids_mod.Grid, device: str, path: str = "dyadic"
 ) -> tuple[Tensor, int, float]:
     """The reverse SDE from the cell's x_T on the cell's path: (x at t_end in VP coords float64, NFE, seconds)."""
     sched = inputs.schedule(cell)
@@ -61,9 +67,13 @@ def solve_reverse_sde(
     model = inputs.problem(cell).model(sched, dtype=dtype)
     x_T = inputs.x_T(cell).to(device=device, dtype=dtype)
     start, end = make_point(sched, grid.t[0]), make_point(sched, grid.t[-1])
+    dyn = VPSDE(sched).reverse(model)
+    noise: dict[str, Any] = {"seed": path_seed(cell.seed)}
+    if path == "grid":
+        noise = {"bm": grid_path(dyn, grid, tuple(x_T.shape), dtype, device, path_seed(cell.seed))}
     t0 = time.perf_counter()
-    sol = solve(VPSDE(sched).reverse(model), model.from_vp(x_T, start), grid, solver,
-                seed=path_seed(cell.seed), **(cell.options if solver == cell.solver else {}))
+    sol = solve(dyn, model.from_vp(x_T, start), grid, solver, **noise,
+                **(cell.options if solver == cell.solver else {}))
     if device != "cpu":
         torch.cuda.synchronize()
     return model.to_vp(sol.x, end).to("cpu", F64), sol.nfe, time.perf_counter() - t0
@@ -125,14 +135,16 @@ def sde_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
     sched, solver = inputs.schedule(cell), get_solver(cell.solver)
     steps = solver.steps_for(cell.nfe)
     x, nfe, seconds = solve_reverse_sde(cell, inputs, cell.solver, grids_mod.make(cell.grid, sched, steps),
-                                        p["device"])
-    ref, ref_err = reference(cell, inputs)
+                                        p["device"], p["path"])
     out: dict[str, Any] = {
-        "nfe": nfe, "steps": steps, "seconds": seconds, "rmse": metrics.rmse(x, ref),
-        "rel_err": metrics.rel_err(x, ref), "max_err": metrics.max_err(x, ref), "ref_err": ref_err,
-        "order_theory": solver.order, "sw2": None, "sw2_floor": None,
+        "nfe": nfe, "steps": steps, "seconds": seconds, "rmse": None, "rel_err": None, "max_err": None,
+        "ref_err": None, "order_theory": solver.order, "sw2": None, "sw2_floor": None,
         "mean_err": None, "cov_err": None, "mean_err_floor": None, "cov_err_floor": None,
     }
+    if p["path"] == "dyadic":  # strong errors need the grid-independent path
+        ref, ref_err = reference(cell, inputs)
+        out.update({"rmse": metrics.rmse(x, ref), "rel_err": metrics.rel_err(x, ref),
+                    "max_err": metrics.max_err(x, ref), "ref_err": ref_err})
     exact = inputs.exact_sets(cell)
     if exact is not None:
         a, b, floor = exact
@@ -154,12 +166,15 @@ def _fmt(v: float | None) -> str:
     return "—" if v is None or not math.isfinite(v) else f"{v:.2e}"
 
 
-def _by_series(records: list[Record]) -> dict[tuple[str, str], dict[int, list[Record]]]:
-    out: dict[tuple[str, str], dict[int, list[Record]]] = defaultdict(lambda: defaultdict(list))
+def _by_series(records: list[Record]) -> dict[str, dict[int, list[Record]]]:
+    """'ok' sde records by 'solver / grid / n=… [/ grid path]' and NFE target."""
+    out: dict[str, dict[int, list[Record]]] = defaultdict(lambda: defaultdict(list))
     for r in records:
         if r.get("kind") == "sde" and r.get("status") == "ok":
-            out[(r["solver"] + (f"[{r['options_label']}]" if r.get("options_label") else ""), r["grid"])][
-                r["nfe_target"]].append(r)
+            solver = r["solver"] + (f"[{r['options_label']}]" if r.get("options_label") else "")
+            path = (r.get("params") or {}).get("path", "dyadic")
+            label = f"{solver} / {r['grid']} / n={r['n']}" + (" / grid path" if path == "grid" else "")
+            out[label][r["nfe_target"]].append(r)
     return out
 
 
@@ -173,14 +188,15 @@ def strong_weak_markdown(records: list[Record], fit_last: int | None = 3) -> str
     groups = _by_series(records)
     if not groups:
         return ""
-    targets = sorted({t for g in groups.values() for t in g})
-    refs = [r["ref_err"] for g in groups.values() for rs in g.values() for r in rs if r.get("ref_err") is not None]
+    strong = {k: g for k, g in groups.items() if any(r.get("rmse") is not None for rs in g.values() for r in rs)}
+    targets = sorted({t for g in strong.values() for t in g})
+    refs = [r["ref_err"] for g in strong.values() for rs in g.values() for r in rs if r.get("ref_err") is not None]
     lines = [f"**strong error** (RMS per dimension against a fine solution on the same Brownian path; "
              f"reference accuracy ≤ {_fmt(max(refs, default=None))}), by NFE", "",
-             "| solver / grid | " + " | ".join(map(str, targets)) + " | fitted order | theory |",
+             "| solver / grid / n | " + " | ".join(map(str, targets)) + " | fitted order | theory |",
              "|" + "---|" * (len(targets) + 3)]
-    for (solver, grid), pts in groups.items():
-        row = [f"{solver} / {grid}"] + [_fmt(_avg(pts[t], "rmse")) if t in pts else "" for t in targets]
+    for label, pts in strong.items():
+        row = [label] + [_fmt(_avg(pts[t], "rmse")) if t in pts else "" for t in targets]
         nfe = [_avg(pts[t], "nfe") for t in sorted(pts)]
         err = [_avg(pts[t], "rmse") for t in sorted(pts)]
         order, used = metrics.fitted_order(nfe, err, last=fit_last, floor=10 * max(refs, default=0.0))
@@ -188,27 +204,36 @@ def strong_weak_markdown(records: list[Record], fit_last: int | None = 3) -> str
         row.append(f"{_avg(next(iter(pts.values())), 'order_theory'):g}")
         lines.append("| " + " | ".join(row) + " |")
     lines.append("")
-    floors = {k: _avg([r for g in groups.values() for rs in g.values() for r in rs], k)
-              for k in ("sw2_floor", "mean_err_floor", "cov_err_floor")}
-    lines += [f"**weak error** by NFE: SW2 to exact samples (floor {_fmt(floors['sw2_floor'])}) / error of the "
-              f"mean (floor {_fmt(floors['mean_err_floor'])}) / error of the covariance "
-              f"(floor {_fmt(floors['cov_err_floor'])})", "",
-              "| solver / grid | " + " | ".join(map(str, targets)) + " |", "|" + "---|" * (len(targets) + 1)]
-    for (solver, grid), pts in groups.items():
-        cells = [" / ".join(_fmt(_avg(pts[t], k)) for k in ("sw2", "mean_err", "cov_err")) if t in pts else ""
-                 for t in targets]
-        lines.append(f"| {solver} / {grid} | " + " | ".join(cells) + " |")
-    lines.append("")
+    for n in sorted({r["n"] for g in groups.values() for rs in g.values() for r in rs}):
+        sub = {k: g for k, g in groups.items() if next(iter(g.values()))[0]["n"] == n}
+        recs = [r for g in sub.values() for rs in g.values() for r in rs]
+        targets = sorted({t for g in sub.values() for t in g})
+        floors = {k: _avg(recs, k) for k in ("sw2_floor", "mean_err_floor", "cov_err_floor")}
+        lines += [f"**weak error**, n = {n} samples, by NFE: SW2 to exact samples (floor {_fmt(floors['sw2_floor'])})"
+                  f" / error of the mean (floor {_fmt(floors['mean_err_floor'])}) / error of the covariance "
+                  f"(floor {_fmt(floors['cov_err_floor'])})", "",
+                  "| solver / grid / n | " + " | ".join(map(str, targets)) + " |", "|" + "---|" * (len(targets) + 1)]
+        for label, pts in sub.items():
+            cells = [" / ".join(_fmt(_avg(pts[t], k)) for k in ("sw2", "mean_err", "cov_err")) if t in pts else ""
+                     for t in targets]
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
 def plot_ode_vs_sde(records: list[Record], path: str | Path, title: str | None = None) -> None:
-    """SW2 to exact samples against counted NFE: ODE samplers solid, SDE samplers dashed, the floor in grey."""
+    """SW2 to exact samples against counted NFE: ODE samplers solid, SDE samplers dashed, the floor in grey.
+
+    Only the records with the largest sample count n that have SW2 are drawn (one floor, one resolution).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    with_sw2 = [r for r in records if r.get("sw2") is not None and r.get("status") == "ok"]
+    n_max = max((r["n"] for r in with_sw2), default=0)
+    records = [r for r in with_sw2 if r["n"] == n_max]
     fig, ax = plt.subplots(figsize=(8, 5.5))
     cmap = plt.get_cmap("tab10")
     floors = []

@@ -55,6 +55,24 @@ def brownian_path(
     )
 
 
+def grid_path(
+    dynamics: Dynamics, grid: Grid, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device | str,
+    seed: int | None,
+) -> torchsde.BrownianInterval:
+    """A cheaper seeded path whose tree follows the grid's own steps (pass it as bm=).
+
+    Reproducible for one seed and one grid, and a valid Brownian motion, so weak errors (distances of
+    sample sets) are unaffected; but W depends on the grid's times, so two grids do not share a path:
+    never use it for strong errors. A query costs a few normal draws instead of ~27 tree levels.
+    """
+    taus = grid_taus(dynamics, grid)
+    dim = math.prod(shape[1:]) if len(shape) > 1 else 1
+    return torchsde.BrownianInterval(
+        t0=taus[0], t1=taus[-1], size=(shape[0], dim), dtype=dtype, device=device, entropy=seed,
+        dt=min(b - a for a, b in zip(taus[:-1], taus[1:])), levy_area_approximation=LEVY_AREA,
+    )
+
+
 def check_path(bm: Any, dynamics: Dynamics, grid: Grid, x: Tensor, need_levy_area: bool = False) -> None:
     """Raise unless `bm` is a Brownian path in τ covering the grid, with (batch, dim) noise for x."""
     if not callable(bm) or not hasattr(bm, "shape"):
