@@ -2,8 +2,9 @@
 
 Compares, on the same seeded Brownian path: torchsde.sdeint called once per grid interval (the old
 path), our loop over torchsde's `step`, a hand-written Euler–Maruyama loop on the same path's
-increments, the path's increments alone, and DDPM; plus a plain torch.randn noise loop (no path) as a
-floor. Run: python benchmarks/sde_overhead.py [--device cuda] [--steps 100]
+increments, the path's increments alone, and DDPM; the increments of the cheaper grid-following
+path (`grid_path`, weak errors only); and a plain torch.randn noise loop (no path) as a floor.
+Run: python benchmarks/sde_overhead.py [--device cuda] [--steps 100]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torchsde
 
 import diffsolve as ds
-from diffsolve.solvers.brownian import brownian_path, grid_taus
+from diffsolve.solvers.brownian import brownian_path, grid_path, grid_taus
 
 
 def median_ms_per_step(fn: Callable[[], object], steps: int, repeats: int, sync: Callable[[], None]) -> float:
@@ -47,8 +48,8 @@ def main() -> None:
     grid = ds.grids.logsnr(sched, args.steps)
     print(f"device={device} steps={args.steps} repeats={args.repeats} (ms per step, median)")
     print("| state | sdeint per interval | torchsde step loop (euler_maruyama) | srk | hand EM on path "
-          "| path increments only | ddpm | randn-noise EM (no path) |")
-    print("|---|---|---|---|---|---|---|---|")
+          "| path increments only | ddpm | grid_path increments only | randn-noise EM (no path) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for shape_s in args.shapes.split(","):
         b, d = (int(v) for v in shape_s.split("x"))
         row = measure(dyn, grid, b, d, device, args.steps, args.repeats, sync)
@@ -91,6 +92,11 @@ def measure(dyn: ds.Dynamics, grid: ds.grids.Grid, b: int, d: int, device: torch
         for a, c in zip(taus[:-1], taus[1:]):
             bm(a, c)
 
+    def grid_increments() -> None:
+        bm = grid_path(dyn, grid, (b, d), x.dtype, device, 0)
+        for a, c in zip(taus[:-1], taus[1:]):
+            bm(a, c)
+
     def randn_em() -> None:
         y = x
         for i in range(len(taus) - 1):
@@ -99,7 +105,7 @@ def measure(dyn: ds.Dynamics, grid: ds.grids.Grid, b: int, d: int, device: torch
 
     variants = [old, lambda: ds.solve(dyn, x, grid, "euler_maruyama", seed=0),
                 lambda: ds.solve(dyn, x, grid, "srk", seed=0), hand_em, increments,
-                lambda: ds.solve(dyn, x, grid, "ddpm", seed=0), randn_em]
+                lambda: ds.solve(dyn, x, grid, "ddpm", seed=0), grid_increments, randn_em]
     return [median_ms_per_step(fn, steps, repeats, sync) for fn in variants]
 
 
