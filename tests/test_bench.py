@@ -57,6 +57,8 @@ def test_suite_expansion_keys_and_solver_options():
         expand_run({**SMALL, "solvers": ["nope"]})
     with pytest.raises(DiffsolveError, match="unknown suite key"):
         Suite.from_dict({**SMALL, "nfes": [1]})
+    mixed = Suite.from_dict({**SMALL, "nfe": [4], "run": [{"problem": "gmm-64", "solver": "heun:variant=x"}]})
+    assert {(c.problem, c.solver_label) for c in mixed.cells} == {("gmm-64", "heun[variant=x]")}
     default = Suite.load("default")
     assert {c.variable for c in default.cells} == {"t", "sigma", "lambda"}
     assert {"euler", "heun"} <= {c.solver for c in default.cells}

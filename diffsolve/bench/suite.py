@@ -63,11 +63,11 @@ class Cell:
     @property
     def options_label(self) -> str:
         """Solver options as 'key=value,…' in sorted order ('' when none)."""
-        return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.options.items()))
+        return ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in sorted(self.options.items()))
 
     @property
     def solver_label(self) -> str:
-        """The solver with its options, e.g. 'unipc[variant="bh2"]'."""
+        """The solver with its options, e.g. 'unipc[variant=bh2]'."""
         return f"{self.solver}[{self.options_label}]" if self.options else self.solver
 
     def as_dict(self) -> dict[str, Any]:
@@ -134,28 +134,42 @@ def _check_keys(data: dict[str, Any], valid: set[str]) -> None:
         )
 
 
-def _get(run: dict[str, Any], *names: str) -> Any:
-    for name in names:
-        if name in run:
-            return run[name]
-    raise DiffsolveError(f"a suite run needs '{names[-1]}' (in the run or at the top level)")
+PLURAL = {"problem": "problems", "solver": "solvers", "grid": "grids", "variable": "variables"}
+
+
+def _plural(data: dict[str, Any]) -> dict[str, Any]:
+    """The same table with singular axis keys renamed to their plural (both at once is an error)."""
+    out = dict(data)
+    for one, many in PLURAL.items():
+        if one in out:
+            if many in out:
+                raise DiffsolveError(f"give '{one}' or '{many}' in one table, not both")
+            out[many] = out.pop(one)
+    return out
+
+
+def _get(run: dict[str, Any], name: str) -> Any:
+    if name not in run:
+        raise DiffsolveError(f"a suite run needs '{name}' (in the run or at the top level)")
+    return run[name]
 
 
 def expand_run(run: dict[str, Any]) -> list[Cell]:
     """All cells of one run (defaults already merged in), every name checked against its registry."""
     _check_keys(run, RUN_KEYS)
-    probs = [str(p) for p in _list(_get(run, "problem", "problems"), "problem")]
+    run = _plural(run)
+    probs = [str(p) for p in _list(_get(run, "problems"), "problem")]
     for p in probs:
         _check_name("problem", p, problems_mod.PROBLEMS)
     schedule = str(run.get("schedule", "linear"))
     _check_name("schedule", schedule, SCHEDULES)
-    solvers = [parse_solver(s) for s in _list(_get(run, "solver", "solvers"), "solver")]
+    solvers = [parse_solver(s) for s in _list(_get(run, "solvers"), "solver")]
     for name, _ in solvers:
         get_solver(name)  # raises SolverError listing the valid names
-    grids = [str(g) for g in _list(_get(run, "grid", "grids"), "grid")]
+    grids = [str(g) for g in _list(_get(run, "grids"), "grid")]
     for g in grids:
         _check_name("grid", g, GRIDS)
-    variables = [str(v) for v in _list(_get(run, "variable", "variables"), "variable")]
+    variables = [str(v) for v in _list(_get(run, "variables"), "variable")]
     for v in variables:
         _check_name("integration variable", v, VARIABLES)
     dtype = str(run.get("dtype", "float64"))
@@ -200,12 +214,13 @@ class Suite:
         `overrides` (e.g. {"n": 64} from the command line) win over both the defaults and the runs.
         """
         _check_keys(data, SUITE_KEYS)
-        defaults = {k: v for k, v in data.items() if k in RUN_KEYS}
+        defaults = _plural({k: v for k, v in data.items() if k in RUN_KEYS})
         runs = data.get("run", [{}])
         cells: list[Cell] = []
         seen: set[str] = set()
         for run in runs:
-            for cell in expand_run({**defaults, **run, **(overrides or {})}):
+            _check_keys(run, RUN_KEYS)
+            for cell in expand_run({**defaults, **_plural(run), **_plural(overrides or {})}):
                 if cell.key not in seen:
                     seen.add(cell.key)
                     cells.append(cell)
