@@ -147,3 +147,15 @@ def test_killed_cli_sweep_resumes_with_every_cell_once(tmp_path):
     assert subprocess.run(args, env=env, capture_output=True).returncode == 0
     keys = [json.loads(line)["key"] for line in results.read_text().splitlines()]
     assert len(keys) == 30 and len(set(keys)) == 30
+
+
+def test_adaptive_solvers_get_one_cell_per_tolerance(tmp_path):
+    run = {**SMALL, "solvers": ["dopri5"], "variables": ["lambda"], "tols": [1e-3, 1e-7]}
+    cells = expand_run(run)
+    assert [(c.grid, c.nfe, c.tol) for c in cells] == [("adaptive", 0, 1e-3), ("adaptive", 0, 1e-7)]
+    loose, tight = run_sweep(cells, tmp_path / "r.jsonl", progress=False)
+    assert loose["status"] == tight["status"] == "ok" and loose["steps"] is None
+    assert tight["nfe"] > loose["nfe"] > 0 and tight["rmse"] < 1e-5 < loose["rmse"]
+    assert "| dopri5 / adaptive / λ |" in report.markdown([loose, tight])
+    with pytest.raises(DiffsolveError, match="tols"):
+        expand_run({**run, "solvers": ["dopri5:rtol=1e-3"]})

@@ -94,16 +94,25 @@ def register_kind(name: str, fn: CellKind) -> None:
     CELL_KINDS[name] = fn
 
 
-def solve_cell(cell: Cell, inputs: Inputs, x_T: Tensor) -> tuple[Tensor, int, int, float]:
-    """Solve the cell's ODE from x_T (VP coords): (x at t_end in VP coords, counted NFE, steps, seconds)."""
+def solve_cell(cell: Cell, inputs: Inputs, x_T: Tensor) -> tuple[Tensor, int, int | None, float]:
+    """Solve the cell's ODE from x_T (VP coords): (x at t_end in VP coords, counted NFE, steps, seconds).
+
+    Fixed-step solvers get steps = solver.steps_for(nfe) on the cell's grid; adaptive ones only the
+    end points and their tolerance (steps None).
+    """
     sched, solver = inputs.schedule(cell), get_solver(cell.solver)
-    steps = solver.steps_for(cell.nfe)
     model = inputs.problem(cell).model(sched, dtype=DTYPE[cell.dtype])
-    grid = grids_mod.make(cell.grid, sched, steps)
+    options = dict(cell.options)
+    if solver.adaptive:  # end points only; the solver chooses its steps at rtol = atol = cell.tol
+        steps, grid = None, grids_mod.custom(sched, [sched.t_max, sched.t_min])
+        options.update(rtol=cell.tol, atol=cell.tol)
+    else:
+        steps = solver.steps_for(cell.nfe)
+        grid = grids_mod.make(cell.grid, sched, steps)
     start, end = make_point(sched, grid.t[0]), make_point(sched, grid.t[-1])
     x_user = model.from_vp(x_T.to(DTYPE[cell.dtype]), start)
     t0 = time.perf_counter()
-    sol = solve(ode(model, cell.variable), x_user, grid, solver, **cell.options)
+    sol = solve(ode(model, cell.variable), x_user, grid, solver, **options)
     seconds = time.perf_counter() - t0
     return model.to_vp(sol.x, end).to(torch.float64), sol.nfe, steps, seconds
 

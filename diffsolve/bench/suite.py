@@ -16,6 +16,8 @@ solvers × grids × variables × nfe × seeds on a problem; a run's keys overrid
     solvers = ["euler", "heun", { name = "unipc", options = { variant = "bh2" } }]
 
 A solver may also be written "name:key=value:key=value" (values parsed as JSON when they can be).
+Adaptive solvers (dopri5, …) ignore grids and nfe: they get one cell per entry of `tols`
+(rtol = atol; default 1e-2 … 1e-6) and record the NFE they spent.
 `kind` picks how cells are run and measured (default "ode", or "sde" for stochastic solvers; see
 diffsolve.bench.cells.register_kind) and `params` is a table of settings for that kind; both are
 part of every cell's key.
@@ -59,6 +61,7 @@ class Cell:
     ref_tol: float = 1e-10
     sw2_projections: int = 256
     params: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (e.g. an SDE kind's)
+    tol: float | None = None  # rtol = atol of an adaptive solver (its cells have grid "adaptive", nfe 0)
 
     @property
     def options_label(self) -> str:
@@ -122,7 +125,9 @@ def _int(value: Any, what: str, minimum: int) -> int:
 
 
 RUN_KEYS = {"problem", "problems", "schedule", "n", "seeds", "nfe", "solver", "solvers", "grids", "grid",
-            "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params"}
+            "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params", "tols"}
+DEFAULT_TOLS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+ADAPTIVE_GRID = "adaptive"
 SUITE_KEYS = RUN_KEYS | {"name", "description", "run", "fit_last", "fit_min_nfe"}
 
 
@@ -182,11 +187,22 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
         raise DiffsolveError(f"a run's 'params' must be a table of kind-specific settings, got {params!r}")
     extra = {"dtype": dtype, "ref_tol": float(run.get("ref_tol", 1e-10)),
              "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params}
+    tols = [float(x) for x in _list(run.get("tols", DEFAULT_TOLS), "tols")]
     cells = []
     for p in probs:
         for seed in seeds:
             for name, options in solvers:
-                kind = str(run.get("kind") or ("sde" if get_solver(name).stochastic else "ode"))
+                solver = get_solver(name)
+                kind = str(run.get("kind") or ("sde" if solver.stochastic else "ode"))
+                if solver.adaptive:  # it picks its own steps: one cell per tolerance, no grid, no budget
+                    if {"rtol", "atol"} & set(options):
+                        raise DiffsolveError(
+                            f"adaptive solver {name!r} takes its tolerances from the 'tols' list "
+                            f"(rtol = atol = tol), not from its options {options!r}"
+                        )
+                    cells += [Cell(p, schedule, name, ADAPTIVE_GRID, v, 0, seed, n, options, kind, **extra, tol=tol)
+                              for v in variables for tol in tols]
+                    continue
                 for g in grids:
                     for v in variables:
                         for nfe in nfes:
