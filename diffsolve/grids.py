@@ -8,8 +8,9 @@ Sampling grids run from noisy (large t) to clean (small t); forward-SDE grids th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -25,6 +26,7 @@ class Grid:
     schedule: Schedule
     t: Tensor
     name: str = "custom"
+    _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         t = as_f64(self.t).detach().cpu().reshape(-1)
@@ -44,6 +46,19 @@ class Grid:
                 f"(descending for sampling) and remove repeats"
             )
         self.schedule.check_times(t, "grid")
+
+    def memo(self, key: Any, build: Callable[[], Any]) -> Any:
+        """Per-grid cache of precomputed coefficients: build() runs once per key."""
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
+
+    @property
+    def points(self) -> list:
+        """Schedule quantities (diffsolve.points.Point) at every grid time, computed once."""
+        from .points import make_points
+
+        return self.memo("points", lambda: make_points(self.schedule, self.t))
 
     @property
     def steps(self) -> int:

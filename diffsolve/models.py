@@ -72,7 +72,9 @@ class Model:
                 f"tensor of the input's shape (wrap it so that it returns only the prediction)"
             )
         if self.check_finite:
-            self._finite_flags.append(torch.isfinite(out).all())
+            # NaN and ±Inf survive a sum: one reduction per call, read once after the loop
+            acc = torch.float64 if out.dtype == torch.float64 else torch.float32
+            self._finite_flags.append(out.sum(dtype=acc))
             self._flag_times.append(p.t)
         return out
 
@@ -124,7 +126,7 @@ class Model:
         """One host sync: raise if any network output since the last reset held NaN or Inf."""
         if not self._finite_flags:
             return
-        flags = torch.stack(self._finite_flags)
+        flags = torch.isfinite(torch.stack(self._finite_flags))
         if bool(flags.all()):
             self._finite_flags.clear()
             self._flag_times.clear()
@@ -134,7 +136,8 @@ class Model:
         self._finite_flags.clear()
         self._flag_times.clear()
         raise ModelError(
-            f"the network returned NaN or Inf at network call {first + 1} (t = {t:.6g}); check the "
+            f"the network returned NaN or Inf (its sum is not finite) at network call {first + 1} "
+            f"(t = {t:.6g}); check the "
             f"network and its dtype (float16 overflows above 65504), the time range (t_end too close "
             f"to 0 divides by a tiny σ) and the input scale; pass check_finite=False to the model to skip"
         )

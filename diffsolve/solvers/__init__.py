@@ -5,3 +5,4 @@ from .base import SOLVERS, Solver, get_solver, register
 from .runge_kutta import ButcherTableau, ExplicitRK
 
 __all__ = ["SOLVERS", "Solver", "get_solver", "register", "ButcherTableau", "ExplicitRK"]
+from . import exp  # noqa: F401,E402  (exponential integrators: ddim, dpm*, dpmpp*, deis, unipc)

@@ -10,7 +10,7 @@ from torch import Tensor
 from ..dynamics import Dynamics
 from ..errors import SolverError, unknown_name
 from ..grids import Grid
-from ..points import Point, make_points
+from ..points import Point
 
 
 class Solver(ABC):
@@ -81,8 +81,8 @@ class Solver(ABC):
 
 
 def node_points(dynamics: Dynamics, grid: Grid) -> list[Point]:
-    """The schedule quantities at every grid time, computed once before the loop."""
-    return make_points(dynamics.schedule, grid.t)
+    """The schedule quantities at every grid time, computed once per grid (cached on it)."""
+    return grid.points
 
 
 SOLVERS: dict[str, Solver] = {}

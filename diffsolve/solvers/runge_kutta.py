@@ -51,9 +51,8 @@ class ExplicitRK(Solver):
     def nfe_for(self, steps: int) -> int:
         return self.tableau.stages * steps
 
-    def integrate(
-        self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool, **options: Any
-    ) -> tuple[Tensor, list[Tensor]]:
+    def _coefficients(self, dynamics: Dynamics, grid: Grid) -> tuple[list, list, list]:
+        """Stage points and h·a, h·b for every step, in float64, once per (grid, variable)."""
         tab, n = self.tableau, grid.steps
         s = dynamics.variable_of(grid.t)
         h = torch.diff(s)
@@ -64,10 +63,19 @@ class ExplicitRK(Solver):
         stage_t[:, c == 1] = grid.t[1:, None]
         flat = make_points(dynamics.schedule, stage_t.reshape(-1))
         stage_points = [flat[i * tab.stages : (i + 1) * tab.stages] for i in range(n)]
-        nodes = node_points(dynamics, grid)
         hs = h.tolist()
         ha = [[[a * hi for a in row] for row in tab.a] for hi in hs]
         hb = [[b * hi for b in tab.b] for hi in hs]
+        return stage_points, ha, hb
+
+    def integrate(
+        self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool, **options: Any
+    ) -> tuple[Tensor, list[Tensor]]:
+        tab, n = self.tableau, grid.steps
+        stage_points, ha, hb = grid.memo(
+            ("rk", dynamics.variable, tab), lambda: self._coefficients(dynamics, grid)
+        )
+        nodes = node_points(dynamics, grid)
 
         y = dynamics.to_state(x, nodes[0])
         trajectory: list[Tensor] = []

@@ -1,0 +1,7 @@
+"""Exponential integrators in λ: DDIM, DPM-Solver(++) single- and multistep, DEIS, UniPC, adaptive DPM-Solver.
+
+Importing this package registers them: ddim, dpm2, dpm3, dpmpp2s, dpm2m, dpm3m, dpmpp2m, dpmpp3m,
+deis, unipc, dpm_adaptive.
+"""
+
+from . import adaptive, ddim, multistep, singlestep, unipc  # noqa: F401  (importing registers the solvers)

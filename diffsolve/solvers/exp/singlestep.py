@@ -1,0 +1,140 @@
+"""Singlestep DPM-Solver (Lu et al. 2022a, ε) and DPM-Solver++(2S) (Lu et al. 2022b, x̂0).
+
+A step of order k evaluates at s and at k − 1 intermediate λ_s + r_j h (r = ½ for k = 2; ⅓, ⅔ for k = 3):
+  k = 2:  u = DDIM(s → s₁);  x_t = a x + c h φ₁(z) m_s + c h φ₁(z)/(2r₁) (m₁ − m_s)
+  k = 3:  u₁ = DDIM(s → s₁); u₂ = DDIM(s → s₂) + c₂ h₂ φ₂(z₂) (r₂/r₁) (m₁ − m_s);
+          x_t = a x + c h φ₁(z) m_s + c h φ₂(z)/r₂ (m₂ − m_s)
+(a, c, z as in coeffs.py). Given an NFE budget K the order pattern is the paper's: for order 3,
+[3,…,3,2,1] (K ≡ 0 mod 3), [3,…,3,1] (K ≡ 1), [3,…,3,2] (K ≡ 2); for order 2, [2,…,2(,1)].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ...dynamics import Dynamics
+from ...errors import SolverError
+from ...grids import Grid
+from ...points import Point, make_points
+from ..base import Solver, node_points, register
+from .base import combine
+from .coeffs import Combo, Node, check_form, first_order, linear_part
+from .phi import phi
+from .threshold import check_threshold, prediction_fn
+
+STAGE_R = {1: (), 2: (0.5,), 3: (1 / 3, 2 / 3)}
+
+
+def orders_for(order: int, nfe: int) -> list[int]:
+    """DPM-Solver's order pattern spending exactly `nfe` evaluations with steps of order ≤ `order`."""
+    if order == 3:
+        q, rem = divmod(nfe, 3)
+        return [3] * (q - 1) + [2, 1] if rem == 0 else [3] * q + [rem]
+    if order == 2:
+        return [2] * (nfe // 2) + [1] * (nfe % 2)
+    return [1] * nfe
+
+
+def stage_combos(form: str, order: int, s: Node, stages: list[Node], t: Node) -> list[Combo]:
+    """Combos of the intermediate states and of x_t, over the outputs in evaluation order (m_s, m_1, m_2)."""
+    if order == 1:
+        return [first_order(form, s, t)]
+    a, c, z, h = linear_part(form, s, t)
+    base = c * h * phi(1, z)
+    r1 = (stages[0].lam - s.lam) / h
+    if order == 2:
+        u1 = first_order(form, s, stages[0])
+        return [u1, Combo(a, (base - base / (2 * r1), base / (2 * r1)))]
+    r2 = (stages[1].lam - s.lam) / h
+    u1 = first_order(form, s, stages[0])
+    a2, c2, z2, h2 = linear_part(form, s, stages[1])
+    d = c2 * h2 * phi(2, z2) * r2 / r1
+    u2 = Combo(a2, (c2 * h2 * phi(1, z2) - d, d))
+    e = c * h * phi(2, z) / r2
+    return [u1, u2, Combo(a, (base - e, 0.0, e))]
+
+
+class DPMSinglestep(Solver):
+    """Singlestep DPM-Solver-k: k evaluations per step (orders= or nfe= choose the pattern)."""
+
+    options = ("orders", "nfe", "threshold", "threshold_max")
+
+    def __init__(self, name: str, order: int, form: str):
+        self.name, self.order, self.form = name, order, form
+        what = "ε (DPM-Solver)" if form == "noise" else "x̂0 (DPM-Solver++)"
+        self.description = (
+            f"singlestep exponential integrator of order {order} on {what}, {order} evaluations per step; "
+            f"nfe=K spends exactly K with the pattern [{order},…,{order},…,1]; orders=[…] sets it per step"
+        )
+
+    def nfe_for(self, steps: int) -> int:
+        return self.order * steps
+
+    def steps_for(self, nfe: int) -> int:
+        """Outer steps of the pattern that spends exactly `nfe` evaluations."""
+        if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+            raise SolverError(f"solver {self.name!r} needs an NFE budget of at least 1, got {nfe!r}")
+        return len(orders_for(self.order, nfe))
+
+    def pattern(self, steps: int, orders: list[int] | None, nfe: int | None) -> list[int]:
+        """The order of each step, checked against the grid."""
+        if orders is not None and nfe is not None:
+            raise SolverError(f"solver {self.name!r} takes orders= or nfe=, not both")
+        if nfe is not None:
+            orders = orders_for(self.order, int(nfe))
+            if len(orders) != steps:
+                raise SolverError(
+                    f"solver {self.name!r} spends nfe={nfe} in {len(orders)} steps (orders {orders}), but the grid "
+                    f"has {steps}; build the grid with steps=get_solver({self.name!r}).steps_for({nfe})"
+                )
+            return orders
+        if orders is None:
+            return [self.order] * steps
+        orders = list(orders)
+        if len(orders) != steps or any(o not in STAGE_R or o > self.order for o in orders):
+            raise SolverError(
+                f"solver {self.name!r}: orders={orders} must give one order in 1…{self.order} per grid step "
+                f"({steps} steps)"
+            )
+        return orders
+
+    def integrate(
+        self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool, orders: list[int] | None = None,
+        nfe: int | None = None, threshold: float | None = None, threshold_max: float = 1.0,
+    ) -> tuple[Tensor, list[Tensor]]:
+        model = dynamics.model
+        if model is None:
+            raise SolverError(f"solver {self.name!r} integrates a model's ODE; {dynamics!r} has no model")
+        check_threshold(threshold, threshold_max)
+        form = check_form(self.form)
+        pattern = self.pattern(grid.steps, orders, nfe)
+        points = node_points(dynamics, grid)
+        # Intermediate times t(λ_s + r h); their coefficients use the λ actually reached, so round-off in t(λ)
+        # moves the stage, never the consistency of the step.
+        lam = grid.lam
+        stage_lams = [float(lam[i]) + r * float(lam[i + 1] - lam[i]) for i, k in enumerate(pattern) for r in STAGE_R[k]]
+        stage_pts = make_points(dynamics.schedule, dynamics.schedule.t_from_lambda(torch.tensor(stage_lams,
+                                                                                                dtype=torch.float64)))
+        steps: list[tuple[list[Point], list[Combo]]] = []
+        nodes = [Node(p.alpha, p.sigma, p.lam) for p in points]
+        j = 0
+        for i, k in enumerate(pattern):
+            pts = stage_pts[j : j + k - 1]
+            j += k - 1
+            combos = stage_combos(form, k, nodes[i], [Node(p.alpha, p.sigma, p.lam) for p in pts], nodes[i + 1])
+            steps.append(([points[i]] + pts, combos))
+        fn = prediction_fn(model, form, threshold, threshold_max)
+        trajectory: list[Tensor] = []
+        for pts, combos in steps:
+            ms = [fn(x, pts[0])]
+            for p, combo in zip(pts[1:], combos[:-1]):
+                ms.append(fn(combine(x, combo, ms), p))
+            x = combine(x, combos[-1], ms)
+            if record:
+                trajectory.append(x)
+        return x, trajectory
+
+
+for _name, _order, _form in (("dpm2", 2, "noise"), ("dpm3", 3, "noise"), ("dpmpp2s", 2, "data")):
+    register(DPMSinglestep(_name, _order, _form))

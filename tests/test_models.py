@@ -1,0 +1,74 @@
+"""Prediction wrappers: ε, x̂0, v and score networks describing the same model give the same views."""
+
+import pytest
+import torch
+
+import diffsolve as ds
+
+S = ds.VPLinear()
+F64 = torch.float64
+
+
+def _eps_net(x, t):
+    return torch.tanh(x) * (0.5 + t.reshape(-1, 1))
+
+
+def _as(prediction):
+    """The same model as a network predicting `prediction`, built from _eps_net."""
+
+    def net(x, t):
+        p = ds.make_point(S, float(t[0]))
+        eps = _eps_net(x, t)
+        x0 = (x - p.sigma * eps) / p.alpha
+        return {"eps": eps, "x0": x0, "v": p.alpha * eps - p.sigma * x0, "score": -eps / p.sigma}[prediction]
+
+    return net
+
+
+@pytest.mark.parametrize("prediction", ["eps", "x0", "v", "score"])
+def test_every_parameterization_gives_the_same_eps_and_x0(prediction):
+    x = torch.randn(5, 4, dtype=F64)
+    ref = ds.EpsModel(_eps_net, S)
+    m = ds.wrap(_as(prediction), S, prediction)
+    for t in (0.002, 0.3, 0.97):
+        assert torch.allclose(m.eps(x, t), ref.eps(x, t), rtol=1e-10, atol=1e-12)
+        assert torch.allclose(m.x0(x, t), ref.x0(x, t), rtol=1e-10, atol=1e-10)
+        assert torch.allclose(m.score(x, t), -ref.eps(x, t) / float(S.sigma(t)), rtol=1e-10)
+    assert m.nfe == 9
+
+
+def test_ve_coordinates_feed_x_bar_to_the_network():
+    seen = []
+    model = ds.X0Model(lambda xb, t: seen.append(xb) or torch.zeros_like(xb), ds.EDM(), coords="ve")
+    p = ds.make_point(ds.EDM(), 3.0)
+    x_vp = torch.ones(2, 2, dtype=F64)
+    eps = model.eps_at(x_vp, p)
+    assert torch.allclose(seen[0], x_vp / p.alpha)
+    assert torch.allclose(eps, x_vp / p.sigma)  # x0 = 0 ⇒ ε = x/σ
+
+
+def test_classifier_free_guidance_is_one_batched_call():
+    calls = []
+
+    def net(x, t, cond):
+        calls.append(x.shape[0])
+        return 0.1 * x + cond[:, None]
+
+    base = ds.EpsModel(net, S)
+    x = torch.randn(3, 2, dtype=F64)
+    cfg = ds.CFG(base, cond=torch.ones(3, dtype=F64), uncond=torch.zeros(3, dtype=F64), scale=2.5)
+    eps = cfg.eps(x, 0.5)
+    assert calls == [6] and cfg.nfe == 1
+    assert torch.allclose(eps, 0.1 * x + 2.5)  # ε_u + w(ε_c − ε_u) = 0.1x + 0 + 2.5·1
+    one = ds.CFG(base, cond=torch.ones(3, dtype=F64), uncond=torch.zeros(3, dtype=F64), scale=1.0)
+    cond_only = ds.EpsModel(net, S, model_kwargs={"cond": torch.ones(3, dtype=F64)})
+    assert torch.allclose(one.x0(x, 0.5), cond_only.x0(x, 0.5))
+
+
+def test_discrete_model_receives_integer_steps_on_the_knots():
+    seen = []
+    sched = ds.DiscreteDDPM()
+    model = ds.EpsModel(lambda x, t: seen.append(t) or torch.zeros_like(x), sched)
+    grid = ds.grids.custom(sched, sched.t_from_step(torch.tensor([999, 500, 0])))
+    ds.solve(ds.ode(model, "sigma"), torch.randn(2, 3, dtype=F64), grid, "euler")
+    assert [float(t[0]) for t in seen] == pytest.approx([999.0, 500.0], abs=1e-9)
