@@ -27,6 +27,8 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from .bench.cells import RECORD_DOC
+
     p = sub.add_parser(
         "bench",
         help="error against NFE for solvers × grids × integration variables",
@@ -37,7 +39,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "its floor. With no arguments the packaged 'default' suite runs (gmm-64). Results are appended to "
             "OUT/results.jsonl as cells finish; rerunning skips finished cells. Lists are comma-separated."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=RECORD_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     axes = p.add_argument_group("sweep axes (give any of these instead of --suite; the others take the defaults shown)")
     axes.add_argument("--problem", help=f"problem names (default {DEFAULT_AXES['problem']}); see --list")
@@ -48,6 +51,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                          f"(DDIM ODE) (default {DEFAULT_AXES['variable']})")
     axes.add_argument("--nfe", help=f"NFE budgets; steps = solver.steps_for(nfe), the counted NFE is recorded "
                                     f"(default {DEFAULT_AXES['nfe']})")
+    p.add_argument("--tols", help="tolerances (rtol = atol) for adaptive solvers such as dopri5, which pick their "
+                                  "own steps and ignore --grid and --nfe (default 1e-2,1e-3,1e-4,1e-5,1e-6)")
     p.add_argument("--suite", help="suite TOML file, or the name of a packaged suite (default: 'default' "
                                    "when no axis is given)")
     p.add_argument("--schedule", help="noise schedule: linear, cosine, discrete, edm "
@@ -97,6 +102,11 @@ def _bench_suite(args: argparse.Namespace) -> Any:
         overrides["n"] = args.n
     if args.dtype:
         overrides["dtype"] = args.dtype
+    if args.tols:
+        try:
+            overrides["tols"] = [float(x) for x in _csv(args.tols)]
+        except ValueError:
+            raise DiffsolveError(f"--tols takes comma-separated numbers, e.g. 1e-3,1e-5; got {args.tols!r}") from None
     axis_given = [a for a in DEFAULT_AXES if getattr(args, a) is not None]
     if axis_given and args.suite:
         raise DiffsolveError(

@@ -47,18 +47,20 @@ def test_fitted_order_uses_the_asymptotic_range_above_the_floor():
 
 
 def test_suite_expansion_keys_and_solver_options():
-    cells = expand_run({**SMALL, "solvers": ["euler", "heun:foo=1", {"name": "heun", "options": {"foo": 2}}]})
+    cells = expand_run({**SMALL, "solvers": ["unipc", "unipc:order=1", {"name": "unipc", "options": {"order": 3}}]})
     assert len(cells) == 3 * 2 * 4
     assert len({c.key for c in cells}) == len(cells)  # options are part of the key
     assert parse_solver("unipc:variant=bh2:order=3") == ("unipc", {"variant": "bh2", "order": 3})
-    heun = [c for c in cells if c.solver == "heun"][0]
-    assert heun.options_label == "foo=1" and heun.solver_label == "heun[foo=1]"
+    one = [c for c in cells if c.options][0]
+    assert one.options_label == "order=1" and one.solver_label == "unipc[order=1]"
+    with pytest.raises(SolverError, match="takes no option"):
+        expand_run({**SMALL, "solvers": ["heun:foo=1"]})
     with pytest.raises(SolverError, match="valid solver names are: .*heun"):
         expand_run({**SMALL, "solvers": ["nope"]})
     with pytest.raises(DiffsolveError, match="unknown suite key"):
         Suite.from_dict({**SMALL, "nfes": [1]})
-    mixed = Suite.from_dict({**SMALL, "nfe": [4], "run": [{"problem": "gmm-64", "solver": "heun:variant=x"}]})
-    assert {(c.problem, c.solver_label) for c in mixed.cells} == {("gmm-64", "heun[variant=x]")}
+    mixed = Suite.from_dict({**SMALL, "nfe": [4], "run": [{"problem": "gmm-64", "solver": "unipc:variant=bh1"}]})
+    assert {(c.problem, c.solver_label) for c in mixed.cells} == {("gmm-64", "unipc[variant=bh1]")}
     default = Suite.load("default")
     assert {c.variable for c in default.cells} == {"t", "sigma", "lambda"}
     assert {"euler", "heun"} <= {c.solver for c in default.cells}

@@ -135,6 +135,16 @@ def ode_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
 register_kind("ode", ode_cell)
 
 RESULT_FIELDS = ("nfe", "steps", "seconds", "rmse", "rel_err", "max_err", "ref_err", "sw2", "sw2_floor")
+RECORD_DOC = """\
+Each cell record (one JSON object per line of OUT/results.jsonl, and of --json output) holds the
+cell's parameters: problem, schedule, solver, options (object), options_label, grid, variable,
+nfe_target (the budget; 0 for adaptive solvers), tol (adaptive solvers' rtol = atol, else null),
+seed, n, kind, dtype, ref_tol, sw2_projections, params (object), key (string); the outcome: status
+("ok" or "failed"), error (message or null); and the measurements (null when failed or not
+applicable): nfe (int, counted by the model), steps (int; null for adaptive), seconds (float, wall
+time of the solve), rmse (RMSE per dimension vs the reference), rel_err (‖x − ref‖/‖ref‖), max_err
+(worst sample's RMSE), ref_err (the reference's own accuracy), sw2 (sliced W2 to exact samples of
+p_t_end), sw2_floor (sliced W2 between two exact sets)."""
 
 
 def _finite(v: Any) -> Any:

@@ -34,7 +34,7 @@ from typing import Any
 
 from .. import problems as problems_mod
 from ..dynamics import VARIABLES
-from ..errors import DiffsolveError, unknown_name
+from ..errors import DiffsolveError, SolverError, unknown_name
 from ..grids import GRIDS
 from ..schedules import SCHEDULES
 from ..solvers import get_solver
@@ -169,8 +169,12 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     schedule = str(run.get("schedule", "linear"))
     _check_name("schedule", schedule, SCHEDULES)
     solvers = [parse_solver(s) for s in _list(_get(run, "solvers"), "solver")]
-    for name, _ in solvers:
-        get_solver(name)  # raises SolverError listing the valid names
+    for name, options in solvers:
+        accepted = get_solver(name).options  # get_solver raises SolverError listing the valid names
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise SolverError(f"solver {name!r} takes no option(s) {', '.join(unknown)}; "
+                              f"it takes: {', '.join(accepted) or 'none'}")
     grids = [str(g) for g in _list(_get(run, "grids"), "grid")]
     for g in grids:
         _check_name("grid", g, GRIDS)
