@@ -59,6 +59,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                       "(default: the suite's, else linear)")
     p.add_argument("--seeds", help="seeds of x_T and of the exact sample sets (default: the suite's, else 0)")
     p.add_argument("--n", type=int, help="samples per cell (default: the suite's, else 256)")
+    p.add_argument("--repeats", type=int, help="solve each cell this many times and record the median wall "
+                                               "time (errors are the same every time; default 1)")
     p.add_argument("--dtype", choices=("float64", "float32"), help="state and model dtype (default float64)")
     p.add_argument("--out", help="results folder (default bench-results/SUITE_NAME, or bench-results/cli)")
     p.add_argument("--json", action="store_true", help="print one JSON object per cell per line on stdout "
@@ -102,6 +104,8 @@ def _bench_suite(args: argparse.Namespace) -> Any:
         overrides["n"] = args.n
     if args.dtype:
         overrides["dtype"] = args.dtype
+    if args.repeats is not None:
+        overrides["repeats"] = args.repeats
     if args.tols:
         try:
             overrides["tols"] = [float(x) for x in _csv(args.tols)]

@@ -55,6 +55,10 @@ def test_suite_expansion_keys_and_solver_options():
     assert one.options_label == "order=1" and one.solver_label == "unipc[order=1]"
     with pytest.raises(SolverError, match="takes no option"):
         expand_run({**SMALL, "solvers": ["heun:foo=1"]})
+    # fields at their defaults stay out of the key (new fields keep old stores valid)
+    plain, timed = expand_run({**SMALL, "nfe": [4], "variables": ["t"], "solvers": ["euler"]})[0], \
+        expand_run({**SMALL, "nfe": [4], "variables": ["t"], "solvers": ["euler"], "repeats": 3})[0]
+    assert "repeats" not in plain.key and '"repeats":3' in timed.key and "dtype" not in plain.key
     with pytest.raises(SolverError, match="valid solver names are: .*heun"):
         expand_run({**SMALL, "solvers": ["nope"]})
     with pytest.raises(DiffsolveError, match="unknown suite key"):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ class Cell:
     sw2_projections: int = 256
     params: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (e.g. an SDE kind's)
     tol: float | None = None  # rtol = atol of an adaptive solver (its cells have grid "adaptive", nfe 0)
+    repeats: int = 1  # timing: seconds is the median wall time of this many identical solves
 
     @property
     def options_label(self) -> str:
@@ -80,10 +81,20 @@ class Cell:
 
     @cached_property
     def key(self) -> str:
-        """Canonical JSON of the parameters: equal keys ⇔ the same computation."""
-        p = self.as_dict()
-        p.pop("options_label")
+        """Canonical JSON of the parameters: equal keys ⇔ the same computation.
+
+        Fields at their default value are left out, so adding a field with a default later keeps
+        every stored key valid.
+        """
+        p = {k: v for k, v in self.as_dict().items() if k != "options_label" and v != _DEFAULTS.get(k, _MISSING)}
         return json.dumps(p, sort_keys=True, separators=(",", ":"))
+
+
+_MISSING = object()
+_DEFAULTS: dict[str, Any] = {
+    f.name: (f.default_factory() if f.default_factory is not MISSING else f.default) for f in fields(Cell)
+    if f.default is not MISSING or f.default_factory is not MISSING
+}
 
 
 def parse_solver(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -125,7 +136,7 @@ def _int(value: Any, what: str, minimum: int) -> int:
 
 
 RUN_KEYS = {"problem", "problems", "schedule", "n", "seeds", "nfe", "solver", "solvers", "grids", "grid",
-            "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params", "tols"}
+            "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params", "tols", "repeats"}
 DEFAULT_TOLS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 ADAPTIVE_GRID = "adaptive"
 SUITE_KEYS = RUN_KEYS | {"name", "description", "run", "fit_last", "fit_min_nfe"}
@@ -190,7 +201,8 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     if not isinstance(params, dict):
         raise DiffsolveError(f"a run's 'params' must be a table of kind-specific settings, got {params!r}")
     extra = {"dtype": dtype, "ref_tol": float(run.get("ref_tol", 1e-10)),
-             "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params}
+             "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params,
+             "repeats": _int(run.get("repeats", 1), "repeats", 1)}
     tols = [float(x) for x in _list(run.get("tols", DEFAULT_TOLS), "tols")]
     cells = []
     for p in probs:
