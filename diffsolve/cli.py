@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -65,7 +66,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--out", help="results folder (default bench-results/SUITE_NAME, or bench-results/cli)")
     p.add_argument("--json", action="store_true", help="print one JSON object per cell per line on stdout "
                                                        "(stored cells too) instead of the tables")
-    p.add_argument("--fresh", action="store_true", help="delete the stored results in OUT before running")
+    p.add_argument("--fresh", action="store_true", help="delete the stored results and cached references in OUT "
+                                                        "before running")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells stored as failed")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar (stderr)")
     p.add_argument("--no-report", action="store_true", help="do not write results.csv, table.md and the plots")
@@ -129,13 +131,14 @@ def _bench(args: argparse.Namespace) -> int:
     if args.list:
         print(_list_names())
         return 0
-    from .bench import ResultStore, report, run_sweep
+    from .bench import Inputs, ResultStore, report, run_sweep
 
     suite = _bench_suite(args)
     out = Path(args.out or Path("bench-results") / suite.name)
     if args.fresh and out.exists():
         for name in ("results.jsonl", "results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png"):
             (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "cache", ignore_errors=True)
     store = ResultStore(out / "results.jsonl")
     stderr = sys.stderr
 
@@ -147,7 +150,7 @@ def _bench(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         records = run_sweep(suite.cells, store, progress=not args.no_progress, retry_failed=args.retry_failed,
-                            on_record=emit)
+                            on_record=emit, inputs=Inputs(cache_dir=out / "cache"))
     except KeyboardInterrupt:
         interrupted = True
         records = [store.records[c.key] for c in suite.cells if c.key in store]

@@ -165,3 +165,22 @@ def test_adaptive_solvers_get_one_cell_per_tolerance(tmp_path):
     assert "| dopri5 / adaptive / λ |" in report.markdown([loose, tight])
     with pytest.raises(DiffsolveError, match="tols"):
         expand_run({**run, "solvers": ["dopri5:rtol=1e-3"]})
+
+
+def test_references_are_cached_on_disk_by_problem_schedule_tolerance_and_x_T(tmp_path, monkeypatch):
+    from diffsolve import problems
+
+    cell = expand_run({**SMALL, "solvers": ["euler"], "variables": ["t"], "nfe": [4]})[0]
+    ref, err = Inputs(cache_dir=tmp_path).reference(cell)
+    assert len(list(tmp_path.glob("reference-*.pt"))) == 1
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the cached reference should have been used")
+
+    gm = problems.get(cell.problem)
+    monkeypatch.setattr(gm, "reference", boom)
+    ref2, err2 = Inputs(cache_dir=tmp_path).reference(cell)
+    assert torch.equal(ref, ref2) and err == err2
+    other = expand_run({**SMALL, "solvers": ["euler"], "variables": ["t"], "nfe": [4], "seeds": [1]})[0]
+    with pytest.raises(AssertionError, match="cached reference"):
+        Inputs(cache_dir=tmp_path).reference(other)  # another x_T: not in the cache

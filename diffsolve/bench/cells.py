@@ -8,11 +8,14 @@ errors) are added with `register_kind(name, fn)`, fn(cell, inputs) → dict of m
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import statistics
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,11 +38,17 @@ _STREAM_EXACT_A, _STREAM_EXACT_B = 2, 3
 
 
 class Inputs:
-    """Per-sweep cache of what cells share: schedules, x_T, references and exact sample sets."""
+    """Per-sweep cache of what cells share: schedules, x_T, references and exact sample sets.
 
-    def __init__(self) -> None:
+    With a `cache_dir`, references are also kept on disk, keyed by a hash of the problem's
+    fingerprint, the schedule, the tolerance and the bytes of x_T, so that a rerun that adds
+    cells does not solve them again (they matter for trained networks, where they are slow).
+    """
+
+    def __init__(self, cache_dir: str | Path | None = None) -> None:
         self._cache: dict[tuple[Any, ...], Any] = {}
         self.reference_seconds = 0.0
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
 
     def _memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
         if key not in self._cache:
@@ -62,12 +71,26 @@ class Inputs:
     def reference(self, cell: Cell) -> tuple[Tensor, float]:
         """(reference end state, its own accuracy: RMSE between tolerances ref_tol and ref_tol/100)."""
         def make() -> tuple[Tensor, float]:
-            t0 = time.perf_counter()
             prob, sched, x_T = self.problem(cell), self.schedule(cell), self.x_T(cell)
+            path = None
+            if self.cache_dir is not None:
+                h = hashlib.sha256(f"{prob.fingerprint()}|{sched!r}|{cell.ref_tol!r}".encode())
+                h.update(x_T.detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
+                path = self.cache_dir / f"reference-{h.hexdigest()[:32]}.pt"
+                if path.exists():
+                    saved = torch.load(path)
+                    return saved["ref"], saved["ref_err"]
+            t0 = time.perf_counter()
             ref = prob.reference(x_T, sched, rtol=cell.ref_tol, atol=cell.ref_tol)
             fine = prob.reference(x_T, sched, rtol=cell.ref_tol / 100, atol=cell.ref_tol / 100)
             self.reference_seconds += time.perf_counter() - t0
-            return ref, metrics.rmse(ref, fine)
+            ref_err = metrics.rmse(ref, fine)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                torch.save({"ref": ref, "ref_err": ref_err}, tmp)
+                os.replace(tmp, path)  # atomic: a kill leaves no half-written reference
+            return ref, ref_err
         return self._memo(("ref", cell.problem, cell.schedule, cell.n, cell.seed, cell.ref_tol), make)
 
     def exact_sets(self, cell: Cell) -> tuple[Tensor, Tensor, float] | None:
