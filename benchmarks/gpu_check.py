@@ -2,6 +2,7 @@
 
 Run:  python benchmarks/gpu_check.py --out benchmarks/results/gpu   (under 5 minutes on one GPU)
       python benchmarks/gpu_check.py --smoke                         (tiny sizes, any device: checks the script)
+      python benchmarks/gpu_check.py --markdown benchmarks/results/gpu/gpu_check.json   (tables for RESULTS.md)
 
 Per-step solver overhead = (sampling time − NFE × forward time) / steps, with a diffusers UNet2DModel
 (random weights, DDPM-CIFAR10 layout, 35.7 M parameters, 32×32, bf16) and, separately, with a
@@ -81,12 +82,51 @@ def run_diffusers(net, algo: str, x: torch.Tensor, steps: int) -> torch.Tensor:
     return x
 
 
+def markdown(report: dict) -> str:
+    """The report's timing rows and checks as markdown tables."""
+    lines = [f"{report['device']}, torch {report['torch']}, diffusers {report['diffusers']}, {report['dtype']}, "
+             f"UNet2DModel {report['unet_params_M']} M parameters (random weights), 32×32.", ""]
+    for net in ("trivial", "unet"):
+        if net == "trivial":
+            lines.append("Solver overhead per step with a trivial model (x·0.5, one kernel), ms per step "
+                         "(ratio to diffusers' scheduler step):")
+        else:
+            lines.append("Whole sampling time with the UNet, ms (forward alone, timed with a sync after each "
+                         "call, in the last column):")
+        lines += ["", "| algo | batch | NFE | diffusers | diffsolve eager | diffsolve CUDA graph |"
+                  + (" UNet forward |" if net == "unet" else ""),
+                  "|---|---|---|---|---|---|" + ("---|" if net == "unet" else "")]
+        for r in report["rows"]:
+            if r["net"] != net:
+                continue
+            if net == "trivial":
+                d, e, g = (r[f"{k}_ms"] / r["nfe"] for k in ("diffusers", "eager", "graph"))
+                lines.append(f"| {r['algo']} | {r['batch']} | {r['nfe']} | {d:.3f} | {e:.3f} ({e / d:.2f}×) | "
+                             f"{g:.3f} ({g / d:.2f}×) |")
+            else:
+                d, e, g = (r[f"{k}_ms"] for k in ("diffusers", "eager", "graph"))
+                lines.append(f"| {r['algo']} | {r['batch']} | {r['nfe']} | {d:.1f} | {e:.1f} | {g:.1f} | "
+                             f"{r['forward_ms']:.1f} |")
+        lines.append("")
+    lines += ["| check | result |", "|---|---|"]
+    for k, v in report["checks"].items():
+        if isinstance(v, dict):
+            v = (f"sampling peak {v['sampling_peak_MiB']:.1f} MiB vs forward peak {v['forward_peak_MiB']:.1f} MiB: "
+                 f"{v['extra_state_copies']:.2f} state copies (order + 2 = {v['allowed_copies_order_plus_2']:.0f})")
+        lines.append(f"| {k} | {v} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs")
+    ap.add_argument("--markdown", default=None, help="print the tables of a saved gpu_check.json and exit")
     ap.add_argument("--out", default=None, help="directory for gpu_check.json")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
+    if args.markdown:
+        print(markdown(json.loads(Path(args.markdown).read_text())))
+        return
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     batches, nfes = ((2,), (5,)) if args.smoke else ((16, 256), (10, 20))
