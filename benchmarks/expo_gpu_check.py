@@ -85,7 +85,12 @@ def main() -> None:
         failures += not ok
         print(line + ("" if ok else "  FAIL"))
     if dev.type == "cuda":
-        overhead()
+        try:
+            import diffusers  # noqa: F401
+        except ImportError:
+            print("diffusers is not installed: no overhead comparison")
+        else:
+            overhead()
     print("FAILURES", failures)
 
 

@@ -101,6 +101,21 @@ def test_dpm_multistep(setup, solver, config, options, steps):
     assert err <= tolerance(steps), f"{solver} {config}, {steps} steps: relative difference {err:.2e}"
 
 
+@pytest.mark.parametrize("algorithm,solver", [("dpmsolver++", "dpmpp2m"), ("dpmsolver", "dpm2m")])
+def test_dpm2m_heun_form_is_the_taylor_variant(setup, algorithm, solver):
+    scheduler = diffusers.DPMSolverMultistepScheduler(algorithm_type=algorithm, solver_type="heun",
+                                                      final_sigmas_type="sigma_min")
+    err = compare(setup, scheduler, solver, 20, False, variant="taylor")
+    assert err <= 1e-6, f"{solver} taylor vs solver_type='heun', 20 steps: relative difference {err:.2e}"
+
+
+@pytest.mark.parametrize("steps", (10, 20))
+def test_unipc_noise_prediction(setup, steps):
+    scheduler = diffusers.UniPCMultistepScheduler(predict_x0=False, final_sigmas_type="sigma_min")
+    err = compare(setup, scheduler, "unipc", steps, False, prediction="noise", lower_order_final=True)
+    assert err <= tolerance(steps), f"unipc on ε, {steps} steps: relative difference {err:.2e}"
+
+
 def test_dpmpp2m_sigma_min(setup):
     scheduler = diffusers.DPMSolverMultistepScheduler(final_sigmas_type="sigma_min")
     err = compare(setup, scheduler, "dpmpp2m", 20, False)

@@ -251,6 +251,9 @@ def test_wrong_inputs_raise_clear_errors():
         (dict(solver="dpm_adaptive", rtol=-1.0), "rtol must be a positive"),
         (dict(solver="unipc", prediction="score"), "unknown prediction form"),
         (dict(solver="dpm2m", eta=0.5), "takes no option"),
+        (dict(solver="dpm3", nfe=0), "nfe= a positive integer"),
+        (dict(solver="unipc", lower_order_final="auto"), "lower_order_final must be True or False"),
+        (dict(solver="dpmpp2m", to_zero=1), "to_zero must be True or False"),
     ]
     for kwargs, message in cases:
         solver = kwargs.pop("solver")

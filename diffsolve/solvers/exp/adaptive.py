@@ -9,7 +9,6 @@ is reused by rejected retries. Acceptance reads E on the host each trial (inhere
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -58,7 +57,7 @@ class DPMAdaptive(Solver):
     def integrate(
         self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool, order: int = 3, rtol: float = 0.05,
         atol: float = 0.0078, h_init: float = 0.05, theta: float = 0.9, max_trials: int = 10_000,
-        prediction: str = "noise", threshold: float | None = None, threshold_max: float = 1.0, **_: Any,
+        prediction: str = "noise", threshold: float | None = None, threshold_max: float = 1.0,
     ) -> tuple[Tensor, list[Tensor]]:
         model = dynamics.model
         if model is None:

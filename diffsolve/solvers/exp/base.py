@@ -108,6 +108,9 @@ class ExpSolver(Solver):
         if model is None:
             raise SolverError(f"solver {self.name!r} integrates a model's ODE; {dynamics!r} has no model")
         check_threshold(threshold, threshold_max)
+        for flag, value in (("lower_order_final", lower_order_final), ("to_zero", to_zero)):
+            if not isinstance(value, bool):
+                raise SolverError(f"solver {self.name!r}: {flag} must be True or False, got {value!r}")
         form = check_form(self.form_of(options))
         points = node_points(dynamics, grid)
         nodes = nodes_of(points, bool(to_zero))
@@ -126,8 +129,8 @@ def run(
     """The step loop: evaluate, correct, predict. Pure tensor arithmetic with precomputed Python floats."""
     history: list[Tensor] = []
     trajectory: list[Tensor] = []
-    x_prev = x
-    grid_steps = len(points) - 1
+    x_prev: Tensor | None = None
+    grid_steps, n = len(points) - 1, len(plan.steps)
     for i, step in enumerate(plan.steps):
         m = fn(x, points[i])
         if step.correct is not None:
@@ -135,7 +138,8 @@ def run(
             if record:
                 trajectory[-1] = x
         history = [m] + history[: plan.keep - 1]
-        x_prev = x
+        # the state before the step is kept only when the next step corrects it (UniPC): one state less in memory
+        x_prev = x if i + 1 < n and plan.steps[i + 1].correct is not None else None
         x = combine(x, step.predict, history)
         if step.noise_std > 0.0:
             x = x.add_(torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype), alpha=step.noise_std)

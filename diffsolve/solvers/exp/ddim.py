@@ -56,6 +56,9 @@ class DDIM(ExpSolver):
         eta = float(eta)
         if not eta >= 0.0 or math.isinf(eta):
             raise SolverError(f"ddim needs a finite eta >= 0, got {eta}; eta = 0 is deterministic DDIM")
+        if eta > 0.0 and x.is_cuda and torch.cuda.is_current_stream_capturing():
+            raise SolverError("ddim with eta > 0 draws fresh noise every run; it cannot be captured as a CUDA graph "
+                              "(drop cuda_graph=True, or use eta=0)")
         if seed is not None and generator is not None:
             raise SolverError("ddim takes seed= or generator=, not both")
         if seed is not None:

@@ -82,7 +82,9 @@ class DPMSinglestep(Solver):
         if orders is not None and nfe is not None:
             raise SolverError(f"solver {self.name!r} takes orders= or nfe=, not both")
         if nfe is not None:
-            orders = orders_for(self.order, int(nfe))
+            if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+                raise SolverError(f"solver {self.name!r} needs nfe= a positive integer, got {nfe!r}")
+            orders = orders_for(self.order, nfe)
             if len(orders) != steps:
                 raise SolverError(
                     f"solver {self.name!r} spends nfe={nfe} in {len(orders)} steps (orders {orders}), but the grid "
