@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from diffsolve.bench import ResultStore, Suite, report, run_sweep
-from diffsolve.bench.stochastic import plot_ode_vs_sde, strong_weak_markdown
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from diffsolve.bench import ResultStore, Suite, report, run_sweep  # noqa: E402
+from diffsolve.bench.stochastic import plot_ode_vs_sde, strong_weak_markdown  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 

@@ -9,11 +9,16 @@ reverse SDE is linear, Ornstein–Uhlenbeck-like) and a 1-d two-component mixtur
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import torch
 
-import diffsolve as ds
-from diffsolve.bench.metrics import fitted_order, rmse
-from diffsolve.problems import GaussianMixture
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import diffsolve as ds  # noqa: E402
+from diffsolve.bench.metrics import fitted_order, rmse  # noqa: E402
+from diffsolve.problems import GaussianMixture  # noqa: E402
 
 PROBLEMS = {
     "gaussian-2d": GaussianMixture(torch.ones(1), torch.tensor([[0.5, -0.3]]), torch.full((1, 2), 0.7)),

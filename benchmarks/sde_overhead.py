@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torchsde
 
-import diffsolve as ds
-from diffsolve.solvers.brownian import brownian_path, grid_path, grid_taus
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import diffsolve as ds  # noqa: E402
+from diffsolve.solvers.brownian import brownian_path, grid_path, grid_taus  # noqa: E402
 
 
 def median_ms_per_step(fn: Callable[[], object], steps: int, repeats: int, sync: Callable[[], None]) -> float:
