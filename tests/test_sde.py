@@ -14,7 +14,7 @@ import torch
 import torchsde
 
 import diffsolve as ds
-from diffsolve.solvers.brownian import brownian_path, grid_taus
+from diffsolve.solvers.brownian import brownian_path, grid_path, grid_taus
 
 F64 = torch.float64
 SCHED = ds.VPLinear()
@@ -88,6 +88,19 @@ def test_path_increments_have_brownian_variance() -> None:
     for a, b in ((-1.0, -0.9), (-0.5, -0.49), (-0.2, -0.001)):
         var = bm(a, b).var().item()
         assert abs(var / (b - a) - 1) < 4 * math.sqrt(2 / 20000)
+
+
+def test_grid_path_is_seeded_and_brownian() -> None:
+    """grid_path: the same seed and grid give the same increments, each of variance Δτ (within 4 SE)."""
+    dyn = reverse(gaussian_model())
+    grid = ds.grids.logsnr(SCHED, 5)
+    taus = grid_taus(dyn, grid)
+    a = grid_path(dyn, grid, (10000, 2), F64, "cpu", seed=3)
+    b = grid_path(dyn, grid, (10000, 2), F64, "cpu", seed=3)
+    for lo, hi in zip(taus[:-1], taus[1:]):
+        w = a(lo, hi)
+        assert torch.equal(w, b(lo, hi))
+        assert abs(w.var().item() / (hi - lo) - 1) < 4 * math.sqrt(2 / 20000)
 
 
 # ---- torchsde stepping -----------------------------------------------------------------------------------
