@@ -31,13 +31,24 @@ from ..points import Point
 from .base import Solver, node_points, register
 from .brownian import grid_taus, path_for
 
+SOLVER_TYPES = ("midpoint", "heun")
+
 
 def posterior_coefficients(s: Point, t: Point, dtau: float) -> tuple[float, float, float, float]:
-    """(a, b, c, h) of the step x_t = a x_s + b x̂0 + c ΔW/… : a = σ_t/σ_s e^{−h}, b = α_t(1 − e^{−2h}),
-    c = σ_t √(1 − e^{−2h}) / √Δτ (so that c ΔW has the posterior's standard deviation), h = λ_t − λ_s."""
+    """(a, b, c, h) of the step x_t = a x_s + b x̂0 + c ΔW, h = λ_t − λ_s: a = (σ_t/σ_s) e^{−h},
+    b = α_t (1 − e^{−2h}), c = σ_t √((1 − e^{−2h})/Δτ), so that c ΔW has the posterior's std σ_t √(1 − e^{−2h})."""
     h = t.lam - s.lam
     one_minus = -math.expm1(-2.0 * h)
     return t.sigma / s.sigma * math.exp(-h), t.alpha * one_minus, t.sigma * math.sqrt(one_minus / dtau), h
+
+
+def dpmpp2m_correction(t: Point, h: float, h_prev: float, b: float, solver_type: str) -> float:
+    """The coefficient of (x̂0_s − x̂0_prev) in a 2M step, k/r with r = h_prev/h and k = b/2 ('midpoint')
+    or α_t (1 + (e^{−2h} − 1)/(2h)) ('heun', the exact integral of x̂0 linear in λ)."""
+    if solver_type not in SOLVER_TYPES:
+        raise SolverError(f"solver_type must be one of {', '.join(SOLVER_TYPES)}, got {solver_type!r}")
+    k = 0.5 * b if solver_type == "midpoint" else t.alpha * (1.0 + math.expm1(-2.0 * h) / (2.0 * h))
+    return k * h / h_prev
 
 
 class ReverseSDEExponential(Solver):
@@ -66,13 +77,8 @@ class ReverseSDEExponential(Solver):
                 f"Pass diffsolve.VPSDE(schedule).reverse(model)"
             )
         solver_type = options.get("solver_type", "midpoint")
-        if solver_type not in ("midpoint", "heun"):
-            raise SolverError(f"solver_type must be 'midpoint' or 'heun', got {solver_type!r}")
-
-    def _correction(self, s: Point, t: Point, h: float, h_prev: float, b: float, solver_type: str) -> float:
-        """The coefficient of (x̂0_s − x̂0_prev) in a 2M step: k/r with r = h_prev/h."""
-        k = 0.5 * b if solver_type == "midpoint" else t.alpha * (1.0 + math.expm1(-2.0 * h) / (2.0 * h))
-        return k * h / h_prev
+        if solver_type not in SOLVER_TYPES:
+            raise SolverError(f"solver_type must be one of {', '.join(SOLVER_TYPES)}, got {solver_type!r}")
 
     def integrate(
         self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool,
@@ -88,7 +94,7 @@ class ReverseSDEExponential(Solver):
             a, b, c, h = posterior_coefficients(nodes[i], nodes[i + 1], taus[i + 1] - taus[i])
             coef.append((a, b, c))
             use = self.second_order and h_prev is not None
-            corr.append(self._correction(nodes[i], nodes[i + 1], h, h_prev, b, solver_type) if use else 0.0)
+            corr.append(dpmpp2m_correction(nodes[i + 1], h, h_prev, b, solver_type) if use else 0.0)
             h_prev = h
         shape = x.shape
         trajectory: list[Tensor] = []
