@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +28,8 @@ def _ints(text: str, what: str) -> list[int]:
 
 
 def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from .bench.cells import RECORD_DOC
+
     p = sub.add_parser(
         "bench",
         help="error against NFE for solvers × grids × integration variables",
@@ -37,7 +40,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "its floor. With no arguments the packaged 'default' suite runs (gmm-64). Results are appended to "
             "OUT/results.jsonl as cells finish; rerunning skips finished cells. Lists are comma-separated."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog=RECORD_DOC,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     axes = p.add_argument_group("sweep axes (give any of these instead of --suite; the others take the defaults shown)")
     axes.add_argument("--problem", help=f"problem names (default {DEFAULT_AXES['problem']}); see --list")
@@ -48,17 +52,22 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                          f"(DDIM ODE) (default {DEFAULT_AXES['variable']})")
     axes.add_argument("--nfe", help=f"NFE budgets; steps = solver.steps_for(nfe), the counted NFE is recorded "
                                     f"(default {DEFAULT_AXES['nfe']})")
+    p.add_argument("--tols", help="tolerances (rtol = atol) for adaptive solvers such as dopri5, which pick their "
+                                  "own steps and ignore --grid and --nfe (default 1e-2,1e-3,1e-4,1e-5,1e-6)")
     p.add_argument("--suite", help="suite TOML file, or the name of a packaged suite (default: 'default' "
                                    "when no axis is given)")
     p.add_argument("--schedule", help="noise schedule: linear, cosine, discrete, edm "
                                       "(default: the suite's, else linear)")
     p.add_argument("--seeds", help="seeds of x_T and of the exact sample sets (default: the suite's, else 0)")
     p.add_argument("--n", type=int, help="samples per cell (default: the suite's, else 256)")
+    p.add_argument("--repeats", type=int, help="solve each cell this many times and record the median wall "
+                                               "time (errors are the same every time; default 1)")
     p.add_argument("--dtype", choices=("float64", "float32"), help="state and model dtype (default float64)")
     p.add_argument("--out", help="results folder (default bench-results/SUITE_NAME, or bench-results/cli)")
     p.add_argument("--json", action="store_true", help="print one JSON object per cell per line on stdout "
                                                        "(stored cells too) instead of the tables")
-    p.add_argument("--fresh", action="store_true", help="delete the stored results in OUT before running")
+    p.add_argument("--fresh", action="store_true", help="delete the stored results and cached references in OUT "
+                                                        "before running")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells stored as failed")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar (stderr)")
     p.add_argument("--no-report", action="store_true", help="do not write results.csv, table.md and the plots")
@@ -97,6 +106,13 @@ def _bench_suite(args: argparse.Namespace) -> Any:
         overrides["n"] = args.n
     if args.dtype:
         overrides["dtype"] = args.dtype
+    if args.repeats is not None:
+        overrides["repeats"] = args.repeats
+    if args.tols:
+        try:
+            overrides["tols"] = [float(x) for x in _csv(args.tols)]
+        except ValueError:
+            raise DiffsolveError(f"--tols takes comma-separated numbers, e.g. 1e-3,1e-5; got {args.tols!r}") from None
     axis_given = [a for a in DEFAULT_AXES if getattr(args, a) is not None]
     if axis_given and args.suite:
         raise DiffsolveError(
@@ -115,13 +131,14 @@ def _bench(args: argparse.Namespace) -> int:
     if args.list:
         print(_list_names())
         return 0
-    from .bench import ResultStore, report, run_sweep
+    from .bench import Inputs, ResultStore, report, run_sweep
 
     suite = _bench_suite(args)
     out = Path(args.out or Path("bench-results") / suite.name)
     if args.fresh and out.exists():
         for name in ("results.jsonl", "results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png"):
             (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "cache", ignore_errors=True)
     store = ResultStore(out / "results.jsonl")
     stderr = sys.stderr
 
@@ -133,7 +150,7 @@ def _bench(args: argparse.Namespace) -> int:
     interrupted = False
     try:
         records = run_sweep(suite.cells, store, progress=not args.no_progress, retry_failed=args.retry_failed,
-                            on_record=emit)
+                            on_record=emit, inputs=Inputs(cache_dir=out / "cache"))
     except KeyboardInterrupt:
         interrupted = True
         records = [store.records[c.key] for c in suite.cells if c.key in store]

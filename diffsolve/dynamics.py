@@ -51,6 +51,7 @@ class Dynamics(ABC):
     variable: str = "t"
     stochastic: bool = False
     time_reversed: bool = True  # integrated from noise (large t) to data (small t)
+    additive_noise: bool = False  # SDEs whose diffusion g(s) does not depend on the state
 
     def __init__(self, schedule: Schedule, model: Model | None):
         self.schedule = schedule
@@ -138,6 +139,7 @@ class VPSDE(Dynamics):
 
     stochastic = True
     time_reversed = False
+    additive_noise = True
 
     def __init__(self, schedule: Schedule):
         super().__init__(schedule, None)
@@ -157,6 +159,7 @@ class ReverseVPSDE(Dynamics):
     """dx = [−½β x − β ∇log p_t(x)] dt + √β dW̄ = [−½β x + β ε_θ/σ] dt + √β dW̄, run with t decreasing."""
 
     stochastic = True
+    additive_noise = True
 
     def __init__(self, model: Model):
         super().__init__(model.schedule, model)

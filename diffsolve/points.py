@@ -46,13 +46,16 @@ def make_points(schedule: Schedule, t: Tensor | float | list[float]) -> list[Poi
     """All schedule quantities at each t, computed vectorised in float64 on the CPU."""
     t = as_f64(t).detach().cpu().reshape(-1)
     la = schedule.log_alpha(t)
+    one_minus_a2 = -torch.expm1(2.0 * la)
+    lam = schedule.lam(t) if type(schedule).lam is not Schedule.lam else la - 0.5 * torch.log(one_minus_a2)
+    sigma_bar = schedule.sigma_bar(t) if type(schedule).sigma_bar is not Schedule.sigma_bar else torch.exp(-lam)
     columns = (
         t,
         la,
         torch.exp(la),
-        schedule.sigma(t),
-        schedule.lam(t),
-        schedule.sigma_bar(t),
+        torch.sqrt(one_minus_a2),
+        lam,
+        sigma_bar,
         schedule.beta(t),
         schedule.model_time(t),
     )

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from . import grids as grids_mod
-from .dynamics import Dynamics, ode
+from .dynamics import VPSDE, Dynamics, ode
 from .errors import GridError, ModelError
 from .grids import Grid
 from .models import Model
@@ -130,7 +130,8 @@ def sample(
 ) -> Solution:
     """The common case: sample from x_T over the whole schedule with an NFE budget or a step count.
 
-    Builds the ODE in `variable` (t → probability-flow ODE; sigma, lambda → DDIM ODE), a `grid`
+    Builds the ODE in `variable` (t → probability-flow ODE; sigma, lambda → DDIM ODE) — or, for a
+    stochastic solver, the reverse-time VP-SDE — a `grid`
     (time, logsnr, quadratic, karras) with the steps that fit `nfe`, and solves.
     """
     method = get_solver(solver)
@@ -141,5 +142,5 @@ def sample(
         if "nfe" in method.options:  # solvers whose order pattern depends on the budget (singlestep DPM-Solver)
             options.setdefault("nfe", int(nfe))
     g = grids_mod.make(grid, model.schedule, steps)
-    dyn = ode(model, variable)
+    dyn = VPSDE(model.schedule).reverse(model) if method.stochastic else ode(model, variable)
     return solve(dyn, x, g, method, **options)

@@ -47,16 +47,24 @@ def test_fitted_order_uses_the_asymptotic_range_above_the_floor():
 
 
 def test_suite_expansion_keys_and_solver_options():
-    cells = expand_run({**SMALL, "solvers": ["euler", "heun:foo=1", {"name": "heun", "options": {"foo": 2}}]})
+    cells = expand_run({**SMALL, "solvers": ["unipc", "unipc:order=1", {"name": "unipc", "options": {"order": 3}}]})
     assert len(cells) == 3 * 2 * 4
     assert len({c.key for c in cells}) == len(cells)  # options are part of the key
     assert parse_solver("unipc:variant=bh2:order=3") == ("unipc", {"variant": "bh2", "order": 3})
-    heun = [c for c in cells if c.solver == "heun"][0]
-    assert heun.options_label == "foo=1" and heun.solver_label == "heun[foo=1]"
+    one = [c for c in cells if c.options][0]
+    assert one.options_label == "order=1" and one.solver_label == "unipc[order=1]"
+    with pytest.raises(SolverError, match="takes no option"):
+        expand_run({**SMALL, "solvers": ["heun:foo=1"]})
+    # fields at their defaults stay out of the key (new fields keep old stores valid)
+    plain, timed = expand_run({**SMALL, "nfe": [4], "variables": ["t"], "solvers": ["euler"]})[0], \
+        expand_run({**SMALL, "nfe": [4], "variables": ["t"], "solvers": ["euler"], "repeats": 3})[0]
+    assert "repeats" not in plain.key and '"repeats":3' in timed.key and "dtype" not in plain.key
     with pytest.raises(SolverError, match="valid solver names are: .*heun"):
         expand_run({**SMALL, "solvers": ["nope"]})
     with pytest.raises(DiffsolveError, match="unknown suite key"):
         Suite.from_dict({**SMALL, "nfes": [1]})
+    mixed = Suite.from_dict({**SMALL, "nfe": [4], "run": [{"problem": "gmm-64", "solver": "unipc:variant=bh1"}]})
+    assert {(c.problem, c.solver_label) for c in mixed.cells} == {("gmm-64", "unipc[variant=bh1]")}
     default = Suite.load("default")
     assert {c.variable for c in default.cells} == {"t", "sigma", "lambda"}
     assert {"euler", "heun"} <= {c.solver for c in default.cells}
@@ -145,3 +153,34 @@ def test_killed_cli_sweep_resumes_with_every_cell_once(tmp_path):
     assert subprocess.run(args, env=env, capture_output=True).returncode == 0
     keys = [json.loads(line)["key"] for line in results.read_text().splitlines()]
     assert len(keys) == 30 and len(set(keys)) == 30
+
+
+def test_adaptive_solvers_get_one_cell_per_tolerance(tmp_path):
+    run = {**SMALL, "solvers": ["dopri5"], "variables": ["lambda"], "tols": [1e-3, 1e-7]}
+    cells = expand_run(run)
+    assert [(c.grid, c.nfe, c.tol) for c in cells] == [("adaptive", 0, 1e-3), ("adaptive", 0, 1e-7)]
+    loose, tight = run_sweep(cells, tmp_path / "r.jsonl", progress=False)
+    assert loose["status"] == tight["status"] == "ok" and loose["steps"] is None
+    assert tight["nfe"] > loose["nfe"] > 0 and tight["rmse"] < 1e-5 < loose["rmse"]
+    assert "| dopri5 / adaptive / λ |" in report.markdown([loose, tight])
+    with pytest.raises(DiffsolveError, match="tols"):
+        expand_run({**run, "solvers": ["dopri5:rtol=1e-3"]})
+
+
+def test_references_are_cached_on_disk_by_problem_schedule_tolerance_and_x_T(tmp_path, monkeypatch):
+    from diffsolve import problems
+
+    cell = expand_run({**SMALL, "solvers": ["euler"], "variables": ["t"], "nfe": [4]})[0]
+    ref, err = Inputs(cache_dir=tmp_path).reference(cell)
+    assert len(list(tmp_path.glob("reference-*.pt"))) == 1
+
+    def boom(*args, **kwargs):
+        raise AssertionError("the cached reference should have been used")
+
+    gm = problems.get(cell.problem)
+    monkeypatch.setattr(gm, "reference", boom)
+    ref2, err2 = Inputs(cache_dir=tmp_path).reference(cell)
+    assert torch.equal(ref, ref2) and err == err2
+    other = expand_run({**SMALL, "solvers": ["euler"], "variables": ["t"], "nfe": [4], "seeds": [1]})[0]
+    with pytest.raises(AssertionError, match="cached reference"):
+        Inputs(cache_dir=tmp_path).reference(other)  # another x_T: not in the cache

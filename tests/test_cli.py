@@ -48,7 +48,8 @@ def test_help_documents_every_option(capsys):
     assert e.value.code == 0
     out = capsys.readouterr().out
     for opt in ("--problem", "--solver", "--grid", "--variable", "--nfe", "--suite", "--schedule", "--seeds", "--n",
-                "--dtype", "--out", "--json", "--fresh", "--retry-failed", "--no-progress", "--no-report", "--list"):
+                "--dtype", "--tols", "--repeats", "--out", "--json", "--fresh", "--retry-failed", "--no-progress",
+                "--no-report", "--list"):
         assert opt in out
     assert main(["bench", "--suite", "default", "--solver", "euler"]) == 2
     assert "not both" in capsys.readouterr().err

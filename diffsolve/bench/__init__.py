@@ -13,3 +13,5 @@ from .sweep import run_sweep
 
 __all__ = ["metrics", "report", "CELL_KINDS", "Inputs", "ode_cell", "register_kind", "run_cell", "solve_cell",
            "ResultStore", "Cell", "Suite", "expand_run", "parse_solver", "run_sweep"]
+
+from . import stochastic  # noqa: E402,F401  (registers the "sde" cell kind: strong and weak errors)

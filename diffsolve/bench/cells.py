@@ -8,10 +8,14 @@ errors) are added with `register_kind(name, fn)`, fn(cell, inputs) → dict of m
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
+import statistics
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -34,11 +38,17 @@ _STREAM_EXACT_A, _STREAM_EXACT_B = 2, 3
 
 
 class Inputs:
-    """Per-sweep cache of what cells share: schedules, x_T, references and exact sample sets."""
+    """Per-sweep cache of what cells share: schedules, x_T, references and exact sample sets.
 
-    def __init__(self) -> None:
+    With a `cache_dir`, references are also kept on disk, keyed by a hash of the problem's
+    fingerprint, the schedule, the tolerance and the bytes of x_T, so that a rerun that adds
+    cells does not solve them again (they matter for trained networks, where they are slow).
+    """
+
+    def __init__(self, cache_dir: str | Path | None = None) -> None:
         self._cache: dict[tuple[Any, ...], Any] = {}
         self.reference_seconds = 0.0
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
 
     def _memo(self, key: tuple[Any, ...], make: Callable[[], Any]) -> Any:
         if key not in self._cache:
@@ -61,12 +71,26 @@ class Inputs:
     def reference(self, cell: Cell) -> tuple[Tensor, float]:
         """(reference end state, its own accuracy: RMSE between tolerances ref_tol and ref_tol/100)."""
         def make() -> tuple[Tensor, float]:
-            t0 = time.perf_counter()
             prob, sched, x_T = self.problem(cell), self.schedule(cell), self.x_T(cell)
+            path = None
+            if self.cache_dir is not None:
+                h = hashlib.sha256(f"{prob.fingerprint()}|{sched!r}|{cell.ref_tol!r}".encode())
+                h.update(x_T.detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
+                path = self.cache_dir / f"reference-{h.hexdigest()[:32]}.pt"
+                if path.exists():
+                    saved = torch.load(path)
+                    return saved["ref"], saved["ref_err"]
+            t0 = time.perf_counter()
             ref = prob.reference(x_T, sched, rtol=cell.ref_tol, atol=cell.ref_tol)
             fine = prob.reference(x_T, sched, rtol=cell.ref_tol / 100, atol=cell.ref_tol / 100)
             self.reference_seconds += time.perf_counter() - t0
-            return ref, metrics.rmse(ref, fine)
+            ref_err = metrics.rmse(ref, fine)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                torch.save({"ref": ref, "ref_err": ref_err}, tmp)
+                os.replace(tmp, path)  # atomic: a kill leaves no half-written reference
+            return ref, ref_err
         return self._memo(("ref", cell.problem, cell.schedule, cell.n, cell.seed, cell.ref_tol), make)
 
     def exact_sets(self, cell: Cell) -> tuple[Tensor, Tensor, float] | None:
@@ -94,21 +118,31 @@ def register_kind(name: str, fn: CellKind) -> None:
     CELL_KINDS[name] = fn
 
 
-def solve_cell(cell: Cell, inputs: Inputs, x_T: Tensor) -> tuple[Tensor, int, int, float]:
-    """Solve the cell's ODE from x_T (VP coords): (x at t_end in VP coords, counted NFE, steps, seconds)."""
+def solve_cell(cell: Cell, inputs: Inputs, x_T: Tensor) -> tuple[Tensor, int, int | None, float]:
+    """Solve the cell's ODE from x_T (VP coords): (x at t_end in VP coords, counted NFE, steps, seconds).
+
+    Fixed-step solvers get steps = solver.steps_for(nfe) on the cell's grid; adaptive ones only the
+    end points and their tolerance (steps None).
+    """
     sched, solver = inputs.schedule(cell), get_solver(cell.solver)
-    steps = solver.steps_for(cell.nfe)
     model = inputs.problem(cell).model(sched, dtype=DTYPE[cell.dtype])
-    grid = grids_mod.make(cell.grid, sched, steps)
+    options = dict(cell.options)
+    if solver.adaptive:  # end points only; the solver chooses its steps at rtol = atol = cell.tol
+        steps, grid = None, grids_mod.custom(sched, [sched.t_max, sched.t_min])
+        options.update(rtol=cell.tol, atol=cell.tol)
+    else:
+        steps = solver.steps_for(cell.nfe)
+        grid = grids_mod.make(cell.grid, sched, steps)
     start, end = make_point(sched, grid.t[0]), make_point(sched, grid.t[-1])
     x_user = model.from_vp(x_T.to(DTYPE[cell.dtype]), start)
-    t0 = time.perf_counter()
-    options = dict(cell.options)
-    if "nfe" in solver.options:  # solvers whose order pattern depends on the budget (singlestep DPM-Solver)
+    if "nfe" in solver.options and not solver.adaptive:  # budget-patterned solvers (singlestep DPM-Solver)
         options.setdefault("nfe", cell.nfe)
-    sol = solve(ode(model, cell.variable), x_user, grid, solver, **options)
-    seconds = time.perf_counter() - t0
-    return model.to_vp(sol.x, end).to(torch.float64), sol.nfe, steps, seconds
+    dynamics, times = ode(model, cell.variable), []
+    for _ in range(cell.repeats):  # the same deterministic solve; its wall time is the median
+        t0 = time.perf_counter()
+        sol = solve(dynamics, x_user, grid, solver, **options)
+        times.append(time.perf_counter() - t0)
+    return model.to_vp(sol.x, end).to(torch.float64), sol.nfe, steps, statistics.median(times)
 
 
 def ode_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
@@ -129,6 +163,17 @@ def ode_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
 register_kind("ode", ode_cell)
 
 RESULT_FIELDS = ("nfe", "steps", "seconds", "rmse", "rel_err", "max_err", "ref_err", "sw2", "sw2_floor")
+RECORD_DOC = """\
+Each cell record (one JSON object per line of OUT/results.jsonl, and of --json output) holds
+the cell's parameters: problem, schedule, solver, options (object), options_label, grid,
+variable, nfe_target (the budget; 0 for adaptive solvers), tol (adaptive solvers' rtol = atol,
+else null), seed, n, kind, dtype, ref_tol, sw2_projections, params (object), repeats, key
+(string); the outcome: status ("ok" or "failed"), error (message or null); and the
+measurements (null when failed or not applicable): nfe (int, counted by the model), steps
+(int; null for adaptive), seconds (float, wall time of the solve, the median of `repeats`
+runs), rmse (RMSE per dimension vs the reference), rel_err (‖x − ref‖/‖ref‖), max_err (worst
+sample's RMSE), ref_err (the reference's own accuracy), sw2 (sliced W2 to exact samples of
+p_t_end), sw2_floor (sliced W2 between two exact sets)."""
 
 
 def _finite(v: Any) -> Any:

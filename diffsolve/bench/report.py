@@ -28,7 +28,7 @@ class Series:
     grid: str
     variable: str
     kind: str
-    points: dict[int, dict[str, Any]] = field(default_factory=dict)  # nfe_target → averaged values
+    points: dict[float, dict[str, Any]] = field(default_factory=dict)  # target → values averaged over seeds
 
     @property
     def label(self) -> str:
@@ -52,15 +52,15 @@ def _mean(values: list[float]) -> float | None:
 
 
 def series(records: list[Record]) -> list[Series]:
-    """Group 'ok' records into series; values at one NFE are averaged over seeds."""
-    groups: dict[tuple[str, ...], dict[int, list[Record]]] = defaultdict(lambda: defaultdict(list))
+    """Group 'ok' records into series; values at one target (NFE, or tolerance) are averaged over seeds."""
+    groups: dict[tuple[str, ...], dict[float, list[Record]]] = defaultdict(lambda: defaultdict(list))
     order: list[tuple[str, ...]] = []
     for r in records:
         k = (r["problem"], r["schedule"], _solver_label(r), r["grid"], r["variable"], r["kind"])
         if k not in groups:
             order.append(k)
         if r.get("status") == "ok":
-            groups[k][r["nfe_target"]].append(r)
+            groups[k][_target(r)].append(r)
     out = []
     for k in order:
         s = Series(*k)
@@ -70,6 +70,11 @@ def series(records: list[Record]) -> list[Series]:
             s.points[target]["nfe"] = round(_mean([r["nfe"] for r in recs]))
         out.append(s)
     return out
+
+
+def _target(r: Record) -> float:
+    """What a cell aims at: its NFE budget, or its tolerance for an adaptive solver."""
+    return r["tol"] if r.get("tol") is not None else r["nfe_target"]
 
 
 def _solver_label(r: Record) -> str:
@@ -91,43 +96,54 @@ def _fmt(v: float | None) -> str:
 
 def markdown(records: list[Record], *, metric: str = "rmse", fit_last: int | None = 3,
              fit_min_nfe: float | None = None) -> str:
-    """A table per problem/schedule: one row per series, one column per NFE target, plus the fitted order.
+    """Tables per problem/schedule: one row per series, one column per NFE target (plus the fitted
+    order for RMSE), and for adaptive solvers one column per tolerance.
 
     A value whose counted NFE differs from the target (e.g. Heun at an odd budget) is marked with
-    the counted NFE in brackets; failed cells show their status.
+    the counted NFE in brackets (adaptive solvers: always); failed cells read 'failed'.
     """
     lines: list[str] = []
-    all_series = series(records)
-    failed = {(r["problem"], r["schedule"], _solver_label(r), r["grid"], r["variable"], r["nfe_target"])
+    failed = {(r["problem"], r["schedule"], _solver_label(r), r["grid"], r["variable"], _target(r))
               for r in records if r.get("status") != "ok"}
     by_problem: dict[tuple[str, str], list[Series]] = defaultdict(list)
-    for s in all_series:
+    for s in series(records):
         by_problem[(s.problem, s.schedule)].append(s)
     for (prob, sched), group in by_problem.items():
-        targets = sorted({r["nfe_target"] for r in records if r["problem"] == prob and r["schedule"] == sched})
+        mine = [r for r in records if r["problem"] == prob and r["schedule"] == sched]
         floors = [p["sw2_floor"] for s in group for p in s.points.values() if p.get("sw2_floor") is not None]
         refs = [p["ref_err"] for s in group for p in s.points.values() if p.get("ref_err") is not None]
-        lines.append(f"**{metric}** on `{prob}` (schedule `{sched}`), by NFE; reference accuracy "
+        lines.append(f"**{metric}** on `{prob}` (schedule `{sched}`); reference accuracy "
                      f"{_fmt(max(refs, default=None))}" + (f", SW2 floor {_fmt(_mean(floors))}" if floors else ""))
         lines.append("")
-        show_order = metric == "rmse"
-        head = ["solver / grid / variable"] + [str(t) for t in targets] + (["order"] if show_order else [])
-        lines.append("| " + " | ".join(head) + " |")
-        lines.append("|" + "---|" * len(head))
-        for s in group:
-            row = [s.label]
-            for t in targets:
-                p = s.points.get(t)
-                if p is None:
-                    row.append("failed" if (prob, sched, s.solver, s.grid, s.variable, t) in failed else "")
-                    continue
-                row.append(_fmt(p.get(metric)) + ("" if p["nfe"] == t else f" ({p['nfe']})"))
-            if show_order:
-                order, used = s.order(fit_last, fit_min_nfe)
-                row.append("—" if order is None else f"{order:.2f} (NFE {int(used[0])}–{int(used[-1])})")
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
+        fixed = [s for s in group if s.grid != "adaptive"]
+        adaptive = [s for s in group if s.grid == "adaptive"]
+        if fixed:
+            targets = sorted({r["nfe_target"] for r in mine if r.get("tol") is None})
+            order = (fit_last, fit_min_nfe) if metric == "rmse" else None
+            lines += _table(fixed, targets, metric, "NFE", failed, order)
+        if adaptive:
+            tols = sorted({r["tol"] for r in mine if r.get("tol") is not None}, reverse=True)
+            lines += _table(adaptive, tols, metric, "tol", failed, None)
     return "\n".join(lines)
+
+
+def _table(group: list[Series], targets: list[float], metric: str, what: str, failed: set[tuple[Any, ...]],
+           order: tuple[int | None, float | None] | None) -> list[str]:
+    head = [f"solver / grid / variable \\ {what}"] + [f"{t:g}" for t in targets] + (["order"] if order else [])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in group:
+        row = [s.label]
+        for t in targets:
+            p = s.points.get(t)
+            if p is None:
+                row.append("failed" if (s.problem, s.schedule, s.solver, s.grid, s.variable, t) in failed else "")
+            else:
+                row.append(_fmt(p.get(metric)) + ("" if what == "NFE" and p["nfe"] == t else f" ({p['nfe']})"))
+        if order:
+            p_fit, used = s.order(*order)
+            row.append("—" if p_fit is None else f"{p_fit:.2f} (NFE {int(used[0])}–{int(used[-1])})")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
 
 
 def plot(records: list[Record], path: str | Path, *, metric: str = "rmse", title: str | None = None) -> None:

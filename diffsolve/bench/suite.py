@@ -16,6 +16,8 @@ solvers × grids × variables × nfe × seeds on a problem; a run's keys overrid
     solvers = ["euler", "heun", { name = "unipc", options = { variant = "bh2" } }]
 
 A solver may also be written "name:key=value:key=value" (values parsed as JSON when they can be).
+Adaptive solvers (dopri5, …) ignore grids and nfe: they get one cell per entry of `tols`
+(rtol = atol; default 1e-2 … 1e-6) and record the NFE they spent.
 `kind` picks how cells are run and measured (default "ode", or "sde" for stochastic solvers; see
 diffsolve.bench.cells.register_kind) and `params` is a table of settings for that kind; both are
 part of every cell's key.
@@ -25,14 +27,14 @@ from __future__ import annotations
 
 import json
 import tomllib
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from .. import problems as problems_mod
 from ..dynamics import VARIABLES
-from ..errors import DiffsolveError, unknown_name
+from ..errors import DiffsolveError, SolverError, unknown_name
 from ..grids import GRIDS
 from ..schedules import SCHEDULES
 from ..solvers import get_solver
@@ -59,15 +61,17 @@ class Cell:
     ref_tol: float = 1e-10
     sw2_projections: int = 256
     params: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (e.g. an SDE kind's)
+    tol: float | None = None  # rtol = atol of an adaptive solver (its cells have grid "adaptive", nfe 0)
+    repeats: int = 1  # timing: seconds is the median wall time of this many identical solves
 
     @property
     def options_label(self) -> str:
         """Solver options as 'key=value,…' in sorted order ('' when none)."""
-        return ",".join(f"{k}={json.dumps(v)}" for k, v in sorted(self.options.items()))
+        return ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in sorted(self.options.items()))
 
     @property
     def solver_label(self) -> str:
-        """The solver with its options, e.g. 'unipc[variant="bh2"]'."""
+        """The solver with its options, e.g. 'unipc[variant=bh2]'."""
         return f"{self.solver}[{self.options_label}]" if self.options else self.solver
 
     def as_dict(self) -> dict[str, Any]:
@@ -77,10 +81,20 @@ class Cell:
 
     @cached_property
     def key(self) -> str:
-        """Canonical JSON of the parameters: equal keys ⇔ the same computation."""
-        p = self.as_dict()
-        p.pop("options_label")
+        """Canonical JSON of the parameters: equal keys ⇔ the same computation.
+
+        Fields at their default value are left out, so adding a field with a default later keeps
+        every stored key valid.
+        """
+        p = {k: v for k, v in self.as_dict().items() if k != "options_label" and v != _DEFAULTS.get(k, _MISSING)}
         return json.dumps(p, sort_keys=True, separators=(",", ":"))
+
+
+_MISSING = object()
+_DEFAULTS: dict[str, Any] = {
+    f.name: (f.default_factory() if f.default_factory is not MISSING else f.default) for f in fields(Cell)
+    if f.default is not MISSING or f.default_factory is not MISSING
+}
 
 
 def parse_solver(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -122,7 +136,9 @@ def _int(value: Any, what: str, minimum: int) -> int:
 
 
 RUN_KEYS = {"problem", "problems", "schedule", "n", "seeds", "nfe", "solver", "solvers", "grids", "grid",
-            "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params"}
+            "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params", "tols", "repeats"}
+DEFAULT_TOLS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
+ADAPTIVE_GRID = "adaptive"
 SUITE_KEYS = RUN_KEYS | {"name", "description", "run", "fit_last", "fit_min_nfe"}
 
 
@@ -134,28 +150,46 @@ def _check_keys(data: dict[str, Any], valid: set[str]) -> None:
         )
 
 
-def _get(run: dict[str, Any], *names: str) -> Any:
-    for name in names:
-        if name in run:
-            return run[name]
-    raise DiffsolveError(f"a suite run needs '{names[-1]}' (in the run or at the top level)")
+PLURAL = {"problem": "problems", "solver": "solvers", "grid": "grids", "variable": "variables"}
+
+
+def _plural(data: dict[str, Any]) -> dict[str, Any]:
+    """The same table with singular axis keys renamed to their plural (both at once is an error)."""
+    out = dict(data)
+    for one, many in PLURAL.items():
+        if one in out:
+            if many in out:
+                raise DiffsolveError(f"give '{one}' or '{many}' in one table, not both")
+            out[many] = out.pop(one)
+    return out
+
+
+def _get(run: dict[str, Any], name: str) -> Any:
+    if name not in run:
+        raise DiffsolveError(f"a suite run needs '{name}' (in the run or at the top level)")
+    return run[name]
 
 
 def expand_run(run: dict[str, Any]) -> list[Cell]:
     """All cells of one run (defaults already merged in), every name checked against its registry."""
     _check_keys(run, RUN_KEYS)
-    probs = [str(p) for p in _list(_get(run, "problem", "problems"), "problem")]
+    run = _plural(run)
+    probs = [str(p) for p in _list(_get(run, "problems"), "problem")]
     for p in probs:
         _check_name("problem", p, problems_mod.PROBLEMS)
     schedule = str(run.get("schedule", "linear"))
     _check_name("schedule", schedule, SCHEDULES)
-    solvers = [parse_solver(s) for s in _list(_get(run, "solver", "solvers"), "solver")]
-    for name, _ in solvers:
-        get_solver(name)  # raises SolverError listing the valid names
-    grids = [str(g) for g in _list(_get(run, "grid", "grids"), "grid")]
+    solvers = [parse_solver(s) for s in _list(_get(run, "solvers"), "solver")]
+    for name, options in solvers:
+        accepted = get_solver(name).options  # get_solver raises SolverError listing the valid names
+        unknown = sorted(set(options) - set(accepted))
+        if unknown:
+            raise SolverError(f"solver {name!r} takes no option(s) {', '.join(unknown)}; "
+                              f"it takes: {', '.join(accepted) or 'none'}")
+    grids = [str(g) for g in _list(_get(run, "grids"), "grid")]
     for g in grids:
         _check_name("grid", g, GRIDS)
-    variables = [str(v) for v in _list(_get(run, "variable", "variables"), "variable")]
+    variables = [str(v) for v in _list(_get(run, "variables"), "variable")]
     for v in variables:
         _check_name("integration variable", v, VARIABLES)
     dtype = str(run.get("dtype", "float64"))
@@ -167,12 +201,24 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     if not isinstance(params, dict):
         raise DiffsolveError(f"a run's 'params' must be a table of kind-specific settings, got {params!r}")
     extra = {"dtype": dtype, "ref_tol": float(run.get("ref_tol", 1e-10)),
-             "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params}
+             "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params,
+             "repeats": _int(run.get("repeats", 1), "repeats", 1)}
+    tols = [float(x) for x in _list(run.get("tols", DEFAULT_TOLS), "tols")]
     cells = []
     for p in probs:
         for seed in seeds:
             for name, options in solvers:
-                kind = str(run.get("kind") or ("sde" if get_solver(name).stochastic else "ode"))
+                solver = get_solver(name)
+                kind = str(run.get("kind") or ("sde" if solver.stochastic else "ode"))
+                if solver.adaptive:  # it picks its own steps: one cell per tolerance, no grid, no budget
+                    if {"rtol", "atol"} & set(options):
+                        raise DiffsolveError(
+                            f"adaptive solver {name!r} takes its tolerances from the 'tols' list "
+                            f"(rtol = atol = tol), not from its options {options!r}"
+                        )
+                    cells += [Cell(p, schedule, name, ADAPTIVE_GRID, v, 0, seed, n, options, kind, **extra, tol=tol)
+                              for v in variables for tol in tols]
+                    continue
                 for g in grids:
                     for v in variables:
                         for nfe in nfes:
@@ -200,12 +246,13 @@ class Suite:
         `overrides` (e.g. {"n": 64} from the command line) win over both the defaults and the runs.
         """
         _check_keys(data, SUITE_KEYS)
-        defaults = {k: v for k, v in data.items() if k in RUN_KEYS}
+        defaults = _plural({k: v for k, v in data.items() if k in RUN_KEYS})
         runs = data.get("run", [{}])
         cells: list[Cell] = []
         seen: set[str] = set()
         for run in runs:
-            for cell in expand_run({**defaults, **run, **(overrides or {})}):
+            _check_keys(run, RUN_KEYS)
+            for cell in expand_run({**defaults, **_plural(run), **_plural(overrides or {})}):
                 if cell.key not in seen:
                     seen.add(cell.key)
                     cells.append(cell)

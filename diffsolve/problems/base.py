@@ -44,6 +44,11 @@ class Problem(ABC):
     description: str = ""
     has_exact_samples: bool = False
 
+    def fingerprint(self) -> str:
+        """Identifies what the problem computes, for on-disk caches of its references; override it
+        (e.g. with a checkpoint's hash) when the name alone does not fix the model."""
+        return f"{type(self).__name__}:{self.name}"
+
     def default_schedule(self) -> Schedule:
         """The schedule used when none is given (continuous linear VP)."""
         return VPLinear()

@@ -10,6 +10,7 @@ with r_k the posterior component weights (log-sum-exp), and the sampling ODE dxÌ
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 
 import torch
@@ -58,6 +59,13 @@ class GaussianMixture(Problem):
         stds = torch.exp(lo + (hi - lo) * torch.rand(components, dim, generator=g, dtype=F64))
         weights = torch.softmax(0.8 * torch.randn(components, generator=g, dtype=F64), 0)
         return cls(weights, means, stds, name=name, description=description)
+
+    def fingerprint(self) -> str:
+        """A hash of the weights, means and stds."""
+        h = hashlib.sha256()
+        for t in (self.weights, self.means, self.stds):
+            h.update(t.detach().cpu().to(F64).contiguous().numpy().tobytes())
+        return f"GaussianMixture:{h.hexdigest()[:32]}"
 
     @property
     def components(self) -> int:

@@ -1,6 +1,6 @@
 """Solvers by name: generic Runge–Kutta, torchdiffeq's ODE methods, torchsde's SDE methods."""
 
-from . import adaptive, runge_kutta, sde  # noqa: F401  (importing registers the solvers)
+from . import adaptive, ancestral, runge_kutta, sde  # noqa: F401  (importing registers the solvers)
 from .base import SOLVERS, Solver, get_solver, register
 from .runge_kutta import ButcherTableau, ExplicitRK
 
