@@ -57,12 +57,16 @@ class Likelihood:
 
 
 def exact_divergence(f: Tensor, x: Tensor) -> Tensor:
-    """∇·f = Σ_i ∂f_i/∂x_i by one backward pass per dimension (x must require grad)."""
-    ff, xf = f.reshape(f.shape[0], -1), x
+    """∇·f = Σ_i ∂f_i/∂x_i by one backward pass per dimension (x must require grad).
+
+    Summing over the batch before differentiating assumes each sample's output depends on that sample
+    only (true for networks without batch statistics, e.g. GroupNorm or BatchNorm in eval mode).
+    """
+    ff = f.reshape(f.shape[0], -1)
     div = torch.zeros(f.shape[0], dtype=f.dtype, device=f.device)
     n = ff.shape[1]
     for i in range(n):
-        (g,) = torch.autograd.grad(ff[:, i].sum(), xf, retain_graph=i < n - 1)
+        (g,) = torch.autograd.grad(ff[:, i].sum(), x, retain_graph=i < n - 1)
         div = div + g.reshape(g.shape[0], -1)[:, i]
     return div
 
