@@ -146,32 +146,50 @@ def _table(group: list[Series], targets: list[float], metric: str, what: str, fa
     return lines + [""]
 
 
+def _family(solver_label: str) -> str:
+    """'exponential' for the λ-integrators of diffsolve.solvers.exp, 'generic' for the rest."""
+    from ..solvers import SOLVERS
+
+    solver = SOLVERS.get(solver_label.split("[")[0])
+    return "exponential" if solver is not None and ".exp." in type(solver).__module__ else "generic"
+
+
 def plot(records: list[Record], path: str | Path, *, metric: str = "rmse", title: str | None = None) -> None:
-    """Log-log error vs counted NFE, one line per series: colour by solver, line style by variable."""
+    """Log-log error vs counted NFE, one line per series: colour by solver, line style by variable.
+
+    Generic solvers and exponential integrators get a panel each (same axes) when both are present.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     all_series = [s for s in series(records) if s.curve(metric)[0]]
-    solvers = sorted({s.solver for s in all_series})
-    colours = {name: plt.get_cmap("tab10")(i % 10) for i, name in enumerate(solvers)}
+    families = [f for f in ("generic", "exponential") if any(_family(s.solver) == f for s in all_series)]
     styles = {"t": ":", "sigma": "-", "lambda": "--"}
     markers = ["o", "s", "^", "D", "v", "P", "X"]
     grid_marker = {g: markers[i % len(markers)] for i, g in enumerate(sorted({s.grid for s in all_series}))}
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    for s in all_series:
-        nfe, err = s.curve(metric)
-        ax.loglog(nfe, err, linestyle=styles.get(s.variable, "-."), marker=grid_marker[s.grid], markersize=4,
-                  color=colours[s.solver], label=s.label)
+    fig, axes = plt.subplots(1, len(families), figsize=(7.5 * len(families), 6), sharex=True, sharey=True,
+                             squeeze=False)
     floors = [p["sw2_floor"] for s in all_series for p in s.points.values() if p.get("sw2_floor") is not None]
-    if metric == "sw2" and floors:
-        ax.axhline(_mean(floors), color="grey", linewidth=1, label="SW2 floor (two exact sets)")
-    ax.set_xlabel("NFE (counted)")
-    ax.set_ylabel({"rmse": "RMSE per dimension vs reference", "sw2": "sliced W2 to exact samples"}.get(metric, metric))
-    ax.set_title(title or ", ".join(sorted({f"{s.problem} ({s.schedule})" for s in all_series})))
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+    for ax, family in zip(axes[0], families):
+        group = [s for s in all_series if _family(s.solver) == family]
+        solvers = sorted({s.solver for s in group})
+        cmap = plt.get_cmap("tab10" if len(solvers) <= 10 else "tab20")
+        colours = {name: cmap(i % cmap.N) for i, name in enumerate(solvers)}
+        for s in group:
+            nfe, err = s.curve(metric)
+            ax.loglog(nfe, err, linestyle=styles.get(s.variable, "-."), marker=grid_marker[s.grid], markersize=4,
+                      color=colours[s.solver], label=s.label)
+        if metric == "sw2" and floors:
+            ax.axhline(_mean(floors), color="grey", linewidth=1, label="SW2 floor (two exact sets)")
+        ax.set_xlabel("NFE (counted)")
+        ax.set_title(f"{family} solvers" if len(families) > 1 else "")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, ncol=2 if len(group) > 8 else 1)
+    axes[0][0].set_ylabel({"rmse": "RMSE per dimension vs reference", "sw2": "sliced W2 to exact samples"}.get(
+        metric, metric))
+    fig.suptitle(title or ", ".join(sorted({f"{s.problem} ({s.schedule})" for s in all_series})))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
