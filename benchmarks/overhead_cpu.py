@@ -13,13 +13,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-import diffsolve as ds
-from diffsolve import grids
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import diffsolve as ds  # noqa: E402
+from diffsolve import grids  # noqa: E402
 
 BATCH, DIM = 256, 64
 
