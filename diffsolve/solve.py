@@ -139,8 +139,7 @@ def sample(
         raise GridError(f"give exactly one of nfe= or steps=, got nfe={nfe}, steps={steps}")
     if steps is None:
         steps = method.steps_for(int(nfe))
-        if "nfe" in method.options:  # solvers whose order pattern depends on the budget (singlestep DPM-Solver)
-            options.setdefault("nfe", int(nfe))
+        options = {**method.budget_options(int(nfe)), **options}
     g = grids_mod.make(grid, model.schedule, steps)
     dyn = VPSDE(model.schedule).reverse(model) if method.stochastic else ode(model, variable)
     return solve(dyn, x, g, method, **options)

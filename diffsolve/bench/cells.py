@@ -133,10 +133,9 @@ def solve_cell(cell: Cell, inputs: Inputs, x_T: Tensor) -> tuple[Tensor, int, in
     else:
         steps = solver.steps_for(cell.nfe)
         grid = grids_mod.make(cell.grid, sched, steps)
+        options = {**solver.budget_options(cell.nfe), **options}
     start, end = make_point(sched, grid.t[0]), make_point(sched, grid.t[-1])
     x_user = model.from_vp(x_T.to(DTYPE[cell.dtype]), start)
-    if "nfe" in solver.options and not solver.adaptive:  # budget-patterned solvers (singlestep DPM-Solver)
-        options.setdefault("nfe", cell.nfe)
     dynamics, times = ode(model, cell.variable), []
     for _ in range(cell.repeats):  # the same deterministic solve; its wall time is the median
         t0 = time.perf_counter()

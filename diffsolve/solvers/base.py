@@ -46,6 +46,10 @@ class Solver(ABC):
             )
         return steps
 
+    def budget_options(self, nfe: int) -> dict[str, Any]:
+        """Options a solver needs to spend exactly `nfe` on the grid of `steps_for(nfe)` steps (none by default)."""
+        return {}
+
     def check(self, dynamics: Dynamics, grid: Grid, options: dict[str, Any]) -> None:
         """Raise if this solver cannot run these dynamics on this grid with these options."""
         unknown = sorted(set(options) - set(self.options))

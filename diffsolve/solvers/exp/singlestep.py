@@ -10,6 +10,8 @@ A step of order k evaluates at s and at k − 1 intermediate λ_s + r_j h (r = �
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor
 
@@ -70,6 +72,10 @@ class DPMSinglestep(Solver):
 
     def nfe_for(self, steps: int) -> int:
         return self.order * steps
+
+    def budget_options(self, nfe: int) -> dict[str, Any]:
+        """The pattern depends on the budget: pass nfe= so that it spends exactly `nfe`."""
+        return {"nfe": nfe}
 
     def steps_for(self, nfe: int) -> int:
         """Outer steps of the pattern that spends exactly `nfe` evaluations."""
