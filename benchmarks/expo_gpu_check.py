@@ -1,12 +1,10 @@
 """GPU check of the exponential integrators: sync-free loops, CUDA-graph replay = eager, CPU-float64 agreement,
-low-precision finiteness, per-step overhead beside diffusers. Run: python benchmarks/expo_gpu_check.py
-(on a machine without CUDA it runs the same checks on the CPU, skipping the CUDA-only ones)."""
+low-precision finiteness. Run: python benchmarks/expo_gpu_check.py (on a machine without CUDA it runs the same
+checks on the CPU, skipping the CUDA-only ones). Timings against diffusers: benchmarks/gpu_check.py."""
 
 from __future__ import annotations
 
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -84,61 +82,8 @@ def main() -> None:
                 ok = ok and bool(torch.isfinite(low).all()) and r < 5e-2
         failures += not ok
         print(line + ("" if ok else "  FAIL"))
-    if dev.type == "cuda":
-        try:
-            import diffusers  # noqa: F401
-        except ImportError:
-            print("diffusers is not installed: no overhead comparison")
-        else:
-            overhead()
     print("FAILURES", failures)
 
-
-def overhead(steps: int = 20, repeats: int = 30) -> None:
-    import diffusers
-
-    x = torch.randn(256, 64, device=dev)
-    cases = [("ddim", diffusers.DDIMScheduler(clip_sample=False), {"to_zero": True}),
-             ("dpmpp2m", diffusers.DPMSolverMultistepScheduler(), {"to_zero": True}),
-             ("unipc", diffusers.UniPCMultistepScheduler(), {"to_zero": True, "lower_order_final": True})]
-    print(f"per-step time, trivial model (0.1 x), batch 256 x 64 fp32, {steps} steps, median of {repeats} (ms):")
-    for name, sch, opts in cases:
-        res = [per_step(fn, steps, repeats) for fn in runners(name, sch, opts, x, steps)]
-        print(f"  {name:8s} diffusers {res[0]:.3f}  diffsolve eager {res[1]:.3f}  diffsolve graph {res[2]:.3f}")
-
-
-def runners(name, sch, opts, x, steps):
-    """diffusers' loop, diffsolve eager, diffsolve CUDA graph, on diffusers' timesteps."""
-    schedule = ds.DiscreteDDPM(alphas_cumprod=sch.alphas_cumprod.double())
-    model = ds.EpsModel(lambda v, t: 0.1 * v, schedule)
-    sch.set_timesteps(steps)
-    grid = grids.custom(schedule, schedule.t_from_step(sch.timesteps.double()))
-
-    def run_diffusers() -> None:
-        sch.set_timesteps(steps)
-        v = x
-        for t in sch.timesteps:
-            v = sch.step(0.1 * v, t, v).prev_sample
-
-    def eager() -> None:
-        ds.solve(ds.ode(model, "lambda"), x, grid, name, **opts)
-
-    def graph() -> None:
-        ds.solve(ds.ode(model, "lambda"), x, grid, name, cuda_graph=True, **opts)
-
-    return run_diffusers, eager, graph
-
-
-def per_step(fn, steps: int, repeats: int) -> float:
-    fn()
-    sync()
-    ts = []
-    for _ in range(repeats):
-        a = time.perf_counter()
-        fn()
-        sync()
-        ts.append(time.perf_counter() - a)
-    return 1e3 * statistics.median(ts) / steps
 
 if __name__ == "__main__":
     main()
