@@ -7,8 +7,11 @@ Every schedule is defined by log α_t on [t_min, t_max] and its inverse; the res
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from abc import ABC, abstractmethod
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -51,6 +54,28 @@ class Schedule(ABC):
     def model_time(self, t: Tensor | float) -> Tensor:
         """The time value fed to the network (identity for continuous-time schedules)."""
         return as_f64(t)
+
+    # ---- identity by value -----------------------------------------------------------------
+    @abstractmethod
+    def _params(self) -> dict[str, Any]:
+        """The constructor arguments that fix this schedule, as JSON values (floats kept exactly)."""
+
+    def to_config(self) -> dict[str, Any]:
+        """A JSON-able dict that rebuilds this schedule with `from_config` (its "type" names the class)."""
+        return {"type": type(self).__name__, **self._params()}
+
+    def fingerprint(self) -> str:
+        """A short hash of the config: equal schedules (and only those) share it."""
+        text = json.dumps(self.to_config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Schedule):
+            return NotImplemented
+        return self is other or (type(self) is type(other) and self.to_config() == other.to_config())
+
+    def __hash__(self) -> int:
+        return hash(self.fingerprint())
 
     # ---- derived quantities -------------------------------------------------------------
     def alpha(self, t: Tensor | float) -> Tensor:
@@ -117,6 +142,9 @@ class VPLinear(Schedule):
             raise ScheduleError(f"VPLinear needs 0 < t_min < t_max, got {t_min}, {t_max}")
         self.beta_min, self.beta_max, self.t_min, self.t_max = beta_min, beta_max, t_min, t_max
 
+    def _params(self) -> dict[str, Any]:
+        return {"beta_min": self.beta_min, "beta_max": self.beta_max, "t_min": self.t_min, "t_max": self.t_max}
+
     def __repr__(self) -> str:
         return f"VPLinear(beta_min={self.beta_min}, beta_max={self.beta_max}, t_min={self.t_min}, t_max={self.t_max})"
 
@@ -145,6 +173,9 @@ class VPCosine(Schedule):
             )
         self.s, self.t_min, self.t_max = s, t_min, t_max
         self._log_cos0 = math.log(math.cos(math.pi / 2 * s / (1 + s)))
+
+    def _params(self) -> dict[str, Any]:
+        return {"s": self.s, "t_min": self.t_min, "t_max": self.t_max}
 
     def __repr__(self) -> str:
         return f"VPCosine(s={self.s}, t_min={self.t_min}, t_max={self.t_max})"
@@ -176,10 +207,22 @@ class DiscreteDDPM(Schedule):
         num_train_steps: int = 1000,
         beta_start: float = 1e-4,
         beta_end: float = 0.02,
+        log_alphas_cumprod: Tensor | list[float] | None = None,
     ):
-        if betas is not None and alphas_cumprod is not None:
-            raise ScheduleError("DiscreteDDPM takes betas or alphas_cumprod, not both; pass one of them")
-        if alphas_cumprod is None:
+        given = [k for k, v in (("betas", betas), ("alphas_cumprod", alphas_cumprod),
+                                ("log_alphas_cumprod", log_alphas_cumprod)) if v is not None]
+        if len(given) > 1:
+            raise ScheduleError(
+                f"DiscreteDDPM takes one of betas, alphas_cumprod or log_alphas_cumprod, got {', '.join(given)}; "
+                f"pass one of them"
+            )
+        if log_alphas_cumprod is not None:
+            log_acp = as_f64(log_alphas_cumprod).cpu()
+            if log_acp.ndim != 1 or not bool((log_acp < 0).all()) or not bool((log_acp[1:] < log_acp[:-1]).all()):
+                raise ScheduleError(
+                    "DiscreteDDPM log_alphas_cumprod must be a 1-D, strictly decreasing table of negative numbers"
+                )
+        elif alphas_cumprod is None:
             if betas is None:
                 betas = torch.linspace(beta_start, beta_end, num_train_steps, dtype=F64)
             betas = as_f64(betas).cpu()
@@ -206,8 +249,12 @@ class DiscreteDDPM(Schedule):
         self.t_min, self.t_max = float(self.t_knots[0]), float(self.t_knots[-1])
         self._slopes = torch.diff(self.log_alpha_knots) / torch.diff(self.t_knots)
 
+    def _params(self) -> dict[str, Any]:
+        # log ᾱ_n itself (2·log α at the knots): from_config rebuilds the very same knots, bit for bit
+        return {"log_alphas_cumprod": (2.0 * self.log_alpha_knots).tolist()}
+
     def __repr__(self) -> str:
-        return f"DiscreteDDPM(num_train_steps={self.num_train_steps})"
+        return f"DiscreteDDPM(num_train_steps={self.num_train_steps}, table={self.fingerprint()})"
 
     @property
     def alphas_cumprod(self) -> Tensor:
@@ -252,6 +299,9 @@ class EDM(Schedule):
             raise ScheduleError(f"EDM needs 0 < sigma_min < sigma_max, got {sigma_min}, {sigma_max}")
         self.t_min, self.t_max = sigma_min, sigma_max
 
+    def _params(self) -> dict[str, Any]:
+        return {"sigma_min": self.t_min, "sigma_max": self.t_max}
+
     def __repr__(self) -> str:
         return f"EDM(sigma_min={self.t_min}, sigma_max={self.t_max})"
 
@@ -276,6 +326,21 @@ class EDM(Schedule):
 
     def t_from_sigma_bar(self, sigma_bar: Tensor | float) -> Tensor:
         return as_f64(sigma_bar).clone()
+
+
+def from_config(config: dict[str, Any]) -> Schedule:
+    """Rebuild a schedule from `Schedule.to_config()`; an unknown type or parameter is a ScheduleError."""
+    if not isinstance(config, dict) or "type" not in config:
+        raise ScheduleError(f"a schedule config is a dict with a 'type' key, got {config!r}")
+    kinds = {cls.__name__: cls for cls in SCHEDULES.values()}
+    name = config["type"]
+    if name not in kinds:
+        raise ScheduleError(f"unknown schedule type {name!r} in a config; valid ones are {', '.join(sorted(kinds))}")
+    params = {k: v for k, v in config.items() if k != "type"}
+    try:
+        return kinds[name](**params)
+    except TypeError as e:
+        raise ScheduleError(f"schedule config {config!r} does not fit {name}: {e}") from None
 
 
 SCHEDULES: dict[str, type[Schedule]] = {

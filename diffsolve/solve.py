@@ -35,7 +35,7 @@ class Solution:
 
 def _as_grid(dynamics: Dynamics, grid: Grid | Tensor | list[float]) -> Grid:
     if isinstance(grid, Grid):
-        if grid.schedule is not dynamics.schedule and repr(grid.schedule) != repr(dynamics.schedule):
+        if grid.schedule != dynamics.schedule:
             raise GridError(
                 f"the grid was built on {grid.schedule!r} but the dynamics use {dynamics.schedule!r}; "
                 f"build the grid from the same schedule"

@@ -89,3 +89,45 @@ def test_bad_schedule_parameters_are_clear_errors():
         ds.DiscreteDDPM(alphas_cumprod=torch.tensor([0.9, 0.95]))
     with pytest.raises(ds.ScheduleError, match="betas"):
         ds.DiscreteDDPM(betas=torch.tensor([0.1, 1.5]))
+
+
+# ---- identity by value ------------------------------------------------------------------------
+import json  # noqa: E402
+
+from diffsolve.errors import GridError  # noqa: E402
+from diffsolve.schedules import from_config  # noqa: E402
+
+
+@pytest.mark.parametrize("make", [
+    lambda: ds.VPLinear(), lambda: ds.VPCosine(), lambda: ds.EDM(), lambda: ds.DiscreteDDPM(),
+    lambda: ds.DiscreteDDPM(betas=torch.linspace(1e-4, 0.03, 1000, dtype=torch.float64)),
+    lambda: ds.DiscreteDDPM(alphas_cumprod=torch.linspace(0.999, 0.01, 50, dtype=torch.float64)),
+])
+def test_config_round_trip_is_exact(make):
+    s = make()
+    r = from_config(json.loads(json.dumps(s.to_config())))
+    assert r == s and hash(r) == hash(s) and r.fingerprint() == s.fingerprint()
+    t = torch.linspace(s.t_min, s.t_max, 17, dtype=torch.float64)
+    assert torch.equal(r.log_alpha(t), s.log_alpha(t))
+
+
+def test_discrete_tables_differ_by_value_not_repr_length():
+    a = ds.DiscreteDDPM()
+    b = ds.DiscreteDDPM(betas=torch.linspace(1e-4, 0.03, 1000, dtype=torch.float64))
+    assert a != b and a.num_train_steps == b.num_train_steps
+    assert ds.VPLinear() == ds.VPLinear() and ds.VPLinear() != ds.VPLinear(beta_max=19.0)
+
+
+def test_solve_refuses_a_grid_on_another_table():
+    a = ds.DiscreteDDPM()
+    b = ds.DiscreteDDPM(betas=torch.linspace(1e-4, 0.03, 1000, dtype=torch.float64))
+    model = ds.EpsModel(lambda x, t: torch.zeros_like(x), a)
+    with pytest.raises(GridError, match="same schedule"):
+        ds.solve(ds.ode(model, "sigma"), torch.randn(2, 3), ds.grids.time(b, 4), "euler")
+
+
+def test_from_config_errors_name_the_problem():
+    with pytest.raises(ds.ScheduleError, match="unknown schedule type"):
+        from_config({"type": "Nope"})
+    with pytest.raises(ds.ScheduleError, match="does not fit VPLinear"):
+        from_config({"type": "VPLinear", "rho": 3})

@@ -62,7 +62,7 @@ class TrainedProblem(Problem):
         trained = self._trained(dtype)
         train_sched = trained.schedule
         net = FlatNet(trained.net, self.shape)
-        if schedule is None or repr(schedule) == repr(train_sched):
+        if schedule is None or schedule == train_sched:
             return EpsModel(net, train_sched)
         lo, hi = train_sched.lambda_min, train_sched.lambda_max
         if schedule.lambda_min < lo - 1e-9 or schedule.lambda_max > hi + 1e-9:
