@@ -80,8 +80,27 @@ class Solver(ABC):
     ) -> tuple[Tensor, list[Tensor]]:
         """Return x at grid.t[-1] and, when record is set, x at every grid time after the first."""
 
+    def identity(self) -> tuple:
+        """What determines this solver's numbers: its class and its attributes (compared by value)."""
+        return (type(self), tuple(sorted((k, freeze(v)) for k, v in vars(self).items())))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Solver) and self.identity() == other.identity()
+
+    def __hash__(self) -> int:
+        return hash(self.identity())
+
     def __repr__(self) -> str:
         return f"<solver {self.name}: order {self.order}>"
+
+
+def freeze(value: Any) -> Any:
+    """A hashable value-equal copy of an option or attribute (lists → tuples, dicts → sorted item tuples)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
 
 
 def node_points(dynamics: Dynamics, grid: Grid) -> list[Point]:

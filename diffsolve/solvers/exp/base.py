@@ -17,7 +17,7 @@ from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point
-from ..base import Solver, node_points
+from ..base import Solver, freeze, node_points
 from .coeffs import ZERO, Combo, Node, check_form
 from .threshold import Prediction, check_threshold, prediction_fn
 
@@ -114,7 +114,8 @@ class ExpSolver(Solver):
         form = check_form(self.form_of(options))
         points = node_points(dynamics, grid)
         nodes = nodes_of(points, bool(to_zero))
-        key = ("exp-plan", self.name, form, bool(to_zero), bool(lower_order_final), tuple(sorted(options.items())))
+        # keyed by the solver object (compared by value) and every option that shapes the plan
+        key = ("exp-plan", self, form, bool(to_zero), bool(lower_order_final), freeze(options))
         plan = grid.memo(key, lambda: self.build(nodes, form, lower_order_final=bool(lower_order_final), **options))
         fn = prediction_fn(model, form, threshold, threshold_max)
         x_end, trajectory = run(fn, x, points, plan, record, generator)
