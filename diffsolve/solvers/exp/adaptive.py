@@ -9,6 +9,7 @@ is reused by rejected retries. Acceptance reads E on the host each trial (inhere
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -16,13 +17,13 @@ from torch import Tensor
 from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
-from ...points import Point, make_point
-from ..base import Solver, node_points, register
-from .base import check_choice, check_order, combine
-from .coeffs import Combo, Node, check_form, first_order, linear_part
+from ...points import make_point
+from ..base import node_points, register
+from .base import ExpSolver, check_choice, check_order, combine, take_step
+from .coeffs import Combo, Node, first_order, linear_part
 from .phi import phi
-from .singlestep import stage_combos
-from .threshold import check_threshold, prediction_fn
+from .singlestep import node, singlestep
+from .threshold import Prediction
 
 
 def lower_combo(form: str, order: int, s: Node, stage: Node, t: Node) -> Combo:
@@ -35,12 +36,9 @@ def lower_combo(form: str, order: int, s: Node, stage: Node, t: Node) -> Combo:
     return Combo(a, (base - base / (2 * r1), base / (2 * r1)))
 
 
-def _node(p: Point) -> Node:
-    return Node(p.alpha, p.sigma, p.lam)
-
-
-class DPMAdaptive(Solver):
-    """Adaptive DPM-Solver with error control in λ; the NFE counted includes rejected trials."""
+class DPMAdaptive(ExpSolver):
+    """Adaptive DPM-Solver: the singlestep steps of DPM-Solver-k under a step-size controller in λ;
+    the NFE counted includes rejected trials."""
 
     name = "dpm_adaptive"
     order = 3
@@ -54,24 +52,29 @@ class DPMAdaptive(Solver):
     def nfe_for(self, steps: int) -> None:
         return None
 
-    def integrate(
-        self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool, order: int = 3, rtol: float = 0.05,
-        atol: float = 0.0078, h_init: float = 0.05, theta: float = 0.9, max_trials: int = 10_000,
-        prediction: str = "noise", threshold: float | None = None, threshold_max: float = 1.0,
-    ) -> tuple[Tensor, list[Tensor]]:
-        model = dynamics.model
-        if model is None:
-            raise SolverError(f"solver {self.name!r} integrates a model's ODE; {dynamics!r} has no model")
-        order = check_order(order, 2, 3, self.name)
+    def form_of(self, options: dict[str, Any]) -> str:
+        prediction = options.pop("prediction", "noise")
         check_choice("prediction", prediction, ("noise", "data"), self.name)
-        form = check_form(prediction)
-        check_threshold(threshold, threshold_max)
+        return prediction
+
+    def advance(
+        self, fn: Prediction, dynamics: Dynamics, x: Tensor, grid: Grid, form: str, record: bool,
+        options: dict[str, Any],
+    ) -> tuple[Tensor, list[Tensor]]:
+        return self.control(fn, dynamics, x, grid, form, record, **options)
+
+    def control(
+        self, fn: Prediction, dynamics: Dynamics, x: Tensor, grid: Grid, form: str, record: bool, *,
+        order: int = 3, rtol: float = 0.05, atol: float = 0.0078, h_init: float = 0.05, theta: float = 0.9,
+        max_trials: int = 10_000,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Trial steps s → s + h; E ≤ 1 accepts x_high; h ← θ h E^{−1/k}."""
+        order = check_order(order, 2, 3, self.name)
         for label, value in (("rtol", rtol), ("atol", atol), ("h_init", h_init)):
             if not (float(value) > 0 and math.isfinite(float(value))):
                 raise SolverError(f"{self.name}: {label} must be a positive finite number, got {value}")
         if not 0 < float(theta) <= 1:
             raise SolverError(f"{self.name}: theta (the safety factor) must lie in (0, 1], got {theta}")
-        fn = prediction_fn(model, form, threshold, threshold_max)
         schedule = dynamics.schedule
         ends = node_points(dynamics, grid)
         r = (0.5,) if order == 2 else (1 / 3, 2 / 3)
@@ -93,14 +96,10 @@ class DPMAdaptive(Solver):
                 t = target if h >= remaining else make_point(schedule, schedule.t_from_lambda(s.lam + h))
                 hh = t.lam - s.lam
                 stages = [make_point(schedule, schedule.t_from_lambda(s.lam + ri * hh)) for ri in r]
-                combos = stage_combos(form, order, _node(s), [_node(p) for p in stages], _node(t))
                 if m_s is None:
                     m_s = fn(x, s)
-                ms = [m_s]
-                for p, combo in zip(stages, combos[:-1]):
-                    ms.append(fn(combine(x, combo, ms), p))
-                x_high = combine(x, combos[-1], ms)
-                x_low = combine(x, lower_combo(form, order, _node(s), _node(stages[0]), _node(t)), ms)
+                x_high, ms = take_step(fn, x, m_s, singlestep(form, order, s, stages, t), [m_s])
+                x_low = combine(x, lower_combo(form, order, node(s), node(stages[0]), node(t)), ms)
                 delta = torch.clamp(rtol * torch.maximum(x_low.abs(), x_prev.abs()), min=atol)
                 err = ((x_high - x_low) / delta).reshape(x.shape[0], -1).square().mean(-1).sqrt().max()
                 e = float(err)  # the one host read per trial that step control needs

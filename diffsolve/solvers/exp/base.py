@@ -1,12 +1,15 @@
-"""Shared machinery of the exponential integrators: nodes, options, and the one step loop.
+"""Shared machinery of the exponential integrators: the preamble, the plan, and the one step loop.
 
 A fixed-step exponential integrator is compiled, before the loop, into a `Plan`: for every step an
-optional corrector and a predictor, each x_new = a·x + Σ_j w_j m_j over the newest model outputs, with
-Python-float coefficients computed in float64. The loop then only calls the model and combines tensors.
+optional corrector, optional intermediate stages (singlestep methods) and a predictor, each
+x_new = a·x + Σ_j w_j m_j over the newest model outputs, with Python-float coefficients computed in float64.
+The loop (`run`) then only calls the model and combines tensors; adaptive DPM-Solver takes the same steps
+(`take_step`) under a step-size controller.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,12 +27,22 @@ from .threshold import Prediction, check_threshold, prediction_fn
 COMMON_OPTIONS = ("lower_order_final", "to_zero", "threshold", "threshold_max")
 
 
+@dataclass(frozen=True)
+class Stage:
+    """An intermediate evaluation inside a step: m_k = model(combo(x, m_0 … m_{k−1}), point)."""
+
+    point: Point
+    combo: Combo
+
+
 @dataclass
 class StepPlan:
-    """One step: correct x_i with the evaluation at node i (optional), then predict x_{i+1}."""
+    """One step: correct x_i with the evaluation at node i (optional), evaluate the stages (singlestep
+    methods), then predict x_{i+1} from the stage outputs and the remembered ones; add noise_std·z if any."""
 
     predict: Combo
     correct: Combo | None = None
+    stages: tuple[Stage, ...] = ()
     noise_std: float = 0.0
 
 
@@ -100,34 +113,67 @@ class ExpSolver(Solver):
 
     def integrate(
         self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool,
-        lower_order_final: bool = False, to_zero: bool = False,
-        threshold: float | None = None, threshold_max: float = 1.0, generator: torch.Generator | None = None,
-        **options: Any,
+        threshold: float | None = None, threshold_max: float = 1.0, **options: Any,
     ) -> tuple[Tensor, list[Tensor]]:
+        """The shared preamble (model, thresholding, form), then `advance`."""
         model = dynamics.model
         if model is None:
             raise SolverError(f"solver {self.name!r} integrates a model's ODE; {dynamics!r} has no model")
         check_threshold(threshold, threshold_max)
-        for flag, value in (("lower_order_final", lower_order_final), ("to_zero", to_zero)):
-            if not isinstance(value, bool):
-                raise SolverError(f"solver {self.name!r}: {flag} must be True or False, got {value!r}")
         form = check_form(self.form_of(options))
-        points = node_points(dynamics, grid)
-        nodes = nodes_of(points, bool(to_zero))
-        # keyed by the solver object (compared by value) and every option that shapes the plan
-        key = ("exp-plan", self, form, bool(to_zero), bool(lower_order_final), freeze(options))
-        plan = grid.memo(key, lambda: self.build(nodes, form, lower_order_final=bool(lower_order_final), **options))
         fn = prediction_fn(model, form, threshold, threshold_max)
-        x_end, trajectory = run(fn, x, points, plan, record, generator)
-        if to_zero and model.coords == "ve":
-            x_end = x_end * points[-1].alpha  # solve() maps back with 1/α(t_end): the user receives x̂0 itself
+        return self.advance(fn, dynamics, x, grid, form, record, options)
+
+    def advance(
+        self, fn: Prediction, dynamics: Dynamics, x: Tensor, grid: Grid, form: str, record: bool,
+        options: dict[str, Any],
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Fixed-step methods: the plan (cached on the grid) run by the one step loop."""
+        generator = options.pop("generator", None)
+        to_zero = options.get("to_zero", False)
+        for flag in ("lower_order_final", "to_zero"):
+            if not isinstance(options.get(flag, False), bool):
+                raise SolverError(f"solver {self.name!r}: {flag} must be True or False, got {options[flag]!r}")
+        # keyed by the solver object (compared by value) and every option that shapes the plan
+        key = ("exp-plan", self, form, freeze(options))
+        plan = grid.memo(key, lambda: self.plan(dynamics, grid, form, **options))
+        noise = None
+        if any(step.noise_std > 0.0 for step in plan.steps):
+            def noise(i: int) -> Tensor:
+                return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        x_end, trajectory = run(fn, x, grid.points, plan, record, noise)
+        if to_zero and dynamics.model.coords == "ve":
+            x_end = x_end * grid.points[-1].alpha  # solve() maps back with 1/α(t_end): the user receives x̂0 itself
         return x_end, trajectory
+
+    def plan(self, dynamics: Dynamics, grid: Grid, form: str, *, lower_order_final: bool = False,
+             to_zero: bool = False, **options: Any) -> Plan:
+        """The step plan on this grid: nodes (plus σ = 0 with to_zero) compiled by `build`."""
+        nodes = nodes_of(node_points(dynamics, grid), to_zero)
+        return self.build(nodes, form, lower_order_final=lower_order_final, **options)
+
+
+def stage_outputs(fn: Prediction, x: Tensor, m0: Tensor, stages: tuple[Stage, ...]) -> list[Tensor]:
+    """[m_0, m_1, …]: each stage evaluates the model at its point on the combination of the outputs so far."""
+    ms = [m0]
+    for stage in stages:
+        ms.append(fn(combine(x, stage.combo, ms), stage.point))
+    return ms
+
+
+def take_step(
+    fn: Prediction, x: Tensor, m0: Tensor, step: StepPlan, history: list[Tensor]
+) -> tuple[Tensor, list[Tensor]]:
+    """x_{i+1} of one (noise-free, uncorrected) step from x_i with m0 = model(x_i); returns it and the outputs used."""
+    terms = stage_outputs(fn, x, m0, step.stages) + history[1:] if step.stages else history
+    return combine(x, step.predict, terms), terms
 
 
 def run(
-    fn: Prediction, x: Tensor, points: list[Point], plan: Plan, record: bool, generator: torch.Generator | None
+    fn: Prediction, x: Tensor, points: list[Point], plan: Plan, record: bool,
+    noise: Callable[[int], Tensor] | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
-    """The step loop: evaluate, correct, predict. Pure tensor arithmetic with precomputed Python floats."""
+    """The step loop: evaluate, correct, stages, predict, noise. Pure tensor arithmetic with precomputed floats."""
     history: list[Tensor] = []
     trajectory: list[Tensor] = []
     x_prev: Tensor | None = None
@@ -141,9 +187,9 @@ def run(
         history = [m] + history[: plan.keep - 1]
         # the state before the step is kept only when the next step corrects it (UniPC): one state less in memory
         x_prev = x if i + 1 < n and plan.steps[i + 1].correct is not None else None
-        x = combine(x, step.predict, history)
+        x, _ = take_step(fn, x, m, step, history)
         if step.noise_std > 0.0:
-            x = x.add_(torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype), alpha=step.noise_std)
+            x = x.add_(noise(i), alpha=step.noise_std)  # type: ignore[misc]
         if record and i < grid_steps:
             trajectory.append(x)
     return x, trajectory

@@ -13,19 +13,21 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point, make_points
-from ..base import Solver, node_points, register
-from .base import combine
-from .coeffs import Combo, Node, check_form, first_order, linear_part
+from ..base import node_points, register
+from .base import ExpSolver, Plan, Stage, StepPlan
+from .coeffs import Combo, Node, first_order, linear_part
 from .phi import phi
-from .threshold import check_threshold, prediction_fn
 
 STAGE_R = {1: (), 2: (0.5,), 3: (1 / 3, 2 / 3)}
+
+
+def node(p: Point) -> Node:
+    return Node(p.alpha, p.sigma, p.lam)
 
 
 def orders_for(order: int, nfe: int) -> list[int]:
@@ -57,7 +59,13 @@ def stage_combos(form: str, order: int, s: Node, stages: list[Node], t: Node) ->
     return [u1, u2, Combo(a, (base - e, 0.0, e))]
 
 
-class DPMSinglestep(Solver):
+def singlestep(form: str, order: int, s: Point, stages: list[Point], t: Point) -> StepPlan:
+    """One step of DPM-Solver-`order` from s to t through the intermediate points `stages`."""
+    combos = stage_combos(form, order, node(s), [node(p) for p in stages], node(t))
+    return StepPlan(predict=combos[-1], stages=tuple(Stage(p, c) for p, c in zip(stages, combos[:-1])))
+
+
+class DPMSinglestep(ExpSolver):
     """Singlestep DPM-Solver-k: k evaluations per step (orders= or nfe= choose the pattern)."""
 
     options = ("orders", "nfe", "threshold", "threshold_max")
@@ -107,41 +115,23 @@ class DPMSinglestep(Solver):
             )
         return orders
 
-    def integrate(
-        self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool, orders: list[int] | None = None,
-        nfe: int | None = None, threshold: float | None = None, threshold_max: float = 1.0,
-    ) -> tuple[Tensor, list[Tensor]]:
-        model = dynamics.model
-        if model is None:
-            raise SolverError(f"solver {self.name!r} integrates a model's ODE; {dynamics!r} has no model")
-        check_threshold(threshold, threshold_max)
-        form = check_form(self.form)
+    def plan(self, dynamics: Dynamics, grid: Grid, form: str, *, orders: list[int] | None = None,
+             nfe: int | None = None) -> Plan:
+        """Stage points t(λ_s + r h) for every step, then each step's combos (keep = 1: no memory across steps).
+
+        The coefficients use the λ actually reached at a stage, so round-off in t(λ) moves the stage, never
+        the consistency of the step."""
         pattern = self.pattern(grid.steps, orders, nfe)
         points = node_points(dynamics, grid)
-        # Intermediate times t(λ_s + r h); their coefficients use the λ actually reached, so round-off in t(λ)
-        # moves the stage, never the consistency of the step.
         lam = grid.lam
         stage_lams = [float(lam[i]) + r * float(lam[i + 1] - lam[i]) for i, k in enumerate(pattern) for r in STAGE_R[k]]
         stage_pts = make_points(dynamics.schedule, dynamics.schedule.t_from_lambda(torch.tensor(stage_lams,
                                                                                                 dtype=torch.float64)))
-        steps: list[tuple[list[Point], list[Combo]]] = []
-        nodes = [Node(p.alpha, p.sigma, p.lam) for p in points]
-        j = 0
+        steps, j = [], 0
         for i, k in enumerate(pattern):
-            pts = stage_pts[j : j + k - 1]
+            steps.append(singlestep(form, k, points[i], stage_pts[j : j + k - 1], points[i + 1]))
             j += k - 1
-            combos = stage_combos(form, k, nodes[i], [Node(p.alpha, p.sigma, p.lam) for p in pts], nodes[i + 1])
-            steps.append(([points[i]] + pts, combos))
-        fn = prediction_fn(model, form, threshold, threshold_max)
-        trajectory: list[Tensor] = []
-        for pts, combos in steps:
-            ms = [fn(x, pts[0])]
-            for p, combo in zip(pts[1:], combos[:-1]):
-                ms.append(fn(combine(x, combo, ms), p))
-            x = combine(x, combos[-1], ms)
-            if record:
-                trajectory.append(x)
-        return x, trajectory
+        return Plan(steps, keep=1, info={"orders": pattern})
 
 
 for _name, _order, _form in (("dpm2", 2, "noise"), ("dpm3", 3, "noise"), ("dpmpp2s", 2, "data")):
