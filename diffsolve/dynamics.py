@@ -52,6 +52,9 @@ class Dynamics(ABC):
     stochastic: bool = False
     time_reversed: bool = True  # integrated from noise (large t) to data (small t)
     additive_noise: bool = False  # SDEs whose diffusion g(s) does not depend on the state
+    # The diffusion form exponential integrators need: the model's ε-/x̂0-prediction on the schedule's α, σ, with
+    # a linear part in VP coordinates they solve exactly (they read the model and the schedule, not the drift).
+    semilinear: bool = False
 
     def __init__(self, schedule: Schedule, model: Model | None):
         self.schedule = schedule
@@ -89,6 +92,7 @@ class ProbabilityFlowODE(Dynamics):
     """dx/dt = −½β(t) x + β(t) ε_θ(x, t) / (2σ_t), in VP coordinates."""
 
     variable = "t"
+    semilinear = True
 
     def __init__(self, model: Model):
         super().__init__(model.schedule, model)
@@ -103,6 +107,8 @@ class DDIMODE(Dynamics):
 
     In λ it reads dx̄/dλ = −σ̄ ε_θ and in t dx̄/dt = σ̄β/(2σ²) ε_θ; one Euler step in σ̄ is DDIM (η = 0).
     """
+
+    semilinear = True
 
     def __init__(self, model: Model, variable: str = "sigma"):
         if variable not in VARIABLES:
@@ -140,6 +146,7 @@ class VPSDE(Dynamics):
     stochastic = True
     time_reversed = False
     additive_noise = True
+    semilinear = True
 
     def __init__(self, schedule: Schedule):
         super().__init__(schedule, None)
@@ -160,6 +167,7 @@ class ReverseVPSDE(Dynamics):
 
     stochastic = True
     additive_noise = True
+    semilinear = True
 
     def __init__(self, model: Model):
         super().__init__(model.schedule, model)

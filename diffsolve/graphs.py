@@ -46,14 +46,14 @@ def _key(solver: Solver, dynamics: Dynamics, grid: Grid, x: Tensor, record: bool
     )
 
 
-def check_capturable(solver: Solver, x: Tensor) -> None:
+def check_capturable(solver: Solver, x: Tensor, options: dict[str, Any]) -> None:
     """Raise unless this solve can be captured: a CUDA state and a fixed-step deterministic solver."""
     if not x.is_cuda:
         raise SolverError(
             f"cuda_graph=True needs the state on a CUDA device, got {x.device}; move x_T to 'cuda' "
             f"or drop cuda_graph"
         )
-    if solver.adaptive or solver.stochastic or solver.name.startswith("torchdiffeq_"):
+    if solver.adaptive or solver.stochastic_for(**options) or solver.family == "torchdiffeq":
         raise SolverError(
             f"solver {solver.name!r} cannot be captured as a CUDA graph (adaptive, stochastic and "
             f"torchdiffeq loops sync with the host); use a fixed-step solver or drop cuda_graph"
@@ -64,7 +64,7 @@ def integrate_graphed(
     solver: Solver, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool, warmup: int = 1, **options: Any
 ) -> tuple[Tensor, list[Tensor], int]:
     """Run solver.integrate through a cached CUDA graph; returns (x_end, trajectory, nfe per run)."""
-    check_capturable(solver, x)
+    check_capturable(solver, x, options)
     key = _key(solver, dynamics, grid, x, record, options)
     model = dynamics.model
     loop = _cache.get(key)

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from . import grids as grids_mod
 from .dynamics import VPSDE, Dynamics, ode
-from .errors import GridError, ModelError
+from .errors import GridError, ModelError, SolverError
 from .grids import Grid
 from .models import Model
 from .solvers import get_solver
@@ -125,21 +125,40 @@ def sample(
     nfe: int | None = None,
     steps: int | None = None,
     grid: str = "logsnr",
-    variable: str = "lambda",
+    variable: str | None = None,
     **options: Any,
 ) -> Solution:
     """The common case: sample from x_T over the whole schedule with an NFE budget or a step count.
 
-    Builds the ODE in `variable` (t → probability-flow ODE; sigma, lambda → DDIM ODE) — or, for a
-    stochastic solver, the reverse-time VP-SDE — a `grid`
-    (time, logsnr, quadratic, karras) with the steps that fit `nfe`, and solves.
+    Builds what the solver integrates with these options: the ODE in `variable` (t → probability-flow ODE;
+    sigma, lambda → DDIM ODE; default "sigma" as in `ode()`, or the one variable a solver steps in, λ for the
+    exponential integrators) — or, for a stochastic solver (or options, e.g. ddim with eta > 0), the
+    reverse-time VP-SDE — and a `grid` (time, logsnr, quadratic, karras) with the steps that fit `nfe`.
     """
     method = get_solver(solver)
     if (nfe is None) == (steps is None):
         raise GridError(f"give exactly one of nfe= or steps=, got nfe={nfe}, steps={steps}")
+    for label, value in (("nfe", nfe), ("steps", steps)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise GridError(f"{label} must be a positive integer, got {value!r}; pass e.g. {label}=20")
     if steps is None:
-        steps = method.steps_for(int(nfe))
-        options = {**method.budget_options(int(nfe)), **options}
+        steps = method.steps_for(nfe)
+        options = {**method.budget_options(nfe), **options}
+    dyn = dynamics_for(model, method, options, variable)
     g = grids_mod.make(grid, model.schedule, steps)
-    dyn = VPSDE(model.schedule).reverse(model) if method.stochastic else ode(model, variable)
     return solve(dyn, x, g, method, **options)
+
+
+def dynamics_for(model: Model, solver: str | Solver, options: dict[str, Any], variable: str | None = None) -> Dynamics:
+    """What `solver` with `options` integrates, built on `model`: the reverse VP-SDE for stochastic ones, else the
+    ODE in `variable` (default: the one variable the solver steps in, λ for exponential integrators, else σ̄)."""
+    method = get_solver(solver)
+    method.check_options(options)  # before any work (and before integrates_for reads them)
+    need = method.integrates_for(**options)
+    if need.stochastic:
+        if variable not in (None, "t"):
+            raise SolverError(f"solver {method.name!r} samples the reverse SDE, which runs in t; got "
+                              f"variable={variable!r}: leave variable out (or pass variable='t')")
+        return VPSDE(model.schedule).reverse(model)
+    own = need.variables[0] if need.variables is not None and len(need.variables) == 1 else "sigma"
+    return ode(model, own if variable is None else variable)

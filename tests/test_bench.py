@@ -47,14 +47,18 @@ def test_fitted_order_uses_the_asymptotic_range_above_the_floor():
 
 
 def test_suite_expansion_keys_and_solver_options():
-    cells = expand_run({**SMALL, "solvers": ["unipc", "unipc:order=1", {"name": "unipc", "options": {"order": 3}}]})
-    assert len(cells) == 3 * 2 * 4
+    cells = expand_run({**SMALL, "solvers": ["unipc", "unipc:order=2", {"name": "unipc", "options": {"order": 4}}]})
+    # exponential integrators step in λ: they expand in λ only, whatever the run's variables (here σ̄ and t)
+    assert len(cells) == 3 * 1 * 4 and {c.variable for c in cells} == {"lambda"}
     assert len({c.key for c in cells}) == len(cells)  # options are part of the key
     assert parse_solver("unipc:variant=bh2:order=3") == ("unipc", {"variant": "bh2", "order": 3})
     one = [c for c in cells if c.options][0]
-    assert one.options_label == "order=1" and one.solver_label == "unipc[order=1]"
+    assert one.options_label == "order=2" and one.solver_label == "unipc[order=2]"
     with pytest.raises(SolverError, match="takes no option"):
         expand_run({**SMALL, "solvers": ["heun:foo=1"]})
+    for bad in ("ddim:eta=NaN", "dpmpp2m:threshold=Infinity", "ddim:eta=\"abc\"", "unipc:prediction=\"noise\""):
+        with pytest.raises(SolverError, match="not valid|renamed"):  # values are checked before any cell runs
+            expand_run({**SMALL, "solvers": [bad]})
     # fields at their defaults stay out of the key (new fields keep old stores valid)
     plain, timed = expand_run({**SMALL, "nfe": [4], "variables": ["t"], "solvers": ["euler"]})[0], \
         expand_run({**SMALL, "nfe": [4], "variables": ["t"], "solvers": ["euler"], "repeats": 3})[0]

@@ -56,3 +56,24 @@ def test_the_three_ode_forms_have_the_same_drift():
         dxbar_dt = dyn.drift(dyn.to_state(x, p), p) * dvar
         f_from = p.alpha * dxbar_dt + xbar * (-0.5 * p.beta * p.alpha)
         assert torch.allclose(f_from, f_t, rtol=1e-11, atol=1e-12), variable
+
+
+@pytest.mark.parametrize("schedule", [ds.VPLinear(), ds.DiscreteDDPM()], ids=repr)
+def test_stochastic_ddim_with_eta_one_is_ddpm_on_the_same_path(schedule):
+    """ddim(eta=1) reads the shared Brownian path, so on the same grid and seed it is ddpm, to float64 round-off;
+    eta > 0 is declared stochastic (it samples the reverse SDE), eta = 0 deterministic."""
+    x = torch.randn(8, 16, dtype=F64, generator=torch.Generator().manual_seed(1))
+    model = ds.EpsModel(_net, schedule)
+    sde = ds.VPSDE(schedule).reverse(model)
+    grid = ds.grids.logsnr(schedule, 7)
+    ddim = ds.solve(sde, x, grid, "ddim", eta=1.0, seed=5)
+    ddpm = ds.solve(sde, x, grid, "ddpm", seed=5)
+    assert ddim.nfe == ddpm.nfe == 7
+    assert torch.allclose(ddim.x, ddpm.x, rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(ddim.x, ds.solve(sde, x, grid, "ddpm", seed=6).x, atol=1e-3)
+    solver = ds.get_solver("ddim")
+    assert solver.stochastic_for(eta=1.0) and solver.stochastic_for(eta=0.3)
+    assert not solver.stochastic_for(eta=0.0) and not solver.stochastic_for()
+    # sample() builds what the options declare: the reverse SDE for eta > 0
+    again = ds.sample(model, x, solver="ddim", steps=7, eta=1.0, seed=5)
+    assert torch.equal(again.x, ddim.x)

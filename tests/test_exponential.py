@@ -94,13 +94,14 @@ def test_eta_one_has_ddpm_posterior_variance():
     model, _ = _gmm(schedule)
     x = torch.zeros(20000, 16, dtype=F64)
     grid = grids.custom(schedule, [0.5, 0.4])
-    a = ds.solve(ds.ode(model, "lambda"), x, grid, "ddim", eta=1.0, seed=3).x
+    sde = ds.VPSDE(schedule).reverse(model)  # eta > 0 is stochastic: it samples the reverse SDE
+    a = ds.solve(sde, x, grid, "ddim", eta=1.0, seed=3).x
     b = ds.solve(ds.ode(model, "lambda"), x, grid, "ddim").x
     ab_s, ab_t = float(schedule.alpha(0.5)) ** 2, float(schedule.alpha(0.4)) ** 2
     ddpm_std = math.sqrt((1 - ab_t) / (1 - ab_s) * (1 - ab_s / ab_t))
     assert float((a - b).std()) == pytest.approx(ddpm_std, rel=0.02)
-    again = ds.solve(ds.ode(model, "lambda"), x[:4], grid, "ddim", eta=1.0, seed=3).x
-    assert torch.equal(again, ds.solve(ds.ode(model, "lambda"), x[:4], grid, "ddim", eta=1.0, seed=3).x)
+    again = ds.solve(sde, x[:4], grid, "ddim", eta=1.0, seed=3).x
+    assert torch.equal(again, ds.solve(sde, x[:4], grid, "ddim", eta=1.0, seed=3).x)
 
 
 def test_thresholding_bounds_the_final_x0():
@@ -155,7 +156,7 @@ ORDER_CASES = [
     ("deis", 3, [80, 160, 320], {}),
     ("unipc", 3, [80, 160, 320], {}),
     ("unipc", 3, [80, 160, 320], {"variant": "bh1"}),
-    ("unipc", 2, [40, 80, 160], {"order": 1}),
+    ("unipc", 2, [40, 80, 160], {"order": 2}),
 ]
 
 
@@ -233,33 +234,43 @@ def test_finite_on_every_schedule_and_grid(schedule_name, grid_name):
 def test_wrong_inputs_raise_clear_errors():
     schedule = ds.VPLinear()
     model, x = _gmm(schedule, batch=2)
-    dyn = ds.ode(model, "lambda")
+    dyn, sde = ds.ode(model, "lambda"), ds.VPSDE(schedule).reverse(model)
     grid = grids.logsnr(schedule, 3)
     cases = [
         (dict(solver="unipc", variant="bh3"), "variant='bh3'"),
-        (dict(solver="unipc", order=4), "order=1…3"),
+        (dict(solver="unipc", order=5), "order=1…4"),
+        (dict(solver="unipc", order=1), "order=1 with the corrector is not possible"),
+        (dict(solver="unipc", order=4, corrector=False), "order=4 without the corrector is not possible"),
         (dict(solver="deis", order=0), "order=1…3"),
         (dict(solver="dpmpp3m", variant="midpoint"), "variant"),
-        (dict(solver="dpm3", orders=[3, 3]), "one order in 1…3 per grid step"),
-        (dict(solver="dpm2", orders=[3, 2, 1]), "one order in 1…2"),
+        (dict(solver="dpm3", pattern=[3, 3]), "one order in 1…3 per grid step"),
+        (dict(solver="dpm2", pattern=[3, 2, 1]), "each one of 1, 2"),
+        (dict(solver="dpm3", orders=[3, 3, 3]), "renamed; use orders → pattern"),
         (dict(solver="dpm3", nfe=12), "build the grid with steps="),
+        (dict(solver="dpm3", nfe=9, pattern=[3, 3, 3]), "pattern= or nfe=, not both"),
         (dict(solver="ddim", eta=-0.5), "eta >= 0"),
-        (dict(solver="ddim", eta=3.0), "use eta <= 1"),
-        (dict(solver="ddim", seed=1, generator=torch.Generator()), "not both"),
+        (dict(solver="ddim", eta=3.0, dyn=sde), "use eta <= 1"),
+        (dict(solver="ddim", eta=1.0, seed=1, generator=torch.Generator(), dyn=sde), "not both"),
+        (dict(solver="ddim", eta=0.5), "with eta=0.5 solves SDEs"),
         (dict(solver="dpmpp2m", threshold=1.5), "quantile ratio"),
         (dict(solver="dpm_adaptive", order=1), "order=2…3"),
-        (dict(solver="dpm_adaptive", rtol=-1.0), "rtol must be a positive"),
-        (dict(solver="unipc", prediction="score"), "unknown prediction form"),
+        (dict(solver="dpm_adaptive", rtol=-1.0), "rtol > 0"),
+        (dict(solver="unipc", form="score"), "form='score'"),
+        (dict(solver="unipc", prediction="noise"), "renamed; use prediction → form"),
+        (dict(solver="dpm_adaptive", prediction="noise"), "renamed; use prediction → form"),
         (dict(solver="dpm2m", eta=0.5), "takes no option"),
-        (dict(solver="dpm3", nfe=0), "nfe= a positive integer"),
-        (dict(solver="unipc", lower_order_final="auto"), "lower_order_final must be True or False"),
-        (dict(solver="dpmpp2m", to_zero=1), "to_zero must be True or False"),
+        (dict(solver="dpm3", nfe=0), "an integer nfe >= 1"),
+        (dict(solver="unipc", lower_order_final="auto"), "lower_order_final='auto'.*True or False"),
+        (dict(solver="dpmpp2m", to_zero=1), "to_zero=1.*True or False"),
     ]
     for kwargs, message in cases:
-        solver = kwargs.pop("solver")
+        solver, dynamics = kwargs.pop("solver"), kwargs.pop("dyn", dyn)
         with pytest.raises(SolverError, match=message.replace("(", r"\(").replace("[", r"\[")):
-            ds.solve(dyn, x, grid, solver, **kwargs)
+            ds.solve(dynamics, x, grid, solver, **kwargs)
     with pytest.raises(SolverError, match="solves ODEs"):
         ds.solve(ds.VPSDE(schedule).reverse(model), x, grid, "dpmpp2m")
+    for variable in ("t", "sigma"):  # they step in λ: another variable is refused, not silently ignored
+        with pytest.raises(SolverError, match=f"its variable is '{variable}', not 'lambda'.*ode\\(model, 'lambda'\\)"):
+            ds.solve(ds.ode(model, variable), x, grid, "dpmpp2m")
     with pytest.raises(SolverError, match="NFE budget of at least 1"):
         ds.get_solver("dpm3").steps_for(0)

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import diffsolve as ds
+from diffsolve.solve import dynamics_for
 from tests.gaussian import GaussianData
 
 
@@ -15,8 +16,8 @@ def test_reported_nfe_is_counted_network_calls(name):
     steps = max(solver.min_steps, 6)
     grid = ds.grids.logsnr(schedule, steps)
     x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    dynamics = ds.VPSDE(schedule).reverse(model) if solver.stochastic else ds.ode(model, "sigma")
     options = {"seed": 0} if "seed" in solver.options else {}
+    dynamics = dynamics_for(model, solver, options)  # what it declares: the reverse SDE, the ODE in λ or in σ̄
     before = data.calls
     sol = ds.solve(dynamics, x, grid, name, **options)
     assert sol.nfe == data.calls - before > 0

@@ -37,7 +37,7 @@ FIXED_STEP = [
 def test_fixed_step_loops_never_sync(name):
     solver = ds.get_solver(name)
     model = ds.EpsModel(_sync_free_net, S, check_finite=True)
-    for variable in ("t", "sigma", "lambda"):
+    for variable in solver.integrates.variables or ("t", "sigma", "lambda"):
         dyn = ds.ode(model, variable)
         grid = ds.grids.logsnr(S, max(solver.min_steps, 6))
         x = guard(torch.randn(8, 4))

@@ -279,15 +279,15 @@ def test_ddpm_equals_diffusers_ddim_eta_one() -> None:
     _diffusers_reference(scheduler, 10, "ddpm", step_kw={"eta": 1.0})
 
 
-@pytest.mark.parametrize("solver_type", ["midpoint", "heun"])
-def test_sde_dpmpp2m_equals_diffusers(solver_type: str) -> None:
+@pytest.mark.parametrize("solver_type,variant", [("midpoint", "midpoint"), ("heun", "taylor")])
+def test_sde_dpmpp2m_equals_diffusers(solver_type: str, variant: str) -> None:
     """sde_dpmpp2m matches diffusers' 'sde-dpmsolver++' (order 2, no lower-order final step) given the same noise."""
     diffusers = pytest.importorskip("diffusers")
     scheduler = diffusers.DPMSolverMultistepScheduler(
         algorithm_type="sde-dpmsolver++", solver_order=2, solver_type=solver_type, lower_order_final=False,
         timestep_spacing="trailing", final_sigmas_type="sigma_min",
     )
-    _diffusers_reference(scheduler, 10, "sde_dpmpp2m", solver_type=solver_type)
+    _diffusers_reference(scheduler, 10, "sde_dpmpp2m", variant=variant)
 
 
 # ---- wrong inputs ------------------------------------------------------------------------------------------
@@ -300,10 +300,12 @@ def test_wrong_inputs_raise_clear_errors() -> None:
     x = exact_p_T(4)
     with pytest.raises(ds.SolverError, match="reverse VP-SDE"):
         ds.solve(ds.VPSDE(SCHED), x, ds.grids.time(SCHED, 4, t_start=SCHED.t_min, t_end=SCHED.t_max), "ddpm")
-    with pytest.raises(ds.SolverError, match="solver_type"):
-        ds.solve(dyn, x, grid, "sde_dpmpp2m", solver_type="rk4")
+    with pytest.raises(ds.SolverError, match="variant='rk4'"):
+        ds.solve(dyn, x, grid, "sde_dpmpp2m", variant="rk4")
+    with pytest.raises(ds.SolverError, match="solver_type → variant"):
+        ds.solve(dyn, x, grid, "sde_dpmpp2m", solver_type="heun")
     with pytest.raises(ds.SolverError, match="takes no option"):
-        ds.solve(dyn, x, grid, "ddpm", solver_type="heun")
+        ds.solve(dyn, x, grid, "ddpm", variant="taylor")
     with pytest.raises(ds.SolverError, match="shape"):
         ds.solve(dyn, x, grid, "euler_maruyama", bm=brownian_path(dyn, (5, 2), F64, "cpu", 0))
     with pytest.raises(ds.SolverError, match="not both"):

@@ -147,11 +147,11 @@ def _table(group: list[Series], targets: list[float], metric: str, what: str, fa
 
 
 def _family(solver_label: str) -> str:
-    """'exponential' for the λ-integrators of diffsolve.solvers.exp, 'generic' for the rest."""
+    """'exponential' for the solvers of that family (the λ-integrators), 'generic' for the rest."""
     from ..solvers import SOLVERS
 
     solver = SOLVERS.get(solver_label.split("[")[0])
-    return "exponential" if solver is not None and ".exp." in type(solver).__module__ else "generic"
+    return "exponential" if solver is not None and solver.family == "exponential" else "generic"
 
 
 def plot(records: list[Record], path: str | Path, *, metric: str = "rmse", title: str | None = None) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 
 from .. import problems as problems_mod
 from ..dynamics import VARIABLES
-from ..errors import DiffsolveError, SolverError, unknown_name
+from ..errors import DiffsolveError, unknown_name
 from ..grids import GRIDS
 from ..schedules import SCHEDULES
 from ..solvers import get_solver
@@ -181,11 +181,7 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     _check_name("schedule", schedule, SCHEDULES)
     solvers = [parse_solver(s) for s in _list(_get(run, "solvers"), "solver")]
     for name, options in solvers:
-        accepted = get_solver(name).options  # get_solver raises SolverError listing the valid names
-        unknown = sorted(set(options) - set(accepted))
-        if unknown:
-            raise SolverError(f"solver {name!r} takes no option(s) {', '.join(unknown)}; "
-                              f"it takes: {', '.join(accepted) or 'none'}")
+        get_solver(name).check_options(options)  # unknown names and invalid values fail here, before any cell
     grids = [str(g) for g in _list(_get(run, "grids"), "grid")]
     for g in grids:
         _check_name("grid", g, GRIDS)
@@ -209,7 +205,9 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
         for seed in seeds:
             for name, options in solvers:
                 solver = get_solver(name)
-                kind = str(run.get("kind") or ("sde" if solver.stochastic else "ode"))
+                kind = str(run.get("kind") or ("sde" if solver.stochastic_for(**options) else "ode"))
+                own = solver.integrates_for(**options).variables  # e.g. exponential integrators: λ only
+                vs = variables if own is None else [v for v in variables if v in own] or [own[0]]
                 if solver.adaptive:  # it picks its own steps: one cell per tolerance, no grid, no budget
                     if {"rtol", "atol"} & set(options):
                         raise DiffsolveError(
@@ -217,10 +215,10 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
                             f"(rtol = atol = tol), not from its options {options!r}"
                         )
                     cells += [Cell(p, schedule, name, ADAPTIVE_GRID, v, 0, seed, n, options, kind, **extra, tol=tol)
-                              for v in variables for tol in tols]
+                              for v in vs for tol in tols]
                     continue
                 for g in grids:
-                    for v in variables:
+                    for v in vs:
                         for nfe in nfes:
                             cells.append(Cell(p, schedule, name, g, v, nfe, seed, n, options, kind, **extra))
     return cells

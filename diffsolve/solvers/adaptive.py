@@ -17,6 +17,7 @@ from ..dynamics import Dynamics
 from ..grids import Grid
 from ..points import make_point
 from .base import Solver, node_points, register
+from .options import Option
 
 ADAPTIVE_METHODS = {
     "dopri5": 5,
@@ -25,6 +26,11 @@ ADAPTIVE_METHODS = {
     "fehlberg2": 2,
     "adaptive_heun": 2,
 }
+# torchdiffeq's own options={} keys (its solvers' keyword arguments); any other key is a misspelling
+ADAPTIVE_KEYS = ("first_step", "min_step", "max_step", "step_t", "jump_t", "safety", "ifactor", "dfactor",
+                 "max_num_steps", "dtype", "norm")
+FIXED_KEYS = ("step_size", "grid_constructor", "interp", "perturb", "norm")
+ADAMS_KEYS = FIXED_KEYS + ("max_iters", "max_order")
 FIXED_METHODS = {"euler": (1, 1), "midpoint": (2, 2), "rk4": (4, 4), "heun2": (2, 2), "heun3": (3, 3),
                  "explicit_adams": (4, None), "implicit_adams": (4, None)}
 
@@ -32,10 +38,18 @@ FIXED_METHODS = {"euler": (1, 1), "midpoint": (2, 2), "rk4": (4, 4), "heun2": (2
 class TorchdiffeqSolver(Solver):
     """odeint(f, y0, t, method) of torchdiffeq on the dynamics' variable."""
 
+    family = "torchdiffeq"
+
     def __init__(self, method: str, order: int, adaptive: bool, per_step: int | None):
         self.method, self.order, self.adaptive, self._per_step = method, order, adaptive, per_step
         self.name = method if adaptive else f"torchdiffeq_{method}"
-        self.options = ("rtol", "atol", "options") if adaptive else ("options",)
+        keys = ADAPTIVE_KEYS if adaptive else ADAMS_KEYS if method.endswith("_adams") else FIXED_KEYS
+        table = Option("options", "table", None, "torchdiffeq's own solver options", keys=keys, optional=True)
+        self.schema = (
+            Option("rtol", "float", 1e-5, "relative tolerance of the error control", low=0.0, open_low=True),
+            Option("atol", "float", 1e-5, "absolute tolerance of the error control", low=0.0, open_low=True),
+            table,
+        ) if adaptive else (table,)
         kind = "adaptive, error-controlled" if adaptive else "fixed-grid, steps on the grid"
         self.description = f"torchdiffeq '{method}' ({kind}), order {order}"
 

@@ -5,8 +5,9 @@ x_t = (σ_t/σ_s) e^{−h} x_s + 2α_t ∫_0^h e^{−2(h−u)} x̂0(λ_s + u) du
 - ddpm: x̂0 frozen at s. This is the DDPM posterior q(x_t | x_s, x̂0) sampled with η = 1, on any grid:
   x_t = (σ_t/σ_s) e^{−h} x_s + α_t (1 − e^{−2h}) x̂0_s + σ_t √(1 − e^{−2h}) z.
 - sde_dpmpp2m: x̂0 linear in λ through the previous step's x̂0 (D1 = (x̂0_s − x̂0_prev) h/h_prev), adding
-  α_t (1 − e^{−2h})/2 · D1 ('midpoint', k-diffusion's and diffusers' default) or
-  α_t (1 + (e^{−2h} − 1)/(2h)) · D1 ('heun', the exact integral of the linear x̂0). The first step is ddpm's.
+  α_t (1 − e^{−2h})/2 · D1 (variant 'midpoint', k-diffusion's and diffusers' default) or
+  α_t (1 + (e^{−2h} − 1)/(2h)) · D1 (variant 'taylor', the exact integral of the linear x̂0: diffusers'
+  solver_type='heun', named as the ODE 2M's 'taylor'). The first step is ddpm's.
 
 The Gaussian z of a step [τ_a, τ_b] (τ = −t) is the shared Brownian path's increment scaled to unit
 variance, z = (W(τ_b) − W(τ_a))/√(τ_b − τ_a): the same W that drives Euler–Maruyama and SRK. The step's
@@ -24,14 +25,16 @@ from typing import Any
 
 from torch import Tensor
 
-from ..dynamics import Dynamics, ReverseVPSDE
+from ..dynamics import Dynamics
 from ..errors import SolverError
 from ..grids import Grid
 from ..points import Point
 from .base import Solver, node_points, register
-from .brownian import grid_taus, path_for
+from .brownian import check_seed_or_path, grid_taus, path_for
+from .contract import EXPONENTIAL_SDE
+from .options import PATH, SEED, Option
 
-SOLVER_TYPES = ("midpoint", "heun")
+VARIANTS = ("midpoint", "taylor")
 
 
 def posterior_coefficients(s: Point, t: Point, dtau: float) -> tuple[float, float, float, float]:
@@ -42,12 +45,12 @@ def posterior_coefficients(s: Point, t: Point, dtau: float) -> tuple[float, floa
     return t.sigma / s.sigma * math.exp(-h), t.alpha * one_minus, t.sigma * math.sqrt(one_minus / dtau), h
 
 
-def dpmpp2m_correction(t: Point, h: float, h_prev: float, b: float, solver_type: str) -> float:
+def dpmpp2m_correction(t: Point, h: float, h_prev: float, b: float, variant: str) -> float:
     """The coefficient of (x̂0_s − x̂0_prev) in a 2M step, k/r with r = h_prev/h and k = b/2 ('midpoint')
-    or α_t (1 + (e^{−2h} − 1)/(2h)) ('heun', the exact integral of x̂0 linear in λ)."""
-    if solver_type not in SOLVER_TYPES:
-        raise SolverError(f"solver_type must be one of {', '.join(SOLVER_TYPES)}, got {solver_type!r}")
-    k = 0.5 * b if solver_type == "midpoint" else t.alpha * (1.0 + math.expm1(-2.0 * h) / (2.0 * h))
+    or α_t (1 + (e^{−2h} − 1)/(2h)) ('taylor', the exact integral of x̂0 linear in λ)."""
+    if variant not in VARIANTS:
+        raise SolverError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+    k = 0.5 * b if variant == "midpoint" else t.alpha * (1.0 + math.expm1(-2.0 * h) / (2.0 * h))
     return k * h / h_prev
 
 
@@ -57,35 +60,32 @@ class ReverseSDEExponential(Solver):
     second_order=False: DDPM ancestral (x̂0 frozen); True: SDE-DPM-Solver++(2M), multistep in λ.
     """
 
-    stochastic = True
-    options = ("seed", "bm")
+    family = "sde-exponential"
+    integrates = EXPONENTIAL_SDE
 
     def __init__(self, name: str, second_order: bool, description: str):
         self.name, self.second_order, self.description = name, second_order, description
         self.order = 1.0  # strong order: noise read from ΔW alone caps it at 1 (see module docstring)
+        self.schema = (SEED, PATH)
+        self.renamed = {}
         if second_order:
-            self.options = ("seed", "bm", "solver_type")
+            self.schema += (Option("variant", "choice", "midpoint", "how x̂0's slope enters: midpoint (diffusers' "
+                                   "default) | taylor (exact integral; diffusers' solver_type='heun')",
+                                   choices=VARIANTS),)
+            self.renamed = {"solver_type": "variant (solver_type='heun' is variant='taylor')"}
 
     def nfe_for(self, steps: int) -> int:
         return steps
 
-    def check(self, dynamics: Dynamics, grid: Grid, options: dict[str, Any]) -> None:
-        super().check(dynamics, grid, options)
-        if not isinstance(dynamics, ReverseVPSDE):
-            raise SolverError(
-                f"solver {self.name!r} samples the reverse VP-SDE; got {dynamics!r}. "
-                f"Pass diffsolve.VPSDE(schedule).reverse(model)"
-            )
-        solver_type = options.get("solver_type", "midpoint")
-        if solver_type not in SOLVER_TYPES:
-            raise SolverError(f"solver_type must be one of {', '.join(SOLVER_TYPES)}, got {solver_type!r}")
+    def check_together(self, options: dict[str, Any]) -> None:
+        check_seed_or_path(options)
 
     def integrate(
         self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool,
-        seed: int | None = None, bm: Any = None, solver_type: str = "midpoint",
+        seed: int | None = None, bm: Any = None, variant: str = "midpoint",
     ) -> tuple[Tensor, list[Tensor]]:
         model = dynamics.model
-        assert model is not None  # a ReverseVPSDE always has one (checked in `check`)
+        assert model is not None  # the declaration (EXPONENTIAL_SDE) requires one; solve() checked it
         nodes = node_points(dynamics, grid)
         taus = grid_taus(dynamics, grid)
         path = path_for(dynamics, grid, x, seed, bm)
@@ -94,7 +94,7 @@ class ReverseSDEExponential(Solver):
             a, b, c, h = posterior_coefficients(nodes[i], nodes[i + 1], taus[i + 1] - taus[i])
             coef.append((a, b, c))
             use = self.second_order and h_prev is not None
-            corr.append(dpmpp2m_correction(nodes[i + 1], h, h_prev, b, solver_type) if use else 0.0)
+            corr.append(dpmpp2m_correction(nodes[i + 1], h, h_prev, b, variant) if use else 0.0)
             h_prev = h
         shape = x.shape
         trajectory: list[Tensor] = []
@@ -120,6 +120,6 @@ register(ReverseSDEExponential(
 ))
 register(ReverseSDEExponential(
     "sde_dpmpp2m", True,
-    "SDE-DPM-Solver++(2M) (data prediction, multistep in λ; solver_type 'midpoint' or 'heun'); "
+    "SDE-DPM-Solver++(2M) (data prediction, multistep in λ; variant 'midpoint' or 'taylor'); "
     "strong order 1, 1 evaluation per step",
 ))

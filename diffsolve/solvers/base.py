@@ -11,22 +11,50 @@ from ..dynamics import Dynamics
 from ..errors import SolverError, unknown_name
 from ..grids import Grid
 from ..points import Point
+from .contract import ANY_ODE, Integrates
+from .options import Option, check_options
 
 
 class Solver(ABC):
     """Integrates dynamics over a grid from VP-coordinate x at grid.t[0] to x at grid.t[-1].
 
-    Subclasses declare `order` (ODE order, or strong order for SDE solvers), whether they are
-    `stochastic`, how many network evaluations a number of steps costs, and the options they take.
+    Subclasses declare `family`, `order` (ODE order, or strong order for SDE solvers), what they integrate
+    (`integrates`, a contract.Integrates), how many network evaluations a number of steps costs, and their
+    options as a schema (`schema`, a tuple of options.Option). What depends on the options is answered by
+    `integrates_for`, `stochastic_for` and `order_for`.
     """
 
     name: str = ""
+    family: str = ""
     order: float = 1.0
-    stochastic: bool = False
     adaptive: bool = False
     min_steps: int = 1
-    options: tuple[str, ...] = ()
+    schema: tuple[Option, ...] = ()
+    renamed: dict[str, str] = {}  # old option name → new one (rejected with the new name)
+    integrates: Integrates = ANY_ODE
     description: str = ""
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The names of the options this solver takes."""
+        return tuple(o.name for o in self.schema)
+
+    @property
+    def stochastic(self) -> bool:
+        """Whether the solver (with its default options) samples an SDE."""
+        return self.integrates.stochastic
+
+    def integrates_for(self, **options: Any) -> Integrates:
+        """What this solver integrates with these options (the declaration, unless an option changes it)."""
+        return self.integrates
+
+    def stochastic_for(self, **options: Any) -> bool:
+        """Whether these options make the solver stochastic (e.g. ddim with eta > 0)."""
+        return self.integrates_for(**options).stochastic
+
+    def order_for(self, **options: Any) -> float:
+        """The convergence order reached with these options, as NFE → ∞ on a fixed grid family."""
+        return float(self.order)
 
     @abstractmethod
     def nfe_for(self, steps: int) -> int | None:
@@ -34,6 +62,8 @@ class Solver(ABC):
 
     def steps_for(self, nfe: int) -> int:
         """The number of steps that spends at most `nfe` evaluations (fixed-step solvers)."""
+        if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
+            raise SolverError(f"an NFE budget must be a positive integer, got {nfe!r}; pass e.g. nfe=20")
         per_step = self.nfe_for(1)
         if per_step is None:
             raise SolverError(f"solver {self.name!r} is adaptive: give it tolerances, not an NFE budget")
@@ -50,29 +80,49 @@ class Solver(ABC):
         """Options a solver needs to spend exactly `nfe` on the grid of `steps_for(nfe)` steps (none by default)."""
         return {}
 
+    def check_options(self, options: dict[str, Any]) -> None:
+        """Validate option names and values against the schema, then the rules joining several options."""
+        check_options(self.name, self.schema, self.renamed, options)
+        self.check_together(options)
+
+    def check_together(self, options: dict[str, Any]) -> None:
+        """Rules that join several options (e.g. seed= or bm=, not both); none by default."""
+        return None
+
     def check(self, dynamics: Dynamics, grid: Grid, options: dict[str, Any]) -> None:
-        """Raise if this solver cannot run these dynamics on this grid with these options."""
-        unknown = sorted(set(options) - set(self.options))
-        if unknown:
+        """Raise if this solver cannot run these dynamics on this grid with these options (before any work)."""
+        self.check_options(options)
+        need = self.integrates_for(**options)
+        shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        because = "" if need.stochastic == self.stochastic else f" with {shown}"
+        if dynamics.stochastic and not need.stochastic:
             raise SolverError(
-                f"solver {self.name!r} takes no option(s) {', '.join(unknown)}; "
-                f"it takes: {', '.join(self.options) or 'none'}"
-            )
-        if dynamics.stochastic and not self.stochastic:
-            raise SolverError(
-                f"solver {self.name!r} solves ODEs but {dynamics!r} is an SDE; use an SDE solver "
+                f"solver {self.name!r}{because} solves ODEs but {dynamics!r} is an SDE; use an SDE solver "
                 f"such as 'euler_maruyama', or an ODE (diffsolve.ode(model, variable))"
             )
-        if self.stochastic and not dynamics.stochastic:
+        if need.stochastic and not dynamics.stochastic:
             raise SolverError(
-                f"solver {self.name!r} solves SDEs but {dynamics!r} is an ODE; use an ODE solver "
+                f"solver {self.name!r}{because} solves SDEs but {dynamics!r} is an ODE; use an ODE solver "
                 f"such as 'heun', or the reverse SDE (diffsolve.VPSDE(schedule).reverse(model))"
+            )
+        unmet = need.unmet(dynamics)
+        if unmet:
+            raise SolverError(
+                f"solver {self.name!r} integrates {need.what}, but {dynamics!r}: {'; '.join(unmet)}; {need.fix}"
             )
         if grid.steps < self.min_steps:
             raise SolverError(
                 f"solver {self.name!r} needs at least {self.min_steps} steps, the grid has {grid.steps}; "
                 f"use more steps"
             )
+
+    def describe(self) -> str:
+        """Name, family, order, what it integrates and its options, one per line (for listings)."""
+        head = f"{self.name} ({self.family}, order {self.order:g}{', adaptive' if self.adaptive else ''}): "
+        lines = [head + self.description, f"  integrates {self.integrates.what}"]
+        lines += [f"  {o.describe()}" for o in self.schema]
+        lines += [f"  ({old} was renamed {new})" for old, new in self.renamed.items()]
+        return "\n".join(lines)
 
     @abstractmethod
     def integrate(

@@ -112,6 +112,12 @@ def path_for(
     return bm
 
 
+def check_seed_or_path(options: dict[str, Any]) -> None:
+    """seed= and bm= both fix the noise: at most one of them."""
+    if options.get("seed") is not None and options.get("bm") is not None:
+        raise SolverError("give either seed= or bm=, not both: a given path already fixes the noise")
+
+
 def increments(bm: Any, taus: list[float]) -> list[Tensor]:
     """ΔW_i = W(τ_{i+1}) − W(τ_i) on consecutive grid times, each of shape (batch, dim)."""
     return [bm(a, b) for a, b in zip(taus[:-1], taus[1:])]

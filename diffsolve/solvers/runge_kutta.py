@@ -45,6 +45,8 @@ RK4 = ButcherTableau(
 class ExplicitRK(Solver):
     """A fixed-step explicit Runge–Kutta solver in the dynamics' own variable (t, σ̄ or λ)."""
 
+    family = "runge-kutta"
+
     def __init__(self, name: str, tableau: ButcherTableau, description: str):
         self.name, self.tableau, self.order, self.description = name, tableau, tableau.order, description
 

@@ -30,7 +30,9 @@ from ..errors import SolverError
 from ..grids import Grid
 from ..points import Point, make_point
 from .base import Solver, node_points, register
-from .brownian import grid_taus, path_for
+from .brownian import check_seed_or_path, grid_taus, path_for
+from .contract import ADDITIVE_SDE, ANY_SDE
+from .options import PATH, SEED
 
 
 class _TorchsdeAdapter(torch.nn.Module):
@@ -78,25 +80,21 @@ class _TorchsdeAdapter(torch.nn.Module):
 class TorchsdeSolver(Solver):
     """torchsde's fixed-step `method`, stepped exactly on the grid with one shared Brownian path."""
 
-    stochastic = True
-    options = ("seed", "bm")
+    family = "torchsde"
+    schema = (SEED, PATH)
 
     def __init__(
         self, name: str, method: str, order: float, per_step: int, description: str, additive_only: bool = False,
     ):
         self.name, self.method, self.order, self._per_step = name, method, order, per_step
-        self.description, self.additive_only = description, additive_only
+        self.description = description
+        self.integrates = ADDITIVE_SDE if additive_only else ANY_SDE
 
     def nfe_for(self, steps: int) -> int:
         return self._per_step * steps
 
-    def check(self, dynamics: Dynamics, grid: Grid, options: dict[str, Any]) -> None:
-        super().check(dynamics, grid, options)
-        if self.additive_only and not getattr(dynamics, "additive_noise", False):
-            raise SolverError(
-                f"solver {self.name!r} is for additive noise (diffusion independent of the state), but "
-                f"{dynamics!r} does not declare additive_noise; use 'euler_maruyama'"
-            )
+    def check_together(self, options: dict[str, Any]) -> None:
+        check_seed_or_path(options)
 
     def integrate(
         self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool,

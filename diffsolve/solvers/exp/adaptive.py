@@ -19,7 +19,8 @@ from ...errors import SolverError
 from ...grids import Grid
 from ...points import make_point
 from ..base import node_points, register
-from .base import ExpSolver, check_choice, check_order, combine, take_step
+from ..options import THRESHOLD, Option
+from .base import ExpSolver, combine, form_option, take_step
 from .coeffs import Combo, Node, first_order, linear_part
 from .phi import phi
 from .singlestep import node, singlestep
@@ -43,7 +44,17 @@ class DPMAdaptive(ExpSolver):
     name = "dpm_adaptive"
     order = 3
     adaptive = True
-    options = ("order", "rtol", "atol", "h_init", "theta", "max_trials", "prediction", "threshold", "threshold_max")
+    schema = (
+        Option("order", "int", 3, "the order of the accepted steps (embedded pair order − 1 / order)", low=2, high=3),
+        Option("rtol", "float", 0.05, "relative tolerance of the error control", low=0.0, open_low=True),
+        Option("atol", "float", 0.0078, "absolute tolerance of the error control", low=0.0, open_low=True),
+        Option("h_init", "float", 0.05, "the first trial step in λ", low=0.0, open_low=True),
+        Option("theta", "float", 0.9, "the safety factor of the step-size update", low=0.0, high=1.0, open_low=True),
+        Option("max_trials", "int", 10_000, "the most trial steps before giving up", low=1),
+        form_option("noise"),
+    ) + THRESHOLD
+    renamed = {"prediction": "form"}
+    form = "noise"
     description = (
         "adaptive DPM-Solver-12/23 (order= 2 | 3, default 3) with rtol (0.05), atol (0.0078), h_init (0.05 in λ); "
         "the grid gives the end points (and, with record, the output times)"
@@ -51,11 +62,6 @@ class DPMAdaptive(ExpSolver):
 
     def nfe_for(self, steps: int) -> None:
         return None
-
-    def form_of(self, options: dict[str, Any]) -> str:
-        prediction = options.pop("prediction", "noise")
-        check_choice("prediction", prediction, ("noise", "data"), self.name)
-        return prediction
 
     def advance(
         self, fn: Prediction, dynamics: Dynamics, x: Tensor, grid: Grid, form: str, record: bool,
@@ -69,12 +75,6 @@ class DPMAdaptive(ExpSolver):
         max_trials: int = 10_000,
     ) -> tuple[Tensor, list[Tensor]]:
         """Trial steps s → s + h; E ≤ 1 accepts x_high; h ← θ h E^{−1/k}."""
-        order = check_order(order, 2, 3, self.name)
-        for label, value in (("rtol", rtol), ("atol", atol), ("h_init", h_init)):
-            if not (float(value) > 0 and math.isfinite(float(value))):
-                raise SolverError(f"{self.name}: {label} must be a positive finite number, got {value}")
-        if not 0 < float(theta) <= 1:
-            raise SolverError(f"{self.name}: theta (the safety factor) must lie in (0, 1], got {theta}")
         schedule = dynamics.schedule
         ends = node_points(dynamics, grid)
         r = (0.5,) if order == 2 else (1 / 3, 2 / 3)

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ...dynamics import Dynamics
@@ -21,10 +20,22 @@ from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point
 from ..base import Solver, freeze, node_points
-from .coeffs import ZERO, Combo, Node, check_form
-from .threshold import Prediction, check_threshold, prediction_fn
+from ..contract import EXPONENTIAL_ODE
+from ..options import FORM_DOC, THRESHOLD, Option
+from .coeffs import FORMS, ZERO, Combo, Node
+from .threshold import Prediction, prediction_fn
 
-COMMON_OPTIONS = ("lower_order_final", "to_zero", "threshold", "threshold_max")
+LOWER_ORDER_FINAL = Option(
+    "lower_order_final", "bool", False,
+    "the last steps at order ≤ steps left (the last one first order), as diffusers below 15 steps",
+)
+TO_ZERO = Option("to_zero", "bool", False, "one more step (and evaluation) from the grid's end to σ = 0: x̂0 itself")
+COMMON = (LOWER_ORDER_FINAL, TO_ZERO) + THRESHOLD
+
+
+def form_option(default: str) -> Option:
+    """`form`: integrate the network output as ε ('noise') or x̂0 ('data')."""
+    return Option("form", "choice", default, FORM_DOC, choices=FORMS)
 
 
 @dataclass(frozen=True)
@@ -82,23 +93,14 @@ def combine(x: Tensor | None, combo: Combo, ms: list[Tensor]) -> Tensor:
     return out
 
 
-def check_choice(name: str, value: Any, valid: tuple[Any, ...], solver: str) -> None:
-    if value not in valid:
-        raise SolverError(
-            f"solver {solver!r}: {name}={value!r} is not valid; choose one of {', '.join(map(repr, valid))}"
-        )
-
-
-def check_order(order: Any, low: int, high: int, solver: str) -> int:
-    if isinstance(order, bool) or not isinstance(order, int) or not low <= order <= high:
-        raise SolverError(f"solver {solver!r} takes order={low}…{high}, got {order!r}")
-    return order
-
-
 class ExpSolver(Solver):
-    """Base of the fixed-step exponential integrators (DDIM, DPM-Solver(++) multistep, DEIS, UniPC)."""
+    """Base of the exponential integrators: a model-backed semi-linear ODE stepped in λ (DDIM, DPM-Solver(++),
+    DEIS, UniPC, adaptive DPM-Solver). `form` is the default form; solvers that offer both take a `form` option."""
 
-    options = COMMON_OPTIONS
+    family = "exponential"
+    integrates = EXPONENTIAL_ODE
+    schema = COMMON
+    form = "noise"
 
     def nfe_for(self, steps: int) -> int:
         """One evaluation per step (to_zero=True adds one more: the step to σ = 0)."""
@@ -109,19 +111,18 @@ class ExpSolver(Solver):
         raise NotImplementedError
 
     def form_of(self, options: dict[str, Any]) -> str:
-        return self.form  # type: ignore[attr-defined]
+        """The form of this call: the `form` option where the solver takes one, else its own."""
+        return options.pop("form", self.form)
 
     def integrate(
         self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool,
         threshold: float | None = None, threshold_max: float = 1.0, **options: Any,
     ) -> tuple[Tensor, list[Tensor]]:
-        """The shared preamble (model, thresholding, form), then `advance`."""
-        model = dynamics.model
-        if model is None:
-            raise SolverError(f"solver {self.name!r} integrates a model's ODE; {dynamics!r} has no model")
-        check_threshold(threshold, threshold_max)
-        form = check_form(self.form_of(options))
-        fn = prediction_fn(model, form, threshold, threshold_max)
+        """The shared preamble (the model's prediction in the call's form, thresholded), then `advance`.
+
+        Options were validated by `check` (solve() calls it before any work)."""
+        form = self.form_of(options)
+        fn = prediction_fn(dynamics.model, form, threshold, threshold_max)
         return self.advance(fn, dynamics, x, grid, form, record, options)
 
     def advance(
@@ -129,22 +130,27 @@ class ExpSolver(Solver):
         options: dict[str, Any],
     ) -> tuple[Tensor, list[Tensor]]:
         """Fixed-step methods: the plan (cached on the grid) run by the one step loop."""
-        generator = options.pop("generator", None)
+        noise_source = self.noise_source(dynamics, grid, x, options)  # pops the noise options (ddim)
         to_zero = options.get("to_zero", False)
-        for flag in ("lower_order_final", "to_zero"):
-            if not isinstance(options.get(flag, False), bool):
-                raise SolverError(f"solver {self.name!r}: {flag} must be True or False, got {options[flag]!r}")
         # keyed by the solver object (compared by value) and every option that shapes the plan
         key = ("exp-plan", self, form, freeze(options))
         plan = grid.memo(key, lambda: self.plan(dynamics, grid, form, **options))
-        noise = None
-        if any(step.noise_std > 0.0 for step in plan.steps):
-            def noise(i: int) -> Tensor:
-                return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        noise = noise_source if any(step.noise_std > 0.0 for step in plan.steps) else None
         x_end, trajectory = run(fn, x, grid.points, plan, record, noise)
         if to_zero and dynamics.model.coords == "ve":
             x_end = x_end * grid.points[-1].alpha  # solve() maps back with 1/α(t_end): the user receives x̂0 itself
         return x_end, trajectory
+
+    def noise_source(
+        self, dynamics: Dynamics, grid: Grid, x: Tensor, options: dict[str, Any]
+    ) -> Callable[[int], Tensor] | None:
+        """z_i ~ N(0, I) of step i for plans with noise (none by default)."""
+        return None
+
+    def order_for(self, **options: Any) -> float:
+        """The declared (or `order`-option) order; lower_order_final's first-order last step caps it at 2."""
+        order = float(options.get("order", self.order))
+        return min(order, 2.0) if options.get("lower_order_final", False) else order
 
     def plan(self, dynamics: Dynamics, grid: Grid, form: str, *, lower_order_final: bool = False,
              to_zero: bool = False, **options: Any) -> Plan:

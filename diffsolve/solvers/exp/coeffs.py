@@ -43,12 +43,6 @@ class Combo:
     w: tuple[float, ...]
 
 
-def check_form(form: str) -> str:
-    if form not in FORMS:
-        raise SolverError(f"unknown prediction form {form!r}; valid ones are 'noise' (ε) and 'data' (x̂0)")
-    return form
-
-
 def linear_part(form: str, s: Node, t: Node) -> tuple[float, float, float, float]:
     """(a, c, z, h) of the step s → t (t not the zero node)."""
     h = t.lam - s.lam

@@ -1,12 +1,16 @@
 """DDIM (Song et al. 2021) = DPM-Solver-1: x_t = α_t x̂0 + √(σ_t² − s²) ε + s z, s = η σ_t √(1 − e^{−2h}).
 
 η = 0 is the deterministic DDIM, one exact-linear-part Euler step in λ (= one Euler step of the DDIM ODE
-in σ̄); η = 1 is DDPM's ancestral step; z ~ N(0, I) drawn from `generator` (or a fresh one seeded by `seed`).
+in σ̄), integrating `ode(model, "lambda")`. η > 0 is stochastic: it samples the reverse SDE of the model
+(η = 1 is DDPM's ancestral step, exactly `ddpm`), with z_i = ΔW_i/√Δτ_i read from the shared seeded
+Brownian path (seed= or bm=), so that ddim(eta=1, seed=s) equals ddpm(seed=s) on the same grid; or, to
+reproduce a loop that draws torch.randn per step (diffusers), z_i from generator=.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -16,7 +20,10 @@ from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ..base import register
-from .base import COMMON_OPTIONS, ExpSolver, Plan, StepPlan
+from ..brownian import check_seed_or_path, grid_taus, path_for
+from ..contract import EXPONENTIAL_ODE, EXPONENTIAL_SDE, Integrates
+from ..options import PATH, SEED, Option
+from .base import COMMON, ExpSolver, Plan, StepPlan
 from .coeffs import Combo, Node, first_order
 
 
@@ -44,29 +51,52 @@ class DDIM(ExpSolver):
     name = "ddim"
     order = 1
     form = "noise"
-    options = COMMON_OPTIONS + ("eta", "seed", "generator")
+    schema = COMMON + (
+        Option("eta", "float", 0.0, "the noise level: 0 deterministic DDIM, 1 DDPM's posterior (stochastic if > 0)",
+               low=0.0),
+        SEED, PATH,
+        Option("generator", "generator", None, "draw z by torch.randn per step instead (as diffusers does)",
+               optional=True),
+    )
     description = (
-        "DDIM (= DPM-Solver-1) with eta >= 0 (eta > 0: stochastic, seed= or generator=), 1 evaluation per step"
+        "DDIM (= DPM-Solver-1) with eta >= 0 (eta > 0: samples the reverse SDE; noise from seed=/bm= on the shared "
+        "Brownian path, or generator=), 1 evaluation per step"
     )
 
-    def integrate(
-        self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool,
-        eta: float = 0.0, seed: int | None = None, generator: torch.Generator | None = None, **options: Any,
-    ) -> tuple[Tensor, list[Tensor]]:
-        eta = float(eta)
-        if not eta >= 0.0 or math.isinf(eta):
-            raise SolverError(f"ddim needs a finite eta >= 0, got {eta}; eta = 0 is deterministic DDIM")
-        if eta > 0.0 and x.is_cuda and torch.cuda.is_current_stream_capturing():
-            raise SolverError("ddim with eta > 0 draws fresh noise every run; it cannot be captured as a CUDA graph "
-                              "(drop cuda_graph=True, or use eta=0)")
-        if seed is not None and generator is not None:
-            raise SolverError("ddim takes seed= or generator=, not both")
-        if seed is not None:
-            generator = torch.Generator(device=x.device).manual_seed(int(seed))
-        return super().integrate(dynamics, x, grid, record=record, eta=eta, generator=generator, **options)
+    def integrates_for(self, **options: Any) -> Integrates:
+        """eta > 0 samples the reverse SDE of the model (η = 1: exactly ddpm); eta = 0 the ODE in λ."""
+        return EXPONENTIAL_SDE if options.get("eta", 0.0) > 0.0 else EXPONENTIAL_ODE
+
+    def order_for(self, **options: Any) -> float:
+        """Order 1 for the ODE; for eta > 0 the strong order on the shared path is 1 as well (as ddpm's)."""
+        return 1.0
+
+    def check_together(self, options: dict[str, Any]) -> None:
+        check_seed_or_path(options)
+        given = [k for k in ("seed", "bm") if options.get(k) is not None]
+        if given and options.get("generator") is not None:
+            raise SolverError(f"ddim takes {given[0]}= or generator=, not both: each fixes the noise")
+
+    def noise_source(
+        self, dynamics: Dynamics, grid: Grid, x: Tensor, options: dict[str, Any]
+    ) -> Callable[[int], Tensor] | None:
+        """z_i = ΔW_i/√Δτ_i on the shared Brownian path (seed=/bm=), or torch.randn from generator=."""
+        seed, bm, generator = options.pop("seed", None), options.pop("bm", None), options.pop("generator", None)
+        if options.get("eta", 0.0) == 0.0:
+            return None
+        if generator is not None:
+            def drawn(i: int) -> Tensor:
+                return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+            return drawn
+        path, taus = path_for(dynamics, grid, x, seed, bm), grid_taus(dynamics, grid)
+        scale = [1.0 / math.sqrt(b - a) for a, b in zip(taus[:-1], taus[1:])]
+
+        def brownian(i: int) -> Tensor:
+            return path(taus[i], taus[i + 1]).reshape(x.shape).mul(scale[i])  # out of place: the path caches it
+        return brownian
 
     def build(self, nodes: list[Node], form: str, *, lower_order_final: bool, eta: float = 0.0) -> Plan:
-        steps = [ddim_step(nodes[i], nodes[i + 1], eta) for i in range(len(nodes) - 1)]
+        steps = [ddim_step(nodes[i], nodes[i + 1], float(eta)) for i in range(len(nodes) - 1)]
         return Plan(steps, keep=1)
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..base import register
-from .base import COMMON_OPTIONS, ExpSolver, Plan, StepPlan, check_choice, check_order, step_orders
+from ..options import Option
+from .base import COMMON, ExpSolver, Plan, StepPlan, step_orders
 from .coeffs import Combo, Node, dpm_multistep, lagrange
 
 VARIANTS = {2: ("midpoint", "taylor"), 3: ("taylor", "diffusers")}
@@ -35,17 +36,25 @@ class DPMMultistep(ExpSolver):
 
     def __init__(self, name: str, order: int, form: str):
         self.name, self.order, self.form = name, order, form
-        self.options = COMMON_OPTIONS + ("variant",)
         self.default_variant = "midpoint" if order == 2 else "taylor"
+        self.schema = COMMON + (Option(
+            "variant", "choice", self.default_variant,
+            "taylor: exact integral of the quadratic interpolant | diffusers: the published 3M (D2 halved: "
+            "order 2 as h → 0)" if order == 3 else "midpoint: Lu et al.'s 2M | taylor: exact integral of the "
+            "linear interpolant", choices=VARIANTS[order]),)
         what = "ε (DPM-Solver)" if form == "noise" else "x̂0 (DPM-Solver++)"
         self.description = (
             f"multistep exponential integrator of order {order} on {what}, one evaluation per step; "
             f"variant: {' | '.join(VARIANTS[order])} (default {self.default_variant})"
         )
 
+    def order_for(self, **options: Any) -> float:
+        """The published 3M ('diffusers') halves the D2 term: order 2 as h → 0."""
+        order = super().order_for(**options)
+        return min(order, 2.0) if options.get("variant") == "diffusers" else order
+
     def build(self, nodes: list[Node], form: str, *, lower_order_final: bool, variant: str | None = None) -> Plan:
         variant = self.default_variant if variant is None else variant
-        check_choice("variant", variant, VARIANTS[self.order], self.name)
 
         def interpolate(f: str, history: list[Node], t: Node) -> Combo:
             return dpm_multistep(f, history, t, variant)
@@ -59,11 +68,10 @@ class DEIS(ExpSolver):
     name = "deis"
     order = 3
     form = "noise"
-    options = COMMON_OPTIONS + ("order",)
+    schema = COMMON + (Option("order", "int", 3, "the order of the Adams–Bashforth interpolant", low=1, high=3),)
     description = "DEIS tAB in log ρ on ε, orders 1–3 (order=, default 3), one evaluation per step"
 
     def build(self, nodes: list[Node], form: str, *, lower_order_final: bool, order: int = 3) -> Plan:
-        order = check_order(order, 1, 3, self.name)
         return multistep_plan(nodes, form, order, lower_order_final, lagrange)
 
 

@@ -6,6 +6,8 @@ A step of order k evaluates at s and at k − 1 intermediate λ_s + r_j h (r = �
           x_t = a x + c h φ₁(z) m_s + c h φ₂(z)/r₂ (m₂ − m_s)
 (a, c, z as in coeffs.py). Given an NFE budget K the order pattern is the paper's: for order 3,
 [3,…,3,2,1] (K ≡ 0 mod 3), [3,…,3,1] (K ≡ 1), [3,…,3,2] (K ≡ 2); for order 2, [2,…,2(,1)].
+A pattern reaches the order min(p, k + 1 for every lower order k in it), p its highest order: one step of
+order k adds a local error O(h^{k+1}) (so [3,…,3,2,1] and [3,…,3,1] are second order, [3,…,3,2] third).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point, make_points
 from ..base import node_points, register
+from ..options import THRESHOLD, Option
 from .base import ExpSolver, Plan, Stage, StepPlan
 from .coeffs import Combo, Node, first_order, linear_part
 from .phi import phi
@@ -38,6 +41,12 @@ def orders_for(order: int, nfe: int) -> list[int]:
     if order == 2:
         return [2] * (nfe // 2) + [1] * (nfe % 2)
     return [1] * nfe
+
+
+def pattern_order(pattern: list[int]) -> float:
+    """The order a pattern of step orders reaches: its highest order p, capped at k + 1 by any lower-order step k."""
+    top = max(pattern)
+    return float(min([top] + [k + 1 for k in pattern if k < top]))
 
 
 def stage_combos(form: str, order: int, s: Node, stages: list[Node], t: Node) -> list[Combo]:
@@ -66,17 +75,35 @@ def singlestep(form: str, order: int, s: Point, stages: list[Point], t: Point) -
 
 
 class DPMSinglestep(ExpSolver):
-    """Singlestep DPM-Solver-k: k evaluations per step (orders= or nfe= choose the pattern)."""
+    """Singlestep DPM-Solver-k: k evaluations per step (pattern= or nfe= choose the order of each step)."""
 
-    options = ("orders", "nfe", "threshold", "threshold_max")
+    renamed = {"orders": "pattern"}
 
     def __init__(self, name: str, order: int, form: str):
         self.name, self.order, self.form = name, order, form
         what = "ε (DPM-Solver)" if form == "noise" else "x̂0 (DPM-Solver++)"
         self.description = (
             f"singlestep exponential integrator of order {order} on {what}, {order} evaluations per step; "
-            f"nfe=K spends exactly K with the pattern [{order},…,{order},…,1]; orders=[…] sets it per step"
+            f"nfe=K spends exactly K with the pattern [{order},…,{order},…,1]; pattern=[…] sets it per step"
         )
+        self.schema = (
+            Option("pattern", "pattern", None, "the order of each step, one per grid step (default: all "
+                   f"{order})", choices=tuple(range(1, order + 1)), optional=True),
+            Option("nfe", "int", None, "spend exactly this NFE with the paper's pattern (sample(nfe=) passes it)",
+                   low=1, optional=True),
+        ) + THRESHOLD
+
+    def check_together(self, options: dict[str, Any]) -> None:
+        if options.get("pattern") is not None and options.get("nfe") is not None:
+            raise SolverError(f"solver {self.name!r} takes pattern= or nfe=, not both")
+
+    def order_for(self, **options: Any) -> float:
+        """The order of the pattern used: nfe=K's ends in lower orders for some K (see the module docstring)."""
+        if options.get("nfe") is not None:
+            return pattern_order(orders_for(self.order, options["nfe"]))
+        if options.get("pattern") is not None:
+            return pattern_order(list(options["pattern"]))
+        return float(self.order)
 
     def nfe_for(self, steps: int) -> int:
         return self.order * steps
@@ -92,12 +119,8 @@ class DPMSinglestep(ExpSolver):
         return len(orders_for(self.order, nfe))
 
     def pattern(self, steps: int, orders: list[int] | None, nfe: int | None) -> list[int]:
-        """The order of each step, checked against the grid."""
-        if orders is not None and nfe is not None:
-            raise SolverError(f"solver {self.name!r} takes orders= or nfe=, not both")
+        """The order of each step, checked against the grid (the values were checked by the schema)."""
         if nfe is not None:
-            if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
-                raise SolverError(f"solver {self.name!r} needs nfe= a positive integer, got {nfe!r}")
             orders = orders_for(self.order, nfe)
             if len(orders) != steps:
                 raise SolverError(
@@ -108,20 +131,20 @@ class DPMSinglestep(ExpSolver):
         if orders is None:
             return [self.order] * steps
         orders = list(orders)
-        if len(orders) != steps or any(o not in STAGE_R or o > self.order for o in orders):
+        if len(orders) != steps:
             raise SolverError(
-                f"solver {self.name!r}: orders={orders} must give one order in 1…{self.order} per grid step "
-                f"({steps} steps)"
+                f"solver {self.name!r}: pattern={orders} must give one order in 1…{self.order} per grid step "
+                f"({steps} steps); pass {steps} orders or a grid of {len(orders)} steps"
             )
         return orders
 
-    def plan(self, dynamics: Dynamics, grid: Grid, form: str, *, orders: list[int] | None = None,
+    def plan(self, dynamics: Dynamics, grid: Grid, form: str, *, pattern: list[int] | None = None,
              nfe: int | None = None) -> Plan:
         """Stage points t(λ_s + r h) for every step, then each step's combos (keep = 1: no memory across steps).
 
         The coefficients use the λ actually reached at a stage, so round-off in t(λ) moves the stage, never
         the consistency of the step."""
-        pattern = self.pattern(grid.steps, orders, nfe)
+        pattern = self.pattern(grid.steps, pattern, nfe)
         points = node_points(dynamics, grid)
         lam = grid.lam
         stage_lams = [float(lam[i]) + r * float(lam[i + 1] - lam[i]) for i, k in enumerate(pattern) for r in STAGE_R[k]]

@@ -7,7 +7,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from ...errors import SolverError
 from ...models import Model
 from ...points import Point
 
@@ -21,15 +20,6 @@ def dynamic_threshold(x0: Tensor, ratio: float, max_value: float) -> Tensor:
     s = torch.quantile(work, ratio, dim=1).clamp(min=1.0, max=max_value).to(x0.dtype)
     s = s.reshape(-1, *([1] * (x0.ndim - 1)))
     return torch.clamp(x0, -s, s) / s
-
-
-def check_threshold(threshold: float | None, threshold_max: float) -> None:
-    if threshold is None:
-        return
-    if not (0.0 < float(threshold) <= 1.0):
-        raise SolverError(f"threshold is the quantile ratio of |x̂0| in (0, 1], got {threshold}; Imagen uses 0.995")
-    if not float(threshold_max) >= 1.0:
-        raise SolverError(f"threshold_max must be >= 1 (the largest clip level s), got {threshold_max}")
 
 
 def prediction_fn(model: Model, form: str, threshold: float | None, threshold_max: float) -> Prediction:

@@ -10,11 +10,13 @@ there is no corrector after the last step (it would need one more evaluation).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from ...errors import SolverError
 from ..base import register
-from .base import COMMON_OPTIONS, ExpSolver, Plan, StepPlan, check_choice, check_order, step_orders
-from .coeffs import Combo, Node, check_form, to_zero
+from ..options import Option
+from .base import COMMON, ExpSolver, Plan, StepPlan, form_option, step_orders
+from .coeffs import Combo, Node, to_zero
 from .phi import phi
 
 VARIANTS = ("bh1", "bh2")
@@ -80,31 +82,42 @@ def unic(form: str, history: list[Node], t: Node, variant: str) -> Combo:
 
 
 class UniPC(ExpSolver):
-    """UniPC-p with the B(h) variants bh1/bh2, on x̂0 (default) or ε; order p + 1 with the corrector."""
+    """UniPC: predictor UniP-p, and (corrector=True) UniC-p reusing the next evaluation, which raises the order
+    to p + 1. `order` is that convergence order: p = order − 1 with the corrector, p = order without."""
 
     name = "unipc"
     order = 3
     form = "data"
-    options = COMMON_OPTIONS + ("order", "variant", "prediction", "corrector")
+    schema = COMMON + (
+        Option("order", "int", 3, "the convergence order: p + 1 with the corrector (2…4), p without it (1…3)",
+               low=1, high=4),
+        Option("variant", "choice", "bh2", "B(h) = hh (bh1) or e^hh − 1 (bh2)", choices=VARIANTS),
+        form_option("data"),
+        Option("corrector", "bool", True, "apply UniC after each predictor step (free: it reuses the next evaluation)"),
+    )
+    renamed = {"prediction": "form (order now means the convergence order: old order=p is order=p+1)"}
     description = (
         "UniPC: UniP-p predictor + UniC-p corrector reusing the next evaluation (1 evaluation per step); "
-        "order= 1…3 (p, default 2; order p+1 with the corrector), variant= bh1 | bh2 (default), "
-        "prediction= data (default) | noise, corrector= True"
+        "order= convergence order (default 3: p = 2 with the corrector), variant= bh1 | bh2 (default), "
+        "form= data (default) | noise, corrector= True"
     )
 
-    def form_of(self, options: dict) -> str:
-        return check_form(options.get("prediction", "data"))
+    def check_together(self, options: dict[str, Any]) -> None:
+        order, corrector = options.get("order", 3), options.get("corrector", True)
+        if corrector and order < 2:
+            raise SolverError(f"solver 'unipc': order={order} with the corrector is not possible (UniC-p has order "
+                              f"p + 1 ≥ 2); use order=2…4, or corrector=False for order 1")
+        if not corrector and order > 3:
+            raise SolverError(f"solver 'unipc': order={order} without the corrector is not possible (UniP-p has "
+                              f"order p ≤ 3); use order=1…3, or the corrector for order 4")
 
     def build(
-        self, nodes: list[Node], form: str, *, lower_order_final: bool, order: int = 2, variant: str = "bh2",
-        prediction: str = "data", corrector: bool = True,
+        self, nodes: list[Node], form: str, *, lower_order_final: bool, order: int = 3, variant: str = "bh2",
+        corrector: bool = True,
     ) -> Plan:
-        order = check_order(order, 1, 3, self.name)
-        check_choice("variant", variant, VARIANTS, self.name)
-        if not isinstance(corrector, bool):
-            raise SolverError(f"unipc: corrector must be True or False, got {corrector!r}")
+        p = order - 1 if corrector else order
         steps = len(nodes) - 1
-        orders = step_orders(order, steps, lower_order_final)
+        orders = step_orders(p, steps, lower_order_final)
         if nodes[-1].zero:
             orders[-1] = 1  # to σ = 0: x̂0 itself (B(h) = hh = −∞ would give NaN, as in diffusers' bh1)
         plan: list[StepPlan] = []
@@ -115,7 +128,7 @@ class UniPC(ExpSolver):
                 corr = unic(form, [nodes[i - 1 - j] for j in range(prev_k)], nodes[i], variant)
             pred = unip(form, [nodes[i - j] for j in range(k)], nodes[i + 1], variant)
             plan.append(StepPlan(predict=pred, correct=corr))
-        return Plan(plan, keep=order + 1, info={"orders": orders})
+        return Plan(plan, keep=p + 1, info={"orders": orders})
 
 
 register(UniPC())
