@@ -20,6 +20,69 @@ from .schedules import Schedule
 Net = Callable[..., Tensor]
 
 
+class FiniteChecks:
+    """Deferred NaN/Inf checks: one device scalar per checked tensor (its sum: NaN and ±Inf survive a
+    sum), each with the time and what it was (the input state or a network output); read in one host sync.
+    """
+
+    def __init__(self) -> None:
+        self._sums: list[Tensor] = []
+        self._labels: list[tuple[str, float]] = []
+
+    def __len__(self) -> int:
+        return len(self._sums)
+
+    @property
+    def sums(self) -> list[Tensor]:
+        """The recorded device scalars, oldest first (a copy of the list)."""
+        return list(self._sums)
+
+    def record(self, value: Tensor, t: float, what: str = "output") -> None:
+        """Queue a check of `value` at time t; `what` is "output" (a network call) or "input" (the state)."""
+        acc = torch.float64 if value.dtype == torch.float64 else torch.float32
+        self._sums.append(value.sum(dtype=acc))
+        self._labels.append((what, t))
+
+    def since(self, n: int) -> list[tuple[Tensor, str, float]]:
+        """The checks recorded after the first n, as (sum, what, t) records for `extend`."""
+        return [(s, w, t) for s, (w, t) in zip(self._sums[n:], self._labels[n:])]
+
+    def extend(self, records: list[tuple[Tensor, str, float]]) -> None:
+        """Append records taken from `since` (e.g. replayed by a CUDA graph)."""
+        for s, w, t in records:
+            self._sums.append(s)
+            self._labels.append((w, t))
+
+    def clear(self) -> None:
+        self._sums.clear()
+        self._labels.clear()
+
+    def raise_if_bad(self) -> None:
+        """One host sync: raise a ModelError naming the first non-finite check, then forget them all."""
+        if not self._sums:
+            return
+        ok = torch.isfinite(torch.stack(self._sums))
+        if bool(ok.all()):
+            self.clear()
+            return
+        first = int((~ok).nonzero()[0, 0])
+        calls = sum(1 for w, _ in self._labels[: first + 1] if w == "output")
+        what, t = self._labels[first]
+        self.clear()
+        if what == "input":
+            raise ModelError(
+                f"the input state at t = {t:.6g} holds NaN or Inf (before any network call); "
+                f"check x_T (e.g. torch.isfinite(x_T).all()) and whatever produced it"
+            )
+        raise ModelError(
+            f"the network returned NaN or Inf (its sum is not finite) at network call {calls} "
+            f"(t = {t:.6g}), from a finite input state; check the network and its dtype "
+            f"(float16 overflows above 65504: keep the state in float32 with Model(..., net_dtype=torch.float16)), "
+            f"the time range (t_end too close to 0 divides by a tiny σ) and the input scale; "
+            f"pass check_finite=False to the model to skip"
+        )
+
+
 class Model:
     """Base wrapper: call the network, count the call, convert its output to ε or x̂0.
 
@@ -51,8 +114,8 @@ class Model:
         self.model_kwargs = dict(model_kwargs or {})
         self.check_finite = check_finite
         self.nfe = 0
-        self._finite_flags: list[Tensor] = []
-        self._flag_times: list[float] = []
+        self.finite_checks = FiniteChecks()
+        self.graph_cache: Any = None  # diffsolve.graphs.GraphCache, made on the first cuda_graph=True solve
 
     # ---- the one network call ---------------------------------------------------------
     def _time_arg(self, x: Tensor, p: Point) -> Tensor:
@@ -72,10 +135,7 @@ class Model:
                 f"tensor of the input's shape (wrap it so that it returns only the prediction)"
             )
         if self.check_finite:
-            # NaN and ±Inf survive a sum: one reduction per call, read once after the loop
-            acc = torch.float64 if out.dtype == torch.float64 else torch.float32
-            self._finite_flags.append(out.sum(dtype=acc))
-            self._flag_times.append(p.t)
+            self.finite_checks.record(out, p.t)  # one reduction per call, read once after the loop
         return out
 
     # ---- views ---------------------------------------------------------------------------
@@ -117,30 +177,18 @@ class Model:
 
     # ---- bookkeeping ---------------------------------------------------------------------
     def reset(self) -> None:
-        """Zero the NFE counter and forget finiteness flags."""
+        """Zero the NFE counter and forget pending finiteness checks."""
         self.nfe = 0
-        self._finite_flags.clear()
-        self._flag_times.clear()
+        self.finite_checks.clear()
+
+    @property
+    def _finite_flags(self) -> list[Tensor]:
+        """Old private name of `finite_checks.sums`, kept until tests/test_no_sync.py reads the public one."""
+        return self.finite_checks.sums
 
     def raise_if_not_finite(self) -> None:
-        """One host sync: raise if any network output since the last reset held NaN or Inf."""
-        if not self._finite_flags:
-            return
-        flags = torch.isfinite(torch.stack(self._finite_flags))
-        if bool(flags.all()):
-            self._finite_flags.clear()
-            self._flag_times.clear()
-            return
-        first = int((~flags).nonzero()[0, 0])
-        t = self._flag_times[first]
-        self._finite_flags.clear()
-        self._flag_times.clear()
-        raise ModelError(
-            f"the network returned NaN or Inf (its sum is not finite) at network call {first + 1} "
-            f"(t = {t:.6g}); check the "
-            f"network and its dtype (float16 overflows above 65504), the time range (t_end too close "
-            f"to 0 divides by a tiny σ) and the input scale; pass check_finite=False to the model to skip"
-        )
+        """One host sync: raise if the input state or any network output checked since the last clear held NaN/Inf."""
+        self.finite_checks.raise_if_bad()
 
     def check_input(self, x: Tensor) -> None:
         """Raise if x cannot be fed to the network: not floating, or not on its device/dtype."""

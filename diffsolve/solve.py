@@ -88,8 +88,9 @@ def solve(
     nfe_before = 0
     if model is not None:
         model.check_input(x)
-        model._finite_flags.clear()
-        model._flag_times.clear()
+        model.finite_checks.clear()
+        if model.check_finite:  # NaN/Inf in x_T is blamed on the input, not on the network
+            model.finite_checks.record(x, start.t, "input")
         nfe_before = model.nfe
         x_vp = model.to_vp(x, start)
     else:
