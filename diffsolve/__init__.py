@@ -1,11 +1,11 @@
 """diffsolve: diffusion sampling as differential equations, handed to numerical solvers."""
 
 from . import errors, grids, schedules, solvers
-from .dynamics import DDIMODE, VPSDE, Dynamics, ProbabilityFlowODE, ReverseVPSDE, ode
+from .dynamics import DDIMODE, VPSDE, Dynamics, ForwardSDE, ProbabilityFlowODE, ReverseSDE, ReverseVPSDE, ode
 from .errors import DiffsolveError, GridError, ModelError, ScheduleError, SolverError
-from .models import CFG, EpsModel, Model, ScoreModel, VModel, X0Model, wrap
+from .models import CFG, EpsModel, FlowModel, Model, ScoreModel, VModel, X0Model, wrap
 from .points import Point, make_point, make_points
-from .schedules import EDM, DiscreteDDPM, Schedule, VPCosine, VPLinear
+from .schedules import EDM, DiscreteDDPM, Flow, Schedule, VPCosine, VPLinear, VPSchedule
 from .solve import Solution, sample, solve
 from .solvers import SOLVERS, get_solver
 
@@ -13,10 +13,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "errors", "grids", "schedules", "solvers",
-    "DDIMODE", "VPSDE", "Dynamics", "ProbabilityFlowODE", "ReverseVPSDE", "ode",
+    "DDIMODE", "VPSDE", "Dynamics", "ForwardSDE", "ProbabilityFlowODE", "ReverseSDE", "ReverseVPSDE", "ode",
     "DiffsolveError", "GridError", "ModelError", "ScheduleError", "SolverError",
-    "CFG", "EpsModel", "Model", "ScoreModel", "VModel", "X0Model", "wrap",
+    "CFG", "EpsModel", "FlowModel", "Model", "ScoreModel", "VModel", "X0Model", "wrap",
     "Point", "make_point", "make_points",
-    "EDM", "DiscreteDDPM", "Schedule", "VPCosine", "VPLinear",
+    "EDM", "DiscreteDDPM", "Flow", "Schedule", "VPCosine", "VPLinear", "VPSchedule",
     "Solution", "sample", "solve", "SOLVERS", "get_solver",
 ]

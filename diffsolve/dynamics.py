@@ -1,10 +1,12 @@
-"""Continuous dynamics of the VP family, as objects with a drift (and a diffusion).
+"""Continuous dynamics of any Gaussian path x_t = α_t x0 + σ_t ε, as objects with a drift (and a diffusion).
 
-forward VP-SDE:         dx = −½β x dt + √β dW                    (state x, variable t)
-reverse-time VP-SDE:    dx = [−½β x − β ∇log p_t] dt + √β dW̄     (state x, variable t, t decreasing)
-probability-flow ODE:   dx/dt = −½β x + β ε_θ/(2σ)              (state x, variable t)
-DDIM ODE in σ̄:          dx̄/dσ̄ = ε_θ(x̄/√(σ̄²+1), t(σ̄))            (state x̄ = x/α)
-DDIM ODE in λ:          dx̄/dλ = −e^{−λ} ε_θ                     (state x̄ = x/α)
+With f = d log α/dt and g² = dσ²/dt − 2fσ² (VP: f = −½β, g² = β), and ∇log p_t = −ε/σ:
+forward SDE:            dx = f x dt + g dW                        (state x, variable t)
+reverse-time SDE:       dx = [f x − g² ∇log p_t] dt + g dW̄        (state x, variable t, t decreasing)
+probability-flow ODE:   dx/dt = f x + g² ε_θ/(2σ)                (state x, variable t)
+DDIM ODE in σ̄:          dx̄/dσ̄ = ε_θ(α x̄, t(σ̄))                   (state x̄ = x/α, any path)
+DDIM ODE in λ:          dx̄/dλ = −e^{−λ} ε_θ                       (state x̄ = x/α)
+DDIM ODE in t:          dx̄/dt = (dσ̄/dt) ε_θ = σ̄ g²/(2σ²) ε_θ     (state x̄ = x/α)
 All of them are solved with `diffsolve.solve`; users pass and receive x in their model's coordinates.
 """
 
@@ -89,7 +91,7 @@ class Dynamics(ABC):
 
 
 class ProbabilityFlowODE(Dynamics):
-    """dx/dt = −½β(t) x + β(t) ε_θ(x, t) / (2σ_t), in VP coordinates."""
+    """dx/dt = f x − ½g² ∇log p_t = f x + g² ε_θ(x, t) / (2σ_t), in the path's own coordinates x."""
 
     variable = "t"
     semilinear = True
@@ -99,13 +101,14 @@ class ProbabilityFlowODE(Dynamics):
 
     def drift(self, y: Tensor, p: Point) -> Tensor:
         eps = self.model.eps_at(y, p)
-        return torch.add(eps * (0.5 * p.beta / p.sigma), y, alpha=-0.5 * p.beta)
+        return torch.add(eps * (0.5 * p.g2 / p.sigma), y, alpha=p.f)
 
 
 class DDIMODE(Dynamics):
-    """The DDIM ODE on x̄ = x/α: dx̄/dσ̄ = ε_θ(x̄/√(σ̄²+1), t), written in σ̄, λ or t.
+    """The DDIM ODE on x̄ = x/α: dx̄/dσ̄ = ε_θ(α x̄, t), written in σ̄, λ or t — the same ODE for every path.
 
-    In λ it reads dx̄/dλ = −σ̄ ε_θ and in t dx̄/dt = σ̄β/(2σ²) ε_θ; one Euler step in σ̄ is DDIM (η = 0).
+    In λ it reads dx̄/dλ = −σ̄ ε_θ and in t dx̄/dt = (dσ̄/dt) ε_θ with dσ̄/dt = −σ̄ dλ/dt = σ̄ g²/(2σ²);
+    one Euler step in σ̄ is DDIM (η = 0).
     """
 
     semilinear = True
@@ -130,7 +133,7 @@ class DDIMODE(Dynamics):
             return eps
         if self.variable == "lambda":
             return eps * (-p.sigma_bar)
-        return eps * (0.5 * p.sigma_bar * p.beta / (p.sigma * p.sigma))
+        return eps * (0.5 * p.sigma_bar * p.g2 / (p.sigma * p.sigma))
 
 
 def ode(model: Model, variable: str = "sigma") -> Dynamics:
@@ -140,8 +143,9 @@ def ode(model: Model, variable: str = "sigma") -> Dynamics:
     return DDIMODE(model, variable)
 
 
-class VPSDE(Dynamics):
-    """Forward VP-SDE dx = −½β(t) x dt + √β(t) dW; its marginals are N(α_t x_0, σ_t² I)."""
+class ForwardSDE(Dynamics):
+    """Forward SDE dx = f(t) x dt + g(t) dW of the schedule's path; its marginals are N(α_t x_0, σ_t² I)
+    (VP: dx = −½β x dt + √β dW)."""
 
     stochastic = True
     time_reversed = False
@@ -152,18 +156,18 @@ class VPSDE(Dynamics):
         super().__init__(schedule, None)
 
     def drift(self, y: Tensor, p: Point) -> Tensor:
-        return y * (-0.5 * p.beta)
+        return y * p.f
 
     def diffusion(self, y: Tensor, p: Point) -> Tensor:
-        return torch.full_like(y, p.beta**0.5)
+        return torch.full_like(y, p.g2**0.5)
 
-    def reverse(self, model: Model) -> ReverseVPSDE:
+    def reverse(self, model: Model) -> ReverseSDE:
         """The reverse-time SDE driven by `model` (Anderson 1982)."""
-        return ReverseVPSDE(model)
+        return ReverseSDE(model)
 
 
-class ReverseVPSDE(Dynamics):
-    """dx = [−½β x − β ∇log p_t(x)] dt + √β dW̄ = [−½β x + β ε_θ/σ] dt + √β dW̄, run with t decreasing."""
+class ReverseSDE(Dynamics):
+    """dx = [f x − g² ∇log p_t(x)] dt + g dW̄ = [f x + g² ε_θ/σ] dt + g dW̄, run with t decreasing."""
 
     stochastic = True
     additive_noise = True
@@ -174,7 +178,12 @@ class ReverseVPSDE(Dynamics):
 
     def drift(self, y: Tensor, p: Point) -> Tensor:
         eps = self.model.eps_at(y, p)
-        return torch.add(eps * (p.beta / p.sigma), y, alpha=-0.5 * p.beta)
+        return torch.add(eps * (p.g2 / p.sigma), y, alpha=p.f)
 
     def diffusion(self, y: Tensor, p: Point) -> Tensor:
-        return torch.full_like(y, p.beta**0.5)
+        return torch.full_like(y, p.g2**0.5)
+
+
+# The VP names: the same classes (a VP schedule gives f = −½β, g² = β).
+VPSDE = ForwardSDE
+ReverseVPSDE = ReverseSDE

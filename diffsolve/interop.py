@@ -1,8 +1,11 @@
-"""diffusers adapter: a UNet2DModel (or any diffusers UNet) + its scheduler → a diffsolve Model.
+"""diffusers adapter: a UNet2DModel (or any diffusers UNet or transformer) + its scheduler → a diffsolve Model.
 
-The scheduler's table ᾱ_n (n = 0…N−1) becomes a `DiscreteDDPM` schedule (t_n = (n+1)/N, log α
-piecewise linear in t); the UNet is called at the continuous step N·t − 1, which is its own integer
+DDPM-family schedulers: the table ᾱ_n (n = 0…N−1) becomes a `DiscreteDDPM` schedule (t_n = (n+1)/N,
+log α piecewise linear in t); the UNet is called at the continuous step N·t − 1, which is its own integer
 timestep n on the knots. prediction_type maps epsilon → ε, sample → x̂0, v_prediction → v.
+Flow-matching schedulers (FlowMatchEulerDiscreteScheduler): the path x = (1 − σ) x0 + σ ε becomes a `Flow`
+schedule with the scheduler's shift, on t ∈ [1/N, 1 − 1/N]; the network is called at diffusers' timestep
+N·σ and predicts the velocity v = ε − x0 (`FlowModel`).
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from torch import Tensor, nn
 
 from . import grids
 from .errors import ModelError, ScheduleError
-from .models import Model, wrap
-from .schedules import F64, DiscreteDDPM
+from .models import FlowModel, Model, wrap
+from .schedules import F64, DiscreteDDPM, Flow
 
 PREDICTION_TYPES = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
 
@@ -31,7 +34,8 @@ class DiffusersNet(nn.Module):
         self.unet = unet
 
     def forward(self, x: Tensor, t: Tensor, **kwargs: Any) -> Tensor:
-        out = self.unet(x, t, return_dict=False, **kwargs)[0]
+        # by keyword: UNets take (sample, timestep, …), transformers (hidden_states, encoder_hidden_states, …)
+        out = self.unet(x, timestep=t, return_dict=False, **kwargs)[0]
         if out.ndim == x.ndim and out.shape[1] == 2 * x.shape[1]:
             out = out[:, : x.shape[1]]
         return out
@@ -70,6 +74,27 @@ def betas_from_config(cfg: Mapping[str, Any]) -> Tensor:
     )
 
 
+def is_flow_scheduler(scheduler: Any) -> bool:
+    """Whether a diffusers scheduler (object or config dict) is a flow-matching one."""
+    name = type(scheduler).__name__ if not isinstance(scheduler, Mapping) else ""
+    return "FlowMatch" in name or "FlowMatch" in str(_config(scheduler).get("_class_name", ""))
+
+
+def flow_schedule_from_diffusers(scheduler: Any, shift: float | None = None) -> Flow:
+    """Flow(t_min=1/N, t_max=1 − 1/N, shift) of a FlowMatch scheduler: σ(1/N) is its σ_min; t = 1 (pure noise,
+    α = 0) is left out. A resolution-dependent shift (use_dynamic_shifting) must be passed as `shift`."""
+    cfg = _config(scheduler)
+    n = int(cfg.get("num_train_timesteps", 1000))
+    if shift is None:
+        if cfg.get("use_dynamic_shifting", False):
+            raise ModelError(
+                "this scheduler shifts its times by image resolution (use_dynamic_shifting=True); pass the "
+                "shift for your resolution: shift=math.exp(mu) (time_shift_type 'exponential') or shift=mu ('linear')"
+            )
+        shift = float(cfg.get("shift", 1.0))
+    return Flow(t_min=1.0 / n, t_max=1.0 - 1.0 / n, shift=shift)
+
+
 def schedule_from_diffusers(scheduler: Any) -> DiscreteDDPM:
     """The scheduler's ᾱ table (its own float32 values, widened to float64) as a DiscreteDDPM."""
     acp = getattr(scheduler, "alphas_cumprod", None)
@@ -79,14 +104,28 @@ def schedule_from_diffusers(scheduler: Any) -> DiscreteDDPM:
 
 
 def from_diffusers(unet: nn.Module, scheduler: Any, *, prediction_type: str | None = None,
-                   **model_kwargs: Any) -> Model:
-    """A diffsolve Model of a diffusers UNet and its scheduler (object or config dict).
+                   shift: float | None = None, timestep_scale: float | None = None, **model_kwargs: Any) -> Model:
+    """A diffsolve Model of a diffusers UNet (or transformer) and its scheduler (object or config dict).
 
-    model_kwargs (class_labels=…, encoder_hidden_states=…) are passed to every UNet call.
+    model_kwargs (class_labels=…, encoder_hidden_states=…) are passed to every network call. For a
+    flow-matching scheduler: `shift` overrides the scheduler's (needed with dynamic shifting), and the
+    network's timestep is timestep_scale·σ (default num_train_timesteps, as SD3 pipelines call it; Flux
+    pipelines pass σ itself: timestep_scale=1).
     """
     if not isinstance(unet, nn.Module):
         raise ModelError(f"unet must be a torch.nn.Module (a diffusers UNet), got {type(unet).__name__}")
     cfg = _config(scheduler)
+    if is_flow_scheduler(scheduler):
+        if prediction_type not in (None, "velocity", "flow_prediction"):
+            raise ModelError(
+                f"a flow-matching scheduler's model predicts the velocity v = ε − x0, got "
+                f"prediction_type={prediction_type!r}; drop prediction_type"
+            )
+        scale = float(cfg.get("num_train_timesteps", 1000)) if timestep_scale is None else timestep_scale
+        return FlowModel(DiffusersNet(unet), flow_schedule_from_diffusers(scheduler, shift), time_scale=scale,
+                         model_kwargs=model_kwargs)
+    if shift is not None or timestep_scale is not None:
+        raise ModelError("shift= and timestep_scale= apply to flow-matching schedulers only; drop them")
     kind = prediction_type or cfg.get("prediction_type", "epsilon")
     if kind not in PREDICTION_TYPES:
         raise ModelError(
@@ -95,6 +134,17 @@ def from_diffusers(unet: nn.Module, scheduler: Any, *, prediction_type: str | No
         )
     return wrap(DiffusersNet(unet), schedule_from_diffusers(scheduler), PREDICTION_TYPES[kind],
                 model_kwargs=model_kwargs)
+
+
+def grid_from_sigmas(schedule: Flow, sigmas: Tensor | list[float]) -> grids.Grid:
+    """A diffsolve grid at a FlowMatch scheduler's sigmas (descending, each in (0, 1)): t(σ̄ = σ/(1 − σ))."""
+    sig = torch.as_tensor(sigmas).detach().cpu().to(F64)
+    if not isinstance(schedule, Flow) or not bool(((sig > 0) & (sig < 1)).all()):
+        raise ModelError(
+            "grid_from_sigmas needs a Flow schedule and sigmas strictly inside (0, 1); drop diffusers' first "
+            "σ = 1 (pure noise) and last σ = 0 (scheduler.sigmas[1:-1])"
+        )
+    return grids.custom(schedule, schedule.t_from_sigma_bar(sig / (1.0 - sig)))
 
 
 def grid_from_timesteps(schedule: DiscreteDDPM, timesteps: Tensor | list[int]) -> grids.Grid:

@@ -152,8 +152,9 @@ def log_likelihood(
         return dy.detach(), div.detach()
 
     nfe0 = model.nfe
-    model._finite_flags.clear()
-    model._flag_times.clear()
+    model.finite_checks.clear()
+    if model.check_finite:
+        model.finite_checks.record(x, t0, "input")
     ts = torch.tensor([t0, t1], dtype=x.dtype, device=x.device)
     ell0 = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
     with torch.no_grad():

@@ -7,6 +7,7 @@ Every network call is counted in `nfe`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,69 @@ from .points import Point, make_point, time_input_dtype
 from .schedules import Schedule
 
 Net = Callable[..., Tensor]
+
+
+class FiniteChecks:
+    """Deferred NaN/Inf checks: one device scalar per checked tensor (its sum: NaN and ±Inf survive a
+    sum), each with the time and what it was (the input state or a network output); read in one host sync.
+    """
+
+    def __init__(self) -> None:
+        self._sums: list[Tensor] = []
+        self._labels: list[tuple[str, float]] = []
+
+    def __len__(self) -> int:
+        return len(self._sums)
+
+    @property
+    def sums(self) -> list[Tensor]:
+        """The recorded device scalars, oldest first (a copy of the list)."""
+        return list(self._sums)
+
+    def record(self, value: Tensor, t: float, what: str = "output") -> None:
+        """Queue a check of `value` at time t; `what` is "output" (a network call) or "input" (the state)."""
+        acc = torch.float64 if value.dtype == torch.float64 else torch.float32
+        self._sums.append(value.sum(dtype=acc))
+        self._labels.append((what, t))
+
+    def since(self, n: int) -> list[tuple[Tensor, str, float]]:
+        """The checks recorded after the first n, as (sum, what, t) records for `extend`."""
+        return [(s, w, t) for s, (w, t) in zip(self._sums[n:], self._labels[n:])]
+
+    def extend(self, records: list[tuple[Tensor, str, float]]) -> None:
+        """Append records taken from `since` (e.g. replayed by a CUDA graph)."""
+        for s, w, t in records:
+            self._sums.append(s)
+            self._labels.append((w, t))
+
+    def clear(self) -> None:
+        self._sums.clear()
+        self._labels.clear()
+
+    def raise_if_bad(self) -> None:
+        """One host sync: raise a ModelError naming the first non-finite check, then forget them all."""
+        if not self._sums:
+            return
+        ok = torch.isfinite(torch.stack(self._sums))
+        if bool(ok.all()):
+            self.clear()
+            return
+        first = int((~ok).nonzero()[0, 0])
+        calls = sum(1 for w, _ in self._labels[: first + 1] if w == "output")
+        what, t = self._labels[first]
+        self.clear()
+        if what == "input":
+            raise ModelError(
+                f"the input state at t = {t:.6g} holds NaN or Inf (before any network call); "
+                f"check x_T (e.g. torch.isfinite(x_T).all()) and whatever produced it"
+            )
+        raise ModelError(
+            f"the network returned NaN or Inf (its sum is not finite) at network call {calls} "
+            f"(t = {t:.6g}), from a finite input state; check the network and its dtype "
+            f"(float16 overflows above 65504: keep the state in float32 with Model(..., net_dtype=torch.float16)), "
+            f"the time range (t_end too close to 0 divides by a tiny σ) and the input scale; "
+            f"pass check_finite=False to the model to skip"
+        )
 
 
 class Model:
@@ -39,43 +103,77 @@ class Model:
         time_input: Callable[[Tensor], Tensor] | None = None,
         model_kwargs: dict[str, Any] | None = None,
         check_finite: bool = True,
+        time_scale: float = 1.0,
+        net_dtype: torch.dtype | None = None,
     ):
         if coords not in ("vp", "ve"):
             raise ModelError(f"coords must be 'vp' or 've', got {coords!r}")
         if not callable(net):
             raise ModelError(f"net must be callable as net(x, t) -> tensor, got {type(net).__name__}")
+        if not isinstance(schedule, Schedule):
+            raise ModelError(f"schedule must be a diffsolve Schedule (e.g. VPLinear(), Flow()), got {schedule!r}")
+        if isinstance(time_scale, bool) or not isinstance(time_scale, (int, float)) or not (
+                math.isfinite(time_scale) and time_scale > 0):
+            raise ModelError(f"time_scale must be a finite number > 0, got {time_scale!r} (diffusers flow nets: 1000)")
+        if net_dtype is not None and not (isinstance(net_dtype, torch.dtype) and net_dtype.is_floating_point):
+            raise ModelError(f"net_dtype must be a floating torch dtype such as torch.float16, got {net_dtype!r}")
         self.net = net
         self.schedule = schedule
         self.coords = coords
         self.time_input_fn = time_input
         self.model_kwargs = dict(model_kwargs or {})
         self.check_finite = check_finite
+        self.time_scale = float(time_scale)
+        self.net_dtype = net_dtype
+        self._fitting_shapes: set[tuple[int, ...]] = set()  # trailing state shapes the network has accepted
         self.nfe = 0
-        self._finite_flags: list[Tensor] = []
-        self._flag_times: list[float] = []
+        self.finite_checks = FiniteChecks()
+        self.graph_cache: Any = None  # diffsolve.graphs.GraphCache, made on the first cuda_graph=True solve
 
     # ---- the one network call ---------------------------------------------------------
     def _time_arg(self, x: Tensor, p: Point) -> Tensor:
         if self.time_input_fn is not None:
             return self.time_input_fn(torch.full((x.shape[0],), p.t, dtype=torch.float64, device=x.device))
-        return p.time_input(x.shape[0], x.device, time_input_dtype(x.dtype))
+        ti = p.time_input(x.shape[0], x.device, time_input_dtype(x.dtype))
+        return ti if self.time_scale == 1.0 else ti * self.time_scale
 
     def _call(self, x: Tensor, p: Point, kwargs: dict[str, Any] | None = None) -> Tensor:
-        """Run the network on VP-coordinate x at point p; returns its raw output."""
+        """Run the network on VP-coordinate x at point p (in net_dtype when set); its raw output in x's dtype."""
         x_in = x if self.coords == "vp" else x * (1.0 / p.alpha)
-        out = self.net(x_in, self._time_arg(x, p), **(self.model_kwargs if kwargs is None else kwargs))
+        if self.net_dtype is not None:
+            x_in = x_in.to(self.net_dtype)
+        trailing = tuple(x.shape[1:])
+        if trailing in self._fitting_shapes:
+            out = self.net(x_in, self._time_arg(x_in, p), **(self.model_kwargs if kwargs is None else kwargs))
+        else:
+            out = self._first_call(x_in, p, kwargs)
         self.nfe += 1
-        if not isinstance(out, Tensor) or out.shape != x.shape:
-            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        if not isinstance(out, Tensor) or out.shape != x.shape or not torch.is_floating_point(out):
+            got = (f"shape {tuple(out.shape)}, dtype {out.dtype}" if isinstance(out, Tensor) else type(out).__name__)
             raise ModelError(
                 f"the network returned {got} for an input of shape {tuple(x.shape)}; it must return a "
-                f"tensor of the input's shape (wrap it so that it returns only the prediction)"
+                f"floating-point tensor of the input's shape (wrap it so that it returns only the prediction)"
             )
         if self.check_finite:
-            # NaN and ±Inf survive a sum: one reduction per call, read once after the loop
-            acc = torch.float64 if out.dtype == torch.float64 else torch.float32
-            self._finite_flags.append(out.sum(dtype=acc))
-            self._flag_times.append(p.t)
+            self.finite_checks.record(out, p.t)  # one reduction per call, read once after the loop
+        return out if out.dtype == x.dtype else out.to(x.dtype)
+
+    def _first_call(self, x_in: Tensor, p: Point, kwargs: dict[str, Any] | None) -> Tensor:
+        """The first call with a new trailing state shape: an error inside the network names both shapes."""
+        t_in = self._time_arg(x_in, p)
+        try:
+            out = self.net(x_in, t_in, **(self.model_kwargs if kwargs is None else kwargs))
+        except (RuntimeError, ValueError, IndexError, TypeError) as e:
+            expected = getattr(self.net, "data_shape", None)
+            raise ModelError(
+                f"the network failed on its first call with a state of shape {tuple(x_in.shape)} and a time "
+                f"input of shape {tuple(t_in.shape)}"
+                + (f" (the network's data shape is {tuple(expected)}, batch first)" if expected else "")
+                + f": {type(e).__name__}: {e}. Check that the state's trailing shape is the one the network was "
+                f"built for, and its keyword arguments"
+            ) from e
+        if isinstance(out, Tensor) and out.shape == x_in.shape:
+            self._fitting_shapes.add(tuple(x_in.shape[1:]))
         return out
 
     # ---- views ---------------------------------------------------------------------------
@@ -117,30 +215,18 @@ class Model:
 
     # ---- bookkeeping ---------------------------------------------------------------------
     def reset(self) -> None:
-        """Zero the NFE counter and forget finiteness flags."""
+        """Zero the NFE counter and forget pending finiteness checks."""
         self.nfe = 0
-        self._finite_flags.clear()
-        self._flag_times.clear()
+        self.finite_checks.clear()
+
+    @property
+    def _finite_flags(self) -> list[Tensor]:
+        """Old private name of `finite_checks.sums`, kept until tests/test_no_sync.py reads the public one."""
+        return self.finite_checks.sums
 
     def raise_if_not_finite(self) -> None:
-        """One host sync: raise if any network output since the last reset held NaN or Inf."""
-        if not self._finite_flags:
-            return
-        flags = torch.isfinite(torch.stack(self._finite_flags))
-        if bool(flags.all()):
-            self._finite_flags.clear()
-            self._flag_times.clear()
-            return
-        first = int((~flags).nonzero()[0, 0])
-        t = self._flag_times[first]
-        self._finite_flags.clear()
-        self._flag_times.clear()
-        raise ModelError(
-            f"the network returned NaN or Inf (its sum is not finite) at network call {first + 1} "
-            f"(t = {t:.6g}); check the "
-            f"network and its dtype (float16 overflows above 65504), the time range (t_end too close "
-            f"to 0 divides by a tiny σ) and the input scale; pass check_finite=False to the model to skip"
-        )
+        """One host sync: raise if the input state or any network output checked since the last clear held NaN/Inf."""
+        self.finite_checks.raise_if_bad()
 
     def check_input(self, x: Tensor) -> None:
         """Raise if x cannot be fed to the network: not floating, or not on its device/dtype."""
@@ -149,6 +235,17 @@ class Model:
                 f"the state must be a floating-point tensor, got {type(x).__name__}"
                 + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else "")
                 + "; convert it with torch.as_tensor(x, dtype=torch.float32)"
+            )
+        if x.ndim < 1 or x.shape[0] < 1:
+            raise ModelError(
+                f"the state must have a batch dimension of at least one sample, got shape {tuple(x.shape)}"
+                + ("; use x[None] for a single sample" if x.ndim == 0 or x.shape[0] != 0 else "; draw n >= 1 samples")
+            )
+        expected = getattr(self.net, "data_shape", None)
+        if expected is not None and not _fits(tuple(x.shape[1:]), tuple(expected)):
+            raise ModelError(
+                f"the state has shape {tuple(x.shape)} but the network takes states of shape (batch, "
+                f"{', '.join('any' if d is None else str(d) for d in expected)}); reshape x_T to fit"
             )
         params = getattr(self.net, "parameters", None)
         if params is None:
@@ -161,11 +258,18 @@ class Model:
                 f"the state is on {x.device} but the network's parameters are on {first.device}; "
                 f"move one of them, e.g. x_T.to('{first.device}')"
             )
-        if torch.is_floating_point(first) and first.dtype != x.dtype:
+        net_dtype = self.net_dtype or x.dtype
+        if torch.is_floating_point(first) and first.dtype != net_dtype:
             raise ModelError(
-                f"the state has dtype {x.dtype} but the network's parameters have dtype {first.dtype}; "
-                f"cast one of them, e.g. x_T.to({first.dtype}) or net.to({x.dtype})"
+                f"the network runs in {net_dtype} but its parameters have dtype {first.dtype}; "
+                f"cast one of them (x_T.to({first.dtype}) or net.to({net_dtype})), or keep the state in "
+                f"{x.dtype} and pass net_dtype={first.dtype} to the model (mixed precision)"
             )
+
+
+def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
+    """shape matches expected, where None in expected matches any size."""
+    return len(shape) == len(expected) and all(e is None or e == d for d, e in zip(shape, expected))
 
 
 class EpsModel(Model):
@@ -217,15 +321,44 @@ class ScoreModel(Model):
         return torch.add(x, out, alpha=p.sigma * p.sigma).mul_(1.0 / p.alpha)
 
 
-PREDICTIONS: dict[str, type[Model]] = {"eps": EpsModel, "x0": X0Model, "v": VModel, "score": ScoreModel}
+class FlowModel(Model):
+    """Wrap net(x, τ) → the flow velocity v = dx/dτ = α' x0 + σ' ε (' = d/dτ in the network's time τ).
+
+    Rectified flow (`Flow`, τ = σ): v = ε − x0. With D = α σ' − σ α' (= α + σ = 1 for the rectified flow):
+    x0 = (σ' x − σ v)/D and ε = (α v − α' x)/D. Not VModel's VP "v-prediction" v = α ε − σ x0.
+    """
+
+    prediction = "velocity"
+
+    def __init__(self, net: Net, schedule: Schedule, **kwargs: Any):
+        super().__init__(net, schedule, **kwargs)
+        if self.coords != "vp":
+            raise ModelError("a velocity network sees the path's own x (coords='vp'); drop coords='ve'")
+
+    def _to_eps(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        d = p.alpha * p.d_sigma - p.sigma * p.d_alpha
+        return torch.add(out * (p.alpha / d), x, alpha=-p.d_alpha / d)
+
+    def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
+        d = p.alpha * p.d_sigma - p.sigma * p.d_alpha
+        return torch.add(x * (p.d_sigma / d), out, alpha=-p.sigma / d)
+
+    def velocity(self, x: Tensor, t: float | Tensor) -> Tensor:
+        """v(x, t), the network's own output (one call)."""
+        return self._call(x, make_point(self.schedule, t))
+
+
+PREDICTIONS: dict[str, type[Model]] = {
+    "eps": EpsModel, "x0": X0Model, "v": VModel, "score": ScoreModel, "velocity": FlowModel,
+}
 
 
 def wrap(net: Net, schedule: Schedule, prediction: str = "eps", **kwargs: Any) -> Model:
-    """Wrap a network by the name of what it predicts: eps, x0, v or score."""
+    """Wrap a network by the name of what it predicts: eps, x0, v (VP v-prediction), score or velocity (flow)."""
     if prediction not in PREDICTIONS:
         raise ModelError(
             f"unknown prediction type {prediction!r}; valid ones are {', '.join(PREDICTIONS)} "
-            f"(diffusers calls x0 'sample' and v 'v_prediction')"
+            f"(diffusers calls x0 'sample', v 'v_prediction', and a flow-matching model's output 'velocity')"
         )
     return PREDICTIONS[prediction](net, schedule, **kwargs)
 
@@ -238,14 +371,30 @@ class CFG(Model):
     """
 
     def __init__(self, model: Model, cond: Tensor, uncond: Tensor, scale: float, cond_key: str = "cond"):
-        super().__init__(model.net, model.schedule, coords=model.coords,
-                         time_input=model.time_input_fn, check_finite=model.check_finite)
+        if not isinstance(model, Model):
+            raise ModelError(f"CFG wraps a diffsolve Model, got {type(model).__name__}; wrap the network first")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
+            raise ModelError(f"the guidance scale must be a finite number, got {scale!r} (1 = no guidance)")
+        if not (isinstance(cond, Tensor) and isinstance(uncond, Tensor)) or cond.shape != uncond.shape:
+            shapes = [tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__ for c in (cond, uncond)]
+            raise ModelError(
+                f"cond and uncond must be tensors of one shape (one row per sample), got {shapes[0]} and "
+                f"{shapes[1]}; repeat the unconditional embedding to the batch, e.g. uncond.expand_as(cond)"
+            )
+        super().__init__(model.net, model.schedule, coords=model.coords, time_input=model.time_input_fn,
+                         check_finite=model.check_finite, time_scale=model.time_scale, net_dtype=model.net_dtype)
         self.inner, self.scale, self.cond_key = model, float(scale), cond_key
         self.prediction = model.prediction
         self.model_kwargs = dict(model.model_kwargs)
         self.model_kwargs[cond_key] = torch.cat([cond, uncond])
 
     def _guided(self, x: Tensor, p: Point, view: str) -> Tensor:
+        batch = self.model_kwargs[self.cond_key].shape[0] // 2
+        if x.shape[0] != batch:
+            raise ModelError(
+                f"the state has batch {x.shape[0]} but CFG's cond/uncond have {batch} rows; give one "
+                f"conditioning row per sample (cond of shape ({x.shape[0]}, ...))"
+            )
         x2 = torch.cat([x, x])
         out = self._call(x2, p)
         convert = self.inner._to_eps if view == "eps" else self.inner._to_x0

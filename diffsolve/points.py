@@ -16,7 +16,11 @@ from .schedules import Schedule, as_f64
 
 @dataclass(slots=True)
 class Point:
-    """Schedule quantities at one time t (float64 values as Python floats)."""
+    """Schedule quantities at one time t (float64 values as Python floats).
+
+    f = d log α/dt and g2 = g² = dσ²/dt − 2fσ² are the forward SDE's coefficients (VP: f = −β/2, g² = β);
+    d_alpha, d_sigma = dα/dτ, dσ/dτ in the network's velocity time τ (t, or the flow time σ for `Flow`).
+    """
 
     t: float
     log_alpha: float
@@ -24,9 +28,17 @@ class Point:
     sigma: float
     lam: float
     sigma_bar: float
-    beta: float
+    f: float
+    g2: float
+    d_alpha: float
+    d_sigma: float
     model_time: float
     _time_input: Tensor | None = field(default=None, repr=False)
+
+    @property
+    def beta(self) -> float:
+        """β = g², the VP name of the diffusion coefficient squared."""
+        return self.g2
 
     def time_input(self, batch: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """The network's time argument, a (batch,) tensor, created once and cached."""
@@ -43,23 +55,13 @@ def time_input_dtype(state_dtype: torch.dtype) -> torch.dtype:
 
 
 def make_points(schedule: Schedule, t: Tensor | float | list[float]) -> list[Point]:
-    """All schedule quantities at each t, computed vectorised in float64 on the CPU."""
+    """All schedule quantities at each t, computed vectorised in float64 on the CPU (t checked to be in range)."""
     t = as_f64(t).detach().cpu().reshape(-1)
-    la = schedule.log_alpha(t)
-    one_minus_a2 = -torch.expm1(2.0 * la)
-    lam = schedule.lam(t) if type(schedule).lam is not Schedule.lam else la - 0.5 * torch.log(one_minus_a2)
-    sigma_bar = schedule.sigma_bar(t) if type(schedule).sigma_bar is not Schedule.sigma_bar else torch.exp(-lam)
-    columns = (
-        t,
-        la,
-        torch.exp(la),
-        torch.sqrt(one_minus_a2),
-        lam,
-        sigma_bar,
-        schedule.beta(t),
-        schedule.model_time(t),
-    )
-    rows = zip(*(c.tolist() for c in columns))
+    schedule.check_times(t)
+    c = schedule.point_columns(t)
+    columns = (t, c["log_alpha"], c["alpha"], c["sigma"], c["lam"], c["sigma_bar"], c["f"], c["g2"],
+               c["d_alpha"], c["d_sigma"], schedule.model_time(t))
+    rows = zip(*(col.tolist() for col in columns))
     return [Point(*row) for row in rows]
 
 

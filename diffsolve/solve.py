@@ -82,14 +82,17 @@ def solve(
             + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else "")
             + "; convert it with torch.as_tensor(x, dtype=torch.float32)"
         )
-    if x.ndim < 1 or x.shape[0] < 1:
+    if x.ndim < 1:
         raise ModelError(f"x must have a leading batch dimension, got shape {tuple(x.shape)}; use x[None]")
+    if x.shape[0] < 1:
+        raise ModelError(f"x has an empty batch (shape {tuple(x.shape)}); draw at least one sample")
     start, end = grid.points[0], grid.points[-1]
     nfe_before = 0
     if model is not None:
         model.check_input(x)
-        model._finite_flags.clear()
-        model._flag_times.clear()
+        model.finite_checks.clear()
+        if model.check_finite:  # NaN/Inf in x_T is blamed on the input, not on the network
+            model.finite_checks.record(x, start.t, "input")
         nfe_before = model.nfe
         x_vp = model.to_vp(x, start)
     else:

@@ -47,3 +47,38 @@ def test_graph_capture_of_a_compiled_network():
         graphed = ds.solve(ds.ode(model, "lambda"), x, grid, "heun", cuda_graph=True)
     assert graphed.nfe == eager.nfe == 16
     assert torch.allclose(graphed.x, eager.x, rtol=1e-4, atol=1e-4)
+
+
+def test_graph_cache_keys_options_by_value_and_the_solver_by_object():
+    from diffsolve.graphs import GraphCache, value_key
+
+    assert value_key({"eta": 1.0, "order": 2}) == value_key({"order": 2, "eta": 1.0})
+    assert len({value_key(1), value_key(1.0), value_key(True)}) == 3  # equal in Python, different options
+    assert value_key([0.5, "a"]) != value_key((0.5, "a"))
+    assert value_key(torch.tensor([1.0, 2.0])) == value_key(torch.tensor([1.0, 2.0]))
+    assert value_key(torch.tensor([1.0, 2.0])) != value_key(torch.tensor([1.0, 2.5]))
+    model = ds.EpsModel(lambda x, t: 0.1 * x, S)
+    grid, x = ds.grids.logsnr(S, 4), torch.randn(2, 3)
+    heun, euler = ds.get_solver("heun"), ds.get_solver("euler")
+    k = GraphCache.key(heun, ds.ode(model, "lambda"), grid, x, False, {"a": 1.0})
+    assert k == GraphCache.key(heun, ds.ode(model, "lambda"), grid, x.clone(), False, {"a": 1.0})
+    assert k != GraphCache.key(euler, ds.ode(model, "lambda"), grid, x, False, {"a": 1.0})
+    assert k != GraphCache.key(heun, ds.ode(model, "sigma"), grid, x, False, {"a": 1.0})
+    assert k != GraphCache.key(heun, ds.ode(model, "lambda"), grid, x, False, {"a": 1})
+    assert k != GraphCache.key(heun, ds.ode(model, "lambda"), ds.grids.logsnr(S, 5), x, False, {"a": 1.0})
+
+
+def test_graph_cache_is_held_by_the_model_and_evicts_least_recent():
+    from diffsolve.graphs import GraphCache, cache_of, clear_cache
+
+    a, b = ds.EpsModel(lambda x, t: x, S), ds.EpsModel(lambda x, t: x, S)
+    assert a.graph_cache is None
+    cache = cache_of(a)
+    assert cache_of(a) is cache and cache_of(b) is not cache  # one per model: no global keyed by id
+    small = GraphCache(size=2)
+    for key in ("k1", "k2", "k3"):
+        small.put((key,), object())
+    assert small.get(("k1",)) is None and small.get(("k3",)) is not None and len(small) == 2
+    cache.put(("k",), object())
+    clear_cache(a)
+    assert len(cache) == 0

@@ -72,3 +72,35 @@ def test_discrete_model_receives_integer_steps_on_the_knots():
     grid = ds.grids.custom(sched, sched.t_from_step(torch.tensor([999, 500, 0])))
     ds.solve(ds.ode(model, "sigma"), torch.randn(2, 3, dtype=F64), grid, "euler")
     assert [float(t[0]) for t in seen] == pytest.approx([999.0, 500.0], abs=1e-9)
+
+
+def test_finite_checks_blame_the_input_state_or_the_network_call():
+    grid = ds.grids.logsnr(S, 4)
+    x = torch.randn(3, 2, dtype=F64)
+    bad_x = x.clone()
+    bad_x[1, 0] = float("nan")
+    model = ds.EpsModel(lambda v, t: 0.1 * v, S)
+    with pytest.raises(ds.ModelError, match="input state .* holds NaN or Inf"):
+        ds.solve(ds.ode(model), bad_x, grid, "euler")
+    calls = []
+
+    def net(v, t):
+        calls.append(1)
+        return v * (float("inf") if len(calls) == 3 else 0.1)
+
+    with pytest.raises(ds.ModelError, match="network returned NaN or Inf .* at network call 3"):
+        ds.solve(ds.ode(ds.EpsModel(net, S)), x, grid, "euler")
+
+
+def test_finite_checks_records_move_between_models():
+    a = ds.EpsModel(lambda v, t: 0.1 * v, S)
+    a.eps(torch.ones(2, 2, dtype=F64), 0.5)
+    a.finite_checks.record(torch.tensor([float("inf")]), 0.25)
+    assert len(a.finite_checks) == 2 and len(a.finite_checks.since(1)) == 1
+    b = ds.EpsModel(lambda v, t: v, S)
+    b.finite_checks.extend(a.finite_checks.since(1))
+    a.finite_checks.clear()
+    a.raise_if_not_finite()  # cleared: nothing to report
+    with pytest.raises(ds.ModelError, match=r"network call 1 \(t = 0.25\)"):
+        b.finite_checks.raise_if_bad()
+    assert len(b.finite_checks) == 0  # raising forgets the checks

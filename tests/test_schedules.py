@@ -13,15 +13,16 @@ SCHEDULES = {
     "discrete-table": ds.DiscreteDDPM(alphas_cumprod=torch.cumprod(1 - torch.linspace(1e-4, 0.02, 1000), 0)),
     "edm": ds.EDM(),
 }
+PATHS = {**SCHEDULES, "flow": ds.Flow(), "flow-shift3": ds.Flow(shift=3.0), "flow-narrow": ds.Flow(0.05, 0.9, 0.5)}
 
 
 def _times(s: ds.Schedule, n: int = 997) -> torch.Tensor:
     return torch.linspace(s.t_min, s.t_max, n, dtype=F64)
 
 
-@pytest.mark.parametrize("name", SCHEDULES)
+@pytest.mark.parametrize("name", PATHS)
 def test_lambda_and_sigma_bar_round_trips(name):
-    s = SCHEDULES[name]
+    s = PATHS[name]
     t = _times(s)
     lam, sb = s.lam(t), s.sigma_bar(t)
     assert torch.allclose(s.lam(s.t_from_lambda(lam)), lam, rtol=0, atol=1e-10)
@@ -102,6 +103,7 @@ from diffsolve.schedules import from_config  # noqa: E402
     lambda: ds.VPLinear(), lambda: ds.VPCosine(), lambda: ds.EDM(), lambda: ds.DiscreteDDPM(),
     lambda: ds.DiscreteDDPM(betas=torch.linspace(1e-4, 0.03, 1000, dtype=torch.float64)),
     lambda: ds.DiscreteDDPM(alphas_cumprod=torch.linspace(0.999, 0.01, 50, dtype=torch.float64)),
+    lambda: ds.Flow(), lambda: ds.Flow(t_min=0.01, t_max=0.99, shift=3.0),
 ])
 def test_config_round_trip_is_exact(make):
     s = make()
@@ -131,3 +133,84 @@ def test_from_config_errors_name_the_problem():
         from_config({"type": "Nope"})
     with pytest.raises(ds.ScheduleError, match="does not fit VPLinear"):
         from_config({"type": "VPLinear", "rho": 3})
+
+
+# ---- any Gaussian path (DESIGN §6) ---------------------------------------------------------------
+@pytest.mark.parametrize("name", PATHS)
+def test_path_identities_f_and_g2_from_derivatives(name):
+    """λ = log α/σ, σ̄ = σ/α, f = d log α/dt and g² = dσ²/dt − 2fσ², by autograd of α and σ (interior times)."""
+    s = PATHS[name]
+    t = _times(s, 60)[1:-1]
+    a, sg = s.alpha(t), s.sigma(t)
+    assert torch.allclose(s.lam(t), torch.log(a / sg), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(s.sigma_bar(t), sg / a, rtol=1e-12)
+    assert bool((torch.diff(s.lam(t)) < 0).all()), "λ must decrease in t"
+    tg = t.clone().requires_grad_(True)
+    (dla,) = torch.autograd.grad(s.log_alpha(tg).sum(), tg)
+    (ds2,) = torch.autograd.grad((s.sigma(tg) ** 2).sum(), tg)
+    assert torch.allclose(s.f(t), dla, rtol=1e-10)
+    assert torch.allclose(s.g2(t), ds2 - 2 * dla * sg**2, rtol=1e-9)
+    p = ds.make_points(s, t)
+    assert [q.f for q in p] == s.f(t).tolist() and [q.g2 for q in p] == s.g2(t).tolist()
+
+
+def test_flow_closed_forms_and_shift():
+    s, k = ds.Flow(shift=3.0), 3.0
+    t = torch.tensor([1e-3, 0.25, 0.5, 0.9, 0.999], dtype=F64)
+    sigma = k * t / (1 + (k - 1) * t)
+    assert torch.allclose(s.sigma(t), sigma, rtol=1e-15) and torch.allclose(s.alpha(t), 1 - sigma, rtol=1e-14)
+    assert torch.allclose(s.model_time(t), sigma, rtol=1e-15)  # the network sees the flow time
+    plain = ds.Flow()
+    assert torch.equal(plain.sigma(t), t) and torch.allclose(plain.alpha(t), 1 - t, rtol=0, atol=0)
+    assert torch.allclose(plain.g2(t), 2 * t / (1 - t), rtol=1e-15) and torch.allclose(plain.f(t), -1 / (1 - t))
+    # with a shift, the same σ̄ is reached at the shifted time: t_k(σ̄) = σ̄ / (k + σ̄)
+    sb = plain.sigma_bar(t[1:])
+    assert torch.allclose(s.sigma_bar(s.t_from_sigma_bar(sb)), sb, rtol=1e-14)
+    assert torch.allclose(s.sigma(s.t_from_sigma_bar(sb)), plain.sigma(t[1:]), rtol=1e-14)
+    assert s != plain and ds.schedules.SCHEDULES["flow"] is ds.Flow
+    da, dsig = s.velocity_coefficients(t)
+    assert torch.equal(da, -torch.ones_like(t)) and torch.equal(dsig, torch.ones_like(t))
+
+
+def test_flow_is_not_vp():
+    s = ds.Flow()
+    t = torch.tensor([0.5], dtype=F64)
+    assert float(s.alpha(t) ** 2 + s.sigma(t) ** 2) == pytest.approx(0.5)
+    assert not hasattr(s, "beta")
+
+
+# ---- parameters in range, times in range (issue 15 §1) -----------------------------------------
+@pytest.mark.parametrize("make, match", [
+    (lambda: ds.VPCosine(s=-0.5), "0 <= s <= 1"),
+    (lambda: ds.VPCosine(s=-1), "0 <= s <= 1"),
+    (lambda: ds.VPLinear(beta_max=1e6), "valid parameter range"),
+    (lambda: ds.VPLinear(beta_max=float("nan")), "finite number for beta_max"),
+    (lambda: ds.VPLinear(t_max=float("inf")), "finite number for t_max"),
+    (lambda: ds.VPLinear(beta_min="0.1"), "finite number for beta_min"),
+    (lambda: ds.EDM(sigma_max=float("inf")), "finite number"),
+    (lambda: ds.Flow(t_max=1.0), "0 < t_min < t_max < 1"),
+    (lambda: ds.Flow(shift=0.0), "shift > 0"),
+    (lambda: ds.Flow(shift=True), "finite number for shift"),
+])
+def test_schedule_parameters_outside_their_range_are_refused(make, match):
+    with pytest.raises(ds.ScheduleError, match=match):
+        make()
+
+
+@pytest.mark.parametrize("name", PATHS)
+def test_evaluating_outside_the_time_range_raises(name):
+    s = PATHS[name]
+    for bad in (s.t_max * 1.5 + 1.0, s.t_min * 0.5, float("nan")):
+        for fn in (s.alpha, s.sigma, s.lam, s.sigma_bar, s.f, s.g2, s.model_time):
+            with pytest.raises(ds.ScheduleError, match="outside the schedule"):
+                fn(bad)
+        with pytest.raises(ds.ScheduleError, match="outside the schedule"):
+            ds.make_point(s, bad)
+
+
+def test_model_views_outside_the_time_range_raise():
+    model = ds.EpsModel(lambda x, t: 0.1 * x, ds.VPCosine())
+    with pytest.raises(ds.ScheduleError, match=r"\[1.5, 1.5\] lies outside the schedule VPCosine"):
+        model.x0(torch.ones(2, 2), 1.5)
+    with pytest.raises(ds.ScheduleError, match="outside the schedule DiscreteDDPM"):
+        ds.DiscreteDDPM().alpha(5.0)
