@@ -76,3 +76,33 @@ def gmm64_case(gmm64) -> tuple[GaussianMixture, ds.Schedule, Tensor, Tensor]:
     schedule = ds.VPLinear()
     x = gmm64.x_T(8, seed=0, schedule=schedule)
     return gmm64, schedule, x, gmm64.reference(x, schedule)
+
+
+# ---- solver families from the registry, and the `gpu` marker --------------------------------------------
+def fixed_step_solvers() -> list[str]:
+    """Deterministic fixed-step solvers with their own loop (what CUDA graphs capture and sync checks cover)."""
+    return [name for name, s in sorted(ds.SOLVERS.items())
+            if not s.adaptive and not s.stochastic and not name.startswith("torchdiffeq_")]
+
+
+def stochastic_solvers() -> list[str]:
+    """The registered SDE samplers."""
+    return [name for name, s in sorted(ds.SOLVERS.items()) if s.stochastic]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test argument `fixed_step_solver` or `stochastic_solver` runs once per such registered solver."""
+    for arg, names in (("fixed_step_solver", fixed_step_solvers), ("stochastic_solver", stochastic_solvers)):
+        if arg in metafunc.fixturenames:
+            metafunc.parametrize(arg, names())
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked `gpu` are collected everywhere and skipped where CUDA is not available."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (gpu marker)")
+    for item in items:
+        if item.get_closest_marker("gpu") is not None:
+            item.add_marker(skip)
