@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -27,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import diffsolve as ds  # noqa: E402
+from diffsolve.bench.timing import interleaved_medians  # noqa: E402
 
 ALGOS = {
     # diffsolve solver name → (diffusers scheduler class name, its kwargs)
@@ -43,15 +42,7 @@ def sync(device: torch.device) -> None:
 
 def timed(device: torch.device, repeats: int, fn, *args, **kwargs) -> float:
     """Median wall seconds of fn(*args, **kwargs) over `repeats` runs after one warm-up run."""
-    fn(*args, **kwargs)
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(*args, **kwargs)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return interleaved_medians([lambda: fn(*args, **kwargs)], repeats, lambda: sync(device))[0]
 
 
 def make_unet(smoke: bool, device: torch.device, dtype: torch.dtype):
