@@ -1,17 +1,21 @@
 """Pictures of gmm-2d: the exact density and samples, reference paths against solver paths at low NFE.
 
-Run from the repository root: OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/plot_gmm2d.py [OUT.png]
+Run (from any directory): OMP_NUM_THREADS=1 python benchmarks/plot_gmm2d.py [OUT.png]
+(default OUT: benchmarks/results/gmm2d.png beside this script).
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's diffsolve, from any directory
 
 import diffsolve as ds  # noqa: E402
 from diffsolve import problems  # noqa: E402
@@ -20,7 +24,7 @@ SOLVERS = [("euler", "sigma", "tab:blue"), ("euler", "lambda", "tab:red"), ("heu
 NFE = 10
 
 
-def main(out: str = "benchmarks/results/gmm2d.png") -> None:
+def main(out: str = str(Path(__file__).resolve().parent / "results" / "gmm2d.png")) -> None:
     torch.set_num_threads(1)
     gm, sched = problems.get("gmm-2d"), ds.VPLinear()
     fig, axes = plt.subplots(1, 3, figsize=(15, 5))

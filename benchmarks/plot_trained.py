@@ -1,8 +1,8 @@
 """Pictures of the shipped trained networks: toy-2d samples and PF-ODE paths, digits-8x8 sample grids.
 
-Run from the repository root:
-    OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/plot_trained.py [OUT_DIR]
-writes OUT_DIR/toy2d.png and OUT_DIR/digits.png (default OUT_DIR: benchmarks/results/trained).
+Run (from any directory):
+    OMP_NUM_THREADS=1 python benchmarks/plot_trained.py [OUT_DIR]
+writes OUT_DIR/toy2d.png and OUT_DIR/digits.png (default OUT_DIR: benchmarks/results/trained beside this script).
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's diffsolve, from any directory
 
 import diffsolve as ds  # noqa: E402
 from diffsolve import nets, problems  # noqa: E402
@@ -115,7 +117,7 @@ def digits(out: Path) -> None:
     plt.close(fig)
 
 
-def main(out_dir: str = "benchmarks/results/trained") -> None:
+def main(out_dir: str = str(Path(__file__).resolve().parent / "results" / "trained")) -> None:
     torch.set_num_threads(1)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

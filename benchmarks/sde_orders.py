@@ -9,6 +9,7 @@ reverse SDE is linear, Ornstein–Uhlenbeck-like) and a 1-d two-component mixtur
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -30,8 +31,10 @@ RUNS = [("euler_maruyama", "time", [16, 32, 64, 128]), ("euler_maruyama", "logsn
         ("sde_dpmpp2m", "logsnr", [16, 32, 64, 128])]
 
 
-def main() -> None:
+def main() -> int:
+    """Print the table; 1 when a solve gave a non-finite error (an order off theory is a measurement, flagged)."""
     torch.set_num_threads(1)
+    broken = []
     sched = ds.VPLinear()
     print("| problem | solver / grid | steps | strong error (RMS) | fitted order | theory |")
     print("|---|---|---|---|---|---|")
@@ -42,6 +45,9 @@ def main() -> None:
         ref = ds.solve(sde, x, ds.grids.time(sched, 2048), "srk", seed=9).x
         for solver, grid, steps in RUNS:
             errs = [rmse(ds.solve(sde, x, ds.grids.make(grid, sched, n), solver, seed=9).x, ref) for n in steps]
+            if not all(math.isfinite(e) for e in errs):
+                broken.append(f"{name} {solver}/{grid}: {errs}")
+                continue
             order, _ = fitted_order(steps, errs, last=None)
             theory = ds.get_solver(solver).order
             flag = "" if abs(order - theory) <= 0.3 else " (off by more than 0.3)"
@@ -49,5 +55,10 @@ def main() -> None:
                   f"{' → '.join(f'{e:.2e}' for e in errs)} | {order:.2f}{flag} | {theory:g} |")
 
 
+    for b in broken:
+        print("FAILED (non-finite error):", b, file=sys.stderr)
+    return 1 if broken else 0
+
+
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,9 +10,7 @@ Run: python benchmarks/sde_overhead.py [--device cuda] [--steps 100]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,18 +20,8 @@ import torchsde
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import diffsolve as ds  # noqa: E402
+from diffsolve.bench.timing import interleaved_medians  # noqa: E402
 from diffsolve.solvers.brownian import brownian_path, grid_path, grid_taus  # noqa: E402
-
-
-def median_ms_per_step(fn: Callable[[], object], steps: int, repeats: int, sync: Callable[[], None]) -> float:
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return 1e3 * statistics.median(times) / steps
 
 
 def main() -> None:
@@ -110,7 +98,7 @@ def measure(dyn: ds.Dynamics, grid: ds.grids.Grid, b: int, d: int, device: torch
     variants = [old, lambda: ds.solve(dyn, x, grid, "euler_maruyama", seed=0),
                 lambda: ds.solve(dyn, x, grid, "srk", seed=0), hand_em, increments,
                 lambda: ds.solve(dyn, x, grid, "ddpm", seed=0), grid_increments, randn_em]
-    return [median_ms_per_step(fn, steps, repeats, sync) for fn in variants]
+    return [1e3 * s / steps for s in interleaved_medians(variants, repeats, sync, warmup=0)]
 
 
 if __name__ == "__main__":

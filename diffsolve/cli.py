@@ -136,7 +136,8 @@ def _bench(args: argparse.Namespace) -> int:
     suite = _bench_suite(args)
     out = Path(args.out or Path("bench-results") / suite.name)
     if args.fresh and out.exists():
-        for name in ("results.jsonl", "results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png"):
+        for name in ("results.jsonl", "results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png",
+                     "ode_vs_sde_sw2.png", "strong_vs_nfe.png"):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "cache", ignore_errors=True)
     store = ResultStore(out / "results.jsonl")
@@ -164,6 +165,13 @@ def _bench(args: argparse.Namespace) -> int:
         report.plot(records, out / "rmse_vs_nfe.png", metric="rmse")
         if any(r.get("sw2") is not None for r in records):
             report.plot(records, out / "sw2_vs_nfe.png", metric="sw2")
+        if any(r.get("kind") == "sde" for r in records):  # strong and weak errors, ODE vs SDE at equal NFE
+            from .bench.stochastic import plot_ode_vs_sde, strong_weak_markdown
+
+            tables = strong_weak_markdown(records, suite.fit_last) + "\n" + tables
+            (out / "table.md").write_text(tables, encoding="utf-8")
+            plot_ode_vs_sde(records, out / "ode_vs_sde_sw2.png")
+            report.plot([r for r in records if r.get("kind") == "sde"], out / "strong_vs_nfe.png", metric="rmse")
         if not args.json:
             print(tables)
         print(f"wrote {out}/results.csv, table.md, rmse_vs_nfe.png", file=stderr)

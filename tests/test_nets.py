@@ -5,15 +5,7 @@ import torch
 
 import diffsolve as ds
 from diffsolve import nets, training
-
-
-def sliced_w2(a: torch.Tensor, b: torch.Tensor, projections: int = 256, seed: int = 0) -> float:
-    """Sliced Wasserstein-2 between two equal-size samples (sorted 1-D projections)."""
-    g = torch.Generator().manual_seed(seed)
-    th = torch.randn(a.shape[1], projections, generator=g, dtype=torch.float64)
-    th = th / th.norm(dim=0)
-    pa, pb = (a.double() @ th).sort(0).values, (b.double() @ th).sort(0).values
-    return float(((pa - pb) ** 2).mean().sqrt())
+from diffsolve.bench.metrics import sliced_w2
 
 
 @pytest.mark.parametrize("name,batch", [("toy-2d", 256), ("digits-8x8", 16)])

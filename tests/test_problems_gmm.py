@@ -9,6 +9,7 @@ import torch
 
 import diffsolve as ds
 from diffsolve import problems
+from diffsolve.bench.metrics import rmse
 from diffsolve.errors import DiffsolveError
 from diffsolve.problems import GaussianMixture
 
@@ -16,17 +17,10 @@ F64 = torch.float64
 SCHEDULES = [ds.VPLinear(), ds.VPCosine(), ds.DiscreteDDPM(), ds.EDM()]
 
 
-def one_gaussian(dim: int = 5, seed: int = 0) -> GaussianMixture:
-    g = torch.Generator().manual_seed(seed)
-    mu = torch.randn(1, dim, generator=g, dtype=F64)
-    s = 0.1 + torch.rand(1, dim, generator=g, dtype=F64)
-    return GaussianMixture(torch.ones(1, dtype=F64), mu, s, name="one")
-
-
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=repr)
-def test_one_component_eps_and_x0_match_closed_form(schedule):
+def test_one_component_eps_and_x0_match_closed_form(schedule, one_gaussian):
     """One Gaussian: ε = σ (x − α μ)/(α² s² + σ²) and x̂0 = μ + α s² (x − α μ)/(α² s² + σ²)."""
-    gm = one_gaussian()
+    gm = one_gaussian
     t = torch.tensor([0.3 * schedule.t_min + 0.7 * schedule.t_max, schedule.t_min, schedule.t_max], dtype=F64)
     x = torch.randn(3, gm.dim, dtype=F64, generator=torch.Generator().manual_seed(1)) * 2
     a, sg = schedule.alpha(t)[:, None], schedule.sigma(t)[:, None]
@@ -42,18 +36,18 @@ def test_one_component_eps_and_x0_match_closed_form(schedule):
     assert model.nfe == 3
 
 
-def test_exact_eps_is_minus_sigma_times_autograd_score():
+def test_exact_eps_is_minus_sigma_times_autograd_score(gmm64):
     """ε(x, t) = −σ_t ∇_x log p_t(x) for the 64-d mixture, checked by autograd of the log-density."""
-    gm, sched = problems.get("gmm-64"), ds.VPLinear()
+    gm, sched = gmm64, ds.VPLinear()
     for t in (0.002, 0.05, 0.3, 0.9):
         x = gm.samples(16, 3, sched, t).requires_grad_(True)
         (score,) = torch.autograd.grad(gm.log_prob(x, t, sched).sum(), x)
         torch.testing.assert_close(gm.eps(x.detach(), t, sched), -float(sched.sigma(t)) * score, rtol=1e-9, atol=1e-9)
 
 
-def test_marginal_log_density_matches_direct_formula_and_integrates_to_one():
+def test_marginal_log_density_matches_direct_formula_and_integrates_to_one(gmm2d):
     """log p_t equals a direct per-component sum; in 2-d, p_t integrates to 1 on a grid."""
-    gm, sched, t = problems.get("gmm-2d"), ds.VPCosine(), 0.2
+    gm, sched, t = gmm2d, ds.VPCosine(), 0.2
     a, s = float(sched.alpha(t)), float(sched.sigma(t))
     x = gm.samples(50, 0, sched, t)
     direct = torch.zeros(50, dtype=F64)
@@ -69,9 +63,9 @@ def test_marginal_log_density_matches_direct_formula_and_integrates_to_one():
     assert abs(float(mass) - 1.0) < 1e-6
 
 
-def test_samples_have_the_marginal_moments():
+def test_samples_have_the_marginal_moments(gmm2d):
     """Exact samples of p_t: the mean α Σ w μ and the covariance of the mixture (Monte Carlo, 4 SE)."""
-    gm, sched, t = problems.get("gmm-2d"), ds.VPLinear(), 0.4
+    gm, sched, t = gmm2d, ds.VPLinear(), 0.4
     a, s = float(sched.alpha(t)), float(sched.sigma(t))
     x = gm.samples(200_000, 5, sched, t)
     mean = a * (gm.weights[:, None] * gm.means).sum(0)
@@ -86,21 +80,28 @@ def test_samples_have_the_marginal_moments():
 
 
 @pytest.mark.parametrize("schedule", [ds.VPLinear(), ds.EDM()], ids=repr)
-def test_one_component_reference_matches_closed_form_flow(schedule):
-    """x̄(σ̄) = μ + (x̄_T − μ) √(s² + σ̄²)/√(s² + σ̄_T²): the reference reproduces it to ≤ 1e-8."""
-    gm = one_gaussian(dim=4)
+def test_one_component_reference_matches_closed_form_flow(schedule, one_gaussian):
+    """x̄(σ̄) = μ + (x̄_T − μ) √(s² + σ̄²)/√(s² + σ̄_T²) (exact_flow): the dopri8 reference reproduces it to
+    ≤ 1e-8, on the whole range and on a sub-interval; exact_flow refuses a mixture of several components."""
+    gm = one_gaussian
     x_T = gm.x_T(8, 0, schedule)
-    t0, t1 = schedule.t_max, schedule.t_min
-    a0, a1 = float(schedule.alpha(t0)), float(schedule.alpha(t1))
-    sb0, sb1 = float(schedule.sigma_bar(t0)), float(schedule.sigma_bar(t1))
-    xbar = gm.means + (x_T / a0 - gm.means) * torch.sqrt(gm.var + sb1**2) / torch.sqrt(gm.var + sb0**2)
-    err = (gm.reference(x_T, schedule) - a1 * xbar).abs().max()
+    err = (gm.reference(x_T, schedule) - gm.exact_flow(x_T, schedule)).abs().max()
     assert float(err) <= 1e-8
+    t0, t1 = 0.7 * schedule.t_max + 0.3 * schedule.t_min, 0.2 * schedule.t_max + 0.8 * schedule.t_min
+    part = gm.reference(x_T, schedule, t0, t1) - gm.exact_flow(x_T, schedule, t0, t1)
+    assert float(part.abs().max()) <= 1e-8
+    # the flow is the identity over an empty interval and composes over two halves
+    torch.testing.assert_close(gm.exact_flow(x_T, schedule, t0, t0), x_T, rtol=1e-14, atol=1e-14)
+    mid = gm.exact_flow(x_T, schedule, t0, 0.5 * (t0 + t1))
+    torch.testing.assert_close(gm.exact_flow(mid, schedule, 0.5 * (t0 + t1), t1),
+                               gm.exact_flow(x_T, schedule, t0, t1), rtol=1e-12, atol=1e-12)
+    with pytest.raises(DiffsolveError, match="2 components"):
+        GaussianMixture.random(dim=2, components=2).exact_flow(x_T[:, :2], schedule)
 
 
-def test_reference_is_schedule_independent_and_reports_its_accuracy():
+def test_reference_is_schedule_independent_and_reports_its_accuracy(gmm2d):
     """Same σ̄ end points on two schedules → same x̄; the tolerance comparison is tiny but not zero."""
-    gm = problems.get("gmm-2d")
+    gm = gmm2d
     lin, edm = ds.VPLinear(), ds.EDM(sigma_min=0.02, sigma_max=float(ds.VPLinear().sigma_bar(1.0)))
     x_T = gm.x_T(32, 0, lin)
     t_end = float(lin.t_from_sigma_bar(0.02))
@@ -112,21 +113,23 @@ def test_reference_is_schedule_independent_and_reports_its_accuracy():
     assert 0.0 < acc < 1e-7
 
 
-def test_fine_heun_converges_to_the_reference():
-    """A second-order solver with many steps approaches the reference (error ratio ≈ 4 per halving)."""
-    gm, sched = problems.get("gmm-64"), ds.VPLinear()
+def test_fine_heun_converges_to_the_reference(gmm64, order_of):
+    """A second-order solver with many steps approaches the reference: error ratio in (3, 5) per halving,
+    i.e. fitted order in (log2 3, log2 5)."""
+    gm, sched = gmm64, ds.VPLinear()
     x_T = gm.x_T(16, 1, sched)
-    ref = gm.reference(x_T, sched)
-    errs = []
-    for nfe in (200, 400):
+
+    def run(nfe: int) -> ds.Solution:
         sol = ds.sample(gm.model(sched), x_T, solver="heun", nfe=nfe, grid="logsnr", variable="sigma")
         assert sol.nfe == nfe
-        errs.append(float((sol.x - ref).pow(2).mean().sqrt()))
-    assert 3.0 < errs[0] / errs[1] < 5.0
+        return sol
+
+    order, errs = order_of(run, gm.reference(x_T, sched), [200, 400], metric=rmse)
+    assert math.log2(3.0) < order < math.log2(5.0), (order, errs)
 
 
-def test_float32_model_and_registry_errors():
-    gm, sched = problems.get("gmm-2d"), ds.VPLinear()
+def test_float32_model_and_registry_errors(gmm2d):
+    gm, sched = gmm2d, ds.VPLinear()
     x = gm.x_T(4, 0, sched)
     m32 = gm.model(sched, dtype=torch.float32)
     out = m32.eps(x.float(), 0.5)
@@ -138,9 +141,9 @@ def test_float32_model_and_registry_errors():
         GaussianMixture(torch.ones(2), torch.zeros(2, 3), torch.ones(3, 3))
 
 
-def test_shared_level_fast_path_matches_per_row_formula():
+def test_shared_level_fast_path_matches_per_row_formula(gmm64):
     """ε by matrix products (one σ̄ for the batch) equals the per-row broadcast formula near the data."""
-    gm, sched = problems.get("gmm-64"), ds.VPLinear()
+    gm, sched = gmm64, ds.VPLinear()
     for t in (0.001, 0.05, 0.5, 1.0):
         p = ds.make_point(sched, t)
         xbar = gm.samples(64, 2, sched, t) / p.alpha
@@ -148,11 +151,11 @@ def test_shared_level_fast_path_matches_per_row_formula():
         torch.testing.assert_close(gm.eps_bar(xbar, p.sigma_bar), per_row, rtol=1e-11, atol=1e-11)
 
 
-def test_generic_reference_of_the_model_agrees_with_the_closed_form_flow():
+def test_generic_reference_of_the_model_agrees_with_the_closed_form_flow(gmm2d):
     """Problem.reference (dopri8 on the Model in λ, the fallback for trained nets) = the mixture's own flow."""
     from diffsolve.problems import Problem
 
-    gm, sched = problems.get("gmm-2d"), ds.VPCosine()
+    gm, sched = gmm2d, ds.VPCosine()
     x_T = gm.x_T(16, 4, sched)
     generic = Problem.reference(gm, x_T, sched, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(generic, gm.reference(x_T, sched), rtol=1e-7, atol=1e-7)

@@ -6,7 +6,6 @@ import math
 
 import torch
 
-from diffsolve import problems
 from diffsolve.bench import Inputs, expand_run, run_cell
 from diffsolve.bench.stochastic import exact_moments, moment_errors, strong_weak_markdown
 
@@ -19,12 +18,12 @@ def _cells(**run):
     return expand_run({**base, **run})
 
 
-def test_exact_moments_match_exact_samples() -> None:
+def test_exact_moments_match_exact_samples(gmm2d) -> None:
     """The closed-form mean and covariance of p_{t_end} agree with 40000 exact samples (3 standard errors)."""
     cell = _cells(solvers=["ddpm"], nfe=[4])[0]
     inputs = Inputs()
     mean, cov = exact_moments(cell, inputs)
-    prob = problems.get("gmm-2d")
+    prob = gmm2d
     sched = inputs.schedule(cell)
     n = 40000
     x = prob.samples(n, 5, sched, sched.t_min)

@@ -202,6 +202,28 @@ class GaussianMixture(Problem):
         return self.samples(n, seed, schedule, t0, stream=_STREAM_X_T).to(dtype)
 
     # ---- reference ------------------------------------------------------------------------------
+    def exact_flow(
+        self, x_T: Tensor, schedule: Schedule | None = None, t_start: float | None = None,
+        t_end: float | None = None,
+    ) -> Tensor:
+        """The closed-form PF-ODE solution of a single Gaussian N(μ, diag(s²)), VP coords, float64.
+
+        With one component ε = σ̄ (x̄ − μ)/(s² + σ̄²), so dx̄/dσ̄ = ε is linear and solved by
+        x̄(σ̄) = μ + (x̄_T − μ) √(s² + σ̄²)/√(s² + σ̄_T²), per coordinate; x = α x̄.
+        """
+        if self.components != 1:
+            raise DiffsolveError(
+                f"exact_flow is the closed form of a single Gaussian; this mixture has {self.components} "
+                f"components: use reference() (a float64 dopri8 solve) instead"
+            )
+        schedule = schedule or self.default_schedule()
+        t0, t1 = time_range(schedule, t_start, t_end)
+        a0, a1 = schedule.alpha(t0).to(x_T.device), schedule.alpha(t1).to(x_T.device)
+        sb0, sb1 = schedule.sigma_bar(t0).to(x_T.device), schedule.sigma_bar(t1).to(x_T.device)
+        mu, var = self.means[0].to(x_T.device), self.var[0].to(x_T.device)
+        xbar = mu + (as_f64(x_T) / a0 - mu) * torch.sqrt((var + sb1 * sb1) / (var + sb0 * sb0))
+        return a1 * xbar
+
     def reference(
         self, x_T: Tensor, schedule: Schedule | None = None, t_start: float | None = None,
         t_end: float | None = None, rtol: float = 1e-10, atol: float = 1e-10,

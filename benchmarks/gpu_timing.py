@@ -1,13 +1,15 @@
-"""GPU check: sync-free loops, CUDA-graph replay, per-step solver overhead against diffusers, peak memory.
+"""GPU timings: per-step solver overhead and whole sampling time against diffusers, eager and CUDA graph.
 
-Run:  python benchmarks/gpu_check.py --out benchmarks/results/gpu   (under 5 minutes on one GPU)
-      python benchmarks/gpu_check.py --smoke                         (tiny sizes, any device: checks the script)
-      python benchmarks/gpu_check.py --markdown benchmarks/results/gpu/gpu_check.json   (tables for RESULTS.md)
+Run:  python benchmarks/gpu_timing.py --out benchmarks/results/gpu   (under 5 minutes on one GPU)
+      python benchmarks/gpu_timing.py --smoke                         (tiny sizes, any device: checks the script)
+      python benchmarks/gpu_timing.py --markdown benchmarks/results/gpu/gpu_check.json   (tables for RESULTS.md)
 
 Per-step solver overhead = (sampling time − NFE × forward time) / steps, with a diffusers UNet2DModel
 (random weights, DDPM-CIFAR10 layout, 35.7 M parameters, 32×32, bf16) and, separately, with a
 trivial one-kernel model (the solver's own cost). diffusers' schedulers run the same algorithms on
-the same timesteps in the same process.
+the same timesteps in the same process. Exits 1 when a solve spends another NFE than asked or a
+CUDA-graph replay differs from the eager loop by more than 1e-5. What this script used to check besides
+(sync-free loops, graph replay, peak memory) is asserted by `pytest -m gpu tests/gpu`.
 """
 
 from __future__ import annotations
@@ -15,9 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -25,6 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import diffsolve as ds  # noqa: E402
+from diffsolve.bench.timing import interleaved_medians  # noqa: E402
 
 ALGOS = {
     # diffsolve solver name → (diffusers scheduler class name, its kwargs)
@@ -41,15 +42,7 @@ def sync(device: torch.device) -> None:
 
 def timed(device: torch.device, repeats: int, fn, *args, **kwargs) -> float:
     """Median wall seconds of fn(*args, **kwargs) over `repeats` runs after one warm-up run."""
-    fn(*args, **kwargs)
-    sync(device)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn(*args, **kwargs)
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return interleaved_medians([lambda: fn(*args, **kwargs)], repeats, lambda: sync(device))[0]
 
 
 def make_unet(smoke: bool, device: torch.device, dtype: torch.dtype):
@@ -108,8 +101,9 @@ def markdown(report: dict) -> str:
                 lines.append(f"| {r['algo']} | {r['batch']} | {r['nfe']} | {d:.1f} | {e:.1f} | {g:.1f} | "
                              f"{r['forward_ms']:.1f} |")
         lines.append("")
-    lines += ["| check | result |", "|---|---|"]
-    for k, v in report["checks"].items():
+    if report.get("checks"):  # reports written before the checks moved to tests/gpu
+        lines += ["| check | result |", "|---|---|"]
+    for k, v in report.get("checks", {}).items():
         if isinstance(v, dict):
             v = (f"sampling peak {v['sampling_peak_MiB']:.1f} MiB vs forward peak {v['forward_peak_MiB']:.1f} MiB: "
                  f"{v['extra_state_copies']:.2f} state copies (order + 2 = {v['allowed_copies_order_plus_2']:.0f})")
@@ -117,7 +111,7 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--smoke", action="store_true", help="tiny sizes: checks that the script runs")
     ap.add_argument("--markdown", default=None, help="print the tables of a saved gpu_check.json and exit")
@@ -126,14 +120,14 @@ def main() -> None:
     args = ap.parse_args()
     if args.markdown:
         print(markdown(json.loads(Path(args.markdown).read_text())))
-        return
+        return 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     batches, nfes = ((2,), (5,)) if args.smoke else ((16, 256), (10, 20))
     repeats = 1 if args.smoke else args.repeats
     report: dict = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu",
-        "torch": torch.__version__, "dtype": str(dtype), "rows": [], "checks": {},
+        "torch": torch.__version__, "dtype": str(dtype), "rows": [],
     }
     import diffusers
 
@@ -142,6 +136,7 @@ def main() -> None:
     unet = make_unet(args.smoke, device, dtype)
     report["unet_params_M"] = round(sum(p.numel() for p in unet.parameters()) / 1e6, 2)
     size = unet.config.sample_size
+    failures: list[str] = []
 
     def unet_eps(x, t):
         return unet(x, t).sample
@@ -150,26 +145,7 @@ def main() -> None:
         return x * 0.5
 
     with torch.no_grad():
-        # 1. no host sync over whole samples (CUDA only)
-        if device.type == "cuda":
-            x = torch.randn(16, 3, size, size, device=device, dtype=dtype)
-            for algo in list(ALGOS) + ["euler", "heun", "dpm3", "dpmpp3m", "deis"]:
-                if algo not in ds.SOLVERS:
-                    report["checks"][f"sync_free_{algo}"] = "solver not registered"
-                    continue
-                model = ds.EpsModel(unet_eps, schedule, check_finite=False)
-                grid = ds.grids.logsnr(schedule, 6)
-                torch.cuda.synchronize()
-                torch.cuda.set_sync_debug_mode("error")
-                try:
-                    ds.solve(ds.ode(model, "lambda"), x, grid, algo)
-                    report["checks"][f"sync_free_{algo}"] = "passed"
-                except Exception as e:  # noqa: BLE001 - reported, not hidden
-                    report["checks"][f"sync_free_{algo}"] = f"FAILED: {type(e).__name__}: {e}"[:300]
-                finally:
-                    torch.cuda.set_sync_debug_mode("default")
-
-        # 2. timings
+        # timings (the checks — sync-free loops, graph = eager, peak memory — are tests/gpu/test_gpu_solvers.py)
         for net_name, net in (("unet", unet_eps), ("trivial", trivial)):
             for batch in batches:
                 x = torch.randn(batch, 3, size, size, device=device, dtype=dtype,
@@ -189,6 +165,8 @@ def main() -> None:
                                "forward_ms": fwd * 1e3}
                         t_diff = timed(device, repeats, run_diffusers, net, algo, x, nfe)
                         sol = ds.solve(dyn, x, grid, algo)
+                        if sol.nfe != nfe:
+                            failures.append(f"{algo} spent {sol.nfe} NFE, asked {nfe}")
                         t_eager = timed(device, repeats, ds.solve, dyn, x, grid, algo)
                         row["diffsolve_nfe"] = sol.nfe
                         for label, secs in (("diffusers", t_diff), ("eager", t_eager)):
@@ -201,39 +179,21 @@ def main() -> None:
                             g = ds.solve(dyn, x, grid, algo, cuda_graph=True).x.float()
                             e = ds.solve(dyn, x, grid, algo).x.float()
                             row["graph_vs_eager_max_abs"] = (g - e).abs().max().item()
+                            if row["graph_vs_eager_max_abs"] > 1e-5:
+                                failures.append(f"{algo} batch {batch} NFE {nfe}: graph differs from eager by "
+                                                f"{row['graph_vs_eager_max_abs']:.1e}")
                         report["rows"].append(row)
                         print(json.dumps(row), flush=True)
 
-        # 3. peak memory: sampling vs the network's own activations
-        if device.type == "cuda":
-            for algo in ALGOS:
-                if algo not in ds.SOLVERS:
-                    continue
-                batch = batches[-1]
-                x = torch.randn(batch, 3, size, size, device=device, dtype=dtype)
-                t_in = torch.full((batch,), 500.0, device=device)
-                torch.cuda.synchronize()
-                base = torch.cuda.memory_allocated()
-                torch.cuda.reset_peak_memory_stats()
-                unet_eps(x, t_in)
-                fwd_peak = torch.cuda.max_memory_allocated() - base
-                torch.cuda.reset_peak_memory_stats()
-                model = ds.EpsModel(unet_eps, schedule)
-                ds.solve(ds.ode(model, "lambda"), x, ds.grids.logsnr(schedule, 10), algo)
-                sample_peak = torch.cuda.max_memory_allocated() - base
-                state = x.numel() * x.element_size()
-                solver = ds.get_solver(algo)
-                report["checks"][f"peak_memory_{algo}"] = {
-                    "forward_peak_MiB": fwd_peak / 2**20, "sampling_peak_MiB": sample_peak / 2**20,
-                    "extra_state_copies": (sample_peak - fwd_peak) / state,
-                    "allowed_copies_order_plus_2": float(solver.order) + 2,
-                }
     print(json.dumps({k: v for k, v in report.items() if k != "rows"}, indent=1))
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         (out / "gpu_check.json").write_text(json.dumps(report, indent=1))
+    for f in failures:
+        print("FAILED:", f, file=sys.stderr)
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
