@@ -57,7 +57,7 @@ def test_exact_nfe(solver):
 
 @pytest.mark.parametrize("solver,order,expected,steps", [
     ("ipndm", 4, 2.0, [320, 640, 1280]), ("ipndm_v", 4, 4.0, [160, 320, 640]), ("ipndm_v", 3, 3.0, [160, 320, 640]),
-    ("ipndm_v", 2, 2.0, [80, 160, 320]),
+    ("ipndm_v", 2, 2.0, [320, 640, 1280]),
 ])
 def test_fitted_order_on_the_logsnr_grid(solver, order, expected, steps):
     """Fitted on gmm-2d, logSNR grid, in the asymptotic range given per case (ipndm's error ratio per halving is
