@@ -1,0 +1,100 @@
+"""Tuned step grids: exact DP, valid grids, determinism, train/held-out separation, grid files."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import diffsolve as ds
+from diffsolve.errors import DiffsolveError, GridError
+from diffsolve.tuning import TunedGrid, candidate_times, ddim_costs, dp_path, teacher_path, tune
+
+
+def brute_force(cost: np.ndarray, steps: int) -> tuple[float, list[int]]:
+    m = cost.shape[0]
+    best = (np.inf, [])
+    for inner in itertools.combinations(range(1, m - 1), steps - 1):
+        path = [0, *inner, m - 1]
+        total = sum(cost[a, b] for a, b in zip(path[:-1], path[1:]))
+        best = min(best, (total, path))
+    return best
+
+
+@pytest.mark.parametrize("m,steps,seed", [(6, 1, 0), (7, 3, 1), (8, 4, 2), (9, 2, 3), (9, 8, 4)])
+def test_dp_equals_brute_force(m, steps, seed):
+    rng = np.random.default_rng(seed)
+    cost = np.triu(rng.random((m, m)), 1)
+    cost[np.tril_indices(m)] = np.inf
+    total, path = brute_force(cost, steps)
+    got = dp_path(cost, steps)
+    assert got[0] == 0 and got[-1] == m - 1 and len(got) == steps + 1
+    assert sum(cost[a, b] for a, b in zip(got[:-1], got[1:])) == pytest.approx(total, rel=1e-12)
+    assert got == path
+
+
+def test_dp_refuses_impossible_step_counts():
+    with pytest.raises(GridError, match="cannot pick 6 steps from 6"):
+        dp_path(np.zeros((6, 6)), 6)
+
+
+def test_ddim_costs_vanish_on_a_linear_eps():
+    # For data N(μ, 0) … use the exact one-step property instead: a DDIM step t_i → t_j from the teacher state
+    # of a single Gaussian with s → 0 is exact (ε is constant along the flow), so every cost is ~0.
+    sched = ds.VPLinear()
+    mix = ds.problems.GaussianMixture(torch.ones(1), torch.full((1, 3), 0.4, dtype=torch.float64),
+                                      torch.full((1, 3), 1e-6, dtype=torch.float64), name="point")
+    times = candidate_times(sched, 6)
+    x = mix.x_T(8, 0, sched)
+    path = teacher_path(mix, x, sched, times, 1e-10)
+    cost = ddim_costs(mix.model(sched), path, times)
+    finite = cost[np.isfinite(cost)]
+    assert finite.size == 15 and finite.max() < 1e-6
+
+
+@pytest.fixture(scope="module")
+def tuned() -> TunedGrid:
+    return tune("gmm-2d", "dpmpp2m", 4, train_seeds=[3], heldout_seeds=[4], n=64, candidates=16, max_evals=40)
+
+
+def test_tuned_grid_is_a_valid_grid_with_exact_ends(tuned):
+    sched = tuned.grid.schedule
+    t = tuned.grid.t
+    assert tuned.grid.steps == 4 and bool((torch.diff(t) < 0).all())
+    assert float(t[0]) == sched.t_max and float(t[-1]) == sched.t_min
+    sched.check_times(t)
+
+
+def test_tuning_reports_train_and_heldout_separately_and_never_worse_than_its_start(tuned):
+    assert tuned.train_error <= tuned.start_train_error
+    assert tuned.heldout_error is not None and tuned.heldout_error != tuned.train_error
+    assert tuned.train_seeds == [3] and tuned.heldout_seeds == [4]
+    assert tuned.cost_nfe > 0 and tuned.cost_seconds > 0
+
+
+def test_tuning_is_deterministic_given_its_seeds(tuned):
+    again = tune("gmm-2d", "dpmpp2m", 4, train_seeds=[3], heldout_seeds=[4], n=64, candidates=16, max_evals=40)
+    assert torch.equal(again.grid.t, tuned.grid.t) and again.train_error == tuned.train_error
+
+
+def test_heldout_seeds_must_not_overlap_training():
+    with pytest.raises(DiffsolveError, match="overlap"):
+        tune("gmm-2d", "dpmpp2m", 4, train_seeds=[1, 2], heldout_seeds=[2])
+
+
+def test_grid_file_round_trips_and_refuses_a_mismatch(tuned, tmp_path):
+    path = tuned.save(tmp_path / "grid.json")
+    data = json.loads(path.read_text())
+    assert data["solver"] == "dpmpp2m" and data["nfe"] == 4 and data["schedule"]["type"] == "VPLinear"
+    back = TunedGrid.load(path, schedule=ds.VPLinear(), fingerprint=tuned.fingerprint)
+    assert torch.equal(back.grid.t, tuned.grid.t) and back.train_error == tuned.train_error
+    with pytest.raises(GridError, match="tuned on VPLinear"):
+        TunedGrid.load(path, schedule=ds.VPCosine())
+    with pytest.raises(GridError, match="fingerprint"):
+        TunedGrid.load(path, fingerprint="another-model")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(GridError, match="cannot read grid file"):
+        TunedGrid.load(tmp_path / "bad.json")
