@@ -206,7 +206,8 @@ def tune(
     sched = schedule or prob.default_schedule()
     steps = method.steps_for(int(nfe))
     options = {**method.budget_options(int(nfe)), **solver_options}
-    variable = variable or ("lambda" if ".exp." in type(method).__module__ else "sigma")
+    declared = method.integrates_for(**options).variables
+    variable = variable or (declared[0] if declared else "sigma")
     model = prob.model(sched, dtype=F64)
     dyn = ode(model, variable)
     t0, t1 = sched.t_max, sched.t_min

@@ -21,7 +21,7 @@ def test_three_steps_by_hand():
     model = ds.EpsModel(net, sched)
     grid = ds.grids.logsnr(sched, 3)
     x0 = torch.randn(4, 2, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    sol = ds.solve(ds.ode(model, "lambda"), x0, grid, "ipndm", order=3)
+    sol = ds.solve(ds.ode(model, "sigma"), x0, grid, "ipndm", order=3)
     t, a, sb = grid.t.tolist(), grid.alpha.tolist(), grid.sigma_bar.tolist()
     xb, eps = [x0 / a[0]], []
     for i, c in enumerate([FIXED[1], FIXED[2], FIXED[3]]):
@@ -51,7 +51,7 @@ def test_variable_step_weights_integrate_polynomials_exactly(k):
 def test_exact_nfe(solver):
     mix = ds.problems.get("gmm-2d")
     model = mix.model(ds.VPLinear())
-    sol = ds.solve(ds.ode(model, "lambda"), mix.x_T(8, 0), ds.grids.logsnr(model.schedule, 7), solver)
+    sol = ds.solve(ds.ode(model, "sigma"), mix.x_T(8, 0), ds.grids.logsnr(model.schedule, 7), solver)
     assert sol.nfe == 7
 
 
@@ -67,7 +67,7 @@ def test_fitted_order_on_the_logsnr_grid(solver, order, expected, steps):
     x = mix.x_T(32, 0, sched)
     ref = mix.reference(x, sched)
     model = mix.model(sched)
-    errs = [metrics.rmse(ds.solve(ds.ode(model, "lambda"), x, ds.grids.logsnr(sched, n), solver, order=order).x, ref)
+    errs = [metrics.rmse(ds.solve(ds.ode(model, "sigma"), x, ds.grids.logsnr(sched, n), solver, order=order).x, ref)
             for n in steps]
     p, _ = metrics.fitted_order(steps, errs, last=None)
     assert p == pytest.approx(expected, abs=0.3)

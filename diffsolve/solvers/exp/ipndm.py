@@ -11,9 +11,19 @@ One evaluation per step.
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..base import register
-from .base import COMMON_OPTIONS, ExpSolver, Plan, StepPlan, check_order, step_orders
+from ..contract import Integrates
+from ..options import Option
+from .base import COMMON, ExpSolver, Plan, StepPlan, step_orders
 from .coeffs import Combo, Node, lagrange_coefficients
+
+DDIM_ODE_IN_SIGMA = Integrates(
+    "the model-backed DDIM ODE dx̄/dσ̄ = ε stepped in σ̄",
+    "pass diffsolve.ode(model, 'sigma'): Adams–Bashforth steps in σ̄ whatever the dynamics' variable says",
+    variables=("sigma",), model=True, semilinear=True,
+)
 
 FIXED = {
     1: (1.0,),
@@ -46,7 +56,10 @@ class IPNDM(ExpSolver):
     """iPNDM / iPNDM-v: Adams–Bashforth of order ≤ 4 in σ̄ on ε, fixed or variable-step coefficients."""
 
     form = "noise"
-    options = COMMON_OPTIONS + ("order",)
+    family = "adams-bashforth"
+    integrates = DDIM_ODE_IN_SIGMA
+    schema = COMMON + (Option("order", "int", 4, "the highest Adams–Bashforth order (warm-up below it)",
+                              low=1, high=4),)
 
     def __init__(self, name: str, variable_step: bool):
         self.name, self.variable_step, self.order = name, variable_step, 4
@@ -56,8 +69,13 @@ class IPNDM(ExpSolver):
             f"lower-order warm-up, one evaluation per step"
         )
 
+    def order_for(self, **options: Any) -> float:
+        """ipndm_v: `order` (capped at 2 by lower_order_final); ipndm: 2 at most — its uniform-step weights make an
+        O(h) error in the weights on any grid that is not uniform in σ̄, which caps the global order at 2."""
+        order = super().order_for(**options)
+        return order if self.variable_step else min(order, 2.0)
+
     def build(self, nodes: list[Node], form: str, *, lower_order_final: bool, order: int = 4) -> Plan:
-        order = check_order(order, 1, 4, self.name)
         orders = step_orders(order, len(nodes) - 1, lower_order_final)
         plan = []
         for i, k in enumerate(orders):
