@@ -69,6 +69,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="delete the stored results and cached references in OUT "
                                                         "before running")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells stored as failed")
+    p.add_argument("--repair", action="store_true", help="move bad lines of OUT/results.jsonl (not JSON, wrong "
+                                                         "schema, no measurements) to OUT/results.bad.jsonl and "
+                                                         "rerun their cells")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar (stderr)")
     p.add_argument("--no-report", action="store_true", help="do not write results.csv, table.md and the plots")
     p.add_argument("--list", action="store_true", help="list valid problems, solvers, grids, variables, "
@@ -139,7 +142,7 @@ def _bench(args: argparse.Namespace) -> int:
         for name in ("results.jsonl", "results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png"):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "cache", ignore_errors=True)
-    store = ResultStore(out / "results.jsonl")
+    store = ResultStore(out / "results.jsonl", repair=args.repair)
     stderr = sys.stderr
 
     def emit(record: dict[str, Any], fresh: bool) -> None:
