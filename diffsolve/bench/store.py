@@ -20,6 +20,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,6 +90,19 @@ def check_line(raw: bytes) -> Record | str:
     if rec["status"] == "failed" and not isinstance(rec.get("error"), str):
         return "a failed record without an 'error' message"
     return rec
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back inside the block (main thread, POSIX): a line is written whole or not at all."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class ResultStore:
@@ -217,11 +232,12 @@ class ResultStore:
         line = (json.dumps(rec, allow_nan=False) + "\n").encode()
         with self.lock():
             self._refresh(False)  # also cuts a partial line a killed writer left at the end
-            with open(self.write_path, "ab") as f:
-                f.write(line)
-                f.flush()
-                os.fsync(f.fileno())
-            start, nlines = self._read.get(self.write_path, (0, 0))
-            self._read[self.write_path] = (start + len(line), nlines + 1)
-        self._take(rec)
+            with signals_deferred():  # Ctrl-C / SIGTERM take effect once the line is durable and recorded
+                with open(self.write_path, "ab") as f:
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+                start, nlines = self._read.get(self.write_path, (0, 0))
+                self._read[self.write_path] = (start + len(line), nlines + 1)
+                self._take(rec)
         return rec

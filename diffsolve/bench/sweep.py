@@ -8,7 +8,10 @@ and then waited for, so a process that dies mid-cell leaves its cell to the surv
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,27 @@ from .store import ResultStore
 from .suite import Cell
 
 Record = dict[str, Any]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived during a sweep (raised like Ctrl-C, so finished cells are kept; exit status 143)."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM raises Terminated in the main thread instead of killing the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def run_sweep(
