@@ -69,6 +69,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="delete the stored results and cached references in OUT "
                                                         "before running")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells stored as failed")
+    p.add_argument("--repair", action="store_true", help="move bad lines of OUT/results.jsonl (not JSON, wrong "
+                                                         "schema, no measurements) to OUT/results.bad.jsonl and "
+                                                         "rerun their cells")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar (stderr)")
     p.add_argument("--no-report", action="store_true", help="do not write results.csv, table.md and the plots")
     p.add_argument("--list", action="store_true", help="list valid problems, solvers, grids, variables, "
@@ -132,15 +135,18 @@ def _bench(args: argparse.Namespace) -> int:
         print(_list_names())
         return 0
     from .bench import Inputs, ResultStore, report, run_sweep
+    from .bench.sweep import Terminated, sigterm_as_interrupt
 
     suite = _bench_suite(args)
     out = Path(args.out or Path("bench-results") / suite.name)
+    if out.exists() and not out.is_dir():
+        raise DiffsolveError(f"--out {str(out)!r} is a file; give a folder for the results (created if missing)")
     if args.fresh and out.exists():
         for name in ("results.jsonl", "results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png",
                      "ode_vs_sde_sw2.png", "strong_vs_nfe.png"):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "cache", ignore_errors=True)
-    store = ResultStore(out / "results.jsonl")
+    store = ResultStore(out / "results.jsonl", repair=args.repair)
     stderr = sys.stderr
 
     def emit(record: dict[str, Any], fresh: bool) -> None:
@@ -148,15 +154,16 @@ def _bench(args: argparse.Namespace) -> int:
             print(json.dumps(record, allow_nan=False), flush=True)
 
     print(f"suite {suite.name!r}: {len(suite.cells)} cells, results in {out}/results.jsonl", file=stderr)
-    interrupted = False
+    interrupted = 0
     try:
-        records = run_sweep(suite.cells, store, progress=not args.no_progress, retry_failed=args.retry_failed,
-                            on_record=emit, inputs=Inputs(cache_dir=out / "cache"))
-    except KeyboardInterrupt:
-        interrupted = True
+        with sigterm_as_interrupt():
+            records = run_sweep(suite.cells, store, progress=not args.no_progress, retry_failed=args.retry_failed,
+                                on_record=emit, inputs=Inputs(cache_dir=out / "cache"))
+    except KeyboardInterrupt as e:  # Ctrl-C (exit 130) or SIGTERM (143): finished cells are stored
+        interrupted = 143 if isinstance(e, Terminated) else 130
         records = [store.records[c.key] for c in suite.cells if c.key in store]
-        print(f"\ninterrupted: {len(records)} of {len(suite.cells)} cells are stored; rerun to finish",
-              file=stderr)
+        print(f"\n{'terminated (SIGTERM)' if interrupted == 143 else 'interrupted'}: {len(records)} of "
+              f"{len(suite.cells)} cells are stored in {out}/results.jsonl; rerun to finish", file=stderr)
     if not args.no_report and records:
         report.write_csv(records, out / "results.csv")
         tables = "\n".join(report.markdown(records, metric=m, fit_last=suite.fit_last, fit_min_nfe=suite.fit_min_nfe)
@@ -179,7 +186,7 @@ def _bench(args: argparse.Namespace) -> int:
     if failed:
         print(f"{len(failed)} cell(s) failed, e.g. {failed[0]['solver']} nfe={failed[0]['nfe_target']}: "
               f"{failed[0]['error']}", file=stderr)
-    return 130 if interrupted else 0
+    return interrupted
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser],
@@ -233,16 +240,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `diffsolve` script; returns the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help(sys.stderr)
-        return 2
-    try:
+    command = "diffsolve"
+    try:  # Ctrl-C anywhere, start-up imports included: one line and status 130, no traceback
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
+        command = f"diffsolve {args.command}"
         return COMMANDS[args.command][1](args)
     except DiffsolveError as e:
-        print(f"diffsolve {args.command}: error: {e}", file=sys.stderr)
+        print(f"{command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import torch
 import torchdiffeq
 from torch import Tensor
 
+from .checks import positive_float, positive_int
 from .dynamics import ProbabilityFlowODE
 from .errors import DiffsolveError, ModelError
 from .models import Model
@@ -182,10 +183,17 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
     """
     from . import nets
 
+    if n is not None:
+        most = None if name == "toy-2d" else nets.digits_levels("test").shape[0]
+        n = positive_int(n, "n (held-out points)", "omit it for the default (toy-2d: 1000; digits-8x8: all 297)")
+        if most is not None and n > most:
+            raise DiffsolveError(f"n = {n} but {name} has {most} held-out points; give n <= {most} or omit it")
+    for tol, what in ((rtol, "rtol"), (atol, "atol")):
+        positive_float(tol, what, "tolerances of the adaptive solve must be finite and > 0, e.g. 1e-5", below=1)
     model = nets.load_pretrained(name, dtype=torch.float64)
     sched = model.schedule
     if name == "toy-2d":
-        x = nets.toy_2d(n or 1000, 10**6 + seed).to(torch.float64)
+        x = nets.toy_2d(1000 if n is None else n, 10**6 + seed).to(torch.float64)
         scale, div = 1.0, divergence or "exact"
     else:
         levels = nets.digits_levels("test")[: n or None].to(torch.float64)
@@ -230,7 +238,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
     out = pretrained_likelihood(args.model, n=args.n, seed=args.seed, divergence=args.divergence,
                                 probes=args.probes, probe_seed=args.probe_seed, rtol=args.rtol, atol=args.atol)
     width = max(map(len, out))

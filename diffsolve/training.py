@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from . import nets
+from .checks import positive_float, positive_int
 from .errors import DiffsolveError
 from .schedules import VPLinear
 
@@ -82,9 +83,9 @@ def train(name: str, *, steps: int | None = None, batch: int | None = None, lr: 
     if name not in TASKS:
         raise DiffsolveError(f"unknown training task {name!r}; valid ones are {', '.join(TASKS)}")
     task = TASKS[name]
-    steps, batch, lr = steps or task.steps, batch or task.batch, lr or task.lr
-    if steps < 1 or batch < 1 or lr <= 0:
-        raise DiffsolveError(f"need steps >= 1, batch >= 1, lr > 0; got {steps}, {batch}, {lr}")
+    steps = positive_int(task.steps if steps is None else steps, "steps", f"omit it for the task's {task.steps}")
+    batch = positive_int(task.batch if batch is None else batch, "batch", f"omit it for the task's {task.batch}")
+    lr = positive_float(task.lr if lr is None else lr, "lr (Adam's learning rate)", f"omit it for the task's {task.lr}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     schedule = nets.schedule_from_config(SCHEDULE_CONFIG)
@@ -153,9 +154,12 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     """Train and save; returns an exit code."""
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
+    out = Path(args.out or f"{args.task}.pt")
+    if out.is_dir():
+        raise DiffsolveError(f"--out {str(out)!r} is a folder; give a checkpoint file such as {out / args.task}.pt")
     net, ckpt = train(args.task, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
-    out = save(net, ckpt, args.out or f"{args.task}.pt", command_line(args))
+    out = save(net, ckpt, out, command_line(args))
     print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 

@@ -9,7 +9,6 @@ errors) are added with `register_kind(name, fn)`, fn(cell, inputs) → dict of m
 from __future__ import annotations
 
 import hashlib
-import math
 import os
 import statistics
 import time
@@ -31,6 +30,7 @@ from ..schedules import SCHEDULES, Schedule
 from ..solve import solve
 from ..solvers import get_solver
 from . import metrics
+from .locking import locked, unique_temp
 from .suite import Cell
 
 DTYPE = {"float64": torch.float64, "float32": torch.float32}
@@ -70,24 +70,27 @@ class Inputs:
 
     def reference(self, cell: Cell) -> tuple[Tensor, float]:
         """(reference end state, its own accuracy: RMSE between tolerances ref_tol and ref_tol/100)."""
-        def make() -> tuple[Tensor, float]:
+        def solve_ref() -> tuple[Tensor, float]:
             prob, sched, x_T = self.problem(cell), self.schedule(cell), self.x_T(cell)
-            path = None
-            if self.cache_dir is not None:
-                h = hashlib.sha256(f"{prob.fingerprint()}|{sched!r}|{cell.ref_tol!r}".encode())
-                h.update(x_T.detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
-                path = self.cache_dir / f"reference-{h.hexdigest()[:32]}.pt"
-                if path.exists():
-                    saved = torch.load(path)
-                    return saved["ref"], saved["ref_err"]
             t0 = time.perf_counter()
             ref = prob.reference(x_T, sched, rtol=cell.ref_tol, atol=cell.ref_tol)
             fine = prob.reference(x_T, sched, rtol=cell.ref_tol / 100, atol=cell.ref_tol / 100)
             self.reference_seconds += time.perf_counter() - t0
-            ref_err = metrics.rmse(ref, fine)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
+            return ref, metrics.rmse(ref, fine)
+
+        def make() -> tuple[Tensor, float]:
+            if self.cache_dir is None:
+                return solve_ref()
+            prob, sched, x_T = self.problem(cell), self.schedule(cell), self.x_T(cell)
+            h = hashlib.sha256(f"{prob.fingerprint()}|{sched!r}|{cell.ref_tol!r}".encode())
+            h.update(x_T.detach().cpu().to(torch.float64).contiguous().numpy().tobytes())
+            path = self.cache_dir / f"reference-{h.hexdigest()[:32]}.pt"
+            with locked(path.with_suffix(".lock")):  # one being solved by another process is waited for, then read
+                if path.exists():
+                    saved = torch.load(path)
+                    return saved["ref"], saved["ref_err"]
+                ref, ref_err = solve_ref()
+                tmp = unique_temp(path)  # a name no other process writes
                 torch.save({"ref": ref, "ref_err": ref_err}, tmp)
                 os.replace(tmp, path)  # atomic: a kill leaves no half-written reference
             return ref, ref_err
@@ -172,11 +175,8 @@ measurements (null when failed or not applicable): nfe (int, counted by the mode
 (int; null for adaptive), seconds (float, wall time of the solve, the median of `repeats`
 runs), rmse (RMSE per dimension vs the reference), rel_err (‖x − ref‖/‖ref‖), max_err (worst
 sample's RMSE), ref_err (the reference's own accuracy), sw2 (sliced W2 to exact samples of
-p_t_end), sw2_floor (sliced W2 between two exact sets)."""
-
-
-def _finite(v: Any) -> Any:
-    return None if isinstance(v, float) and not math.isfinite(v) else v
+p_t_end), sw2_floor (sliced W2 between two exact sets). A NaN or Inf anywhere is stored as null
+and named in nonfinite (object: field → "nan"/"inf"/"-inf"); such a record has status "failed"."""
 
 
 def run_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
@@ -195,7 +195,7 @@ def run_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
                 + (" (stochastic solvers need an 'sde' kind: register one with "
                    "diffsolve.bench.register_kind)" if cell.kind == "sde" else "")
             )
-        record.update({k: _finite(v) for k, v in CELL_KINDS[cell.kind](cell, inputs).items()})
+        record.update(CELL_KINDS[cell.kind](cell, inputs))  # NaN/Inf: the store nulls and names them
     except Exception as e:  # noqa: BLE001 — recorded, the sweep goes on
         record["status"] = "failed"
         record["error"] = f"{type(e).__name__}: {e}"

@@ -1,50 +1,243 @@
 """The result store: one JSON object per finished cell, appended, flushed and fsynced at once.
 
-A kill during a write can leave at most one partial last line; it is dropped (and cut off the
-file) when the store is opened, so the interrupted cell simply runs again.
+Files in the store's folder, for a store at OUT/results.jsonl:
+  results.jsonl            the records (one writer at a time: every append holds the lock)
+  results.shard-*.jsonl    per-process shards (scale-out); read with results.jsonl, merged by key
+  results.jsonl.lock       the lock every reader/writer takes (fcntl.flock; released if a process dies)
+  .results.jsonl.claims/   per-cell claims: a cell is computed by one process at a time
+  results.bad.jsonl        lines set aside by `repair` (line number, reason and the raw text)
+
+A kill during a write can leave at most one partial last line; it is cut off when the store is
+read under the lock, so the interrupted cell simply runs again. Any other bad line (not JSON, a
+NaN literal, a wrong schema, a record without measurements) raises StoreError naming its line,
+unless the store is opened with repair=True, which moves such lines to results.bad.jsonl so that
+their cells run again. Merging is idempotent: an 'ok' record beats a 'failed' one for the same key,
+otherwise the later line wins (results.jsonl first, then the shards in name order).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ..errors import DiffsolveError
+from .locking import claim, locked, unique_temp
+
+Record = dict[str, Any]
+STATUSES = ("ok", "failed")
+
+
+class StoreError(DiffsolveError):
+    """A results file that cannot be used as it is: a bad line, or a path that is not a file."""
+
+
+def json_safe(record: Record) -> Record:
+    """The record with every NaN/±Inf float replaced by null, listed in record['nonfinite'].
+
+    Non-finite values would make the line invalid JSON. A record holding any (a diverged solve, a
+    NaN option) is stored with status 'failed' and an error naming them, never as 'ok'.
+    """
+    found: dict[str, str] = {}
+
+    def walk(v: Any, where: str) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            found[where] = repr(v)
+            return None
+        if isinstance(v, dict):
+            return {k: walk(x, f"{where}.{k}" if where else str(k)) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [walk(x, f"{where}[{i}]") for i, x in enumerate(v)]
+        return v
+
+    out = walk(record, "")
+    if found:
+        out["nonfinite"] = found
+        if out.get("status") == "ok":
+            named = ", ".join(f"{k}={v}" for k, v in found.items())
+            out["status"] = "failed"
+            out["error"] = (f"non-finite value(s) {named}: the solve diverged or an input was NaN/Inf; "
+                            f"stored as null (see 'nonfinite')")
+    return out
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"the non-JSON number {name}")
+
+
+def check_line(raw: bytes) -> Record | str:
+    """The record on one line, or the reason it is not a usable record."""
+    try:
+        rec = json.loads(raw, parse_constant=_refuse_constant)
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError and NaN/Infinity literals
+        return f"not valid JSON ({e})"
+    if not isinstance(rec, dict):
+        return f"not a JSON object but a {type(rec).__name__}"
+    if not isinstance(rec.get("key"), str):
+        return "no 'key' string"
+    if "status" not in rec:
+        return "a record without an outcome (no 'status') or measurements"
+    if rec.get("status") not in STATUSES:
+        return f"status {rec.get('status')!r} is not one of {', '.join(STATUSES)}"
+    if rec["status"] == "ok" and (isinstance(rec.get("nfe"), bool) or not isinstance(rec.get("nfe"), int)):
+        return "a record without measurements (status 'ok' but no integer 'nfe')"
+    if rec["status"] == "failed" and not isinstance(rec.get("error"), str):
+        return "a failed record without an 'error' message"
+    return rec
+
+
+@contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM back inside the block (main thread, POSIX): a line is written whole or not at all."""
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
 
 class ResultStore:
-    """Append-only JSON-lines file of cell records, keyed by record['key'] (the last record wins)."""
+    """JSON-lines file(s) of cell records keyed by record['key'], safe for several processes at once.
 
-    def __init__(self, path: str | Path):
+    `shard` (e.g. "rank3") makes this process append to results.shard-rank3.jsonl instead of the
+    main file; every store reads all of them. `repair=True` moves bad lines to results.bad.jsonl.
+    """
+
+    def __init__(self, path: str | Path, *, repair: bool = False, shard: str | None = None):
         self.path = Path(path)
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise StoreError(f"the results folder {str(self.path.parent)!r} is a file, not a folder; "
+                             f"give another --out folder or move the file away")
+        if self.path.is_dir():
+            raise StoreError(f"the results file {str(self.path)!r} is a folder; remove or rename it, "
+                             f"or give another --out folder")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.records: dict[str, dict[str, Any]] = {}
-        self._load()
+        stem, suffix = self.path.stem, self.path.suffix
+        self.write_path = self.path if shard is None else self.path.with_name(f"{stem}.shard-{shard}{suffix}")
+        self.bad_path = self.path.with_name(f"{stem}.bad{suffix}")
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.claims_dir = self.path.with_name(f".{self.path.name}.claims")
+        self.records: dict[str, Record] = {}
+        self._read: dict[Path, tuple[int, int]] = {}  # file → (bytes read, lines read)
+        with self.lock():
+            self._refresh(repair)
 
-    def _load(self) -> None:
-        if not self.path.exists():
-            return
-        data = self.path.read_bytes()
-        end = data.rfind(b"\n") + 1
-        if end < len(data):  # a partial line from an interrupted write: cut it off
-            with open(self.path, "r+b") as f:
-                f.truncate(end)
-        for line in data[:end].splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                self.records[rec["key"]] = rec
+    # ---- reading --------------------------------------------------------------------------------
+    def files(self) -> list[Path]:
+        """The main file and the shards, in merge order."""
+        shards = sorted(self.path.parent.glob(f"{self.path.stem}.shard-*{self.path.suffix}"))
+        return [self.path, *shards]
 
+    def _take(self, rec: Record) -> None:
+        old = self.records.get(rec["key"])
+        if old is None or not (old["status"] == "ok" and rec["status"] != "ok"):
+            self.records[rec["key"]] = rec
+
+    def refresh(self) -> None:
+        """Read the lines other processes appended since the last read."""
+        with self.lock():
+            self._refresh(False)
+
+    def _refresh(self, repair: bool) -> None:
+        """Read new bytes of every file (the lock is held): cut a partial last line, check the rest."""
+        if any(p.exists() and p.stat().st_size < self._read.get(p, (0, 0))[0] for p in self.files()):
+            self.records.clear()  # a file was rewritten (repaired) by another process: read all again
+            self._read.clear()
+        bad: list[tuple[Path, int, str, bytes]] = []
+        for p in self.files():
+            if not p.exists():
+                continue
+            if p.is_dir():
+                raise StoreError(f"the results file {str(p)!r} is a folder; remove or rename it")
+            start, nlines = self._read.get(p, (0, 0))
+            with open(p, "rb") as f:
+                f.seek(start)
+                data = f.read()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):  # a partial line from a killed writer (writers hold the lock): cut it off
+                with open(p, "r+b") as f:
+                    f.truncate(start + end)
+            for raw in data[:end].split(b"\n")[:-1]:
+                nlines += 1
+                if not raw.strip():
+                    continue
+                rec = check_line(raw)
+                if isinstance(rec, str):
+                    bad.append((p, nlines, rec, raw))
+                else:
+                    self._take(rec)
+            self._read[p] = (start + end, nlines)
+        if bad and not repair:
+            shown = "; ".join(f"{p.name} line {n}: {why}" for p, n, why, _ in bad[:5])
+            more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+            raise StoreError(
+                f"{len(bad)} bad line(s) in the results store: {shown}{more}. Rerun with --repair "
+                f"(ResultStore(path, repair=True)) to move them to {self.bad_path.name} and rerun those cells"
+            )
+        if bad:
+            self._set_aside(bad)
+
+    def _set_aside(self, bad: list[tuple[Path, int, str, bytes]]) -> None:
+        """Append the bad lines to the side file, then rewrite each affected file without them (atomically)."""
+        with open(self.bad_path, "a", encoding="utf-8") as f:
+            for p, n, why, raw in bad:
+                f.write(json.dumps({"file": p.name, "line": n, "reason": why,
+                                    "text": raw.decode("utf-8", "replace")}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        for p in {b[0] for b in bad}:
+            drop = {n for q, n, _, _ in bad if q == p}
+            lines = p.read_bytes().split(b"\n")[:-1]
+            kept = b"".join(line + b"\n" for i, line in enumerate(lines, 1) if i not in drop)
+            tmp = unique_temp(p)
+            with open(tmp, "wb") as f:
+                f.write(kept)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+            self._read[p] = (len(kept), len(lines) - len(drop))
+
+    # ---- access ---------------------------------------------------------------------------------
     def __contains__(self, key: str) -> bool:
         return key in self.records
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str) -> Record | None:
         return self.records.get(key)
 
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one record as a line and make it durable before returning."""
-        line = json.dumps(record, allow_nan=False) + "\n"
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line)
-            f.flush()
-            os.fsync(f.fileno())
-        self.records[record["key"]] = record
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Exclusive access to the store's files for the with-block (across processes)."""
+        with locked(self.lock_path):
+            yield
+
+    def claim(self, key: str, *, wait: bool = False) -> Any:
+        """Context manager yielding whether this process may compute cell `key` (no other one is)."""
+        return claim(self.claims_dir, key, blocking=wait)
+
+    def append(self, record: Record) -> Record:
+        """Write one record (non-finite values made JSON-safe) as a line, durable before returning.
+
+        Returns the record as stored.
+        """
+        rec = json_safe(record)
+        line = (json.dumps(rec, allow_nan=False) + "\n").encode()
+        with self.lock():
+            self._refresh(False)  # also cuts a partial line a killed writer left at the end
+            with signals_deferred():  # Ctrl-C / SIGTERM take effect once the line is durable and recorded
+                with open(self.write_path, "ab") as f:
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+                start, nlines = self._read.get(self.write_path, (0, 0))
+                self._read[self.write_path] = (start + len(line), nlines + 1)
+                self._take(rec)
+        return rec

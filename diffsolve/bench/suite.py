@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import problems as problems_mod
+from ..checks import positive_float
 from ..dynamics import VARIABLES
 from ..errors import DiffsolveError, unknown_name
 from ..grids import GRIDS
@@ -196,10 +197,12 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     params = run.get("params", {})
     if not isinstance(params, dict):
         raise DiffsolveError(f"a run's 'params' must be a table of kind-specific settings, got {params!r}")
-    extra = {"dtype": dtype, "ref_tol": float(run.get("ref_tol", 1e-10)),
+    tol_fix = "tolerances are finite numbers in (0, 1), e.g. 1e-6"
+    extra = {"dtype": dtype, "ref_tol": positive_float(run.get("ref_tol", 1e-10), "ref_tol", tol_fix, below=1),
              "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params,
              "repeats": _int(run.get("repeats", 1), "repeats", 1)}
-    tols = [float(x) for x in _list(run.get("tols", DEFAULT_TOLS), "tols")]
+    tols = [positive_float(x, "every tol in 'tols'", tol_fix, below=1)
+            for x in _list(run.get("tols", DEFAULT_TOLS), "tols")]
     cells = []
     for p in probs:
         for seed in seeds:
@@ -246,6 +249,11 @@ class Suite:
         _check_keys(data, SUITE_KEYS)
         defaults = _plural({k: v for k, v in data.items() if k in RUN_KEYS})
         runs = data.get("run", [{}])
+        if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
+            raise DiffsolveError(
+                f"'run' must be an array of tables, got a {type(runs).__name__} ({str(runs)[:60]}); "
+                f"write each run as [[run]] (two brackets), not [run]"
+            )
         cells: list[Cell] = []
         seen: set[str] = set()
         for run in runs:

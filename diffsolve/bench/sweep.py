@@ -1,8 +1,17 @@
-"""The sweep runner: every cell not already in the store is run and its record appended at once."""
+"""The sweep runner: every cell not already in the store is run and its record appended at once.
+
+Several processes may run the same sweep into one store: each cell is claimed before it is computed
+(a lock per cell), the store is re-read after the claim, and a cell another process finished is
+taken from the store instead of being computed again. Cells claimed by others are left for the end
+and then waited for, so a process that dies mid-cell leaves its cell to the survivors.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import signal
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +22,27 @@ from .store import ResultStore
 from .suite import Cell
 
 Record = dict[str, Any]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived during a sweep (raised like Ctrl-C, so finished cells are kept; exit status 143)."""
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside the block, SIGTERM raises Terminated in the main thread instead of killing the process."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Terminated(f"signal {signum}")
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def run_sweep(
@@ -28,15 +58,17 @@ def run_sweep(
 
     Finished cells found in the store are skipped (failed ones too, unless retry_failed); each new
     record is appended and fsynced before the next cell starts, so an interrupt loses at most the
-    cell in flight. on_record(record, fresh) is called for every cell, stored ones first.
+    cell in flight. on_record(record, fresh) is called for every cell, stored ones first (fresh is
+    False for cells another process stored while this one ran).
     """
     store = store if isinstance(store, ResultStore) else ResultStore(store)
     inputs = inputs or Inputs()
     unique = list({c.key: c for c in cells}.values())
+    at_start = dict(store.records)
 
     def pending(c: Cell) -> bool:
         rec = store.get(c.key)
-        return rec is None or (retry_failed and rec.get("status") == "failed")
+        return rec is None or (retry_failed and rec.get("status") == "failed" and rec is at_start.get(c.key))
 
     todo = [c for c in unique if pending(c)]
     if on_record is not None:
@@ -45,11 +77,25 @@ def run_sweep(
                 on_record(store.records[c.key], False)
     with tqdm(total=len(unique), initial=len(unique) - len(todo), unit="cell", disable=not progress,
               dynamic_ncols=True, desc="bench") as bar:
-        for cell in todo:
-            bar.set_postfix_str(f"{cell.solver_label} {cell.grid} {cell.variable} nfe={cell.nfe}", refresh=False)
-            record = run_cell(cell, inputs)
-            store.append(record)
+
+        def attempt(cell: Cell, wait: bool) -> bool:
+            """Run `cell` unless another process holds it (then False) or has finished it."""
+            with store.claim(cell.key, wait=wait) as mine:
+                if not mine:
+                    return False
+                store.refresh()
+                if pending(cell):
+                    bar.set_postfix_str(f"{cell.solver_label} {cell.grid} {cell.variable} nfe={cell.nfe}",
+                                        refresh=False)
+                    record, fresh = store.append(run_cell(cell, inputs)), True
+                else:
+                    record, fresh = store.records[cell.key], False
             bar.update(1)
             if on_record is not None:
-                on_record(record, True)
+                on_record(record, fresh)
+            return True
+
+        deferred = [c for c in todo if not attempt(c, wait=False)]
+        for cell in deferred:
+            attempt(cell, wait=True)
     return [store.records[c.key] for c in unique]
