@@ -2,7 +2,7 @@
 
 x_T ~ N(0, I) in VP coordinates (the prior of every VP schedule at t_max), flat (n, dim) with
 dim = prod(shape); the network sees states reshaped to `shape`. The reference is the generic
-float64 dopri8 solve in λ (Problem.reference), at `ref_tol` (default 1e-7). The fingerprint hashes
+float64 dopri8 solve in λ (Problem.reference), at `ref_tol` (default 1e-6). The fingerprint hashes
 the Model (class, coordinates, schedule config, network weights, model kwargs); a network whose
 weights cannot be hashed (a plain function) needs fingerprint=… — without it a warning is given and
 results are never reused across processes.
@@ -41,7 +41,7 @@ class UserProblem(Problem):
     """A diffsolve Model (any prediction, coordinates and VP schedule) as a benchmark problem."""
 
     def __init__(self, model: Model, *, shape: tuple[int, ...] | list[int] | None = None, name: str = "model",
-                 fingerprint: str | None = None, ref_tol: float = 1e-7, n: int = 64, description: str = ""):
+                 fingerprint: str | None = None, ref_tol: float = 1e-6, n: int = 64, description: str = ""):
         if not isinstance(model, Model):
             raise DiffsolveError(f"UserProblem wraps a diffsolve Model, got {type(model).__name__}; "
                                  f"wrap your network first, e.g. diffsolve.EpsModel(net, diffsolve.VPLinear())")
