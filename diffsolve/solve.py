@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -124,22 +125,44 @@ def sample(
     solver: str | Solver = "heun",
     nfe: int | None = None,
     steps: int | None = None,
-    grid: str = "logsnr",
+    grid: str | Grid = "logsnr",
     variable: str = "lambda",
     **options: Any,
 ) -> Solution:
     """The common case: sample from x_T over the whole schedule with an NFE budget or a step count.
 
     Builds the ODE in `variable` (t → probability-flow ODE; sigma, lambda → DDIM ODE) — or, for a
-    stochastic solver, the reverse-time VP-SDE — a `grid`
-    (time, logsnr, quadratic, karras) with the steps that fit `nfe`, and solves.
+    stochastic solver, the reverse-time VP-SDE — and a grid: a Grid, or a spec ("logsnr",
+    "karras:rho=5", "custom:1.0,0.5,0.001", "file:grid.json"; see diffsolve.grids) with the steps that
+    fit `nfe`. Adaptive solvers (dopri5, dpm_adaptive) take rtol=/atol= and no budget. When the budget
+    cannot be spent exactly (heun at nfe=5 spends 4), Solution.info["nfe_requested"] says so and a
+    UserWarning is given (once per call site, by Python's default filter).
     """
     method = get_solver(solver)
-    if (nfe is None) == (steps is None):
-        raise GridError(f"give exactly one of nfe= or steps=, got nfe={nfe}, steps={steps}")
-    if steps is None:
-        steps = method.steps_for(int(nfe))
-        options = {**method.budget_options(int(nfe)), **options}
-    g = grids_mod.make(grid, model.schedule, steps)
+    fixed = isinstance(grid, Grid) or grids_mod.parse(grid).fixed
+    if method.adaptive:
+        if nfe is not None or steps is not None:
+            raise GridError(f"solver {method.name!r} is adaptive: it picks its own steps; give rtol=/atol= "
+                            f"instead of nfe={nfe}, steps={steps}")
+        g = grids_mod.custom(model.schedule, [model.schedule.t_max, model.schedule.t_min])
+    elif fixed and nfe is None and steps is None:
+        g = grids_mod.build(grid, model.schedule)
+    else:
+        if (nfe is None) == (steps is None):
+            raise GridError(f"give exactly one of nfe= or steps=, got nfe={nfe}, steps={steps}")
+        if steps is None:
+            steps = method.steps_for(int(nfe))
+            options = {**method.budget_options(int(nfe)), **options}
+        g = grids_mod.build(grid, model.schedule, steps)
     dyn = VPSDE(model.schedule).reverse(model) if method.stochastic else ode(model, variable)
-    return solve(dyn, x, g, method, **options)
+    sol = solve(dyn, x, g, method, **options)
+    if nfe is not None and sol.nfe != nfe:
+        sol.info.update(nfe_requested=int(nfe), nfe_spent=sol.nfe)
+        _warn_budget(method.name, int(nfe), sol.nfe)
+    return sol
+
+
+def _warn_budget(solver: str, asked: int, spent: int) -> None:
+    """One UserWarning that the budget was not spent exactly (Python shows it once per call site by default)."""
+    warnings.warn(f"solver {solver!r} spent {spent} evaluations of the nfe={asked} asked for (whole steps only); "
+                  f"ask for a multiple of its evaluations per step to spend it exactly", stacklevel=3)
