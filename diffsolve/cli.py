@@ -88,8 +88,9 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                   "own steps and ignore --grid and --nfe (default 1e-2,1e-3,1e-4,1e-5,1e-6)")
     p.add_argument("--suite", help="suite TOML file, or the name of a packaged suite (default: 'default' "
                                    "when no axis is given)")
-    p.add_argument("--schedule", help="noise schedule: linear, cosine, discrete, edm "
-                                      "(default: the suite's, else linear)")
+    p.add_argument("--schedule", help="noise schedule: linear, cosine, discrete, edm (default: the suite's, else "
+                                      "the problem's own: linear for the shipped problems; recorded as 'model' "
+                                      "when a user's model has another)")
     p.add_argument("--seeds", help="seeds of x_T and of the exact sample sets (default: the suite's, else 0)")
     p.add_argument("--n", type=int, help="samples per cell (default: the suite's, else the problem's: 256, "
                                          "digits-8x8 32, a user's model 64)")
@@ -128,7 +129,8 @@ def _list_names() -> str:
     from .solvers import SOLVERS
 
     rows = [
-        ("problems", [f"{k}" for k in problems.PROBLEMS]),
+        ("problems", [*problems.PROBLEMS, "pkg.module:attr, path/to/file.py:attr or CHECKPOINT.pt (your own; "
+                                          "attr a Problem, a diffsolve Model or a function returning one)"]),
         ("solvers", [f"{k} (order {s.order}{', stochastic' if s.stochastic else ''}"
                      f"{', adaptive' if s.adaptive else ''})" for k, s in SOLVERS.items()]),
         ("grids", [*GRIDS, "custom:T0,T1,…", "file:GRID.json"]), ("variables", list(VARIABLES)),

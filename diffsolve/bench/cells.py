@@ -211,8 +211,9 @@ RECORD_DOC = """\
 Each cell record (one JSON object per line of OUT/results.jsonl, and of --json output) holds
 the cell's parameters: problem, schedule, solver, options (object), options_label, grid,
 variable, nfe_target (the budget; 0 for adaptive solvers), tol (adaptive solvers' rtol = atol,
-else null), seed, n, kind, dtype, ref_tol, sw2_projections, params (object), repeats, key
-(string); the outcome: status ("ok" or "failed"), error (message or null); and the
+else null), seed, n, kind, dtype, ref_tol, sw2_projections, params (object), repeats, fingerprint
+(the problem's: a hash of its parameters or network weights and schedule config, plus a grid
+file's), key (string); the outcome: status ("ok" or "failed"), error (message or null); and the
 measurements (null when failed or not applicable): nfe (int, counted by the model), steps
 (int; null for adaptive), seconds (float, wall time of the solve, the median of `repeats`
 runs), rmse (RMSE per dimension vs the reference), rel_err (‖x − ref‖/‖ref‖), max_err (worst

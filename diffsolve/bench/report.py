@@ -14,7 +14,7 @@ from .metrics import fitted_order
 Record = dict[str, Any]
 CSV_FIELDS = ("problem", "schedule", "solver", "options_label", "grid", "variable", "kind", "dtype", "n", "seed",
               "nfe_target", "nfe", "steps", "status", "rmse", "rel_err", "max_err", "sw2", "sw2_floor", "ref_err",
-              "seconds", "error")
+              "seconds", "fingerprint", "error")
 VARIABLE_LABEL = {"t": "t", "sigma": "σ̄", "lambda": "λ"}
 
 
