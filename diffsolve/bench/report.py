@@ -188,16 +188,21 @@ def family(solver_label: str) -> str:
 
 
 def panels(all_series: list[Series]) -> list[tuple[str, list[Series]]]:
-    """(title, series) per plot panel: one family each, split into near-equal parts of at most MAX_LINES."""
-    by_family: dict[str, list[Series]] = defaultdict(list)
+    """(title, series) per plot panel: one family each, at most MAX_LINES lines, a solver's lines kept together
+    (unless one solver alone has more)."""
+    by_family: dict[str, dict[str, list[Series]]] = defaultdict(lambda: defaultdict(list))
     for s in all_series:
-        by_family[family(s.solver)].append(s)
+        by_family[family(s.solver)][s.solver].append(s)
     out = []
-    for fam, group in by_family.items():
-        parts = math.ceil(len(group) / MAX_LINES)
-        size = math.ceil(len(group) / parts)
-        for i in range(parts):
-            out.append((fam + (f" ({i + 1}/{parts})" if parts > 1 else ""), group[i * size:(i + 1) * size]))
+    for fam, by_solver in by_family.items():
+        parts: list[list[Series]] = [[]]
+        for lines in by_solver.values():
+            for i in range(0, len(lines), MAX_LINES):
+                chunk = lines[i:i + MAX_LINES]
+                if parts[-1] and len(parts[-1]) + len(chunk) > MAX_LINES:
+                    parts.append([])
+                parts[-1] += chunk
+        out += [(fam + (f" ({i + 1}/{len(parts)})" if len(parts) > 1 else ""), part) for i, part in enumerate(parts)]
     return out
 
 
