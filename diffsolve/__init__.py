@@ -11,6 +11,15 @@ from .solvers import SOLVERS, get_solver
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str) -> object:
+    """`ds.bench` and `ds.problems` are imported on first use (they pull in matplotlib, tqdm, the checkpoints)."""
+    if name in ("bench", "problems"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'diffsolve' has no attribute {name!r}")
+
 __all__ = [
     "errors", "grids", "schedules", "solvers",
     "DDIMODE", "VPSDE", "Dynamics", "ForwardSDE", "ProbabilityFlowODE", "ReverseSDE", "ReverseVPSDE", "ode",

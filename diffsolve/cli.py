@@ -1,4 +1,4 @@
-"""The `diffsolve` command line: `diffsolve bench …` (more subcommands register in COMMANDS)."""
+"""The `diffsolve` command line: `diffsolve bench | train | likelihood …` (subcommands register in COMMANDS)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,39 @@ from .errors import DiffsolveError
 
 DEFAULT_AXES = {"problem": "gmm-64", "solver": "euler,heun", "grid": "logsnr", "variable": "t,sigma,lambda",
                 "nfe": "5,10,20,50,100"}
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 3, 4, 130, 143
+EXIT_DOC = """\
+Exit status: 0 every cell succeeded; 2 a wrong input (nothing ran); 3 some cells failed (they are
+listed, the others are reported); 4 every cell failed (the first failures are printed in full, no
+report is written); 130 interrupted by Ctrl-C, 143 terminated by SIGTERM (finished cells are kept and
+reported; rerun to resume)."""
+REPORT_FILES = ("results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png", "ode_vs_sde_sw2.png",
+                "strong_vs_nfe.png")
 
 
 def _csv(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def _grid_list(text: str) -> list[str]:
+    """Comma-separated grid specs; a piece that starts like a number continues a custom grid's times."""
+    out: list[str] = []
+    for piece in _csv(text):
+        if out and out[-1].startswith("custom:") and piece[:1] in "0123456789.-+":
+            out[-1] += "," + piece
+        else:
+            out.append(piece)
+    return out
+
+
+def _shape(text: str) -> list[int]:
+    try:
+        dims = [int(s) for s in _csv(text)]
+    except ValueError:
+        dims = []
+    if not dims or any(d < 1 for d in dims):
+        raise DiffsolveError(f"--shape takes the shape of one sample as positive integers, e.g. 3,32,32; got {text!r}")
+    return dims
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -38,16 +67,21 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
             "solver, grid, integration variable and NFE budget, and measures RMSE per dimension and relative "
             "error against a float64 reference (dopri8, rtol=atol=1e-10), and sliced W2 to exact samples beside "
             "its floor. With no arguments the packaged 'default' suite runs (gmm-64). Results are appended to "
-            "OUT/results.jsonl as cells finish; rerunning skips finished cells. Lists are comma-separated."
+            "OUT/results.jsonl as cells finish, keyed by the problem's fingerprint (its parameters or network "
+            "weights): rerunning skips finished cells, a changed network recomputes. Lists are comma-separated."
         ),
-        epilog=RECORD_DOC,
+        epilog=RECORD_DOC + "\n\n" + EXIT_DOC,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     axes = p.add_argument_group("sweep axes (give any of these instead of --suite; the others take the defaults shown)")
-    axes.add_argument("--problem", help=f"problem names (default {DEFAULT_AXES['problem']}); see --list")
+    axes.add_argument("--problem", help=f"problems (default {DEFAULT_AXES['problem']}): registered names (see --list), "
+                                        f"pkg.module:attr, path/to/file.py:attr (attr: a Problem, a diffsolve Model "
+                                        f"or a function returning one) or a checkpoint written by `diffsolve train`")
     axes.add_argument("--solver", help=f"solvers, each NAME or NAME:KEY=VALUE:… with solver options "
                                        f"(default {DEFAULT_AXES['solver']}); see --list")
-    axes.add_argument("--grid", help=f"step grids: time, logsnr, quadratic, karras (default {DEFAULT_AXES['grid']})")
+    axes.add_argument("--grid", help=f"step grids: time, logsnr, quadratic, karras, with parameters after ':' "
+                                     f"(karras:rho=5), custom:T0,T1,… or file:GRID.json (default "
+                                     f"{DEFAULT_AXES['grid']})")
     axes.add_argument("--variable", help=f"integration variables: t (probability-flow ODE), sigma or lambda "
                                          f"(DDIM ODE) (default {DEFAULT_AXES['variable']})")
     axes.add_argument("--nfe", help=f"NFE budgets; steps = solver.steps_for(nfe), the counted NFE is recorded "
@@ -56,10 +90,22 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                   "own steps and ignore --grid and --nfe (default 1e-2,1e-3,1e-4,1e-5,1e-6)")
     p.add_argument("--suite", help="suite TOML file, or the name of a packaged suite (default: 'default' "
                                    "when no axis is given)")
-    p.add_argument("--schedule", help="noise schedule: linear, cosine, discrete, edm "
-                                      "(default: the suite's, else linear)")
+    p.add_argument("--schedule", help="noise schedule: linear, cosine, discrete, edm (default: the suite's, else "
+                                      "the problem's own: linear for the shipped problems; recorded as 'model' "
+                                      "when a user's model has another)")
     p.add_argument("--seeds", help="seeds of x_T and of the exact sample sets (default: the suite's, else 0)")
-    p.add_argument("--n", type=int, help="samples per cell (default: the suite's, else 256)")
+    p.add_argument("--n", type=int, help="samples per cell (default: the suite's, else the problem's: 256, "
+                                         "digits-8x8 32, a user's model 64)")
+    p.add_argument("--shape", help="shape of one sample for a problem given as a Model, e.g. 3,32,32 "
+                                   "(default: the model's `shape` attribute)")
+    p.add_argument("--fingerprint", help="a string identifying a Model whose weights cannot be hashed (e.g. a "
+                                         "plain function); change it whenever the network changes")
+    p.add_argument("--ref-tol", type=float, help="rtol = atol of the float64 reference solve (default: the "
+                                                 "problem's: 1e-10 for the mixtures and toy-2d, 1e-6 for digits-8x8 "
+                                                 "and user models); its error is measured by one re-solve 10x "
+                                                 "tighter and shown as 'reference error'")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op CPU threads for the cells (default 1: "
+                                                          "the cells are small, more threads only contend)")
     p.add_argument("--repeats", type=int, help="solve each cell this many times and record the median wall "
                                                "time (errors are the same every time; default 1)")
     p.add_argument("--dtype", choices=("float64", "float32"), help="state and model dtype (default float64)")
@@ -72,7 +118,7 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--repair", action="store_true", help="move bad lines of OUT/results.jsonl (not JSON, wrong "
                                                          "schema, no measurements) to OUT/results.bad.jsonl and "
                                                          "rerun their cells")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar (stderr)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars (stderr)")
     p.add_argument("--no-report", action="store_true", help="do not write results.csv, table.md and the plots")
     p.add_argument("--list", action="store_true", help="list valid problems, solvers, grids, variables, "
                                                        "schedules and suites, then exit")
@@ -88,10 +134,12 @@ def _list_names() -> str:
     from .solvers import SOLVERS
 
     rows = [
-        ("problems", [f"{k}" for k in problems.PROBLEMS]),
+        ("problems", [*problems.PROBLEMS, "pkg.module:attr, path/to/file.py:attr or CHECKPOINT.pt (your own; "
+                                          "attr a Problem, a diffsolve Model or a function returning one)"]),
         ("solvers", [f"{k} (order {s.order}{', stochastic' if s.stochastic else ''}"
                      f"{', adaptive' if s.adaptive else ''})" for k, s in SOLVERS.items()]),
-        ("grids", list(GRIDS)), ("variables", list(VARIABLES)), ("schedules", list(SCHEDULES)),
+        ("grids", [*GRIDS, "custom:T0,T1,…", "file:GRID.json"]), ("variables", list(VARIABLES)),
+        ("schedules", list(SCHEDULES)),
         ("suites", sorted(p.stem for p in SUITES_DIR.glob("*.toml"))),
     ]
     return "\n".join(f"{name}:\n  " + "\n  ".join(vals) for name, vals in rows)
@@ -111,6 +159,12 @@ def _bench_suite(args: argparse.Namespace) -> Any:
         overrides["dtype"] = args.dtype
     if args.repeats is not None:
         overrides["repeats"] = args.repeats
+    if args.shape:
+        overrides["shape"] = _shape(args.shape)
+    if args.fingerprint:
+        overrides["fingerprint"] = args.fingerprint
+    if args.ref_tol is not None:
+        overrides["ref_tol"] = args.ref_tol
     if args.tols:
         try:
             overrides["tols"] = [float(x) for x in _csv(args.tols)]
@@ -125,7 +179,7 @@ def _bench_suite(args: argparse.Namespace) -> Any:
     if not axis_given:
         return Suite.load(args.suite or "default", overrides)
     ax = {a: getattr(args, a) or DEFAULT_AXES[a] for a in DEFAULT_AXES}
-    run = {"problems": _csv(ax["problem"]), "solvers": _csv(ax["solver"]), "grids": _csv(ax["grid"]),
+    run = {"problems": _csv(ax["problem"]), "solvers": _csv(ax["solver"]), "grids": _grid_list(ax["grid"]),
            "variables": _csv(ax["variable"]), "nfe": _ints(ax["nfe"], "nfe")}
     return Suite.from_dict(run, name="cli", overrides=overrides)
 
@@ -133,17 +187,21 @@ def _bench_suite(args: argparse.Namespace) -> Any:
 def _bench(args: argparse.Namespace) -> int:
     if args.list:
         print(_list_names())
-        return 0
-    from .bench import Inputs, ResultStore, report, run_sweep
+        return EXIT_OK
+    import torch
+
+    from .bench import Inputs, ResultStore, run_sweep
     from .bench.sweep import Terminated, sigterm_as_interrupt
 
+    if args.threads < 1:
+        raise DiffsolveError(f"--threads must be a positive integer, got {args.threads}")
+    torch.set_num_threads(args.threads)
     suite = _bench_suite(args)
     out = Path(args.out or Path("bench-results") / suite.name)
     if out.exists() and not out.is_dir():
         raise DiffsolveError(f"--out {str(out)!r} is a file; give a folder for the results (created if missing)")
     if args.fresh and out.exists():
-        for name in ("results.jsonl", "results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png",
-                     "ode_vs_sde_sw2.png", "strong_vs_nfe.png"):
+        for name in ("results.jsonl", *REPORT_FILES):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "cache", ignore_errors=True)
     store = ResultStore(out / "results.jsonl", repair=args.repair)
@@ -154,24 +212,63 @@ def _bench(args: argparse.Namespace) -> int:
             print(json.dumps(record, allow_nan=False), flush=True)
 
     print(f"suite {suite.name!r}: {len(suite.cells)} cells, results in {out}/results.jsonl", file=stderr)
-    interrupted = 0
+    inputs = Inputs(cache_dir=out / "cache", progress=not args.no_progress)
     try:
         with sigterm_as_interrupt():
             records = run_sweep(suite.cells, store, progress=not args.no_progress, retry_failed=args.retry_failed,
-                                on_record=emit, inputs=Inputs(cache_dir=out / "cache"))
+                                on_record=emit, inputs=inputs)
     except KeyboardInterrupt as e:  # Ctrl-C (exit 130) or SIGTERM (143): finished cells are stored
-        interrupted = 143 if isinstance(e, Terminated) else 130
+        status = EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
         records = [store.records[c.key] for c in suite.cells if c.key in store]
-        print(f"\n{'terminated (SIGTERM)' if interrupted == 143 else 'interrupted'}: {len(records)} of "
+        print(f"\n{'terminated (SIGTERM)' if status == EXIT_TERMINATED else 'interrupted'}: {len(records)} of "
               f"{len(suite.cells)} cells are stored in {out}/results.jsonl; rerun to finish", file=stderr)
+        if records:
+            _finish(args, suite, records, out)
+        return status
+    for ref in inputs.references:
+        print(f"reference for {ref['problem']} (n={ref['n']}, seed {ref['seed']}, rtol {ref['ref_tol']:g}): "
+              + (f"{ref['nfe']} NFE" if ref["nfe"] else "closed-form ODE")
+              + f" in {ref['seconds']:.1f} s with its check, reference error {ref['ref_err']:.2e}",
+              file=stderr)
+    return _finish(args, suite, records, out)
+
+
+def _failure_lines(failed: list[dict[str, Any]], full: int = 3) -> list[str]:
+    """The first `full` failures with their whole message (and traceback when not a DiffsolveError), then one
+    line per other failed cell."""
+    lines = []
+    for i, r in enumerate(failed):
+        where = (f"{r['problem']} {r['solver']}{'[' + r['options_label'] + ']' if r.get('options_label') else ''} "
+                 f"{r['grid']} {r['variable']} " + (f"tol={r['tol']:g}" if r.get("tol") is not None
+                                                     else f"nfe={r['nfe_target']}") + f" seed={r['seed']}")
+        if i < full:
+            lines.append(f"  {where}: {r['error']}" + (f"\n{r['traceback']}" if r.get("traceback") else ""))
+        else:
+            lines.append(f"  {where}: {str(r['error']).splitlines()[0][:100]}")
+    return lines
+
+
+def _finish(args: argparse.Namespace, suite: Any, records: list[dict[str, Any]], out: Path) -> int:
+    """Write and print the report; the exit status says whether every cell, some or none succeeded."""
+    from .bench import report
+
+    stderr = sys.stderr
+    failed = [r for r in records if r.get("status") != "ok"]
+    if records and len(failed) == len(records):
+        print(f"every cell failed ({len(failed)}); no report written. The failures:", file=stderr)
+        print("\n".join(_failure_lines(failed)), file=stderr)
+        return EXIT_ALL_FAILED
+    written = [out / "results.jsonl"]
     if not args.no_report and records:
         report.write_csv(records, out / "results.csv")
+        metrics = ["rmse"] + (["sw2"] if any(r.get("sw2") is not None for r in records) else [])
         tables = "\n".join(report.markdown(records, metric=m, fit_last=suite.fit_last, fit_min_nfe=suite.fit_min_nfe)
-                           for m in ("rmse", "sw2"))
+                           for m in metrics) + "\n" + report.legend() + "\n"
         (out / "table.md").write_text(tables, encoding="utf-8")
-        report.plot(records, out / "rmse_vs_nfe.png", metric="rmse")
-        if any(r.get("sw2") is not None for r in records):
-            report.plot(records, out / "sw2_vs_nfe.png", metric="sw2")
+        written += [out / "results.csv", out / "table.md"]
+        for m in metrics:
+            if report.plot(records, out / f"{m}_vs_nfe.png", metric=m):
+                written.append(out / f"{m}_vs_nfe.png")
         if any(r.get("kind") == "sde" for r in records):  # strong and weak errors, ODE vs SDE at equal NFE
             from .bench.stochastic import plot_ode_vs_sde, strong_weak_markdown
 
@@ -179,14 +276,15 @@ def _bench(args: argparse.Namespace) -> int:
             (out / "table.md").write_text(tables, encoding="utf-8")
             plot_ode_vs_sde(records, out / "ode_vs_sde_sw2.png")
             report.plot([r for r in records if r.get("kind") == "sde"], out / "strong_vs_nfe.png", metric="rmse")
+            written += [out / "ode_vs_sde_sw2.png", out / "strong_vs_nfe.png"]
         if not args.json:
             print(tables)
-        print(f"wrote {out}/results.csv, table.md, rmse_vs_nfe.png", file=stderr)
-    failed = [r for r in records if r.get("status") != "ok"]
+    print("wrote " + ", ".join(str(p) for p in written), file=stderr)
     if failed:
-        print(f"{len(failed)} cell(s) failed, e.g. {failed[0]['solver']} nfe={failed[0]['nfe_target']}: "
-              f"{failed[0]['error']}", file=stderr)
-    return interrupted
+        print(f"{len(failed)} of {len(records)} cells failed (the report shows 'failed' there):", file=stderr)
+        print("\n".join(_failure_lines(failed, full=1)), file=stderr)
+        return EXIT_SOME_FAILED
+    return EXIT_OK
 
 
 COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser],
@@ -207,9 +305,18 @@ def _train_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def _likelihood_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from . import likelihood
 
-    p = sub.add_parser("likelihood", help="PF-ODE log-likelihood (bits/dim) of a shipped model on held-out data",
-                       description=likelihood.pretrained_likelihood.__doc__)
-    likelihood.add_arguments(p)
+    p = sub.add_parser("likelihood", help="PF-ODE log-likelihood (bits/dim) of a shipped model or a checkpoint "
+                                          "on held-out data", description=likelihood.pretrained_likelihood.__doc__)
+    p.add_argument("model", help="a shipped model (toy-2d, digits-8x8) or a checkpoint written by `diffsolve train`")
+    p.add_argument("--n", type=int, default=None, help="held-out points (toy: 1000; digits: all 297)")
+    p.add_argument("--seed", type=int, default=0, help="seeds data, dequantization and probes")
+    p.add_argument("--divergence", choices=likelihood.DIVERGENCES, default=None,
+                   help="exact trace or Hutchinson (default: exact for toy-2d, hutchinson for digits)")
+    p.add_argument("--probes", type=int, default=1, help="Hutchinson probes per evaluation")
+    p.add_argument("--probe-seed", type=int, default=None, help="seed of the Hutchinson probes (default: --seed)")
+    p.add_argument("--rtol", type=float, default=1e-5)
+    p.add_argument("--atol", type=float, default=1e-5)
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return p
 
 
@@ -220,9 +327,21 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _likelihood(args: argparse.Namespace) -> int:
-    from . import likelihood
+    import torch
 
-    return likelihood.run(args)
+    from . import nets
+    from .likelihood import pretrained_likelihood
+
+    if args.model not in nets.PRETRAINED and not Path(args.model).is_file():
+        raise DiffsolveError(f"unknown model {args.model!r}; give {' or '.join(nets.PRETRAINED)} or the path of a "
+                             f"checkpoint written by `diffsolve train`")
+    torch.set_num_threads(args.threads)
+    out = pretrained_likelihood(args.model, n=args.n, seed=args.seed, divergence=args.divergence, probes=args.probes,
+                                probe_seed=args.probe_seed, rtol=args.rtol, atol=args.atol)
+    width = max(map(len, out))
+    for k, v in out.items():
+        print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
+    return EXIT_OK
 
 
 COMMANDS["train"] = (_train_parser, _train)
@@ -231,7 +350,10 @@ COMMANDS["likelihood"] = (_likelihood_parser, _likelihood)
 
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per entry of COMMANDS."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="diffsolve", description="Diffusion sampling as differential equations.")
+    parser.add_argument("--version", action="version", version=f"diffsolve {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (make, _) in COMMANDS.items():
         make(sub).set_defaults(command=name)
@@ -251,10 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command][1](args)
     except DiffsolveError as e:
         print(f"{command}: error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -3,13 +3,23 @@
 time:      uniform in t;           logsnr:  uniform in λ (half log-SNR);
 quadratic: uniform in √t;          karras:  σ̄_i = (σ̄_max^{1/ρ} + i/N (σ̄_min^{1/ρ} − σ̄_max^{1/ρ}))^ρ.
 Sampling grids run from noisy (large t) to clean (small t); forward-SDE grids the other way.
+
+Wherever a grid is named it may be a spec: `karras` or `karras:rho=5` (parameters KEY=VALUE joined
+by ':'), `custom:1.0,0.5,0.1,0.001` (the times themselves) or `file:grid.json` (a JSON object with
+"times" and "schedule" (Schedule.to_config()), optionally "solver", "nfe", "fingerprint"; it refuses a
+solve on another schedule). `register(name, factory)` adds a named grid, factory(schedule, steps,
+**params) → Grid.
 """
 
 from __future__ import annotations
 
+import hashlib
+import inspect
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -163,10 +173,185 @@ GRIDS: dict[str, Callable[..., Grid]] = {
     "quadratic": quadratic,
     "karras": karras,
 }
+FIXED_KINDS = ("custom", "file")  # specs that carry their own times (and so their own step count)
+_ENDS = ("schedule", "steps", "t_start", "t_end")
+
+
+def register(name: str, factory: Callable[..., Grid]) -> None:
+    """Add a named grid: factory(schedule, steps, **params) → Grid; its keyword parameters become spec keys."""
+    if not isinstance(name, str) or not name.isidentifier():
+        raise GridError(f"a grid name must be an identifier such as 'my_grid', got {name!r}")
+    if name in GRIDS or name in FIXED_KINDS:
+        raise GridError(f"a grid named {name!r} is already registered; pick another name")
+    if not callable(factory):
+        raise GridError(f"grid {name!r}: the factory must be callable as factory(schedule, steps, **params)")
+    GRIDS[name] = factory
+
+
+def grid_params(name: str) -> list[str]:
+    """The keyword parameters a named grid takes in a spec (e.g. ['rho'] for karras)."""
+    sig = inspect.signature(GRIDS[name])
+    return [p for p in sig.parameters if p not in _ENDS
+            and sig.parameters[p].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """A parsed grid spec: a named grid with parameters, custom times, or a grid file."""
+
+    text: str
+    name: str
+    params: tuple[tuple[str, Any], ...] = ()
+    times: tuple[float, ...] | None = None
+    path: str | None = None
+
+    @property
+    def fixed(self) -> bool:
+        """True when the spec carries its own times (custom, file): the step count is not free."""
+        return self.name in FIXED_KINDS
+
+    def times_list(self) -> list[float]:
+        """The spec's own times (custom, or read from the file)."""
+        if self.times is not None:
+            return list(self.times)
+        return list(read_file(self.path or "")["times"])
+
+    @property
+    def steps(self) -> int | None:
+        """Its step count when fixed, else None."""
+        return len(self.times_list()) - 1 if self.fixed else None
+
+    def fingerprint(self) -> str:
+        """A hash of a grid file's content ('' for other specs, which their text fixes)."""
+        if self.path is None:
+            return ""
+        return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()[:16]
+
+    def build(self, schedule: Schedule, steps: int | None = None) -> Grid:
+        """The grid on `schedule`; `steps` is required for named grids and must match a fixed one's."""
+        if self.fixed:
+            if self.path is not None:
+                grid = load_file(self.path, schedule)
+            else:
+                grid = Grid(schedule, as_f64(list(self.times or ())), "custom")
+            if steps is not None and steps != grid.steps:
+                raise GridError(f"grid {self.text!r} has {grid.steps} steps but {steps} were asked for; "
+                                f"drop the step count (or NFE), or give a grid of {steps} steps")
+            object.__setattr__(grid, "name", self.text)
+            return grid
+        if steps is None:
+            raise GridError(f"grid {self.text!r} needs a step count; pass steps= or nfe=")
+        grid = GRIDS[self.name](schedule, steps, **dict(self.params))
+        object.__setattr__(grid, "name", self.text)
+        return grid
+
+
+def _spec_error(spec: str, problem: str, fix: str) -> GridError:
+    return GridError(f"grid spec {spec!r}: {problem}; {fix}")
+
+
+def _number(spec: str, text: str, what: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise _spec_error(spec, f"{what} {text!r} is not a number",
+                          "write numbers such as 5, 0.5 or 1e-3, e.g. 'karras:rho=5' or 'custom:1.0,0.5,0.001'",
+                          ) from None
+
+
+def parse(spec: str | GridSpec) -> GridSpec:
+    """Parse 'name', 'name:key=value:…', 'custom:t0,t1,…' or 'file:path.json'; errors name the spec and the fix."""
+    if isinstance(spec, GridSpec):
+        return spec
+    if not isinstance(spec, str) or not spec.strip():
+        raise GridError(f"a grid spec is a non-empty string such as 'logsnr' or 'karras:rho=5', got {spec!r}")
+    text = spec.strip()
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if name == "custom":
+        parts = [p.strip() for p in rest.split(",") if p.strip()]
+        if len(parts) < 2:
+            raise _spec_error(text, "a custom grid needs at least two times",
+                              "list them from noisy to clean, e.g. 'custom:1.0,0.5,0.1,0.001'")
+        return GridSpec(text, name, times=tuple(_number(text, p, "time") for p in parts))
+    if name == "file":
+        if not rest.strip():
+            raise _spec_error(text, "no file named", "write 'file:path/to/grid.json'")
+        return GridSpec(text, name, path=rest.strip())
+    if name not in GRIDS:
+        raise GridError(unknown_name("grid", name, list(GRIDS))
+                        + f", or custom:T0,T1,… or file:GRID.json (in grid spec {text!r}); parameters follow ':', "
+                          f"e.g. 'karras:rho=5'")
+    accepted = grid_params(name)
+    params: list[tuple[str, Any]] = []
+    for pair in filter(None, (p.strip() for p in rest.split(":"))) if rest else ():
+        key, eq, value = pair.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            example = f"{name}:{accepted[0]}=5" if accepted else name
+            raise _spec_error(text, f"{pair!r} must read KEY=VALUE", f"e.g. {example!r}")
+        if key not in accepted:
+            raise _spec_error(text, f"grid {name!r} takes no parameter {key!r}",
+                              f"it takes: {', '.join(accepted) or 'none'}")
+        params.append((key, _number(text, value.strip(), f"the value of {key}")))
+    return GridSpec(text, name, params=tuple(sorted(params)))
+
+
+def build(spec: str | GridSpec | Grid, schedule: Schedule, steps: int | None = None) -> Grid:
+    """A grid from a spec (or a Grid, checked against the schedule) on `schedule` with `steps` steps."""
+    if isinstance(spec, Grid):
+        if spec.schedule != schedule:
+            raise GridError(f"the grid was built on {spec.schedule!r} but the solve uses {schedule!r}; "
+                            f"build the grid from the same schedule")
+        if steps is not None and steps != spec.steps:
+            raise GridError(f"the grid has {spec.steps} steps but {steps} were asked for; drop steps= / nfe=")
+        return spec
+    return parse(spec).build(schedule, steps)
 
 
 def make(name: str, schedule: Schedule, steps: int, **kwargs: float) -> Grid:
-    """Build a grid by name: time, logsnr, quadratic or karras."""
-    if name not in GRIDS:
-        raise GridError(unknown_name("grid", name, list(GRIDS)))
-    return GRIDS[name](schedule, steps, **kwargs)
+    """Build a grid by name or spec: time, logsnr, quadratic, karras (keyword parameters), or any spec."""
+    if kwargs:
+        if name not in GRIDS:
+            raise GridError(unknown_name("grid", name, list(GRIDS)))
+        return GRIDS[name](schedule, steps, **kwargs)
+    return build(name, schedule, steps)
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """The JSON object of a grid file, checked to hold 'times' (numbers) and 'schedule' (a config)."""
+    p = Path(path)
+    if not p.is_file():
+        raise GridError(f"grid file {str(path)!r} does not exist; write one with diffsolve.grids.save(grid, path)")
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise GridError(f"grid file {str(path)!r} is not valid JSON ({e}); write it with "
+                        f"diffsolve.grids.save") from None
+    times = data.get("times") if isinstance(data, dict) else None
+    if not isinstance(times, list) or not all(isinstance(t, (int, float)) for t in times):
+        raise GridError(f"grid file {str(path)!r} needs \"times\": a list of numbers; write it with "
+                        f"diffsolve.grids.save")
+    if not isinstance(data.get("schedule"), dict):
+        raise GridError(f"grid file {str(path)!r} needs \"schedule\": the Schedule.to_config() the times are on")
+    return data
+
+
+def load_file(path: str | Path, schedule: Schedule) -> Grid:
+    """The grid stored in a file, refused when it was made for another schedule."""
+    data = read_file(path)
+    if data["schedule"] != schedule.to_config():
+        raise GridError(
+            f"grid file {str(path)!r} was made for schedule {json.dumps(data['schedule'])} but the solve uses "
+            f"{json.dumps(schedule.to_config())}; use the same schedule or make the grid again on this one"
+        )
+    return Grid(schedule, as_f64(data["times"]), "file")
+
+
+def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
+    """Write a grid file: its times, its schedule's config and any extra JSON fields (solver, nfe, fingerprint…)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps({"times": grid.t.tolist(), "schedule": grid.schedule.to_config(), **extra}, indent=1),
+                 encoding="utf-8")
+    return p

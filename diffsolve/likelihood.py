@@ -13,7 +13,6 @@ approximation is of order α_{t_max}² ‖x_0‖² (pass `prior=` with the exact
 
 from __future__ import annotations
 
-import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -175,7 +174,8 @@ def log_likelihood(
 def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, divergence: str | None = None,
                           probes: int = 1, probe_seed: int | None = None, rtol: float = 1e-5,
                           atol: float = 1e-5) -> dict[str, float]:
-    """PF-ODE NLL of a shipped model (float64) on held-out data; bits/dim for digits-8x8.
+    """PF-ODE NLL of a shipped model or a `diffsolve train` checkpoint path (float64) on held-out data; bits/dim
+    for digits-8x8.
 
     toy-2d: n fresh ring samples (seed 10⁶ + seed), beside the NLL of the true density p_{t_end} on the
     same points; digits-8x8: the 297 held-out test digits, uniformly dequantized (seeded),
@@ -183,6 +183,11 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
     """
     from . import nets
 
+    if name in nets.PRETRAINED:
+        model = nets.load_pretrained(name, dtype=torch.float64)
+    else:  # a checkpoint file written by `diffsolve train`: its task picks the held-out data
+        model, meta = nets.load_checkpoint(name, dtype=torch.float64)
+        name = str(meta.get("name"))
     if n is not None:
         most = None if name == "toy-2d" else nets.digits_levels("test").shape[0]
         n = positive_int(n, "n (held-out points)", "omit it for the default (toy-2d: 1000; digits-8x8: all 297)")
@@ -190,7 +195,6 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
             raise DiffsolveError(f"n = {n} but {name} has {most} held-out points; give n <= {most} or omit it")
     for tol, what in ((rtol, "rtol"), (atol, "atol")):
         positive_float(tol, what, "tolerances of the adaptive solve must be finite and > 0, e.g. 1e-5", below=1)
-    model = nets.load_pretrained(name, dtype=torch.float64)
     sched = model.schedule
     if name == "toy-2d":
         x = nets.toy_2d(1000 if n is None else n, 10**6 + seed).to(torch.float64)
@@ -221,38 +225,3 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
     else:
         out["uniform_bits_per_dim"] = math.log2(nets.DIGIT_LEVELS)
     return out
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of `diffsolve likelihood`."""
-    p.add_argument("model", choices=["toy-2d", "digits-8x8"], help="a shipped model")
-    p.add_argument("--n", type=int, default=None, help="held-out points (toy: 1000; digits: all 297)")
-    p.add_argument("--seed", type=int, default=0, help="seeds data, dequantization and probes")
-    p.add_argument("--divergence", choices=DIVERGENCES, default=None,
-                   help="exact trace or Hutchinson (default: exact for toy-2d, hutchinson for digits)")
-    p.add_argument("--probes", type=int, default=1, help="Hutchinson probes per evaluation")
-    p.add_argument("--probe-seed", type=int, default=None, help="seed of the Hutchinson probes (default: --seed)")
-    p.add_argument("--rtol", type=float, default=1e-5)
-    p.add_argument("--atol", type=float, default=1e-5)
-    p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-
-
-def run(args: argparse.Namespace) -> int:
-    torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
-    out = pretrained_likelihood(args.model, n=args.n, seed=args.seed, divergence=args.divergence,
-                                probes=args.probes, probe_seed=args.probe_seed, rtol=args.rtol, atol=args.atol)
-    width = max(map(len, out))
-    for k, v in out.items():
-        print(f"{k:<{width}}  {v:.6g}" if isinstance(v, float) else f"{k:<{width}}  {v}")
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="diffsolve likelihood",
-                                     description="PF-ODE log-likelihood of a shipped model on held-out data")
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,7 +128,7 @@ def sample(
     solver: str | Solver = "heun",
     nfe: int | None = None,
     steps: int | None = None,
-    grid: str = "logsnr",
+    grid: str | Grid = "logsnr",
     variable: str | None = None,
     **options: Any,
 ) -> Solution:
@@ -136,20 +137,42 @@ def sample(
     Builds what the solver integrates with these options: the ODE in `variable` (t → probability-flow ODE;
     sigma, lambda → DDIM ODE; default "sigma" as in `ode()`, or the one variable a solver steps in, λ for the
     exponential integrators) — or, for a stochastic solver (or options, e.g. ddim with eta > 0), the
-    reverse-time VP-SDE — and a `grid` (time, logsnr, quadratic, karras) with the steps that fit `nfe`.
+    reverse-time VP-SDE — and a grid: a Grid, or a spec ("logsnr", "karras:rho=5", "custom:1.0,0.5,0.001",
+    "file:grid.json"; see diffsolve.grids) with the steps that fit `nfe`. Adaptive solvers (dopri5,
+    dpm_adaptive) take rtol=/atol= and no budget. When the budget cannot be spent exactly (heun at nfe=5
+    spends 4), Solution.info["nfe_requested"] says so and a UserWarning is given (once per call site).
     """
     method = get_solver(solver)
-    if (nfe is None) == (steps is None):
-        raise GridError(f"give exactly one of nfe= or steps=, got nfe={nfe}, steps={steps}")
     for label, value in (("nfe", nfe), ("steps", steps)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise GridError(f"{label} must be a positive integer, got {value!r}; pass e.g. {label}=20")
-    if steps is None:
-        steps = method.steps_for(nfe)
-        options = {**method.budget_options(nfe), **options}
+    fixed = isinstance(grid, Grid) or grids_mod.parse(grid).fixed
+    if method.adaptive:
+        if nfe is not None or steps is not None:
+            raise GridError(f"solver {method.name!r} is adaptive: it picks its own steps; give rtol=/atol= "
+                            f"instead of nfe={nfe}, steps={steps}")
+        g = grids_mod.custom(model.schedule, [model.schedule.t_max, model.schedule.t_min])
+    elif fixed and nfe is None and steps is None:
+        g = grids_mod.build(grid, model.schedule)
+    else:
+        if (nfe is None) == (steps is None):
+            raise GridError(f"give exactly one of nfe= or steps=, got nfe={nfe}, steps={steps}")
+        if steps is None:
+            steps = method.steps_for(nfe)
+            options = {**method.budget_options(nfe), **options}
+        g = grids_mod.build(grid, model.schedule, steps)
     dyn = dynamics_for(model, method, options, variable)
-    g = grids_mod.make(grid, model.schedule, steps)
-    return solve(dyn, x, g, method, **options)
+    sol = solve(dyn, x, g, method, **options)
+    if nfe is not None and sol.nfe != nfe:
+        sol.info.update(nfe_requested=int(nfe), nfe_spent=sol.nfe)
+        _warn_budget(method.name, int(nfe), sol.nfe)
+    return sol
+
+
+def _warn_budget(solver: str, asked: int, spent: int) -> None:
+    """One UserWarning that the budget was not spent exactly (Python shows it once per call site by default)."""
+    warnings.warn(f"solver {solver!r} spent {spent} evaluations of the nfe={asked} asked for (whole steps only); "
+                  f"ask for a multiple of its evaluations per step to spend it exactly", stacklevel=3)
 
 
 def dynamics_for(model: Model, solver: str | Solver, options: dict[str, Any], variable: str | None = None) -> Dynamics:

@@ -155,11 +155,16 @@ def command_line(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     """Train and save; returns an exit code."""
     torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
-    out = Path(args.out or f"{args.task}.pt")
-    if out.is_dir():
-        raise DiffsolveError(f"--out {str(out)!r} is a folder; give a checkpoint file such as {out / args.task}.pt")
+    target = Path(args.out or f"{args.task}.pt")
+    if target.is_dir():
+        raise DiffsolveError(f"--out {str(target)!r} is a folder; give a checkpoint file such as "
+                             f"{target / args.task}.pt")
+    if target.resolve().parent == nets.checkpoint_path(args.task).resolve().parent:
+        raise DiffsolveError(f"--out {str(target)!r} is inside the packaged checkpoints folder; diffsolve train never "
+                             f"overwrites the shipped models: write elsewhere, e.g. --out {args.task}.pt, and "
+                             f"benchmark it with `diffsolve bench --problem {args.task}.pt`")
     net, ckpt = train(args.task, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
-    out = save(net, ckpt, out, command_line(args))
+    out = save(net, ckpt, target, command_line(args))
     print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 

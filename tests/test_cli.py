@@ -49,7 +49,55 @@ def test_help_documents_every_option(capsys):
     out = capsys.readouterr().out
     for opt in ("--problem", "--solver", "--grid", "--variable", "--nfe", "--suite", "--schedule", "--seeds", "--n",
                 "--dtype", "--tols", "--repeats", "--out", "--json", "--fresh", "--retry-failed", "--no-progress",
-                "--no-report", "--list"):
+                "--no-report", "--list", "--shape", "--fingerprint", "--ref-tol", "--threads"):
         assert opt in out
+    assert "Exit status" in out and "file.py:attr" in out
     assert main(["bench", "--suite", "default", "--solver", "euler"]) == 2
     assert "not both" in capsys.readouterr().err
+
+
+def test_all_failed_sweep_prints_the_failures_and_exits_4_without_a_traceback(tmp_path, capsys):
+    args = ["bench", "--problem", "gmm-2d", "--solver", "rk4", "--nfe", "2,3", "--variable", "t", "--n", "8",
+            "--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 4
+    err = capsys.readouterr().err
+    assert "every cell failed (2)" in err and "Traceback" not in err
+    assert err.count("an NFE budget of") == 2 and "nfe=2" in err and "nfe=3" in err
+    assert not (tmp_path / "rmse_vs_nfe.png").exists() and not (tmp_path / "table.md").exists()
+
+
+def test_partly_failed_sweep_lists_the_failed_cells_and_exits_3(tmp_path, capsys):
+    args = ["bench", "--problem", "gmm-2d", "--solver", "rk4,euler", "--nfe", "3,4", "--variable", "t", "--n", "8",
+            "--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 3
+    captured = capsys.readouterr()
+    assert "1 of 4 cells failed" in captured.err and "rk4 logsnr t nfe=3" in captured.err
+    assert captured.out.count("| rk4 / logsnr / t |") == 2  # one row per table (rmse, sw2), with 'failed' in it
+    assert "failed" in captured.out and "Legend:" in captured.out and "reference error" in captured.out
+    wrote = [line for line in captured.err.splitlines() if line.startswith("wrote ")][0]
+    for name in ("results.jsonl", "results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png"):
+        assert str(tmp_path / name) in wrote and (tmp_path / name).exists()
+
+
+def test_version_and_python_dash_m(capsys):
+    import subprocess
+    import sys
+
+    import diffsolve
+
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"diffsolve {diffsolve.__version__}"
+    done = subprocess.run([sys.executable, "-m", "diffsolve", "--version"], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"diffsolve {diffsolve.__version__}"
+
+
+def test_grid_specs_on_the_command_line(tmp_path, capsys):
+    args = ["bench", "--problem", "gmm-2d", "--solver", "euler", "--grid", "karras:rho=5,custom:1.0,0.5,0.1,0.001",
+            "--nfe", "4", "--variable", "t", "--n", "8", "--no-progress", "--json", "--no-report", "--out",
+            str(tmp_path)]
+    assert main(args) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert sorted((r["grid"], r["nfe"]) for r in rows) == [("custom:1.0,0.5,0.1,0.001", 3), ("karras:rho=5", 4)]
+    assert main(["bench", "--grid", "karras:rho", "--out", str(tmp_path)]) == 2
+    assert "'karras:rho'" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from .metrics import fitted_order
 Record = dict[str, Any]
 CSV_FIELDS = ("problem", "schedule", "solver", "options_label", "grid", "variable", "kind", "dtype", "n", "seed",
               "nfe_target", "nfe", "steps", "status", "rmse", "rel_err", "max_err", "sw2", "sw2_floor", "ref_err",
-              "seconds", "error")
+              "seconds", "fingerprint", "error")
 VARIABLE_LABEL = {"t": "t", "sigma": "σ̄", "lambda": "λ"}
 
 
@@ -59,6 +59,7 @@ def series(records: list[Record]) -> list[Series]:
         k = (r["problem"], r["schedule"], _solver_label(r), r["grid"], r["variable"], r["kind"])
         if k not in groups:
             order.append(k)
+            groups[k] = defaultdict(list)
         if r.get("status") == "ok":
             groups[k][_target(r)].append(r)
     out = []
@@ -112,8 +113,11 @@ def markdown(records: list[Record], *, metric: str = "rmse", fit_last: int | Non
         mine = [r for r in records if r["problem"] == prob and r["schedule"] == sched]
         floors = [p["sw2_floor"] for s in group for p in s.points.values() if p.get("sw2_floor") is not None]
         refs = [p["ref_err"] for s in group for p in s.points.values() if p.get("ref_err") is not None]
-        lines.append(f"**{metric}** on `{prob}` (schedule `{sched}`); reference accuracy "
-                     f"{_fmt(max(refs, default=None))}" + (f", SW2 floor {_fmt(_mean(floors))}" if floors else ""))
+        tols = sorted({r["ref_tol"] for r in mine if r.get("ref_tol") is not None})
+        lines.append(f"**{metric}** on `{prob}` (schedule `{sched}`); reference error "
+                     f"{_fmt(max(refs, default=None))}"
+                     + (f" (reference rtol {', '.join(f'{t:g}' for t in tols)})" if tols else "")
+                     + (f", SW2 floor {_fmt(_mean(floors))}" if floors else ""))
         lines.append("")
         fixed = [s for s in group if s.grid != "adaptive"]
         adaptive = [s for s in group if s.grid == "adaptive"]
@@ -125,6 +129,23 @@ def markdown(records: list[Record], *, metric: str = "rmse", fit_last: int | Non
             tols = sorted({r["tol"] for r in mine if r.get("tol") is not None}, reverse=True)
             lines += _table(adaptive, tols, metric, "tol", failed, None)
     return "\n".join(lines)
+
+
+LEGEND = """\
+Legend: each value is the mean over seeds; a value followed by "(N)" spent N network evaluations
+(counted), not the column's budget (e.g. Heun at an odd budget spends one less; adaptive solvers
+always show theirs). "order" is the least-squares slope of log RMSE against log NFE over the
+last points above 10× the reference error (their NFE range in brackets): it approaches the solver's
+order in the asymptotic range. "reference error" is the RMSE between the float64 dopri8 reference
+(rtol = atol = ref_tol) and one re-solve 10× tighter: errors below about 10× it are not resolved.
+"SW2 floor" is the sliced W2 between two independent exact sample sets of the same size, the
+smallest SW2 a perfect sampler would show. "failed": the cell raised (its error is in
+results.jsonl); "—": no value."""
+
+
+def legend() -> str:
+    """The legend printed under the tables."""
+    return LEGEND
 
 
 def _table(group: list[Series], targets: list[float], metric: str, what: str, failed: set[tuple[Any, ...]],
@@ -146,50 +167,76 @@ def _table(group: list[Series], targets: list[float], metric: str, what: str, fa
     return lines + [""]
 
 
-def _family(solver_label: str) -> str:
-    """'exponential' for the solvers of that family (the λ-integrators), 'generic' for the rest."""
+MAX_LINES = 8  # lines per plot panel; a family with more is split into panels of near-equal size
+
+
+def family(solver_label: str) -> str:
+    """The solver's declared `family` ("other" for a name not in the registry)."""
     from ..solvers import SOLVERS
 
     solver = SOLVERS.get(solver_label.split("[")[0])
-    return "exponential" if solver is not None and solver.family == "exponential" else "generic"
+    return "other" if solver is None else str(solver.family or "other")
 
 
-def plot(records: list[Record], path: str | Path, *, metric: str = "rmse", title: str | None = None) -> None:
-    """Log-log error vs counted NFE, one line per series: colour by solver, line style by variable.
+def panels(all_series: list[Series]) -> list[tuple[str, list[Series]]]:
+    """(title, series) per plot panel: one family each, at most MAX_LINES lines, a solver's lines kept together
+    (unless one solver alone has more)."""
+    by_family: dict[str, dict[str, list[Series]]] = defaultdict(lambda: defaultdict(list))
+    for s in all_series:
+        by_family[family(s.solver)][s.solver].append(s)
+    out = []
+    for fam, by_solver in by_family.items():
+        parts: list[list[Series]] = [[]]
+        for lines in by_solver.values():
+            for i in range(0, len(lines), MAX_LINES):
+                chunk = lines[i:i + MAX_LINES]
+                if parts[-1] and len(parts[-1]) + len(chunk) > MAX_LINES:
+                    parts.append([])
+                parts[-1] += chunk
+        out += [(fam + (f" ({i + 1}/{len(parts)})" if len(parts) > 1 else ""), part) for i, part in enumerate(parts)]
+    return out
 
-    Generic solvers and exponential integrators get a panel each (same axes) when both are present.
-    """
+
+MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*", "<", ">"]
+
+
+def plot(records: list[Record], path: str | Path, *, metric: str = "rmse", title: str | None = None) -> bool:
+    """Log-log error vs counted NFE, a panel per solver family (≤ MAX_LINES lines each), every line with
+    its own colour and marker, the line style giving the integration variable. False when nothing to draw."""
+    all_series = [s for s in series(records) if s.curve(metric)[0]]
+    if not all_series:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    all_series = [s for s in series(records) if s.curve(metric)[0]]
-    families = [f for f in ("generic", "exponential") if any(_family(s.solver) == f for s in all_series)]
+    groups = panels(all_series)
+    cols = min(3, len(groups))
+    rows = math.ceil(len(groups) / cols)
     styles = {"t": ":", "sigma": "-", "lambda": "--"}
-    markers = ["o", "s", "^", "D", "v", "P", "X"]
-    grid_marker = {g: markers[i % len(markers)] for i, g in enumerate(sorted({s.grid for s in all_series}))}
-    fig, axes = plt.subplots(1, len(families), figsize=(7.5 * len(families), 6), sharex=True, sharey=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(6.0 * cols, 4.8 * rows), sharex=True, sharey=True, squeeze=False)
     floors = [p["sw2_floor"] for s in all_series for p in s.points.values() if p.get("sw2_floor") is not None]
-    for ax, family in zip(axes[0], families):
-        group = [s for s in all_series if _family(s.solver) == family]
-        solvers = sorted({s.solver for s in group})
-        cmap = plt.get_cmap("tab10" if len(solvers) <= 10 else "tab20")
-        colours = {name: cmap(i % cmap.N) for i, name in enumerate(solvers)}
-        for s in group:
+    cmap = plt.get_cmap("tab10")
+    for ax, (name, group) in zip(axes.flat, groups):
+        for i, s in enumerate(group):
             nfe, err = s.curve(metric)
-            ax.loglog(nfe, err, linestyle=styles.get(s.variable, "-."), marker=grid_marker[s.grid], markersize=4,
-                      color=colours[s.solver], label=s.label)
+            ax.loglog(nfe, err, linestyle=styles.get(s.variable, "-."), marker=MARKERS[i % len(MARKERS)],
+                      markersize=5, color=cmap(i % 10), label=s.label)
         if metric == "sw2" and floors:
             ax.axhline(_mean(floors), color="grey", linewidth=1, label="SW2 floor (two exact sets)")
-        ax.set_xlabel("NFE (counted)")
-        ax.set_title(f"{family} solvers" if len(families) > 1 else "")
+        ax.set_title(name if len(groups) > 1 else "")
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, ncol=2 if len(group) > 8 else 1)
-    axes[0][0].set_ylabel({"rmse": "RMSE per dimension vs reference", "sw2": "sliced W2 to exact samples"}.get(
-        metric, metric))
+        ax.legend(fontsize=7)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel("NFE (counted)")
+    for row in axes:
+        row[0].set_ylabel({"rmse": "RMSE per dimension vs reference", "sw2": "sliced W2 to exact samples"}.get(
+            metric, metric))
     fig.suptitle(title or ", ".join(sorted({f"{s.problem} ({s.schedule})" for s in all_series})))
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True

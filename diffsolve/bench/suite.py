@@ -4,9 +4,9 @@ A suite file holds defaults at the top level and one or more [[run]] tables, eac
 solvers × grids × variables × nfe × seeds on a problem; a run's keys override the defaults:
 
     name = "default"
-    problem = "gmm-64"        # or problems = [...]
-    schedule = "linear"       # diffsolve.schedules.SCHEDULES
-    n = 256                   # samples per cell
+    problem = "gmm-64"        # or problems = [...]; also "pkg.mod:attr", "file.py:attr", "ckpt.pt"
+    schedule = "linear"       # diffsolve.schedules.SCHEDULES (default: the problem's own)
+    n = 256                   # samples per cell (default: the problem's, e.g. 32 for digits-8x8)
     seeds = [0]
     nfe = [10, 20, 50]
     grids = ["logsnr"]
@@ -15,7 +15,13 @@ solvers × grids × variables × nfe × seeds on a problem; a run's keys overrid
     [[run]]
     solvers = ["euler", "heun", { name = "unipc", options = { variant = "bh2" } }]
 
-A solver may also be written "name:key=value:key=value" (values parsed as JSON when they can be).
+A solver may also be written "name:key=value:key=value" (values parsed as JSON when they can be),
+a grid as a spec (diffsolve.grids: "karras:rho=5", "custom:1.0,0.5,0.1,0.001", "file:grid.json"; a
+grid with its own times gets one cell per solver and variable, at the NFE those times cost).
+A problem given by reference that wraps a Model takes `shape = [3, 32, 32]` (else the model's) and
+optionally `fingerprint = "…"`; `ref_tol` defaults to the problem's (1e-10 for the analytic ones).
+Every cell carries its problem's fingerprint (diffsolve.problems.Problem.fingerprint; plus a grid
+file's content hash), so changed weights make new cells instead of reusing stored ones.
 Adaptive solvers (dopri5, …) ignore grids and nfe: they get one cell per entry of `tols`
 (rtol = atol; default 1e-2 … 1e-6) and record the NFE they spent.
 `kind` picks how cells are run and measured (default "ode", or "sde" for stochastic solvers; see
@@ -25,6 +31,7 @@ part of every cell's key.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -32,11 +39,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from .. import grids as grids_mod
 from .. import problems as problems_mod
 from ..checks import positive_float
 from ..dynamics import VARIABLES
 from ..errors import DiffsolveError, unknown_name
-from ..grids import GRIDS
+from ..problems import Problem
 from ..schedules import SCHEDULES
 from ..solvers import get_solver
 
@@ -64,6 +72,7 @@ class Cell:
     params: dict[str, Any] = field(default_factory=dict)  # kind-specific settings (e.g. an SDE kind's)
     tol: float | None = None  # rtol = atol of an adaptive solver (its cells have grid "adaptive", nfe 0)
     repeats: int = 1  # timing: seconds is the median wall time of this many identical solves
+    fingerprint: str = ""  # what fixes the numbers beyond the names: the problem's fingerprint (+ a grid file's hash)
 
     @property
     def options_label(self) -> str:
@@ -137,7 +146,9 @@ def _int(value: Any, what: str, minimum: int) -> int:
 
 
 RUN_KEYS = {"problem", "problems", "schedule", "n", "seeds", "nfe", "solver", "solvers", "grids", "grid",
-            "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params", "tols", "repeats"}
+            "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params", "tols", "repeats",
+            "shape", "fingerprint"}
+MODEL_SCHEDULE = "model"  # a cell's schedule name when it is the problem's own, not a registered default
 DEFAULT_TOLS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 ADAPTIVE_GRID = "adaptive"
 SUITE_KEYS = RUN_KEYS | {"name", "description", "run", "fit_last", "fit_min_nfe"}
@@ -171,21 +182,49 @@ def _get(run: dict[str, Any], name: str) -> Any:
     return run[name]
 
 
+def schedule_name(problem: Problem) -> str:
+    """The registered name of a problem's own schedule when it is a default one (e.g. 'linear'), else 'model'."""
+    own = problem.default_schedule()
+    return next((k for k, make in SCHEDULES.items() if _default_equal(make, own)), MODEL_SCHEDULE)
+
+
+def _default_equal(make: Any, schedule: Any) -> bool:
+    try:
+        return make() == schedule
+    except Exception:  # noqa: BLE001 — a schedule class without defaults matches nothing
+        return False
+
+
+def _problems(run: dict[str, Any]) -> list[tuple[str, Problem]]:
+    """(label, problem) for each entry: a spec string (its own label) or a Problem / Model object."""
+    shape = run.get("shape")
+    if shape is not None and (not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape)):
+        raise DiffsolveError(f"shape must be a list of positive integers such as [3, 32, 32], got {shape!r}")
+    fp = run.get("fingerprint")
+    out = []
+    for p in _list(_get(run, "problems"), "problem"):
+        prob = problems_mod.resolve(p, shape=shape, fingerprint=None if fp is None else str(fp))
+        out.append((p if isinstance(p, str) else prob.name or "model", prob))
+    return out
+
+
+def _cell_fingerprint(problem_fp: str, grid: grids_mod.GridSpec) -> str:
+    extra = grid.fingerprint()
+    return problem_fp if not extra else hashlib.sha256(f"{problem_fp}|{extra}".encode()).hexdigest()[:32]
+
+
 def expand_run(run: dict[str, Any]) -> list[Cell]:
     """All cells of one run (defaults already merged in), every name checked against its registry."""
     _check_keys(run, RUN_KEYS)
     run = _plural(run)
-    probs = [str(p) for p in _list(_get(run, "problems"), "problem")]
-    for p in probs:
-        _check_name("problem", p, problems_mod.PROBLEMS)
-    schedule = str(run.get("schedule", "linear"))
-    _check_name("schedule", schedule, SCHEDULES)
+    probs = _problems(run)
+    schedule_given = run.get("schedule")
+    if schedule_given is not None:
+        _check_name("schedule", str(schedule_given), SCHEDULES)
     solvers = [parse_solver(s) for s in _list(_get(run, "solvers"), "solver")]
     for name, options in solvers:
         get_solver(name).check_options(options)  # unknown names and invalid values fail here, before any cell
-    grids = [str(g) for g in _list(_get(run, "grids"), "grid")]
-    for g in grids:
-        _check_name("grid", g, GRIDS)
+    grids = [grids_mod.parse(str(g)) for g in _list(_get(run, "grids"), "grid")]
     variables = [str(v) for v in _list(_get(run, "variables"), "variable")]
     for v in variables:
         _check_name("integration variable", v, VARIABLES)
@@ -193,18 +232,21 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     _check_name("dtype", dtype, DTYPES)
     nfes = [_int(x, "every nfe", 1) for x in _list(_get(run, "nfe"), "nfe")]
     seeds = [_int(x, "every seed", 0) for x in _list(run.get("seeds", [0]), "seeds")]
-    n = _int(run.get("n", 256), "n (samples per cell)", 2)
     params = run.get("params", {})
     if not isinstance(params, dict):
         raise DiffsolveError(f"a run's 'params' must be a table of kind-specific settings, got {params!r}")
     tol_fix = "tolerances are finite numbers in (0, 1), e.g. 1e-6"
-    extra = {"dtype": dtype, "ref_tol": positive_float(run.get("ref_tol", 1e-10), "ref_tol", tol_fix, below=1),
-             "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params,
-             "repeats": _int(run.get("repeats", 1), "repeats", 1)}
     tols = [positive_float(x, "every tol in 'tols'", tol_fix, below=1)
             for x in _list(run.get("tols", DEFAULT_TOLS), "tols")]
     cells = []
-    for p in probs:
+    for p, prob in probs:
+        fp = problems_mod.adopt(prob, p)
+        schedule = str(schedule_given) if schedule_given is not None else schedule_name(prob)
+        n = _int(run.get("n", prob.default_n), "n (samples per cell)", 2)
+        ref_tol = positive_float(run.get("ref_tol", prob.default_ref_tol), "ref_tol", tol_fix, below=1)
+        extra = {"dtype": dtype, "ref_tol": ref_tol,
+                 "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params,
+                 "repeats": _int(run.get("repeats", 1), "repeats", 1)}
         for seed in seeds:
             for name, options in solvers:
                 solver = get_solver(name)
@@ -217,13 +259,18 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
                             f"adaptive solver {name!r} takes its tolerances from the 'tols' list "
                             f"(rtol = atol = tol), not from its options {options!r}"
                         )
-                    cells += [Cell(p, schedule, name, ADAPTIVE_GRID, v, 0, seed, n, options, kind, **extra, tol=tol)
-                              for v in vs for tol in tols]
+                    cells += [Cell(p, schedule, name, ADAPTIVE_GRID, v, 0, seed, n, options, kind, **extra, tol=tol,
+                                   fingerprint=fp) for v in vs for tol in tols]
                     continue
                 for g in grids:
+                    cfp = _cell_fingerprint(fp, g)
+                    steps = g.steps
+                    # a grid with its own times: one cell, at the NFE those steps cost
+                    budgets = nfes if steps is None else [solver.nfe_for(steps) or steps]
                     for v in vs:
-                        for nfe in nfes:
-                            cells.append(Cell(p, schedule, name, g, v, nfe, seed, n, options, kind, **extra))
+                        for nfe in budgets:
+                            cells.append(Cell(p, schedule, name, g.text, v, nfe, seed, n, options, kind, **extra,
+                                              fingerprint=cfp))
     return cells
 
 

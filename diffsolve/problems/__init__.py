@@ -1,19 +1,34 @@
-"""Benchmark problems by name: `get("gmm-64")`, `PROBLEMS`, `register(name, factory)`.
+"""Benchmark problems by name or by reference: `get("gmm-64")`, `resolve("pkg.mod:attr")`, `register(name, factory)`.
 
-Factories are called once, on first use, so registering an expensive problem (a trained network)
+A problem spec is a registered name (`PROBLEMS`), `pkg.module:attr`, `path/to/file.py:attr` or the path of
+a checkpoint written by `diffsolve train`. `attr` (dots allowed) is a Problem, a diffsolve Model (wrapped
+in a UserProblem: x_T from the prior, reference by an adaptive float64 solve) or a zero-argument
+callable returning either. Factories are called once, on first use, so registering an expensive problem
 costs nothing until it is asked for.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
 
 from ..errors import DiffsolveError, unknown_name
+from ..models import Model
 from .base import Problem
 from .gmm import GaussianMixture
 
 PROBLEMS: dict[str, Callable[[], Problem]] = {}
 _BUILT: dict[str, Problem] = {}
+_RESOLVED: dict[tuple[Any, ...], Problem] = {}
+_LIVE: dict[tuple[str, str], Problem] = {}  # (label, fingerprint) → problem, for the cells of this process
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+SPEC_HELP = ("a registered name, pkg.module:attr, path/to/file.py:attr or a checkpoint written by "
+             "`diffsolve train` (attr: a Problem, a diffsolve Model, or a zero-argument function returning one)")
 
 
 def register(name: str, factory: Callable[[], Problem]) -> None:
@@ -34,6 +49,96 @@ def get(name: str | Problem) -> Problem:
     return _BUILT[name]
 
 
+def _load_attr(spec: str) -> Any:
+    """The object named by 'pkg.module:attr' or 'path/to/file.py:attr'."""
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise DiffsolveError(f"problem {spec!r} must read MODULE:ATTR or FILE.py:ATTR, e.g. 'mybench:problem'")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        path = Path(target).resolve()
+        if not path.is_file():
+            raise DiffsolveError(f"problem {spec!r}: no file {target!r}; give an existing .py file, "
+                                 f"e.g. ./mybench.py:model")
+        name = "diffsolve_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        loader = importlib.util.spec_from_file_location(name, path)
+        assert loader is not None and loader.loader is not None
+        module = importlib.util.module_from_spec(loader)
+        sys.modules[name] = module
+        loader.loader.exec_module(module)
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as e:
+            raise DiffsolveError(f"problem {spec!r}: cannot import module {target!r} ({e}); put it on PYTHONPATH "
+                                 f"or give a file path, e.g. ./{target.replace('.', '/')}.py:{attr}") from None
+    value: Any = module
+    for part in attr.split("."):
+        if not hasattr(value, part):
+            raise DiffsolveError(f"problem {spec!r}: {target!r} has no attribute {attr!r}; "
+                                 f"name a Problem, a diffsolve Model or a function returning one")
+        value = getattr(value, part)
+    return value
+
+
+def as_problem(value: Any, *, name: str = "model", shape: Sequence[int] | None = None,
+               fingerprint: str | None = None) -> Problem:
+    """A Problem from a Problem, a diffsolve Model (wrapped in a UserProblem) or a zero-argument factory."""
+    from .user import UserProblem
+
+    if isinstance(value, Problem):
+        return value
+    if isinstance(value, Model):
+        return UserProblem(value, shape=shape, name=name, fingerprint=fingerprint)
+    if callable(value):
+        made = value()
+        if isinstance(made, (Problem, Model)):
+            return as_problem(made, name=name, shape=shape, fingerprint=fingerprint)
+        raise DiffsolveError(f"problem {name!r}: the factory returned a {type(made).__name__}; it must return "
+                             f"a Problem or a diffsolve Model")
+    raise DiffsolveError(f"problem {name!r} is a {type(value).__name__}; expected {SPEC_HELP}")
+
+
+def resolve(spec: str | Problem | Model, *, shape: Sequence[int] | None = None,
+            fingerprint: str | None = None) -> Problem:
+    """The Problem a spec names (see the module doc); references are loaded once per process and file version."""
+    if not isinstance(spec, str):
+        return as_problem(spec, name=getattr(spec, "name", "") or "model", shape=shape, fingerprint=fingerprint)
+    if spec in PROBLEMS:
+        return get(spec)
+    path = Path(spec.rpartition(":")[0] if ":" in spec and not Path(spec).is_file() else spec)
+    stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
+    key = (spec, tuple(shape) if shape else None, fingerprint, stamp)
+    if key not in _RESOLVED:
+        if ":" not in spec and (spec.endswith(CHECKPOINT_SUFFIXES) or path.is_file()):
+            from .trained import TrainedProblem
+
+            _RESOLVED[key] = TrainedProblem(spec)
+        elif ":" in spec:
+            _RESOLVED[key] = as_problem(_load_attr(spec), name=spec, shape=shape, fingerprint=fingerprint)
+            _RESOLVED[key].name = spec
+        else:
+            raise DiffsolveError(unknown_name("problem", spec, list(PROBLEMS)) + f"; or give {SPEC_HELP}")
+    return _RESOLVED[key]
+
+
+def adopt(problem: Problem, label: str) -> str:
+    """Remember `problem` under (label, its fingerprint) for `lookup`; returns the fingerprint."""
+    fp = problem.fingerprint()
+    _LIVE[(label, fp)] = problem
+    return fp
+
+
+def lookup(label: str, fingerprint: str = "") -> Problem:
+    """The problem of a cell: the one adopted under (label, fingerprint), else `resolve(label)`."""
+    if (label, fingerprint) in _LIVE:
+        return _LIVE[(label, fingerprint)]
+    prob = resolve(label)
+    if fingerprint and prob.fingerprint() != fingerprint:
+        raise DiffsolveError(f"problem {label!r} has changed since its cells were made (fingerprint "
+                             f"{prob.fingerprint()} ≠ {fingerprint}); expand the suite again")
+    return prob
+
+
 register("gmm-2d", lambda: GaussianMixture.random(
     dim=2, components=6, seed=2, mean_scale=1.0, std_range=(0.05, 0.3), name="gmm-2d",
     description="6-component 2-d Gaussian mixture, stds 0.05-0.3 (for pictures of samples and paths)",
@@ -45,8 +150,10 @@ register("gmm-64", lambda: GaussianMixture.random(
 ))
 
 from .trained import TrainedProblem  # noqa: E402  (trained networks: loaded on first use)
+from .user import UserProblem  # noqa: E402
 
 register("toy-2d", lambda: TrainedProblem.pretrained("toy-2d"))
 register("digits-8x8", lambda: TrainedProblem.pretrained("digits-8x8"))
 
-__all__ = ["PROBLEMS", "GaussianMixture", "Problem", "get", "register"]
+__all__ = ["PROBLEMS", "GaussianMixture", "Problem", "TrainedProblem", "UserProblem", "adopt", "as_problem", "get",
+           "lookup", "register", "resolve"]

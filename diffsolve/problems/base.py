@@ -8,17 +8,72 @@ every marginal p_t, which the benchmark uses for the sliced Wasserstein distance
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..dynamics import ode
-from ..errors import DiffsolveError
-from ..models import Model
+from ..errors import DiffsolveError, ScheduleError
+from ..models import FiniteChecks, Model
+from ..points import Point
 from ..schedules import Schedule, VPLinear
 
 F64 = torch.float64
+
+
+class Unhashable(DiffsolveError):
+    """A value whose numbers cannot be hashed (e.g. a plain function): the caller must name a fingerprint."""
+
+
+def _feed(h: Any, value: Any, where: str) -> None:
+    """Feed a canonical byte form of `value` into hash h: tensors by dtype, shape and bytes; modules by
+    class and state_dict; schedules by config; diffsolve Models by class, options, schedule and network."""
+    if isinstance(value, Tensor):
+        t = value.detach().cpu().contiguous().reshape(-1)
+        h.update(f"T{t.dtype}{tuple(value.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, nn.Module):
+        h.update(f"M{type(value).__module__}.{type(value).__qualname__}".encode())
+        _feed(h, dict(value.state_dict()), where)
+    elif isinstance(value, Schedule):
+        h.update(json.dumps(value.to_config(), sort_keys=True).encode())
+    elif isinstance(value, Model):
+        h.update(f"D{type(value).__qualname__}|{value.coords}|{value.prediction}".encode())
+        if value.time_input_fn is not None:
+            raise Unhashable(f"{where}.time_input (a function)")
+        for k in ("schedule", "net", "model_kwargs"):
+            _feed(h, getattr(value, k), f"{where}.{k}")
+        if hasattr(value, "inner"):  # classifier-free guidance: its scale and inner model
+            _feed(h, [value.scale, value.inner], f"{where}.inner")
+    elif isinstance(value, dict):
+        h.update(b"{")
+        for k in sorted(value, key=str):
+            h.update(f"{k!s}:".encode())
+            _feed(h, value[k], f"{where}[{k!r}]")
+        h.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        h.update(b"[")
+        for i, v in enumerate(value):
+            _feed(h, v, f"{where}[{i}]")
+        h.update(b"]")
+    elif value is None or isinstance(value, (bool, int, float, str, torch.dtype)):
+        h.update(f"{type(value).__name__}:{value!r};".encode())
+    else:
+        raise Unhashable(f"{where} (a {type(value).__name__})")
+
+
+def state_hash(value: Any, where: str = "value") -> str:
+    """sha256 (32 hex digits) of what fixes a value's numbers: tensors, module weights, schedule configs,
+    plain data. Raises Unhashable naming the part that cannot be hashed (e.g. a plain function)."""
+    h = hashlib.sha256()
+    _feed(h, value, where)
+    return h.hexdigest()[:32]
 
 
 def generator(seed: int, stream: int) -> torch.Generator:
@@ -43,11 +98,25 @@ class Problem(ABC):
     dim: int = 0
     description: str = ""
     has_exact_samples: bool = False
+    default_ref_tol: float = 1e-10  # rtol = atol of the float64 reference solve
+    default_n: int = 256  # samples per cell when a suite gives none
 
     def fingerprint(self) -> str:
-        """Identifies what the problem computes, for on-disk caches of its references; override it
-        (e.g. with a checkpoint's hash) when the name alone does not fix the model."""
-        return f"{type(self).__name__}:{self.name}"
+        """A hash of what fixes this problem's numbers (stored cells and cached references are keyed by it).
+
+        The default hashes the class and every public attribute but the name and description (tensors
+        by value, networks by weights, schedules by config); override it when an attribute cannot be
+        hashed (a plain function) or when the numbers depend on something else.
+        """
+        params = {k: v for k, v in vars(self).items() if not k.startswith("_") and k not in ("name", "description")}
+        try:
+            return f"{type(self).__qualname__}:{state_hash(params, type(self).__qualname__)}"
+        except Unhashable as e:
+            raise DiffsolveError(
+                f"problem {self.name or type(self).__qualname__!r} cannot be fingerprinted: {e} cannot be hashed; "
+                f"override {type(self).__qualname__}.fingerprint() to return a string that changes whenever "
+                f"its numbers do"
+            ) from None
 
     def default_schedule(self) -> Schedule:
         """The schedule used when none is given (continuous linear VP)."""
@@ -67,11 +136,13 @@ class Problem(ABC):
     def reference(
         self, x_T: Tensor, schedule: Schedule | None = None, t_start: float | None = None,
         t_end: float | None = None, rtol: float = 1e-10, atol: float = 1e-10,
+        on_eval: Callable[[Point], None] | None = None,
     ) -> Tensor:
         """x(t_end) of the sampling ODE from x_T, by a float64 dopri8 solve of the model itself in λ.
 
         Generic fallback for problems without a closed-form denoiser (trained networks); its own
-        error is estimated by `reference_error`.
+        error is estimated by `reference_error`. on_eval(point) is called at every network call
+        (a progress bar); closed-form references may ignore it.
         """
         from ..grids import custom
         from ..solve import solve
@@ -79,6 +150,8 @@ class Problem(ABC):
         schedule = schedule or self.default_schedule()
         t0, t1 = time_range(schedule, t_start, t_end)
         model = self.model(schedule, dtype=F64)
+        if on_eval is not None:
+            model = Watched(model, on_eval)
         sol = solve(ode(model, "lambda"), x_T.to(F64), custom(schedule, [t0, t1]), "dopri8", rtol=rtol, atol=atol)
         return sol.x
 
@@ -102,3 +175,58 @@ class Problem(ABC):
 
     def __repr__(self) -> str:
         return f"<problem {self.name}: dim {self.dim}>"
+
+
+class Watched(Model):
+    """A model that calls on_eval(point) before each evaluation of the model it wraps (progress bars)."""
+
+    def __init__(self, model: Model, on_eval: Callable[[Point], None]):
+        super().__init__(model.net, model.schedule, coords=model.coords, time_input=model.time_input_fn,
+                         check_finite=model.check_finite)
+        self.inner, self.on_eval, self.prediction = model, on_eval, model.prediction
+
+    def _counted(self, view: Callable[[Tensor, Point], Tensor], x: Tensor, p: Point) -> Tensor:
+        self.on_eval(p)
+        before = self.inner.nfe
+        out = view(x, p)
+        self.nfe += self.inner.nfe - before
+        return out
+
+    def eps_at(self, x: Tensor, p: Point) -> Tensor:
+        return self._counted(self.inner.eps_at, x, p)
+
+    def x0_at(self, x: Tensor, p: Point) -> Tensor:
+        return self._counted(self.inner.x0_at, x, p)
+
+    def raise_if_not_finite(self) -> None:
+        self.inner.raise_if_not_finite()
+
+
+def retimed(model: Model, schedule: Schedule, what: str) -> Model:
+    """`model` (trained on its own VP schedule S₀) on another VP schedule S: the network is fed the S₀ time
+    with the same log-SNR, t₀(λ_S(t)) — exact for a VP model, whose p_t depends on t only through λ."""
+    own = model.schedule
+    if schedule == own:
+        return model
+    lo, hi = own.lambda_min, own.lambda_max
+    if schedule.lambda_min < lo - 1e-9 or schedule.lambda_max > hi + 1e-9:
+        raise ScheduleError(
+            f"{schedule!r} spans log-SNR λ ∈ [{schedule.lambda_min:.4g}, {schedule.lambda_max:.4g}] but "
+            f"{what} was trained on λ ∈ [{lo:.4g}, {hi:.4g}]; narrow its t range or use the default"
+        )
+    inner = model.time_input_fn
+
+    def own_time(t: Tensor) -> Tensor:
+        t0 = own.t_from_lambda(schedule.lam(t))
+        return inner(t0) if inner is not None else own.model_time(t0)
+
+    return copy_model(model, schedule=schedule, time_input_fn=own_time)
+
+
+def copy_model(model: Model, **changes: Any) -> Model:
+    """A shallow copy of a diffsolve Model with some attributes replaced and a fresh NFE counter."""
+    new = copy.copy(model)
+    for k, v in changes.items():
+        setattr(new, k, v)
+    new.nfe, new.finite_checks, new.graph_cache = 0, FiniteChecks(), None
+    return new

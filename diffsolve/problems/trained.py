@@ -1,58 +1,86 @@
-"""Benchmark problems of the shipped trained networks: `toy-2d` (MLP, ring of 8 Gaussians) and
-`digits-8x8` (tiny UNet, sklearn digits), both trained on the linear VP schedule.
+"""Benchmark problems of networks trained by `diffsolve train`: the shipped `toy-2d` (MLP, ring of 8
+Gaussians) and `digits-8x8` (tiny UNet, sklearn digits), or any checkpoint file that command wrote.
 
 States are flat (n, dim) VP-coordinate tensors; the network sees them reshaped to its own shape.
 The reference is the generic float64 dopri8 solve of the network's own ODE (Problem.reference);
-its error is estimated by re-solving at tighter tolerances (Problem.reference_error).
+its error is estimated by re-solving at a tighter tolerance (Problem.reference_error).
 For another VP schedule S the network is fed the training time with the same log-SNR,
 t_train(λ_S(t)), which is exact for a VP model (p_t depends on t only through λ).
+The fingerprint hashes the checkpoint's weights, architecture, config and schedule.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from .. import nets
-from ..errors import ScheduleError
+from ..errors import DiffsolveError
 from ..models import EpsModel, Model
 from ..schedules import Schedule
-from .base import F64, Problem, generator, time_range
+from .base import F64, Problem, generator, retimed, state_hash, time_range
 
 _STREAM_X_T = 0
+TASK_SHAPES = {"toy-2d": (2,), "digits-8x8": (1, 8, 8)}
+DESCRIPTIONS = {"toy-2d": "MLP eps-network trained on a ring of 8 Gaussians (radius 1.5, std 0.15)",
+                "digits-8x8": "tiny UNet eps-network trained on sklearn's 8x8 digits (scaled to [-1, 1])"}
 
 
 class FlatNet(nn.Module):
     """net(x, t) on flat (B, dim) states for a network of event shape `shape`."""
 
-    def __init__(self, net: nn.Module, shape: tuple[int, ...]):
+    def __init__(self, net: Any, shape: tuple[int, ...]):
         super().__init__()
         self.net, self.shape = net, shape
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        return self.net(x.reshape(x.shape[0], *self.shape), t).reshape(x.shape[0], -1)
+    def forward(self, x: Tensor, t: Tensor, **kwargs: Any) -> Tensor:
+        return self.net(x.reshape(x.shape[0], *self.shape), t, **kwargs).reshape(x.shape[0], -1)
 
 
 class TrainedProblem(Problem):
-    """A shipped checkpoint as a benchmark problem."""
+    """A checkpoint written by `diffsolve train` (shipped or the user's) as a benchmark problem."""
 
-    def __init__(self, name: str, shape: tuple[int, ...], description: str, exact_samples: bool):
-        self.name, self.shape, self.description = name, shape, description
-        self.dim = int(torch.tensor(shape).prod())
-        self.has_exact_samples = exact_samples
+    def __init__(self, path: str | Path, name: str | None = None):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DiffsolveError(f"no checkpoint file {str(path)!r}; give a path written by `diffsolve train`")
+        try:
+            ckpt = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as e:  # noqa: BLE001 — any unreadable file gets the same clear message
+            raise DiffsolveError(f"{str(path)!r} is not a checkpoint written by `diffsolve train`: {e}") from None
+        if not isinstance(ckpt, dict) or not {"arch", "config", "schedule", "state_dict"} <= set(ckpt):
+            raise DiffsolveError(f"{str(path)!r} is not a checkpoint written by `diffsolve train` (it needs the keys "
+                                 f"arch, config, schedule and state_dict); wrap other networks in a diffsolve Model")
+        self.task = str(ckpt.get("name", ""))
+        if self.task not in TASK_SHAPES:
+            raise DiffsolveError(f"checkpoint {str(path)!r} was trained on task {self.task!r}; "
+                                 f"known tasks: {', '.join(TASK_SHAPES)}")
+        self.name = name or str(path)
+        self.shape = TASK_SHAPES[self.task]
+        self.description = DESCRIPTIONS[self.task] + ("" if name in TASK_SHAPES else f" ({path})")
+        self.dim = int(torch.tensor(self.shape).prod())
+        self.has_exact_samples = self.task == "toy-2d"
+        if self.task == "digits-8x8":  # a UNet in the loop: fewer samples and a looser reference
+            self.default_n, self.default_ref_tol = 32, 1e-6
+        self._fingerprint = "TrainedProblem:" + state_hash(
+            {k: ckpt[k] for k in ("arch", "config", "schedule", "state_dict")} | {"prediction": ckpt.get("prediction")},
+            "checkpoint")
         self._models: dict[torch.dtype, EpsModel] = {}
 
     @classmethod
     def pretrained(cls, name: str) -> TrainedProblem:
-        if name == "toy-2d":
-            return cls(name, (2,), "MLP eps-network trained on a ring of 8 Gaussians (radius 1.5, std 0.15)",
-                       exact_samples=True)
-        return cls(name, (1, 8, 8), "tiny UNet eps-network trained on sklearn's 8x8 digits (scaled to [-1, 1])",
-                   exact_samples=False)
+        """A shipped checkpoint by name (toy-2d, digits-8x8)."""
+        return cls(nets.checkpoint_path(name), name=name)
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
 
     def _trained(self, dtype: torch.dtype) -> EpsModel:
         if dtype not in self._models:
-            self._models[dtype] = nets.load_pretrained(self.name, dtype=dtype)
+            self._models[dtype] = nets.load_checkpoint(self.path, dtype=dtype)[0]
         return self._models[dtype]
 
     def default_schedule(self) -> Schedule:
@@ -60,25 +88,12 @@ class TrainedProblem(Problem):
 
     def model(self, schedule: Schedule | None = None, dtype: torch.dtype = F64) -> Model:
         trained = self._trained(dtype)
-        train_sched = trained.schedule
-        net = FlatNet(trained.net, self.shape)
-        if schedule is None or schedule == train_sched:
-            return EpsModel(net, train_sched)
-        lo, hi = train_sched.lambda_min, train_sched.lambda_max
-        if schedule.lambda_min < lo - 1e-9 or schedule.lambda_max > hi + 1e-9:
-            raise ScheduleError(
-                f"{schedule!r} spans log-SNR λ ∈ [{schedule.lambda_min:.4g}, {schedule.lambda_max:.4g}] but "
-                f"{self.name} was trained on λ ∈ [{lo:.4g}, {hi:.4g}]; narrow its t range or use the default"
-            )
-
-        def to_train_time(t: Tensor) -> Tensor:
-            return train_sched.t_from_lambda(schedule.lam(t))
-
-        return EpsModel(net, schedule, time_input=to_train_time)
+        flat = EpsModel(FlatNet(trained.net, self.shape), trained.schedule)
+        return flat if schedule is None else retimed(flat, schedule, self.name)
 
     def _data(self, n: int, g: torch.Generator) -> Tensor:
         """n data points (float64, flat): the ring's law, or dequantized training digits."""
-        if self.name == "toy-2d":
+        if self.task == "toy-2d":
             return nets.toy_2d(n, int(torch.randint(2**62, (1,), generator=g))).to(F64)
         levels = nets.digits_levels("train")
         idx = torch.randint(levels.shape[0], (n,), generator=g)
