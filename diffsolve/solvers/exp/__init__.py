@@ -4,4 +4,4 @@ Importing this package registers them: ddim, dpm2, dpm3, dpmpp2s, dpm2m, dpm3m, 
 deis, unipc, dpm_adaptive.
 """
 
-from . import adaptive, ddim, multistep, singlestep, unipc  # noqa: F401  (importing registers the solvers)
+from . import ddim, dpm_adaptive, multistep, singlestep, unipc  # noqa: F401  (importing registers the solvers)
