@@ -134,3 +134,23 @@ def test_sample_and_ode_default_to_the_same_variable():
     for bad in (True, 0, -3, 2.5):
         with pytest.raises(ds.DiffsolveError, match="positive integer"):
             ds.sample(model, x, solver="heun", nfe=bad)
+
+
+def test_equal_grids_share_one_compiled_plan_and_unequal_ones_do_not():
+    """The coefficient cache is keyed by value: a fresh grid with the same times reuses the plan, another grid
+    or another solver with the same name does not."""
+    from diffsolve.solvers.cache import PLANS
+
+    schedule, model, x = _setup()
+    dyn = ds.ode(model, "lambda")
+    PLANS.clear()
+    first = ds.solve(dyn, x, grids.logsnr(schedule, 9), "dpmpp3m").x
+    size = len(PLANS)
+    again = ds.solve(dyn, x, grids.logsnr(schedule, 9), "dpmpp3m").x  # a new Grid object, equal values
+    assert len(PLANS) == size and torch.equal(first, again)
+    ds.solve(dyn, x, grids.logsnr(schedule, 10), "dpmpp3m")
+    ds.solve(dyn, x, grids.logsnr(schedule, 9), DPMMultistep("dpmpp3m", 2, "data"))  # same name, other order
+    assert len(PLANS) == size + 2
+    heun = ds.solve(ds.ode(model, "sigma"), x, grids.logsnr(schedule, 9), "heun").x
+    assert torch.equal(heun, ds.solve(ds.ode(model, "sigma"), x, grids.logsnr(schedule, 9), "heun").x)
+    assert len(PLANS) == size + 3

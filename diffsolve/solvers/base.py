@@ -131,14 +131,22 @@ class Solver(ABC):
         """Return x at grid.t[-1] and, when record is set, x at every grid time after the first."""
 
     def identity(self) -> tuple:
-        """What determines this solver's numbers: its class and its attributes (compared by value)."""
-        return (type(self), tuple(sorted((k, freeze(v)) for k, v in vars(self).items())))
+        """What determines this solver's numbers: its class and its attributes (compared by value).
+
+        Solvers do not change after construction, so the tuple is built once (cache keys hash it every call)."""
+        cached = self.__dict__.get("_identity")
+        if cached is None:
+            attrs = tuple(sorted((k, freeze(v)) for k, v in vars(self).items() if k != "_identity"))
+            cached = (type(self), attrs, hash((type(self), attrs)))
+            self.__dict__["_identity"] = cached
+        return cached[:2]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Solver) and self.identity() == other.identity()
+        return isinstance(other, Solver) and (self is other or self.identity() == other.identity())
 
     def __hash__(self) -> int:
-        return hash(self.identity())
+        self.identity()
+        return self.__dict__["_identity"][2]
 
     def __repr__(self) -> str:
         return f"<solver {self.name}: order {self.order}>"

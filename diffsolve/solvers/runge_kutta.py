@@ -13,6 +13,7 @@ from ..dynamics import Dynamics
 from ..grids import Grid
 from ..points import make_points
 from .base import Solver, node_points, register
+from .cache import shared, time_values
 
 
 @dataclass(frozen=True)
@@ -74,8 +75,8 @@ class ExplicitRK(Solver):
         self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool, **options: Any
     ) -> tuple[Tensor, list[Tensor]]:
         tab, n = self.tableau, grid.steps
-        stage_points, ha, hb = grid.memo(
-            ("rk", dynamics.variable, tab), lambda: self._coefficients(dynamics, grid)
+        stage_points, ha, hb = shared(
+            grid, ("rk", dynamics.variable, tab), time_values(grid), lambda: self._coefficients(dynamics, grid)
         )
         nodes = node_points(dynamics, grid)
 
