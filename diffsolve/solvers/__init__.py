@@ -5,5 +5,10 @@ from . import runge_kutta, sde, sde_exponential, torchdiffeq_ode  # noqa: F401  
 from .base import SOLVERS, Solver, get_solver, register
 from .runge_kutta import ButcherTableau, ExplicitRK
 
-__all__ = ["SOLVERS", "Solver", "get_solver", "register", "ButcherTableau", "ExplicitRK"]
+__all__ = ["SOLVERS", "Solver", "get_solver", "register", "describe", "ButcherTableau", "ExplicitRK"]
 from . import exp  # noqa: F401,E402  (exponential integrators: ddim, dpm*, dpmpp*, deis, unipc)
+
+
+def describe(names: list[str] | None = None) -> str:
+    """Every registered solver (or those named) with its family, order, what it integrates and its options."""
+    return "\n".join(get_solver(n).describe() for n in (names if names is not None else SOLVERS))
