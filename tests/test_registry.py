@@ -134,6 +134,12 @@ def test_sample_and_ode_default_to_the_same_variable():
     for bad in (True, 0, -3, 2.5):
         with pytest.raises(ds.DiffsolveError, match="positive integer"):
             ds.sample(model, x, solver="heun", nfe=bad)
+    with pytest.raises(ds.GridError, match=r"GiB for the grid.*use at most"):
+        ds.sample(model, x, solver="heun", nfe=10**12)
+    with pytest.raises(ds.SolverError, match="is adaptive: give it tolerances"):
+        ds.sample(model, x, solver="dopri5", nfe=10)
+    with pytest.raises(ds.SolverError, match="steps on the grid, but its evaluations per step are not fixed"):
+        ds.sample(model, x, solver="torchdiffeq_explicit_adams", nfe=10)
 
 
 def test_equal_grids_share_one_compiled_plan_and_unequal_ones_do_not():

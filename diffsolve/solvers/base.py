@@ -65,8 +65,13 @@ class Solver(ABC):
         if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
             raise SolverError(f"an NFE budget must be a positive integer, got {nfe!r}; pass e.g. nfe=20")
         per_step = self.nfe_for(1)
-        if per_step is None:
+        if per_step is None and self.adaptive:
             raise SolverError(f"solver {self.name!r} is adaptive: give it tolerances, not an NFE budget")
+        if per_step is None:
+            raise SolverError(
+                f"solver {self.name!r} steps on the grid, but its evaluations per step are not fixed in advance, so "
+                f"no step count is known to spend nfe={nfe}; give it steps= instead"
+            )
         steps = nfe // max(per_step, 1)
         if steps < self.min_steps:
             raise SolverError(
