@@ -133,7 +133,8 @@ class ExpSolver(Solver):
         self, fn: Prediction, dynamics: Dynamics, x: Tensor, grid: Grid, form: str, record: bool,
         options: dict[str, Any],
     ) -> tuple[Tensor, list[Tensor]]:
-        """Fixed-step methods: the plan (cached on the grid) run by the one step loop."""
+        """Fixed-step methods: the plan (built once per solver, options and grid value: solvers/cache.py) run by
+        the one step loop."""
         noise_source = self.noise_source(dynamics, grid, x, options)  # pops the noise options (ddim)
         to_zero = options.get("to_zero", False)
         # keyed by the solver object (compared by value), every option that shapes the plan, and the grid's values
