@@ -27,7 +27,7 @@ from .errors import DiffsolveError, ModelError
 from .models import Model
 from .points import make_point
 from .schedules import as_f64
-from .solvers.adaptive import ADAPTIVE_METHODS
+from .solvers.torchdiffeq_ode import ADAPTIVE_METHODS
 
 DIVERGENCES = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")

@@ -121,6 +121,9 @@ def solve(
     return Solution(x=to_user(x_end, end), nfe=nfe, grid=grid, solver=method.name, trajectory=stacked, info=info)
 
 
+MAX_STEPS = 10**7  # sample()'s bound on a grid's steps: ~2 GB of Python-float points and coefficients
+
+
 def sample(
     model: Model,
     x: Tensor,
@@ -160,6 +163,11 @@ def sample(
         if steps is None:
             steps = method.steps_for(nfe)
             options = {**method.budget_options(nfe), **options}
+        if steps > MAX_STEPS:
+            raise GridError(
+                f"{steps} steps would need about {steps * 200 / 2**30:.3g} GiB for the grid's points and "
+                f"coefficients alone; use at most {MAX_STEPS} steps (raise diffsolve.solve.MAX_STEPS if you mean it)"
+            )
         g = grids_mod.build(grid, model.schedule, steps)
     dyn = dynamics_for(model, method, options, variable)
     sol = solve(dyn, x, g, method, **options)

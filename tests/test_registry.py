@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import diffsolve as ds
 from diffsolve import grids
+from diffsolve.solve import dynamics_for
 from diffsolve.solvers.exp.multistep import DPMMultistep
 from tests.gaussian import GaussianData
 
@@ -38,3 +40,123 @@ def test_solvers_compare_by_value():
     assert DPMMultistep("mine", 2, "data") != DPMMultistep("mine", 3, "data")
     assert DPMMultistep("mine", 2, "data") != DPMMultistep("mine", 2, "noise")
     assert ds.get_solver("dpmpp2m") == DPMMultistep("dpmpp2m", 2, "data")
+
+
+FAMILIES = {"runge-kutta", "torchdiffeq", "exponential", "sde-exponential", "torchsde"}
+
+
+def test_every_solver_declares_family_contract_and_a_valid_schema():
+    for name, solver in ds.SOLVERS.items():
+        assert solver.family in FAMILIES, name
+        assert solver.integrates.what and solver.integrates.fix, name
+        assert solver.stochastic == solver.integrates.stochastic
+        for option in solver.schema:
+            assert option.doc, (name, option.name)
+            assert option.valid(option.default), (name, option.name, option.default)  # the default passes its check
+        text = solver.describe()
+        assert all(o.name in text for o in solver.schema) and solver.family in text
+        solver.check_options({})  # no options is always valid
+
+
+def test_the_report_groups_by_family_not_by_module_path():
+    from diffsolve.bench.report import _family
+
+    assert _family("dpmpp2m") == "exponential" and _family("unipc[variant=bh1]") == "exponential"
+    assert _family("heun") == "generic" and _family("ddpm") == "generic" and _family("dopri5") == "generic"
+
+
+BAD_OPTIONS = [  # (solver, options, words the message must contain) — issue 15 §1 for solvers
+    ("ddim", {"eta": float("nan")}, "eta=nan is not valid; expected a finite number eta >= 0"),
+    ("ddim", {"eta": "abc"}, "eta='abc' is not valid"),
+    ("ddim", {"eta": True}, "eta=True is not valid"),
+    ("ddim", {"seed": "0"}, "seed='0' is not valid; expected a non-negative integer"),
+    ("dpmpp2m", {"threshold": float("inf")}, "threshold=inf is not valid"),
+    ("dopri5", {"rtol": -1.0, "atol": -1.0}, "rtol=-1.0 is not valid; expected a finite number rtol > 0"),
+    ("dopri5", {"rtol": 0.0}, "rtol=0.0 is not valid"),
+    ("dopri5", {"rtol": "1e-3"}, "rtol='1e-3' is not valid"),
+    ("dopri5", {"options": {"frist_step": 0.1}}, "unknown key(s): frist_step"),
+    ("torchdiffeq_rk4", {"options": {"step_t": [0.5]}}, "unknown key(s): step_t"),
+    ("dpm_adaptive", {"theta": 1.5}, "theta=1.5 is not valid"),
+    ("dpm_adaptive", {"max_trials": 2.5}, "max_trials=2.5 is not valid; expected an integer"),
+    ("unipc", {"corrector": "yes"}, "corrector='yes' is not valid; expected True or False"),
+    ("dpm3", {"pattern": [3, "2"]}, "pattern=[3, '2'] is not valid"),
+    ("sde_dpmpp2m", {"variant": "heun"}, "variant='heun' is not valid; expected one of 'midpoint', 'taylor'"),
+    ("sde_dpmpp2m", {"solver_type": "heun"}, "solver_type → variant"),
+    ("euler_maruyama", {"seed": -1}, "seed=-1 is not valid"),
+]
+
+
+def test_bad_option_values_raise_before_any_work():
+    schedule, model, x = _setup()
+    grid = grids.logsnr(schedule, 4)
+    for name, options, words in BAD_OPTIONS:
+        solver = ds.get_solver(name)
+        calls = model.nfe
+        with pytest.raises(ds.SolverError) as info:
+            ds.solve(dynamics_for(model, solver, {}), x, grid, name, **options)
+        assert words in str(info.value), (name, options, str(info.value))
+        assert "default" in str(info.value) or "renamed" in str(info.value) or "unknown key" in str(info.value)
+        assert model.nfe == calls  # nothing was evaluated
+
+
+def test_contract_errors_name_what_the_solver_integrates():
+    schedule, model, x = _setup()
+    grid = grids.logsnr(schedule, 4)
+    with pytest.raises(ds.SolverError, match=r"integrates the reverse VP-SDE of a model.*it has no model"):
+        ds.solve(ds.VPSDE(schedule), x, grids.time(schedule, 4, t_start=schedule.t_min, t_end=schedule.t_max), "ddpm")
+
+    class NotSemilinear(ds.Dynamics):
+        stochastic, additive_noise = True, True
+
+        def drift(self, y, p):
+            return -y
+
+        def diffusion(self, y, p):
+            return torch.ones_like(y)
+
+    with pytest.raises(ds.SolverError, match=r"does not declare the semi-linear diffusion form"):
+        ds.solve(NotSemilinear(schedule, model), x, grid, "sde_dpmpp2m", seed=0)
+    ds.solve(NotSemilinear(schedule, model), x, grid, "euler_maruyama", seed=0)  # any SDE: accepted
+    with pytest.raises(ds.SolverError, match=r"its variable is 't', not 'lambda'"):
+        ds.sample(model, x, solver="unipc", nfe=5, variable="t")
+    with pytest.raises(ds.SolverError, match="runs in t"):
+        ds.sample(model, x, solver="ddpm", nfe=5, variable="sigma")
+
+
+def test_sample_and_ode_default_to_the_same_variable():
+    schedule, model, x = _setup()
+    heun = ds.sample(model, x, solver="heun", steps=5)
+    assert torch.equal(heun.x, ds.solve(ds.ode(model), x, grids.logsnr(schedule, 5), "heun").x)
+    assert ds.ode(model).variable == "sigma"
+    # exponential integrators step in λ: sample() builds their ODE in λ
+    dpm = ds.sample(model, x, solver="dpmpp2m", steps=5)
+    assert torch.equal(dpm.x, ds.solve(ds.ode(model, "lambda"), x, grids.logsnr(schedule, 5), "dpmpp2m").x)
+    for bad in (True, 0, -3, 2.5):
+        with pytest.raises(ds.DiffsolveError, match="positive integer"):
+            ds.sample(model, x, solver="heun", nfe=bad)
+    with pytest.raises(ds.GridError, match=r"GiB for the grid.*use at most"):
+        ds.sample(model, x, solver="heun", nfe=10**12)
+    with pytest.raises(ds.SolverError, match="is adaptive: give it tolerances"):
+        ds.sample(model, x, solver="dopri5", nfe=10)
+    with pytest.raises(ds.SolverError, match="steps on the grid, but its evaluations per step are not fixed"):
+        ds.sample(model, x, solver="torchdiffeq_explicit_adams", nfe=10)
+
+
+def test_equal_grids_share_one_compiled_plan_and_unequal_ones_do_not():
+    """The coefficient cache is keyed by value: a fresh grid with the same times reuses the plan, another grid
+    or another solver with the same name does not."""
+    from diffsolve.solvers.cache import PLANS
+
+    schedule, model, x = _setup()
+    dyn = ds.ode(model, "lambda")
+    PLANS.clear()
+    first = ds.solve(dyn, x, grids.logsnr(schedule, 9), "dpmpp3m").x
+    size = len(PLANS)
+    again = ds.solve(dyn, x, grids.logsnr(schedule, 9), "dpmpp3m").x  # a new Grid object, equal values
+    assert len(PLANS) == size and torch.equal(first, again)
+    ds.solve(dyn, x, grids.logsnr(schedule, 10), "dpmpp3m")
+    ds.solve(dyn, x, grids.logsnr(schedule, 9), DPMMultistep("dpmpp3m", 2, "data"))  # same name, other order
+    assert len(PLANS) == size + 2
+    heun = ds.solve(ds.ode(model, "sigma"), x, grids.logsnr(schedule, 9), "heun").x
+    assert torch.equal(heun, ds.solve(ds.ode(model, "sigma"), x, grids.logsnr(schedule, 9), "heun").x)
+    assert len(PLANS) == size + 3

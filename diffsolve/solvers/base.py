@@ -65,8 +65,13 @@ class Solver(ABC):
         if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
             raise SolverError(f"an NFE budget must be a positive integer, got {nfe!r}; pass e.g. nfe=20")
         per_step = self.nfe_for(1)
-        if per_step is None:
+        if per_step is None and self.adaptive:
             raise SolverError(f"solver {self.name!r} is adaptive: give it tolerances, not an NFE budget")
+        if per_step is None:
+            raise SolverError(
+                f"solver {self.name!r} steps on the grid, but its evaluations per step are not fixed in advance, so "
+                f"no step count is known to spend nfe={nfe}; give it steps= instead"
+            )
         steps = nfe // max(per_step, 1)
         if steps < self.min_steps:
             raise SolverError(
@@ -131,14 +136,22 @@ class Solver(ABC):
         """Return x at grid.t[-1] and, when record is set, x at every grid time after the first."""
 
     def identity(self) -> tuple:
-        """What determines this solver's numbers: its class and its attributes (compared by value)."""
-        return (type(self), tuple(sorted((k, freeze(v)) for k, v in vars(self).items())))
+        """What determines this solver's numbers: its class and its attributes (compared by value).
+
+        Solvers do not change after construction, so the tuple is built once (cache keys hash it every call)."""
+        cached = self.__dict__.get("_identity")
+        if cached is None:
+            attrs = tuple(sorted((k, freeze(v)) for k, v in vars(self).items() if k != "_identity"))
+            cached = (type(self), attrs, hash((type(self), attrs)))
+            self.__dict__["_identity"] = cached
+        return cached[:2]
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Solver) and self.identity() == other.identity()
+        return isinstance(other, Solver) and (self is other or self.identity() == other.identity())
 
     def __hash__(self) -> int:
-        return hash(self.identity())
+        self.identity()
+        return self.__dict__["_identity"][2]
 
     def __repr__(self) -> str:
         return f"<solver {self.name}: order {self.order}>"

@@ -11,8 +11,9 @@ from torch import Tensor
 
 from ..dynamics import Dynamics
 from ..grids import Grid
-from ..points import make_points
+from ..points import Point, make_points
 from .base import Solver, node_points, register
+from .cache import shared, time_values
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,10 @@ class ExplicitRK(Solver):
     def nfe_for(self, steps: int) -> int:
         return self.tableau.stages * steps
 
-    def _coefficients(self, dynamics: Dynamics, grid: Grid) -> tuple[list, list, list]:
-        """Stage points and h·a, h·b for every step, in float64, once per (grid, variable)."""
-        tab, n = self.tableau, grid.steps
+    def _coefficients(self, dynamics: Dynamics, grid: Grid) -> list[list[tuple[Point, list[tuple[int, float]]]]]:
+        """For every step and stage: its point and the nonzero (l, h·a_jl); the last entry of a step holds the
+        nonzero (j, h·b_j) (point None). Float64, built once per (grid values, variable)."""
+        tab = self.tableau
         s = dynamics.variable_of(grid.t)
         h = torch.diff(s)
         # Stage times: grid nodes where c = 0 or 1 (no inverse-map round-off), t(s + c h) elsewhere.
@@ -64,34 +66,31 @@ class ExplicitRK(Solver):
         stage_t[:, c == 0] = grid.t[:-1, None]
         stage_t[:, c == 1] = grid.t[1:, None]
         flat = make_points(dynamics.schedule, stage_t.reshape(-1))
-        stage_points = [flat[i * tab.stages : (i + 1) * tab.stages] for i in range(n)]
-        hs = h.tolist()
-        ha = [[[a * hi for a in row] for row in tab.a] for hi in hs]
-        hb = [[b * hi for b in tab.b] for hi in hs]
-        return stage_points, ha, hb
+        steps = []
+        for i, hi in enumerate(h.tolist()):
+            stages = [(flat[i * tab.stages + j], [(k, a * hi) for k, a in enumerate(row) if a != 0.0])
+                      for j, row in enumerate(tab.a)]
+            steps.append(stages + [(None, [(j, b * hi) for j, b in enumerate(tab.b) if b != 0.0])])
+        return steps
 
     def integrate(
         self, dynamics: Dynamics, x: Tensor, grid: Grid, *, record: bool, **options: Any
     ) -> tuple[Tensor, list[Tensor]]:
-        tab, n = self.tableau, grid.steps
-        stage_points, ha, hb = grid.memo(
-            ("rk", dynamics.variable, tab), lambda: self._coefficients(dynamics, grid)
-        )
+        """y ← y + Σ_j h b_j k_j, k_j = f(y + Σ_l h a_jl k_l, s + c_j h): only the nonzero terms, prebuilt."""
+        plan = shared(grid, ("rk", dynamics.variable, self.tableau), time_values(grid),
+                      lambda: self._coefficients(dynamics, grid))
         nodes = node_points(dynamics, grid)
-
         y = dynamics.to_state(x, nodes[0])
         trajectory: list[Tensor] = []
-        for i in range(n):
+        for i, step in enumerate(plan):
             ks: list[Tensor] = []
-            for j, p in enumerate(stage_points[i]):
+            for p, terms in step[:-1]:
                 yj = y
-                for l_, coef in enumerate(ha[i][j]):
-                    if tab.a[j][l_] != 0.0:
-                        yj = yj.add(ks[l_], alpha=coef)
+                for l_, coef in terms:
+                    yj = yj.add(ks[l_], alpha=coef)
                 ks.append(dynamics.drift(yj, p))
-            for j, coef in enumerate(hb[i]):
-                if tab.b[j] != 0.0:
-                    y = y.add(ks[j], alpha=coef)
+            for j, coef in step[-1][1]:
+                y = y.add(ks[j], alpha=coef)
             if record:
                 trajectory.append(dynamics.from_state(y, nodes[i + 1]))
         return dynamics.from_state(y, nodes[-1]), trajectory

@@ -9,7 +9,7 @@ The loop (`run`) then only calls the model and combines tensors; adaptive DPM-So
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point
 from ..base import Solver, freeze, node_points
+from ..cache import node_values, shared
 from ..contract import EXPONENTIAL_ODE
 from ..options import FORM_DOC, THRESHOLD, Option
 from .coeffs import FORMS, ZERO, Combo, Node
@@ -62,6 +63,9 @@ class Plan:
     steps: list[StepPlan]
     keep: int  # model outputs to remember
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.noisy = any(step.noise_std > 0.0 for step in self.steps)  # whether the loop needs a noise source
 
 
 def nodes_of(points: list[Point], to_zero: bool) -> list[Node]:
@@ -129,17 +133,22 @@ class ExpSolver(Solver):
         self, fn: Prediction, dynamics: Dynamics, x: Tensor, grid: Grid, form: str, record: bool,
         options: dict[str, Any],
     ) -> tuple[Tensor, list[Tensor]]:
-        """Fixed-step methods: the plan (cached on the grid) run by the one step loop."""
+        """Fixed-step methods: the plan (built once per solver, options and grid value: solvers/cache.py) run by
+        the one step loop."""
         noise_source = self.noise_source(dynamics, grid, x, options)  # pops the noise options (ddim)
         to_zero = options.get("to_zero", False)
-        # keyed by the solver object (compared by value) and every option that shapes the plan
+        # keyed by the solver object (compared by value), every option that shapes the plan, and the grid's values
         key = ("exp-plan", self, form, freeze(options))
-        plan = grid.memo(key, lambda: self.plan(dynamics, grid, form, **options))
-        noise = noise_source if any(step.noise_std > 0.0 for step in plan.steps) else None
+        plan = shared(grid, key, self.plan_values(grid), lambda: self.plan(dynamics, grid, form, **options))
+        noise = noise_source if plan.noisy else None
         x_end, trajectory = run(fn, x, grid.points, plan, record, noise)
         if to_zero and dynamics.model.coords == "ve":
             x_end = x_end * grid.points[-1].alpha  # solve() maps back with 1/α(t_end): the user receives x̂0 itself
         return x_end, trajectory
+
+    def plan_values(self, grid: Grid) -> Hashable:
+        """What the plan depends on in the grid: its nodes' α, σ, λ (multistep methods)."""
+        return node_values(grid)
 
     def noise_source(
         self, dynamics: Dynamics, grid: Grid, x: Tensor, options: dict[str, Any]

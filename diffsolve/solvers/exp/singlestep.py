@@ -12,6 +12,7 @@ order k adds a local error O(h^{k+1}) (so [3,…,3,2,1] and [3,…,3,1] are seco
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point, make_points
 from ..base import node_points, register
+from ..cache import time_values
 from ..options import THRESHOLD, Option
 from .base import ExpSolver, Plan, Stage, StepPlan
 from .coeffs import Combo, Node, first_order, linear_part
@@ -137,6 +139,10 @@ class DPMSinglestep(ExpSolver):
                 f"({steps} steps); pass {steps} orders or a grid of {len(orders)} steps"
             )
         return orders
+
+    def plan_values(self, grid: Grid) -> Hashable:
+        """Stage times come from the schedule's t(λ) between the nodes: the schedule and the times."""
+        return time_values(grid)
 
     def plan(self, dynamics: Dynamics, grid: Grid, form: str, *, pattern: list[int] | None = None,
              nfe: int | None = None) -> Plan:
