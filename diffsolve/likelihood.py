@@ -122,8 +122,11 @@ def log_likelihood(
             f"unknown divergence {divergence!r}; valid ones are {', '.join(DIVERGENCES)} "
             f"(exact costs one backward pass per dimension, hutchinson one per probe)"
         )
-    if probes < 1:
-        raise DiffsolveError(f"probes must be >= 1, got {probes}")
+    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+        raise DiffsolveError(f"probes must be a positive integer, got {probes!r}")
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (math.isfinite(tol) and tol > 0):
+            raise DiffsolveError(f"{name} must be a finite number > 0, got {tol!r}; e.g. {name}=1e-5")
     if model.coords != "vp":
         raise ModelError("log_likelihood works in VP coordinates; wrap the network with coords='vp'")
     if not isinstance(x, Tensor) or not torch.is_floating_point(x) or x.ndim < 2:

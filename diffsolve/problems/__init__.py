@@ -48,5 +48,6 @@ from .trained import TrainedProblem  # noqa: E402  (trained networks: loaded on 
 
 register("toy-2d", lambda: TrainedProblem.pretrained("toy-2d"))
 register("digits-8x8", lambda: TrainedProblem.pretrained("digits-8x8"))
+register("toy-2d-flow", lambda: TrainedProblem.pretrained("toy-2d-flow"))
 
 __all__ = ["PROBLEMS", "GaussianMixture", "Problem", "get", "register"]

@@ -1,11 +1,14 @@
 """Benchmark problems of the shipped trained networks: `toy-2d` (MLP, ring of 8 Gaussians) and
-`digits-8x8` (tiny UNet, sklearn digits), both trained on the linear VP schedule.
+`digits-8x8` (tiny UNet, sklearn digits), both ε-networks trained on the linear VP schedule, and
+`toy-2d-flow` (the same MLP as a velocity network on the rectified flow).
 
 States are flat (n, dim) VP-coordinate tensors; the network sees them reshaped to its own shape.
 The reference is the generic float64 dopri8 solve of the network's own ODE (Problem.reference);
 its error is estimated by re-solving at tighter tolerances (Problem.reference_error).
-For another VP schedule S the network is fed the training time with the same log-SNR,
-t_train(λ_S(t)), which is exact for a VP model (p_t depends on t only through λ).
+For another schedule S the network is fed the training time with the same log-SNR,
+t_train(λ_S(t)), which is exact (p_t depends on t only through λ once x is rescaled): between VP
+schedules x is the same; otherwise x_train = x α_train/α_S and ε = (α v − α' x_train)/(α σ' − σ α')
+for a velocity network.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ from torch import Tensor, nn
 
 from .. import nets
 from ..errors import ScheduleError
-from ..models import EpsModel, Model
-from ..schedules import Schedule
+from ..models import EpsModel, Model, wrap
+from ..schedules import Schedule, VPSchedule
 from .base import F64, Problem, generator, time_range
 
 _STREAM_X_T = 0
@@ -33,6 +36,28 @@ class FlatNet(nn.Module):
         return self.net(x.reshape(x.shape[0], *self.shape), t).reshape(x.shape[0], -1)
 
 
+class _ForeignPathNet(nn.Module):
+    """ε(x, t) on schedule S of a network trained on another path: same λ, x rescaled by α_train/α_S (tensor
+    arithmetic on the device, no host reads)."""
+
+    def __init__(self, net: nn.Module, prediction: str, train: Schedule, target: Schedule):
+        super().__init__()
+        self.net, self.prediction, self.train, self.target = net, prediction, train, target
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        t_tr = self.train.t_from_lambda(self.target.lam(t))
+        col = (-1,) + (1,) * (x.ndim - 1)
+        alpha = self.train.alpha(t_tr)
+        x_tr = x * (alpha / self.target.alpha(t)).to(x.dtype).reshape(col)
+        out = self.net(x_tr, self.train.model_time(t_tr).to(x.dtype if x.dtype == F64 else torch.float32))
+        if self.prediction == "eps":
+            return out
+        d_alpha, d_sigma = self.train.velocity_coefficients(t_tr)
+        det = alpha * d_sigma - self.train.sigma(t_tr) * d_alpha
+        a, b = (alpha / det).to(x.dtype).reshape(col), (d_alpha / det).to(x.dtype).reshape(col)
+        return out * a - x_tr * b
+
+
 class TrainedProblem(Problem):
     """A shipped checkpoint as a benchmark problem."""
 
@@ -40,17 +65,20 @@ class TrainedProblem(Problem):
         self.name, self.shape, self.description = name, shape, description
         self.dim = int(torch.tensor(shape).prod())
         self.has_exact_samples = exact_samples
-        self._models: dict[torch.dtype, EpsModel] = {}
+        self._models: dict[torch.dtype, Model] = {}
 
     @classmethod
     def pretrained(cls, name: str) -> TrainedProblem:
         if name == "toy-2d":
             return cls(name, (2,), "MLP eps-network trained on a ring of 8 Gaussians (radius 1.5, std 0.15)",
                        exact_samples=True)
+        if name == "toy-2d-flow":
+            return cls(name, (2,), "MLP velocity network trained by flow matching on the rectified flow, ring of 8 "
+                       "Gaussians (radius 1.5, std 0.15)", exact_samples=True)
         return cls(name, (1, 8, 8), "tiny UNet eps-network trained on sklearn's 8x8 digits (scaled to [-1, 1])",
                    exact_samples=False)
 
-    def _trained(self, dtype: torch.dtype) -> EpsModel:
+    def _trained(self, dtype: torch.dtype) -> Model:
         if dtype not in self._models:
             self._models[dtype] = nets.load_pretrained(self.name, dtype=dtype)
         return self._models[dtype]
@@ -63,7 +91,7 @@ class TrainedProblem(Problem):
         train_sched = trained.schedule
         net = FlatNet(trained.net, self.shape)
         if schedule is None or schedule == train_sched:
-            return EpsModel(net, train_sched)
+            return wrap(net, train_sched, trained.prediction)
         lo, hi = train_sched.lambda_min, train_sched.lambda_max
         if schedule.lambda_min < lo - 1e-9 or schedule.lambda_max > hi + 1e-9:
             raise ScheduleError(
@@ -71,14 +99,17 @@ class TrainedProblem(Problem):
                 f"{self.name} was trained on λ ∈ [{lo:.4g}, {hi:.4g}]; narrow its t range or use the default"
             )
 
-        def to_train_time(t: Tensor) -> Tensor:
-            return train_sched.t_from_lambda(schedule.lam(t))
+        if trained.prediction == "eps" and isinstance(schedule, VPSchedule) and isinstance(train_sched, VPSchedule):
+            def to_train_time(t: Tensor) -> Tensor:
+                return train_sched.t_from_lambda(schedule.lam(t))
 
-        return EpsModel(net, schedule, time_input=to_train_time)
+            return EpsModel(net, schedule, time_input=to_train_time)
+        return EpsModel(_ForeignPathNet(net, trained.prediction, train_sched, schedule), schedule,
+                        time_input=lambda t: t)
 
     def _data(self, n: int, g: torch.Generator) -> Tensor:
         """n data points (float64, flat): the ring's law, or dequantized training digits."""
-        if self.name == "toy-2d":
+        if self.name.startswith("toy-2d"):
             return nets.toy_2d(n, int(torch.randint(2**62, (1,), generator=g))).to(F64)
         levels = nets.digits_levels("train")
         idx = torch.randint(levels.shape[0], (n,), generator=g)
