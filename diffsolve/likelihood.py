@@ -187,7 +187,7 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
 
     model = nets.load_pretrained(name, dtype=torch.float64)
     sched = model.schedule
-    if name == "toy-2d":
+    if name.startswith("toy-2d"):
         x = nets.toy_2d(n or 1000, 10**6 + seed).to(torch.float64)
         scale, div = 1.0, divergence or "exact"
     else:
@@ -206,7 +206,7 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
         "bits_per_dim_se": float(res.bits_per_dim.std() / b**0.5),
         "prior_alpha_t_max": float(sched.alpha(sched.t_max)),
     }
-    if name == "toy-2d":
+    if name.startswith("toy-2d"):
         a, s = float(sched.alpha(sched.t_min)), float(sched.sigma(sched.t_min))
         true = -nets.toy_2d_logp(x, a, s) / res.dim
         excess = res.nats_per_dim - true  # ≥ 0 in expectation: cross-entropy minus entropy (the KL)
