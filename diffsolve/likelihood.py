@@ -122,8 +122,11 @@ def log_likelihood(
             f"unknown divergence {divergence!r}; valid ones are {', '.join(DIVERGENCES)} "
             f"(exact costs one backward pass per dimension, hutchinson one per probe)"
         )
-    if probes < 1:
-        raise DiffsolveError(f"probes must be >= 1, got {probes}")
+    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+        raise DiffsolveError(f"probes must be a positive integer, got {probes!r}")
+    for name, tol in (("rtol", rtol), ("atol", atol)):
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (math.isfinite(tol) and tol > 0):
+            raise DiffsolveError(f"{name} must be a finite number > 0, got {tol!r}; e.g. {name}=1e-5")
     if model.coords != "vp":
         raise ModelError("log_likelihood works in VP coordinates; wrap the network with coords='vp'")
     if not isinstance(x, Tensor) or not torch.is_floating_point(x) or x.ndim < 2:
@@ -196,7 +199,7 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
     for tol, what in ((rtol, "rtol"), (atol, "atol")):
         positive_float(tol, what, "tolerances of the adaptive solve must be finite and > 0, e.g. 1e-5", below=1)
     sched = model.schedule
-    if name == "toy-2d":
+    if name.startswith("toy-2d"):
         x = nets.toy_2d(1000 if n is None else n, 10**6 + seed).to(torch.float64)
         scale, div = 1.0, divergence or "exact"
     else:
@@ -215,7 +218,7 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
         "bits_per_dim_se": float(res.bits_per_dim.std() / b**0.5),
         "prior_alpha_t_max": float(sched.alpha(sched.t_max)),
     }
-    if name == "toy-2d":
+    if name.startswith("toy-2d"):
         a, s = float(sched.alpha(sched.t_min)), float(sched.sigma(sched.t_min))
         true = -nets.toy_2d_logp(x, a, s) / res.dim
         excess = res.nats_per_dim - true  # ≥ 0 in expectation: cross-entropy minus entropy (the KL)

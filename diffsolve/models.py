@@ -149,7 +149,8 @@ class Model:
             out = self._first_call(x_in, p, kwargs)
         self.nfe += 1
         if not isinstance(out, Tensor) or out.shape != x.shape or not torch.is_floating_point(out):
-            got = (f"shape {tuple(out.shape)}, dtype {out.dtype}" if isinstance(out, Tensor) else type(out).__name__)
+            got = (tuple(out.shape) if out.shape != x.shape else f"dtype {out.dtype}") if isinstance(out, Tensor) \
+                else type(out).__name__
             raise ModelError(
                 f"the network returned {got} for an input of shape {tuple(x.shape)}; it must return a "
                 f"floating-point tensor of the input's shape (wrap it so that it returns only the prediction)"
@@ -258,12 +259,12 @@ class Model:
                 f"the state is on {x.device} but the network's parameters are on {first.device}; "
                 f"move one of them, e.g. x_T.to('{first.device}')"
             )
-        net_dtype = self.net_dtype or x.dtype
-        if torch.is_floating_point(first) and first.dtype != net_dtype:
+        if torch.is_floating_point(first) and first.dtype != (self.net_dtype or x.dtype):
+            held = f"the state has dtype {x.dtype}" if self.net_dtype is None else f"net_dtype is {self.net_dtype}"
             raise ModelError(
-                f"the network runs in {net_dtype} but its parameters have dtype {first.dtype}; "
-                f"cast one of them (x_T.to({first.dtype}) or net.to({net_dtype})), or keep the state in "
-                f"{x.dtype} and pass net_dtype={first.dtype} to the model (mixed precision)"
+                f"{held} but the network's parameters have dtype {first.dtype}; cast one of them "
+                f"(x_T.to({first.dtype}) or net.to({self.net_dtype or x.dtype})), or keep the state in {x.dtype} "
+                f"and pass net_dtype={first.dtype} to the model (mixed precision)"
             )
 
 

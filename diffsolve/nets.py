@@ -4,6 +4,7 @@ toy-2d:     an MLP ε_θ(x, t) on a ring of 8 Gaussians in the plane (density kn
 digits-8x8: a tiny UNet ε_θ(x, t) on scikit-learn's 8×8 digits, values v ∈ {0…16} dequantized and
             mapped to [−1, 1] by x = 2(v + u)/17 − 1, u ~ U[0, 1).
 Both are trained on the continuous linear VP schedule; the network's time input is t ∈ [t_min, 1].
+toy-2d-flow: the toy-2d MLP trained as a velocity v_θ(x, σ) = ε − x0 on the rectified flow (`Flow`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ import torch
 from torch import Tensor, nn
 
 from .errors import ModelError
-from .models import EpsModel
+from .models import Model, wrap
 from .schedules import SCHEDULES, Schedule
 
-PRETRAINED = ("toy-2d", "digits-8x8")
+PRETRAINED = ("toy-2d", "digits-8x8", "toy-2d-flow")
 DIGIT_LEVELS = 17  # sklearn's digits take the integer values 0…16
 
 
@@ -112,6 +113,7 @@ class MLPEps(nn.Module):
             layers += [nn.Linear(hidden, hidden), nn.SiLU()]
         layers.append(nn.Linear(hidden, dim))
         self.net = nn.Sequential(*layers)
+        self.data_shape = (dim,)  # states are (batch, dim): checked before the first call
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         return self.net(torch.cat([x, self.temb(t, x.dtype).expand(x.shape[0], -1)], 1))
@@ -146,6 +148,7 @@ class TinyUNet(nn.Module):
         self.up = nn.Conv2d(2 * c, c, 3, padding=1)
         self.dec = ResBlock(2 * c, c, temb)
         self.out = nn.Sequential(nn.GroupNorm(8, c), nn.SiLU(), nn.Conv2d(c, in_ch, 3, padding=1))
+        self.data_shape = (in_ch, None, None)  # any even height and width
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         emb = self.temb(t, x.dtype).expand(x.shape[0], -1)
@@ -179,25 +182,25 @@ def checkpoint_path(name: str) -> Path:
 
 
 def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32,
-                    device: str | torch.device = "cpu") -> tuple[EpsModel, dict[str, Any]]:
-    """(ε-model on the checkpoint's schedule, the checkpoint's metadata) from a file saved by training."""
+                    device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
+    """(model on the checkpoint's schedule — ε or velocity, as it was trained — and the checkpoint's metadata)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     net = build_net(ckpt["arch"], ckpt["config"])
     net.load_state_dict(ckpt["state_dict"])
     net.to(device=device, dtype=dtype).eval().requires_grad_(False)
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return EpsModel(net, schedule_from_config(ckpt["schedule"])), meta
+    return wrap(net, schedule_from_config(ckpt["schedule"]), ckpt.get("prediction", "eps")), meta
 
 
 def load_pretrained(name: str, *, dtype: torch.dtype = torch.float32,
-                    device: str | torch.device = "cpu") -> EpsModel:
-    """The shipped model "toy-2d" (x of shape (B, 2)) or "digits-8x8" (x of shape (B, 1, 8, 8))."""
+                    device: str | torch.device = "cpu") -> Model:
+    """The shipped model "toy-2d", "toy-2d-flow" (x of shape (B, 2)) or "digits-8x8" (x of shape (B, 1, 8, 8))."""
     if name not in PRETRAINED:
         raise ModelError(f"unknown pretrained model {name!r}; valid ones are {', '.join(PRETRAINED)}")
     path = checkpoint_path(name)
     if not path.exists():
         raise ModelError(
             f"the checkpoint {path} is missing; reinstall diffsolve or train it with "
-            f"`diffsolve train {name}`"
+            f"`diffsolve train {name.removesuffix('-flow')}`" + (" --schedule flow" if name.endswith("-flow") else "")
         )
     return load_checkpoint(path, dtype=dtype, device=device)[0]

@@ -152,7 +152,7 @@ def sample(
     fixed = isinstance(grid, Grid) or grids_mod.parse(grid).fixed
     if method.adaptive:
         if nfe is not None or steps is not None:
-            raise GridError(f"solver {method.name!r} is adaptive: it picks its own steps; give rtol=/atol= "
+            raise SolverError(f"solver {method.name!r} is adaptive: it picks its own steps; give rtol=/atol= "
                             f"instead of nfe={nfe}, steps={steps}")
         g = grids_mod.custom(model.schedule, [model.schedule.t_max, model.schedule.t_min])
     elif fixed and nfe is None and steps is None:

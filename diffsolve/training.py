@@ -1,7 +1,9 @@
-"""`diffsolve train`: fit a small ε-network by denoising score matching on the linear VP schedule.
+"""`diffsolve train`: fit a small network on the linear VP schedule (ε-prediction) or the rectified flow (velocity).
 
-Loss: E_{x0, t ~ U[t_min, t_max], ε ~ N(0, I)} ‖ε_θ(α_t x0 + σ_t ε, t) − ε‖², Adam with cosine
-learning-rate decay, an exponential moving average (EMA) of the weights is what gets saved.
+Loss, t ~ U[t_min, t_max], ε ~ N(0, I), x_t = α_t x0 + σ_t ε, τ the network's time (schedule.model_time):
+  --schedule linear: E ‖ε_θ(x_t, τ) − ε‖² (denoising score matching);
+  --schedule flow:   E ‖v_θ(x_t, τ) − (α' x0 + σ' ε)‖² (flow matching; rectified flow: v = ε − x0, τ = σ = t).
+Adam with cosine learning-rate decay; an exponential moving average (EMA) of the weights is what gets saved.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from torch import Tensor, nn
 from . import nets
 from .checks import positive_float, positive_int
 from .errors import DiffsolveError
-from .schedules import VPLinear
+from .schedules import Schedule
 
 
 @dataclass
@@ -48,6 +50,12 @@ TASKS: dict[str, Task] = {
                        extra={"data_scale": 2.0 / nets.DIGIT_LEVELS, "levels": nets.DIGIT_LEVELS}),
 }
 SCHEDULE_CONFIG = {"kind": "linear", "beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3, "t_max": 1.0}
+FLOW_SCHEDULE_CONFIG = {"kind": "flow", "t_min": 1e-3, "t_max": 1.0 - 1e-3, "shift": 1.0}
+# --schedule NAME → (schedule config, what the network predicts, checkpoint suffix)
+TRAIN_SCHEDULES: dict[str, tuple[dict[str, Any], str, str]] = {
+    "linear": (SCHEDULE_CONFIG, "eps", ""),
+    "flow": (FLOW_SCHEDULE_CONFIG, "velocity", "-flow"),
+}
 
 
 def data_sampler(name: str, gen: torch.Generator) -> Callable[[int], Tensor]:
@@ -65,30 +73,38 @@ def data_sampler(name: str, gen: torch.Generator) -> Callable[[int], Tensor]:
     raise DiffsolveError(f"unknown training task {name!r}; valid ones are {', '.join(TASKS)}")
 
 
-def dsm_loss(net: nn.Module, x0: Tensor, schedule: VPLinear, gen: torch.Generator) -> Tensor:
-    """‖ε_θ(α_t x0 + σ_t ε, t) − ε‖² averaged, t ~ U[t_min, t_max]."""
+def dsm_loss(net: nn.Module, x0: Tensor, schedule: Schedule, gen: torch.Generator,
+             prediction: str = "eps") -> Tensor:
+    """‖net(α_t x0 + σ_t ε, τ_t) − target‖² averaged, t ~ U[t_min, t_max]; target ε, or v = α' x0 + σ' ε."""
     b = x0.shape[0]
     t = schedule.t_min + (schedule.t_max - schedule.t_min) * torch.rand(b, generator=gen, dtype=torch.float64)
     shape = (b,) + (1,) * (x0.ndim - 1)
     a = schedule.alpha(t).to(x0.dtype).reshape(shape)
     s = schedule.sigma(t).to(x0.dtype).reshape(shape)
     eps = torch.randn(x0.shape, generator=gen, dtype=x0.dtype)
-    return ((net(a * x0 + s * eps, t.to(x0.dtype)) - eps) ** 2).mean()
+    target = eps
+    if prediction == "velocity":
+        da, dsig = (c.to(x0.dtype).reshape(shape) for c in schedule.velocity_coefficients(t))
+        target = da * x0 + dsig * eps
+    return ((net(a * x0 + s * eps, schedule.model_time(t).to(x0.dtype)) - target) ** 2).mean()
 
 
 def train(name: str, *, steps: int | None = None, batch: int | None = None, lr: float | None = None,
-          seed: int = 0, ema: float = 0.999, log_every: int = 500,
+          seed: int = 0, ema: float = 0.999, log_every: int = 500, schedule: str = "linear",
           log: Callable[[str], None] = print) -> tuple[nn.Module, dict[str, Any]]:
-    """Train task `name`; returns (EMA network, checkpoint dict with schedule, config and loss history)."""
+    """Train task `name` on `schedule` (linear: ε; flow: velocity); returns (EMA network, checkpoint dict)."""
     if name not in TASKS:
         raise DiffsolveError(f"unknown training task {name!r}; valid ones are {', '.join(TASKS)}")
+    if schedule not in TRAIN_SCHEDULES:
+        raise DiffsolveError(f"unknown training schedule {schedule!r}; valid ones are {', '.join(TRAIN_SCHEDULES)}")
     task = TASKS[name]
     steps = positive_int(task.steps if steps is None else steps, "steps", f"omit it for the task's {task.steps}")
     batch = positive_int(task.batch if batch is None else batch, "batch", f"omit it for the task's {task.batch}")
     lr = positive_float(task.lr if lr is None else lr, "lr (Adam's learning rate)", f"omit it for the task's {task.lr}")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    schedule = nets.schedule_from_config(SCHEDULE_CONFIG)
+    schedule_config, prediction, suffix = TRAIN_SCHEDULES[schedule]
+    sched_obj = nets.schedule_from_config(schedule_config)
     net = nets.build_net(task.arch, task.config)
     avg = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -97,7 +113,7 @@ def train(name: str, *, steps: int | None = None, batch: int | None = None, lr: 
     history: list[tuple[int, float]] = []
     running, start = 0.0, time.perf_counter()
     for i in range(1, steps + 1):
-        loss = dsm_loss(net, draw(batch), schedule, gen)
+        loss = dsm_loss(net, draw(batch), sched_obj, gen, prediction)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -113,8 +129,8 @@ def train(name: str, *, steps: int | None = None, batch: int | None = None, lr: 
             log(f"step {i:6d}  loss {running / n:.5f}  ({time.perf_counter() - start:.0f} s)")
             running = 0.0
     ckpt = {
-        "name": name, "arch": task.arch, "config": task.config, "schedule": SCHEDULE_CONFIG,
-        "prediction": "eps", "data": task.data, **task.extra,
+        "name": name + suffix, "arch": task.arch, "config": task.config, "schedule": schedule_config,
+        "prediction": prediction, "data": task.data, **task.extra,
         "seed": seed, "steps": steps, "batch": batch, "lr": lr, "ema": ema, "loss_history": history,
         "train_seconds": round(time.perf_counter() - start, 1),
         "torch": str(torch.__version__), "machine": f"{platform.machine()} {platform.system()}",
@@ -137,6 +153,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, default=None, help="optimizer steps (default: the task's)")
     p.add_argument("--batch", type=int, default=None, help="batch size (default: the task's)")
     p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the task's)")
+    p.add_argument("--schedule", choices=sorted(TRAIN_SCHEDULES), default="linear",
+                   help="linear: ε-prediction on the linear VP schedule; flow: velocity on the rectified flow "
+                        "(checkpoint <task>-flow.pt)")
     p.add_argument("--seed", type=int, default=0, help="seeds init, data, t and noise")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     p.add_argument("--out", default=None, help="checkpoint path (default: ./<task>.pt)")
@@ -148,14 +167,21 @@ def command_line(args: argparse.Namespace) -> str:
     for opt in ("steps", "batch", "lr"):
         if getattr(args, opt) is not None:
             words += [f"--{opt}", str(getattr(args, opt))]
-    words += ["--seed", str(args.seed), "--out", str(args.out or f"{args.task}.pt")]
+    if args.schedule != "linear":
+        words += ["--schedule", args.schedule]
+    words += ["--seed", str(args.seed), "--out", str(args.out or default_out(args))]
     return shlex.join(words)
+
+
+def default_out(args: argparse.Namespace) -> str:
+    """./<task>.pt, or ./<task>-flow.pt for --schedule flow."""
+    return f"{args.task}{TRAIN_SCHEDULES[args.schedule][2]}.pt"
 
 
 def run(args: argparse.Namespace) -> int:
     """Train and save; returns an exit code."""
     torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
-    target = Path(args.out or f"{args.task}.pt")
+    target = Path(args.out or default_out(args))
     if target.is_dir():
         raise DiffsolveError(f"--out {str(target)!r} is a folder; give a checkpoint file such as "
                              f"{target / args.task}.pt")
@@ -163,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
         raise DiffsolveError(f"--out {str(target)!r} is inside the packaged checkpoints folder; diffsolve train never "
                              f"overwrites the shipped models: write elsewhere, e.g. --out {args.task}.pt, and "
                              f"benchmark it with `diffsolve bench --problem {args.task}.pt`")
-    net, ckpt = train(args.task, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    net, ckpt = train(args.task, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
+                      schedule=args.schedule)
     out = save(net, ckpt, target, command_line(args))
     print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0

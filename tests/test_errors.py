@@ -50,7 +50,7 @@ def test_grid_on_another_schedule():
 
 
 def test_wrong_output_shape_names_both_shapes():
-    with pytest.raises(ds.ModelError, match=r"returned shape \(4, 2\).* for an input of shape \(4, 3\)"):
+    with pytest.raises(ds.ModelError, match=r"returned \(4, 2\) for an input of shape \(4, 3\)"):
         ds.solve(ds.ode(_model(lambda x, t: x[:, :2])), _x(), ds.grids.logsnr(S, 4), "euler")
 
 
@@ -70,7 +70,7 @@ def test_dtype_mismatch_with_the_network():
     net = torch.nn.Linear(3, 3)  # float32 parameters
     model = ds.EpsModel(lambda x, t: net(x), S)
     model.net = net
-    msg = r"runs in torch.float64 but its parameters have dtype torch.float32"
+    msg = r"dtype torch.float64 but the network.s parameters have dtype torch.float32"
     with pytest.raises(ds.ModelError, match=msg):
         ds.solve(ds.ode(model), _x(torch.float64), ds.grids.logsnr(S, 4), "euler")
 

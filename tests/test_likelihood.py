@@ -101,3 +101,24 @@ def test_bits_per_dim_and_errors():
         log_likelihood(mix.model(), x, t_end=0.5, t_max=0.2)
     with pytest.raises(ds.ScheduleError):
         log_likelihood(mix.model(), x, t_max=2.0)
+
+
+def test_bad_tolerances_and_probe_counts_are_refused():
+    model = ds.EpsModel(lambda x, t: 0.1 * x, ds.VPLinear())
+    x = torch.zeros(2, 2, dtype=torch.float64)
+    for kw, match in (({"rtol": -1.0}, "rtol must be a finite number > 0"), ({"atol": float("nan")}, "atol"),
+                      ({"rtol": "1e-3"}, "rtol"), ({"probes": 0, "divergence": "hutchinson"}, "probes")):
+        with pytest.raises(ds.DiffsolveError, match=match):
+            log_likelihood(model, x, **kw)
+
+
+def test_flow_trained_toy_likelihood_is_close_to_the_true_density():
+    """The PF-ODE of the rectified flow (f = −1/(1 − t), g² = 2t/(1 − t)) gives the toy-2d-flow model's density.
+
+    Measured (shared 2-core CPU box, 200 points, exact trace, rtol 1e-4): 0.551 vs 0.528 nats/dim,
+    excess 0.023 ± 0.007 (toy-2d, the VP ε-network, on the same points: 0.058 ± 0.011), 56 NFE.
+    """
+    from diffsolve.likelihood import pretrained_likelihood
+
+    out = pretrained_likelihood("toy-2d-flow", n=200, seed=1, rtol=1e-4, atol=1e-4)
+    assert -3 * out["excess_nats_per_dim_se"] < out["excess_nats_per_dim"] < 0.1, out

@@ -104,3 +104,87 @@ def test_finite_checks_records_move_between_models():
     with pytest.raises(ds.ModelError, match=r"network call 1 \(t = 0.25\)"):
         b.finite_checks.raise_if_bad()
     assert len(b.finite_checks) == 0  # raising forgets the checks
+
+
+# ---- messages that blame the right thing (issue 15 §2) -------------------------------------------------
+def test_a_state_that_does_not_fit_the_network_names_both_shapes():
+    from diffsolve.nets import MLPEps
+
+    net = MLPEps(dim=2).double()
+    model = ds.EpsModel(net, S)
+    with pytest.raises(ds.ModelError, match=r"shape \(4, 3\) but the network takes states of shape \(batch, 2\)"):
+        ds.solve(ds.ode(model), torch.randn(4, 3, dtype=F64), ds.grids.logsnr(S, 3), "euler")
+    bare = ds.EpsModel(lambda x, t: net(x, t), S)  # no data_shape: the first call's error is wrapped
+    with pytest.raises(ds.ModelError, match=r"first call with a state of shape \(4, 3\).*mat1 and mat2"):
+        bare.eps(torch.randn(4, 3, dtype=F64), 0.5)
+    assert bare.nfe == 0
+    assert bare.eps(torch.randn(4, 2, dtype=F64), 0.5).shape == (4, 2)  # a fitting shape still works
+
+
+def test_integer_network_output_is_refused():
+    model = ds.EpsModel(lambda x, t: torch.zeros(x.shape, dtype=torch.int64), S)
+    with pytest.raises(ds.ModelError, match="floating-point tensor of the input's shape"):
+        model.eps(torch.randn(2, 2), 0.5)
+
+
+def test_cfg_refuses_bad_scales_and_mismatched_batches():
+    base = ds.EpsModel(lambda x, t, cond: 0.1 * x + cond[:, None], S)
+    c, u = torch.ones(3, dtype=F64), torch.zeros(3, dtype=F64)
+    for bad in (float("nan"), float("inf"), "abc", True):
+        with pytest.raises(ds.ModelError, match="guidance scale must be a finite number"):
+            ds.CFG(base, c, u, scale=bad)
+    with pytest.raises(ds.ModelError, match=r"one shape .* got \(3,\) and \(2,\)"):
+        ds.CFG(base, c, torch.zeros(2, dtype=F64), scale=2.0)
+    cfg = ds.CFG(base, c, u, scale=2.0)
+    with pytest.raises(ds.ModelError, match="state has batch 5 but CFG's cond/uncond have 3 rows"):
+        cfg.eps(torch.randn(5, 2, dtype=F64), 0.5)
+
+
+def test_empty_batch_is_not_answered_with_x_none():
+    model = ds.EpsModel(lambda x, t: x, S)
+    with pytest.raises(ds.ModelError, match="empty batch"):
+        ds.solve(ds.ode(model), torch.zeros(0, 2), ds.grids.logsnr(S, 3), "euler")
+
+
+# ---- mixed precision (issue 15 §6) ----------------------------------------------------------------------
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_network_with_a_float32_state(half):
+    """Model(..., net_dtype=half): the net runs in half, the solver state and its arithmetic stay float32."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.Tanh(), torch.nn.Linear(32, 4))
+    seen = []
+
+    def run(dtype):
+        def f(x, t):
+            seen.append((x.dtype, t.dtype))
+            return net(x) * 0.5
+        return f
+
+    ref = ds.EpsModel(run(torch.float32), S)
+    x = torch.randn(8, 4)
+    exact = ds.sample(ref, x, solver="dpmpp2m", nfe=8).x
+    net.to(half)
+    with pytest.raises(ds.ModelError, match=f"pass net_dtype={half}"):
+        ds.sample(ds.EpsModel(net, S), x, solver="dpmpp2m", nfe=8)
+    seen.clear()
+    model = ds.EpsModel(run(half), S, net_dtype=half)
+    sol = ds.sample(model, x, solver="dpmpp2m", nfe=8)
+    assert sol.x.dtype == torch.float32 and sol.nfe == 8
+    assert set(seen) == {(half, torch.float32)}  # half inputs, float32 times (bf16 cannot hold t = 999)
+    tol = 2e-2 if half == torch.bfloat16 else 3e-3
+    assert float((sol.x - exact).abs().max()) < tol * float(exact.abs().max())
+
+
+def test_half_overflow_is_blamed_on_the_network_with_the_mixed_precision_hint():
+    model = ds.EpsModel(lambda x, t: x * 1e5, S, net_dtype=torch.float16)
+    with pytest.raises(ds.ModelError, match="network returned NaN or Inf .* net_dtype"):
+        ds.sample(model, torch.ones(2, 2), solver="euler", nfe=2)
+
+
+def test_time_scale_multiplies_the_network_time():
+    seen = []
+    model = ds.EpsModel(lambda x, t: seen.append(t) or x, ds.Flow(), time_scale=1000.0)
+    model.eps(torch.ones(2, 2), 0.25)
+    assert float(seen[0][0]) == pytest.approx(250.0)
+    with pytest.raises(ds.ModelError, match="time_scale must be a finite number > 0"):
+        ds.EpsModel(lambda x, t: x, S, time_scale=0.0)

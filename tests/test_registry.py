@@ -42,7 +42,7 @@ def test_solvers_compare_by_value():
     assert ds.get_solver("dpmpp2m") == DPMMultistep("dpmpp2m", 2, "data")
 
 
-FAMILIES = {"runge-kutta", "torchdiffeq", "exponential", "sde-exponential", "torchsde"}
+FAMILIES = {"runge-kutta", "torchdiffeq", "exponential", "adams-bashforth", "sde-exponential", "torchsde"}
 
 
 def test_every_solver_declares_family_contract_and_a_valid_schema():
@@ -59,10 +59,11 @@ def test_every_solver_declares_family_contract_and_a_valid_schema():
 
 
 def test_the_report_groups_by_family_not_by_module_path():
-    from diffsolve.bench.report import _family
+    from diffsolve.bench.report import family
 
-    assert _family("dpmpp2m") == "exponential" and _family("unipc[variant=bh1]") == "exponential"
-    assert _family("heun") == "generic" and _family("ddpm") == "generic" and _family("dopri5") == "generic"
+    assert family("dpmpp2m") == "exponential" and family("unipc[variant=bh1]") == "exponential"
+    assert family("heun") == "runge-kutta" and family("ddpm") == "sde-exponential" and family("dopri5") == "torchdiffeq"
+    assert family("ipndm") == "adams-bashforth" and family("not-registered") == "other"
 
 
 BAD_OPTIONS = [  # (solver, options, words the message must contain) — issue 15 §1 for solvers
@@ -136,7 +137,7 @@ def test_sample_and_ode_default_to_the_same_variable():
             ds.sample(model, x, solver="heun", nfe=bad)
     with pytest.raises(ds.GridError, match=r"GiB for the grid.*use at most"):
         ds.sample(model, x, solver="heun", nfe=10**12)
-    with pytest.raises(ds.SolverError, match="is adaptive: give it tolerances"):
+    with pytest.raises(ds.SolverError, match="is adaptive: it picks its own steps; give rtol=/atol="):
         ds.sample(model, x, solver="dopri5", nfe=10)
     with pytest.raises(ds.SolverError, match="steps on the grid, but its evaluations per step are not fixed"):
         ds.sample(model, x, solver="torchdiffeq_explicit_adams", nfe=10)

@@ -14,6 +14,7 @@ problem's fingerprint, so changed weights recompute).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import torch
 
 from .cells import Inputs
 from .report import legend, markdown, plot, series
-from .store import ResultStore
+from .store import ResultStore, json_safe
 from .suite import Suite
 from .sweep import run_sweep
 
@@ -35,8 +36,16 @@ class MemoryStore(ResultStore):
         self.path = None  # type: ignore[assignment]
         self.records: dict[str, Record] = {}
 
-    def append(self, record: Record) -> None:
-        self.records[record["key"]] = record
+    def refresh(self) -> None:
+        """Nothing to read: no other process writes here."""
+
+    def claim(self, key: str, *, wait: bool = False) -> AbstractContextManager[bool]:
+        return nullcontext(True)
+
+    def append(self, record: Record) -> Record:
+        rec = json_safe(record)
+        self.records[rec["key"]] = rec
+        return rec
 
 
 class Results:

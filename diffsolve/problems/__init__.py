@@ -154,6 +154,7 @@ from .user import UserProblem  # noqa: E402
 
 register("toy-2d", lambda: TrainedProblem.pretrained("toy-2d"))
 register("digits-8x8", lambda: TrainedProblem.pretrained("digits-8x8"))
+register("toy-2d-flow", lambda: TrainedProblem.pretrained("toy-2d-flow"))
 
 __all__ = ["PROBLEMS", "GaussianMixture", "Problem", "TrainedProblem", "UserProblem", "adopt", "as_problem", "get",
            "lookup", "register", "resolve"]

@@ -202,18 +202,23 @@ class Watched(Model):
         self.inner.raise_if_not_finite()
 
 
+def check_lambda_range(schedule: Schedule, trained_on: Schedule, what: str) -> None:
+    """Raise unless `schedule`'s log-SNR range lies inside the one `what` was trained on."""
+    lo, hi = trained_on.lambda_min, trained_on.lambda_max
+    if schedule.lambda_min < lo - 1e-9 or schedule.lambda_max > hi + 1e-9:
+        raise ScheduleError(
+            f"{schedule!r} spans log-SNR λ ∈ [{schedule.lambda_min:.4g}, {schedule.lambda_max:.4g}] but "
+            f"{what} was trained on λ ∈ [{lo:.4g}, {hi:.4g}]; narrow its t range or use the default"
+        )
+
+
 def retimed(model: Model, schedule: Schedule, what: str) -> Model:
     """`model` (trained on its own VP schedule S₀) on another VP schedule S: the network is fed the S₀ time
     with the same log-SNR, t₀(λ_S(t)) — exact for a VP model, whose p_t depends on t only through λ."""
     own = model.schedule
     if schedule == own:
         return model
-    lo, hi = own.lambda_min, own.lambda_max
-    if schedule.lambda_min < lo - 1e-9 or schedule.lambda_max > hi + 1e-9:
-        raise ScheduleError(
-            f"{schedule!r} spans log-SNR λ ∈ [{schedule.lambda_min:.4g}, {schedule.lambda_max:.4g}] but "
-            f"{what} was trained on λ ∈ [{lo:.4g}, {hi:.4g}]; narrow its t range or use the default"
-        )
+    check_lambda_range(schedule, own, what)
     inner = model.time_input_fn
 
     def own_time(t: Tensor) -> Tensor:

@@ -1,10 +1,11 @@
 """Gaussian-mixture data with exact denoiser, exact marginal densities, samples and reference flow.
 
 Data p_0 = Σ_k w_k N(μ_k, diag(s_k²)). In x̄ = x/α coordinates every marginal is a mixture
-p_σ̄(x̄) = Σ_k w_k N(μ_k, diag(s_k² + σ̄²)), whatever the VP schedule; hence
+p_σ̄(x̄) = Σ_k w_k N(μ_k, diag(s_k² + σ̄²)), whatever the Gaussian path (VP, VE, rectified flow); hence
   ε(x, t) = −σ̄ ∇_x̄ log p_σ̄(x̄) = σ̄ Σ_k r_k(x̄) (x̄ − μ_k)/(s_k² + σ̄²),
   x̂0 = x̄ − σ̄ ε = Σ_k r_k(x̄) (μ_k + s_k²/(s_k² + σ̄²)(x̄ − μ_k)),
 with r_k the posterior component weights (log-sum-exp), and the sampling ODE dx̄/dσ̄ = ε.
+The exact velocity of a path (`Flow`: v = ε − x̂0) is v = α' x̂0 + σ' ε, ' the derivative in the network's time.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import torchdiffeq
 from torch import Tensor
 
 from ..errors import DiffsolveError
-from ..models import EpsModel, Model
+from ..models import EpsModel, FlowModel, Model
 from ..schedules import Schedule, as_f64
 from .base import F64, Problem, generator, time_range
 
@@ -138,25 +139,42 @@ class GaussianMixture(Problem):
         """Exact x̂0(x, t) = E[x0 | x_t = x] (float64)."""
         return self.x0_bar(*self._bar(x, t, schedule))
 
-    def model(self, schedule: Schedule | None = None, dtype: torch.dtype = F64) -> Model:
-        """EpsModel whose net is the exact ε, fed the continuous float64 t (whatever the model_time).
+    def velocity(self, x: Tensor, t: Tensor | float, schedule: Schedule) -> Tensor:
+        """Exact velocity v = α' x̂0 + σ' ε (the schedule's `velocity_coefficients`; Flow: v = ε − x̂0), float64."""
+        d_alpha, d_sigma = (float(c) for c in schedule.velocity_coefficients(float(t)))
+        return d_alpha * self.x0(x, t, schedule) + d_sigma * self.eps(x, t, schedule)
 
-        The mixture is evaluated in `dtype` and the output cast to the state's dtype; its parameters
-        are copied once to each device the net is called on (no copies inside a solver's loop).
+    def model(self, schedule: Schedule | None = None, dtype: torch.dtype = F64, prediction: str = "eps") -> Model:
+        """The exact model, fed the continuous float64 t (whatever the model_time): an EpsModel, or with
+        prediction="velocity" a FlowModel of the exact velocity (the same ODE up to round-off).
+
+        The mixture is evaluated in `dtype` — float16/bfloat16 in float32, where x̄² / (s² + σ̄²) stays finite
+        (it reaches 1e7 at the noisy end, past float16's 65504) — and the output cast to the state's dtype;
+        its parameters are copied once to each device the net is called on (no copies inside a solver's loop).
         """
         schedule = schedule or self.default_schedule()
+        if prediction not in ("eps", "velocity"):
+            raise DiffsolveError(f"a GaussianMixture model predicts 'eps' or 'velocity', got {prediction!r}")
+        work = dtype if dtype in (F64, torch.float32) else torch.float32
         copies: dict[torch.device, GaussianMixture] = {}
 
         def net(x: Tensor, t: Tensor) -> Tensor:
             mix = copies.get(x.device)
             if mix is None:
-                mix = copies[x.device] = self._cast(dtype, x.device)
-            alpha = schedule.alpha(t).to(dtype).reshape(-1, 1)
-            return mix.eps_bar(x.to(dtype) / alpha, schedule.sigma_bar(t).to(dtype)).to(x.dtype)
+                mix = copies[x.device] = self._cast(work, x.device)
+            alpha = schedule.alpha(t).to(work).reshape(-1, 1)
+            sb = schedule.sigma_bar(t).to(work)
+            xbar = x.to(work) / alpha
+            eps = mix.eps_bar(xbar, sb)
+            if prediction == "eps":
+                return eps.to(x.dtype)
+            d_alpha, d_sigma = (c.to(work).reshape(-1, 1) for c in schedule.velocity_coefficients(t))
+            return (d_alpha * (xbar - sb * eps) + d_sigma * eps).to(x.dtype)
 
         # Model calls always share one t across the batch: pass it once, as a (1,) float64 tensor,
         # so the mixture's variances are computed once per call rather than once per row.
-        return EpsModel(net, schedule, time_input=lambda t: t[:1])
+        cls = EpsModel if prediction == "eps" else FlowModel
+        return cls(net, schedule, time_input=lambda t: t[:1])
 
     def _cast(self, dtype: torch.dtype, device: torch.device) -> GaussianMixture:
         """This mixture with its parameters in `dtype` on `device` (itself when nothing changes)."""

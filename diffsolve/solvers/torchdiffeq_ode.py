@@ -64,13 +64,15 @@ class TorchdiffeqSolver(Solver):
         nodes = node_points(dynamics, grid)
         s = dynamics.variable_of(grid.t)
         ends = {float(s[0]): nodes[0], float(s[-1]): nodes[-1]}
+        t_lo, t_hi = float(grid.t.min()), float(grid.t.max())
 
         def f(s_now: Tensor, y: Tensor) -> Tensor:
             # Adaptive control syncs anyway; reading s here costs nothing more.
             key = float(s_now)
             p = ends.get(key)
-            if p is None:
-                p = make_point(schedule, dynamics.time_of(torch.tensor(key, dtype=torch.float64)))
+            if p is None:  # stage times lie inside the grid's span; clamp the inverse map's round-off at its ends
+                t = dynamics.time_of(torch.tensor(key, dtype=torch.float64)).clamp(t_lo, t_hi)
+                p = make_point(schedule, t)
             return dynamics.drift(y, p)
 
         y0 = dynamics.to_state(x, nodes[0])
