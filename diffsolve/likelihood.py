@@ -123,8 +123,9 @@ def log_likelihood(
             f"unknown divergence {divergence!r}; valid ones are {', '.join(DIVERGENCES)} "
             f"(exact costs one backward pass per dimension, hutchinson one per probe)"
         )
-    if probes < 1:
-        raise DiffsolveError(f"probes must be >= 1, got {probes}")
+    positive_int(probes, "probes", "give the number of Hutchinson probes, e.g. 1")
+    for tol, what in ((rtol, "rtol"), (atol, "atol")):
+        positive_float(tol, what, "tolerances of the adaptive solve must be finite and > 0, e.g. 1e-6", below=1)
     if model.coords != "vp":
         raise ModelError("log_likelihood works in VP coordinates; wrap the network with coords='vp'")
     if not isinstance(x, Tensor) or not torch.is_floating_point(x) or x.ndim < 2:
@@ -187,7 +188,7 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
         n = positive_int(n, "n (held-out points)", "omit it for the default (toy-2d: 1000; digits-8x8: all 297)")
         if most is not None and n > most:
             raise DiffsolveError(f"n = {n} but {name} has {most} held-out points; give n <= {most} or omit it")
-    for tol, what in ((rtol, "rtol"), (atol, "atol")):
+    for tol, what in ((rtol, "rtol"), (atol, "atol")):  # checked again by log_likelihood, but before the load
         positive_float(tol, what, "tolerances of the adaptive solve must be finite and > 0, e.g. 1e-5", below=1)
     model = nets.load_pretrained(name, dtype=torch.float64)
     sched = model.schedule

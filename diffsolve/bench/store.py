@@ -94,15 +94,28 @@ def check_line(raw: bytes) -> Record | str:
 
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back inside the block (main thread, POSIX): a line is written whole or not at all."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT/SIGTERM back inside the block (main thread): a line is written and recorded whole.
+
+    Their handlers are swapped for a recorder, so even a signal that arrived just before the block
+    runs its handler only after it; then the original handler runs (raising KeyboardInterrupt, …).
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: list[tuple[int, Any]] = []
+    names = [signal.SIGINT, signal.SIGTERM]
+    old = {s: signal.signal(s, lambda signum, frame: caught.append((signum, frame))) for s in names}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s in names:
+            signal.signal(s, old[s])
+        for signum, frame in caught[:1]:
+            handler = old[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 class ResultStore:
