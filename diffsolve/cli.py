@@ -135,6 +135,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(_list_names())
         return 0
     from .bench import Inputs, ResultStore, report, run_sweep
+    from .bench.store import clear_store
     from .bench.sweep import Terminated, sigterm_as_interrupt
 
     suite = _bench_suite(args)
@@ -142,7 +143,8 @@ def _bench(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise DiffsolveError(f"--out {str(out)!r} is a file; give a folder for the results (created if missing)")
     if args.fresh and out.exists():
-        for name in ("results.jsonl", "results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png"):
+        clear_store(out / "results.jsonl")  # with its shards, set-aside lines and claims
+        for name in ("results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png"):
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "cache", ignore_errors=True)
     store = ResultStore(out / "results.jsonl", repair=args.repair)

@@ -141,3 +141,19 @@ def test_a_results_path_that_is_a_folder_or_under_a_file_is_a_clear_error(tmp_pa
     (tmp_path / "afile").write_text("x")
     with pytest.raises(StoreError, match="is a file, not a folder"):
         ResultStore(tmp_path / "afile" / "results.jsonl")
+
+
+def test_clear_store_removes_records_shards_set_aside_lines_and_claims(tmp_path):
+    from diffsolve.bench.store import clear_store
+
+    path = tmp_path / "results.jsonl"
+    path.write_text(_line(0) + "garbage\n")
+    ResultStore(path, repair=True)
+    ResultStore(path, shard="r1").append(json.loads(_line(1)))
+    store = ResultStore(path)
+    with store.claim("some cell"):
+        pass
+    (tmp_path / "table.md").write_text("kept")
+    clear_store(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl.lock", "table.md"]
+    assert ResultStore(path).records == {}
