@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import diffsolve as ds
-from diffsolve import grids, problems
+from diffsolve import grids, nets, problems
 from diffsolve.bench import ResultStore, Suite, expand_run
 from diffsolve.errors import DiffsolveError
 
@@ -152,7 +152,7 @@ ELSEWHERE: list[tuple[str, Case]] = [
     ("paths", ("NaN in x_T blamed on the input", lambda tmp: _solve("euler", x=X.clone().fill_(math.nan)),
                "input state")),
     ("paths", ("state shape does not fit the net", lambda tmp: lambda: ds.sample(
-        __import__("diffsolve.nets", fromlist=["x"]).load_pretrained("toy-2d", dtype=F64), torch.zeros(2, 3, dtype=F64),
+        nets.load_pretrained("toy-2d", dtype=F64), torch.zeros(2, 3, dtype=F64),
         solver="euler", nfe=2), "(2, 3)")),
 ]
 
