@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .checks import positive_int
 from .errors import DiffsolveError
 
 DEFAULT_AXES = {"problem": "gmm-64", "solver": "euler,heun", "grid": "logsnr", "variable": "t,sigma,lambda",
@@ -191,17 +192,17 @@ def _bench(args: argparse.Namespace) -> int:
     import torch
 
     from .bench import Inputs, ResultStore, run_sweep
+    from .bench.store import clear_store
     from .bench.sweep import Terminated, sigterm_as_interrupt
 
-    if args.threads < 1:
-        raise DiffsolveError(f"--threads must be a positive integer, got {args.threads}")
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
     suite = _bench_suite(args)
     out = Path(args.out or Path("bench-results") / suite.name)
     if out.exists() and not out.is_dir():
         raise DiffsolveError(f"--out {str(out)!r} is a file; give a folder for the results (created if missing)")
     if args.fresh and out.exists():
-        for name in ("results.jsonl", *REPORT_FILES):
+        clear_store(out / "results.jsonl")  # with its shards, set-aside lines and claims
+        for name in REPORT_FILES:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "cache", ignore_errors=True)
     store = ResultStore(out / "results.jsonl", repair=args.repair)
@@ -335,7 +336,7 @@ def _likelihood(args: argparse.Namespace) -> int:
     if args.model not in nets.PRETRAINED and not Path(args.model).is_file():
         raise DiffsolveError(f"unknown model {args.model!r}; give {' or '.join(nets.PRETRAINED)} or the path of a "
                              f"checkpoint written by `diffsolve train`")
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
     out = pretrained_likelihood(args.model, n=args.n, seed=args.seed, divergence=args.divergence, probes=args.probes,
                                 probe_seed=args.probe_seed, rtol=args.rtol, atol=args.atol)
     width = max(map(len, out))

@@ -108,8 +108,10 @@ class Grid:
 
 
 def _ends(schedule: Schedule, t_start: float | None, t_end: float | None) -> tuple[float, float]:
+    """(t_start, t_end), defaulting to the schedule's ends, checked to lie inside its range."""
     t0 = schedule.t_max if t_start is None else float(t_start)
     t1 = schedule.t_min if t_end is None else float(t_end)
+    schedule.check_times(torch.tensor([t0, t1], dtype=F64), "grid end")
     return t0, t1
 
 

@@ -122,11 +122,9 @@ def log_likelihood(
             f"unknown divergence {divergence!r}; valid ones are {', '.join(DIVERGENCES)} "
             f"(exact costs one backward pass per dimension, hutchinson one per probe)"
         )
-    if isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
-        raise DiffsolveError(f"probes must be a positive integer, got {probes!r}")
-    for name, tol in (("rtol", rtol), ("atol", atol)):
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (math.isfinite(tol) and tol > 0):
-            raise DiffsolveError(f"{name} must be a finite number > 0, got {tol!r}; e.g. {name}=1e-5")
+    positive_int(probes, "probes", "give the number of Hutchinson probes, e.g. 1")
+    for tol, what in ((rtol, "rtol"), (atol, "atol")):
+        positive_float(tol, what, "tolerances of the adaptive solve must be finite and > 0, e.g. 1e-6", below=1)
     if model.coords != "vp":
         raise ModelError("log_likelihood works in VP coordinates; wrap the network with coords='vp'")
     if not isinstance(x, Tensor) or not torch.is_floating_point(x) or x.ndim < 2:
@@ -196,7 +194,7 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
         n = positive_int(n, "n (held-out points)", "omit it for the default (toy-2d: 1000; digits-8x8: all 297)")
         if most is not None and n > most:
             raise DiffsolveError(f"n = {n} but {name} has {most} held-out points; give n <= {most} or omit it")
-    for tol, what in ((rtol, "rtol"), (atol, "atol")):
+    for tol, what in ((rtol, "rtol"), (atol, "atol")):  # checked again by log_likelihood, but before the load
         positive_float(tol, what, "tolerances of the adaptive solve must be finite and > 0, e.g. 1e-5", below=1)
     sched = model.schedule
     if name.startswith("toy-2d"):

@@ -72,6 +72,11 @@ def solve(
     cuda_graph=True captures the fixed-step loop as one CUDA graph on first use and replays it
     (diffsolve.graphs); its NFE is the count made while capturing.
     """
+    if not isinstance(dynamics, Dynamics):
+        raise SolverError(
+            f"solve() integrates dynamics, got {type(dynamics).__name__}; pass diffsolve.ode(model, 'sigma') "
+            f"(or an SDE such as diffsolve.VPSDE(schedule).reverse(model)), or call diffsolve.sample(model, x_T, …)"
+        )
     method = get_solver(solver)
     grid = _as_grid(dynamics, grid)
     _check_direction(dynamics, grid)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from diffsolve.bench import expand_run, run_sweep
+from diffsolve.bench import ResultStore, expand_run, run_sweep
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 BENCH = ["bench", "--problem", "gmm-2d", "--solver", "euler,heun,dpmpp2m", "--variable", "t,sigma",
@@ -120,3 +120,33 @@ def test_ctrl_c_anywhere_in_a_command_is_one_line_and_status_130(monkeypatch, ca
     monkeypatch.setattr(cli, "build_parser", parser_interrupted)
     assert cli.main(["bench"]) == 130
     assert capsys.readouterr().err == "diffsolve: interrupted\n"
+
+
+def test_a_claim_is_exclusive_and_its_file_goes_only_when_the_work_is_done(tmp_path):
+    from diffsolve.bench.locking import claim, locked
+
+    with claim(tmp_path, "cell") as mine:
+        with claim(tmp_path, "cell") as again, claim(tmp_path, "other") as other:
+            assert mine and not again and other  # flock is per open file: exclusive even within a process
+    assert list(tmp_path.iterdir()) == []  # finished normally: the claim files are gone
+    with pytest.raises(KeyboardInterrupt), claim(tmp_path, "cell"):
+        raise KeyboardInterrupt
+    assert len(list(tmp_path.iterdir())) == 1  # abandoned: the file stays, so waiters share one lock
+    with locked(tmp_path / "x.lock") as held, locked(tmp_path / "x.lock", blocking=False) as second:
+        assert held and not second
+
+
+def test_without_working_file_locks_the_store_warns_once_and_goes_on(tmp_path, monkeypatch):
+    import errno
+
+    from diffsolve.bench import locking
+
+    def no_locks(fd, op):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(locking.fcntl, "flock", no_locks)
+    monkeypatch.setattr(locking, "_warned", [])
+    with pytest.warns(RuntimeWarning, match="one process per output folder"):
+        store = ResultStore(tmp_path / "results.jsonl")
+    store.append({"key": "k", "status": "ok", "nfe": 1})
+    assert ResultStore(tmp_path / "results.jsonl").get("k")["nfe"] == 1

@@ -141,3 +141,41 @@ def test_a_results_path_that_is_a_folder_or_under_a_file_is_a_clear_error(tmp_pa
     (tmp_path / "afile").write_text("x")
     with pytest.raises(StoreError, match="is a file, not a folder"):
         ResultStore(tmp_path / "afile" / "results.jsonl")
+
+
+def test_clear_store_removes_records_shards_set_aside_lines_and_claims(tmp_path):
+    from diffsolve.bench.store import clear_store
+
+    path = tmp_path / "results.jsonl"
+    path.write_text(_line(0) + "garbage\n")
+    ResultStore(path, repair=True)
+    ResultStore(path, shard="r1").append(json.loads(_line(1)))
+    store = ResultStore(path)
+    with store.claim("some cell"):
+        pass
+    (tmp_path / "table.md").write_text("kept")
+    clear_store(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.jsonl.lock", "table.md"]
+    assert ResultStore(path).records == {}
+
+
+def test_the_cli_names_a_bad_line_and_repairs_it_with_repair(tmp_path, capsys):
+    from diffsolve.cli import main
+
+    args = ["bench", "--problem", "gmm-2d", "--solver", "euler", "--variable", "t", "--nfe", "2,4", "--n", "8",
+            "--no-progress", "--no-report", "--out", str(tmp_path)]
+    assert main(args) == 0
+    path = tmp_path / "results.jsonl"
+    first, second = path.read_text().splitlines()
+    path.write_text(f"{first}\n{second[:40]}\n")  # a line truncated in the middle (not the last: it ends with \n)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("diffsolve bench: error: 1 bad line(s)") and "line 2: not valid JSON" in err
+    assert "--repair" in err and path.read_text() == f"{first}\n{second[:40]}\n"
+    assert main(args + ["--repair"]) == 0
+    def timeless(line):
+        return {k: v for k, v in json.loads(line).items() if k != "seconds"}
+
+    assert [timeless(x) for x in path.read_text().splitlines()] == [timeless(first), timeless(second)]  # rerun
+    assert json.loads((tmp_path / "results.bad.jsonl").read_text())["text"] == second[:40]

@@ -2,13 +2,15 @@
 
 An flock belongs to an open file: the kernel releases it when the holder closes the file or dies
 (SIGKILL included), so a crashed process never leaves a stale lock. On systems without fcntl
-(Windows) the locks are no-ops: one process per output folder.
+(Windows), or on a file system without flock (some network mounts; a warning says so), the
+locks are no-ops: run one process per output folder there.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +26,9 @@ def _open(path: Path) -> int:
     return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
 
 
+_warned: list[str] = []
+
+
 def _acquire(fd: int, blocking: bool) -> bool:
     if fcntl is None:
         return True
@@ -31,6 +36,11 @@ def _acquire(fd: int, blocking: bool) -> bool:
         fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
     except BlockingIOError:
         return False
+    except OSError as e:  # a file system without flock (some network mounts): go on unlocked, say so once
+        if not _warned:
+            _warned.append(str(e))
+            warnings.warn(f"file locks are not available here ({e}); run one process per output folder",
+                          RuntimeWarning, stacklevel=3)
     return True
 
 

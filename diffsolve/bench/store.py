@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import signal
 import threading
 from collections.abc import Iterator
@@ -94,15 +95,28 @@ def check_line(raw: bytes) -> Record | str:
 
 @contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold SIGINT/SIGTERM back inside the block (main thread, POSIX): a line is written whole or not at all."""
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+    """Hold SIGINT/SIGTERM back inside the block (main thread): a line is written and recorded whole.
+
+    Their handlers are swapped for a recorder, so even a signal that arrived just before the block
+    runs its handler only after it; then the original handler runs (raising KeyboardInterrupt, …).
+    """
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    caught: list[tuple[int, Any]] = []
+    names = [signal.SIGINT, signal.SIGTERM]
+    old = {s: signal.signal(s, lambda signum, frame: caught.append((signum, frame))) for s in names}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for s in names:
+            signal.signal(s, old[s])
+        for signum, frame in caught[:1]:
+            handler = old[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)
 
 
 class ResultStore:
@@ -134,8 +148,7 @@ class ResultStore:
     # ---- reading --------------------------------------------------------------------------------
     def files(self) -> list[Path]:
         """The main file and the shards, in merge order."""
-        shards = sorted(self.path.parent.glob(f"{self.path.stem}.shard-*{self.path.suffix}"))
-        return [self.path, *shards]
+        return [self.path, *shard_paths(self.path)]
 
     def _take(self, rec: Record) -> None:
         old = self.records.get(rec["key"])
@@ -241,3 +254,20 @@ class ResultStore:
                 self._read[self.write_path] = (start + len(line), nlines + 1)
                 self._take(rec)
         return rec
+
+
+
+def shard_paths(path: Path) -> list[Path]:
+    """The shards of the store at `path` (results.shard-*.jsonl beside results.jsonl), in name order."""
+    return sorted(path.parent.glob(f"{path.stem}.shard-*{path.suffix}"))
+
+
+def clear_store(path: str | Path) -> None:
+    """Delete a store's records: the main file, its shards, set-aside lines and claims (under its lock)."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return
+    with locked(path.with_name(path.name + ".lock")):
+        for p in [path, *shard_paths(path), path.with_name(f"{path.stem}.bad{path.suffix}")]:
+            p.unlink(missing_ok=True)
+        shutil.rmtree(path.with_name(f".{path.name}.claims"), ignore_errors=True)
