@@ -72,8 +72,7 @@ def test_registered_grid_and_specs_in_sample_and_in_suites(tmp_path, fresh_grid_
         u = torch.linspace(0, 1, steps + 1, dtype=F64) ** (1 / power)
         return ds.grids.Grid(schedule, schedule.t_from_lambda(lo + u * (hi - lo)), "sqrt_lambda")
 
-    if "sqrt_lambda" not in ds.grids.GRIDS:
-        ds.grids.register("sqrt_lambda", sqrt_lambda)
+    ds.grids.register("sqrt_lambda", sqrt_lambda)
     with pytest.raises(GridError, match="already registered"):
         ds.grids.register("sqrt_lambda", sqrt_lambda)
     assert ds.grids.grid_params("sqrt_lambda") == ["power"]

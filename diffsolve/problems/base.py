@@ -157,7 +157,7 @@ class Problem(ABC):
 
     def reference_error(
         self, x_T: Tensor, schedule: Schedule | None = None, t_start: float | None = None,
-        t_end: float | None = None, rtol: float = 1e-10, atol: float = 1e-10, factor: float = 100.0,
+        t_end: float | None = None, rtol: float = 1e-10, atol: float = 1e-10, factor: float = 10.0,
     ) -> float:
         """RMSE per dimension between the reference at (rtol, atol) and at tolerances `factor` times tighter."""
         a = self.reference(x_T, schedule, t_start, t_end, rtol, atol)
