@@ -6,9 +6,10 @@ Sampling grids run from noisy (large t) to clean (small t); forward-SDE grids th
 
 Wherever a grid is named it may be a spec: `karras` or `karras:rho=5` (parameters KEY=VALUE joined
 by ':'), `custom:1.0,0.5,0.1,0.001` (the times themselves) or `file:grid.json` (a JSON object with
-"times" and "schedule" (Schedule.to_config()), optionally "solver", "nfe", "fingerprint"; it refuses a
-solve on another schedule). `register(name, factory)` adds a named grid, factory(schedule, steps,
-**params) → Grid.
+"times" and "schedule" (Schedule.to_config()), optionally "solver", "nfe", "fingerprint"…; it refuses a
+solve on another schedule, and another problem's fingerprint where the problem is known). `tune(…)` writes
+such files tuned to a model and solver (diffsolve.tuning). `register(name, factory)` adds a named grid,
+factory(schedule, steps, **params) → Grid.
 """
 
 from __future__ import annotations
@@ -229,11 +230,14 @@ class GridSpec:
             return ""
         return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()[:16]
 
-    def build(self, schedule: Schedule, steps: int | None = None) -> Grid:
-        """The grid on `schedule`; `steps` is required for named grids and must match a fixed one's."""
+    def build(self, schedule: Schedule, steps: int | None = None, fingerprint: str | None = None) -> Grid:
+        """The grid on `schedule`; `steps` is required for named grids and must match a fixed one's.
+
+        A grid file is refused when made for another schedule, or for another problem `fingerprint` (if given).
+        """
         if self.fixed:
             if self.path is not None:
-                grid = load_file(self.path, schedule)
+                grid = load_file(self.path, schedule, fingerprint)
             else:
                 grid = Grid(schedule, as_f64(list(self.times or ())), "custom")
             if steps is not None and steps != grid.steps:
@@ -339,14 +343,25 @@ def read_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_file(path: str | Path, schedule: Schedule) -> Grid:
-    """The grid stored in a file, refused when it was made for another schedule."""
-    data = read_file(path)
-    if data["schedule"] != schedule.to_config():
+def check_file(data: dict[str, Any], path: str | Path, schedule: Schedule | None = None,
+               fingerprint: str | None = None) -> None:
+    """Refuse a grid file made for another schedule or (when both are known) another problem fingerprint."""
+    if schedule is not None and data["schedule"] != schedule.to_config():
         raise GridError(
             f"grid file {str(path)!r} was made for schedule {json.dumps(data['schedule'])} but the solve uses "
             f"{json.dumps(schedule.to_config())}; use the same schedule or make the grid again on this one"
         )
+    if fingerprint and data.get("fingerprint") not in (None, "", fingerprint):
+        raise GridError(
+            f"grid file {str(path)!r} was tuned for problem fingerprint {data['fingerprint']!r}, not {fingerprint!r} "
+            f"(another model, or its weights changed); tune again for this model (diffsolve tune)"
+        )
+
+
+def load_file(path: str | Path, schedule: Schedule, fingerprint: str | None = None) -> Grid:
+    """The grid stored in a file, refused when made for another schedule or another problem's fingerprint."""
+    data = read_file(path)
+    check_file(data, path, schedule, fingerprint)
     return Grid(schedule, as_f64(data["times"]), "file")
 
 
@@ -354,6 +369,17 @@ def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
     """Write a grid file: its times, its schedule's config and any extra JSON fields (solver, nfe, fingerprint…)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"times": grid.t.tolist(), "schedule": grid.schedule.to_config(), **extra}, indent=1),
-                 encoding="utf-8")
+    data = {"times": grid.t.tolist(), "schedule": grid.schedule.to_config(), **extra}
+    p.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return p
+
+
+def tune(problem_or_model: Any, solver: str, nfe: int, *, train_seeds: Any, method: str = "dp+refine",
+         **options: Any) -> Any:
+    """A grid tuned to `solver` at `nfe` on a problem (name, Problem or Model): see diffsolve.tuning.tune.
+
+    Returns a diffsolve.tuning.TunedGrid (`.grid`, train/held-out error, cost; `.save(path)` writes a grid file).
+    """
+    from .tuning import tune as _tune
+
+    return _tune(problem_or_model, solver, nfe, train_seeds=train_seeds, method=method, **options)

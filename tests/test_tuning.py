@@ -89,12 +89,64 @@ def test_grid_file_round_trips_and_refuses_a_mismatch(tuned, tmp_path):
     path = tuned.save(tmp_path / "grid.json")
     data = json.loads(path.read_text())
     assert data["solver"] == "dpmpp2m" and data["nfe"] == 4 and data["schedule"]["type"] == "VPLinear"
+    assert data["times"] == tuned.grid.t.tolist() and data["fingerprint"] == tuned.fingerprint
     back = TunedGrid.load(path, schedule=ds.VPLinear(), fingerprint=tuned.fingerprint)
     assert torch.equal(back.grid.t, tuned.grid.t) and back.train_error == tuned.train_error
-    with pytest.raises(GridError, match="tuned on VPLinear"):
+    assert back.extra() == tuned.extra()
+    with pytest.raises(GridError, match="made for schedule.*VPLinear"):
         TunedGrid.load(path, schedule=ds.VPCosine())
     with pytest.raises(GridError, match="fingerprint"):
         TunedGrid.load(path, fingerprint="another-model")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(GridError, match="cannot read grid file"):
+    with pytest.raises(GridError, match="not valid JSON"):
         TunedGrid.load(tmp_path / "bad.json")
+    plain = ds.grids.save(ds.grids.logsnr(ds.VPLinear(), 3), tmp_path / "plain.json")
+    with pytest.raises(GridError, match="plain grid, not a tuned one"):
+        TunedGrid.load(plain)
+
+
+def test_a_tuned_file_is_a_grid_spec_everywhere(tuned, tmp_path):
+    path = tuned.save(tmp_path / "tuned.json")
+    spec = f"file:{path}"
+    grid = ds.grids.build(spec, ds.VPLinear(), 4)
+    assert torch.equal(grid.t, tuned.grid.t)
+    assert torch.equal(ds.grids.parse(spec).build(ds.VPLinear(), fingerprint=tuned.fingerprint).t, tuned.grid.t)
+    with pytest.raises(GridError, match="not 'abc'"):
+        ds.grids.parse(spec).build(ds.VPLinear(), fingerprint="abc")
+    with pytest.raises(GridError, match="made for schedule"):
+        ds.grids.build(spec, ds.VPCosine())
+    prob = ds.problems.get("gmm-2d")
+    model = prob.model(ds.VPLinear())
+    x = prob.x_T(8, 4, ds.VPLinear())
+    sol = ds.sample(model, x, solver="dpmpp2m", grid=spec)
+    ref = ds.solve(ds.ode(model, "lambda"), x, tuned.grid, "dpmpp2m")
+    assert sol.nfe == 4 and torch.equal(sol.x, ref.x)
+
+
+def test_public_tune_accepts_a_model_and_each_method():
+    prob = ds.problems.get("gmm-2d")
+    model = prob.model(prob.default_schedule())
+    by_dp = ds.grids.tune(model, "ipndm", 4, train_seeds=[3], heldout_seeds=None, n=32, candidates=12,
+                          method="dp", shape=(2,))
+    assert by_dp.start == "dp" and by_dp.method == "dp" and by_dp.heldout_error is None
+    assert by_dp.train_error == by_dp.start_train_error
+    by_nm = ds.grids.tune(model, "ipndm", 4, train_seeds=[3], heldout_seeds=None, n=32, max_evals=30,
+                          method="refine", shape=(2,))
+    assert by_nm.start in ("logsnr", "time", "quadratic", "karras") and by_nm.train_error <= by_nm.start_train_error
+    with pytest.raises(DiffsolveError, match="tuning method"):
+        ds.grids.tune(model, "ipndm", 4, train_seeds=[3], method="gradient", shape=(2,))
+
+
+def test_cli_tune_writes_a_grid_file_and_prints_both_errors(tmp_path, capsys):
+    from diffsolve.cli import main
+
+    out = tmp_path / "g.json"
+    rc = main(["tune", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--train-seeds", "3", "--heldout-seeds", "4",
+               "--n", "32", "--candidates", "12", "--max-evals", "20", "--option", "order=2", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "held-out" in text and "model evaluations" in text
+    back = TunedGrid.load(out, schedule=ds.problems.get("gmm-2d").default_schedule())
+    assert back.solver == "ipndm" and back.options == {"order": 2} and back.grid.steps == 4
+    assert back.train_seeds == [3] and back.heldout_seeds == [4] and back.n == 32
+    assert main(["tune", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--option", "order", "--out",
+                 str(out)]) == 2
