@@ -177,6 +177,8 @@ GRIDS: dict[str, Callable[..., Grid]] = {
     "karras": karras,
 }
 FIXED_KINDS = ("custom", "file")  # specs that carry their own times (and so their own step count)
+TUNED = "tuned"  # the bench's per-cell tuned grid (diffsolve.bench.tuned); its spec keys:
+TUNED_PARAMS = ("n", "candidates", "max_evals", "seed_offset")
 _ENDS = ("schedule", "steps", "t_start", "t_end")
 
 
@@ -184,7 +186,7 @@ def register(name: str, factory: Callable[..., Grid]) -> None:
     """Add a named grid: factory(schedule, steps, **params) → Grid; its keyword parameters become spec keys."""
     if not isinstance(name, str) or not name.isidentifier():
         raise GridError(f"a grid name must be an identifier such as 'my_grid', got {name!r}")
-    if name in GRIDS or name in FIXED_KINDS:
+    if name in GRIDS or name in FIXED_KINDS or name == TUNED:
         raise GridError(f"a grid named {name!r} is already registered; pick another name")
     if not callable(factory):
         raise GridError(f"grid {name!r}: the factory must be callable as factory(schedule, steps, **params)")
@@ -245,6 +247,9 @@ class GridSpec:
                                 f"drop the step count (or NFE), or give a grid of {steps} steps")
             object.__setattr__(grid, "name", self.text)
             return grid
+        if self.name == TUNED:
+            raise GridError(f"grid {self.text!r} is tuned per benchmark cell (diffsolve bench --grid tuned); "
+                            f"elsewhere tune one with `diffsolve tune … --out g.json` and pass 'file:g.json'")
         if steps is None:
             raise GridError(f"grid {self.text!r} needs a step count; pass steps= or nfe=")
         grid = GRIDS[self.name](schedule, steps, **dict(self.params))
@@ -284,11 +289,11 @@ def parse(spec: str | GridSpec) -> GridSpec:
         if not rest.strip():
             raise _spec_error(text, "no file named", "write 'file:path/to/grid.json'")
         return GridSpec(text, name, path=rest.strip())
-    if name not in GRIDS:
-        raise GridError(unknown_name("grid", name, list(GRIDS))
+    if name not in GRIDS and name != TUNED:
+        raise GridError(unknown_name("grid", name, [*GRIDS, TUNED])
                         + f", or custom:T0,T1,… or file:GRID.json (in grid spec {text!r}); parameters follow ':', "
                           f"e.g. 'karras:rho=5'")
-    accepted = grid_params(name)
+    accepted = list(TUNED_PARAMS) if name == TUNED else grid_params(name)
     params: list[tuple[str, Any]] = []
     for pair in filter(None, (p.strip() for p in rest.split(":"))) if rest else ():
         key, eq, value = pair.partition("=")

@@ -150,3 +150,31 @@ def test_cli_tune_writes_a_grid_file_and_prints_both_errors(tmp_path, capsys):
     assert back.train_seeds == [3] and back.heldout_seeds == [4] and back.n == 32
     assert main(["tune", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--option", "order", "--out",
                  str(out)]) == 2
+
+
+def test_bench_tuned_cells_tune_on_other_seeds_report_cost_and_reuse_the_cache(tmp_path, monkeypatch):
+    import diffsolve.tuning
+
+    spec = "tuned:n=32:candidates=12:max_evals=15"
+    kw = dict(solvers=["ipndm"], grids=["logsnr", spec], nfe=[4], variables=["sigma"], n=16, seeds=[2],
+              progress=False)
+    first = ds.bench.run("gmm-2d", out=tmp_path, **kw)
+    tuned_rec = next(r for r in first.records if r["grid"] == spec)
+    assert tuned_rec["status"] == "ok" and tuned_rec["tune_nfe"] > 0 and tuned_rec["tune_seconds"] > 0
+    files = list((tmp_path / "cache").glob("tuned-*.json"))
+    assert len(files) == 1
+    saved = TunedGrid.load(files[0], schedule=ds.VPLinear())
+    assert saved.train_seeds == [2 + 1000] and saved.solver == "ipndm" and saved.nfe == 4
+    assert "tuning cost per cell" in first.markdown()
+    (tmp_path / "results.jsonl").unlink()  # a rerun of the cells must read the tuned grid, not tune again
+
+    def refuse(*a, **k):
+        raise AssertionError("tuned again")
+    monkeypatch.setattr(diffsolve.tuning, "tune", refuse)
+    again = ds.bench.run("gmm-2d", out=tmp_path, **kw)
+    rec = next(r for r in again.records if r["grid"] == spec)
+    assert rec["status"] == "ok" and rec["rmse"] == tuned_rec["rmse"] and rec["tune_nfe"] == tuned_rec["tune_nfe"]
+    with pytest.raises(GridError, match="tuned per benchmark cell"):
+        ds.grids.build("tuned", ds.VPLinear(), 4)
+    with pytest.raises(GridError, match="takes no parameter 'rho'"):
+        ds.grids.parse("tuned:rho=3")
