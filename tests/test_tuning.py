@@ -178,3 +178,32 @@ def test_bench_tuned_cells_tune_on_other_seeds_report_cost_and_reuse_the_cache(t
         ds.grids.build("tuned", ds.VPLinear(), 4)
     with pytest.raises(GridError, match="takes no parameter 'rho'"):
         ds.grids.parse("tuned:rho=3")
+
+
+@pytest.mark.parametrize("nfe", [1, 3, 4, 5, 6, 8, 10, 15, 20, 50])
+def test_sample_without_a_solver_follows_the_documented_table(nfe):
+    from diffsolve.solve import DEFAULT_CONFIGS, default_config
+
+    prob = ds.problems.get("gmm-2d")
+    model = prob.model(prob.default_schedule())
+    x = prob.x_T(16, 0, prob.default_schedule())
+    bound, solver, grid, options = next(row for row in DEFAULT_CONFIGS if nfe <= row[0])
+    assert default_config(nfe) == (solver, grid, options)
+    got = ds.sample(model, x, nfe=nfe)
+    want = ds.sample(model, x, nfe=nfe, solver=solver, grid=grid, **options)
+    assert got.solver == solver and got.nfe == want.nfe and torch.equal(got.x, want.x)
+    assert torch.equal(got.grid.t, ds.grids.build(grid, model.schedule, ds.get_solver(solver).steps_for(nfe)).t)
+
+
+def test_sample_without_a_solver_keeps_an_explicit_grid_and_options_and_needs_a_budget():
+    from diffsolve.solve import default_config
+
+    prob = ds.problems.get("gmm-2d")
+    model = prob.model(prob.default_schedule())
+    x = prob.x_T(8, 0, prob.default_schedule())
+    solver, _, options = default_config(6)
+    got = ds.sample(model, x, nfe=6, grid="karras")
+    assert torch.equal(got.x, ds.sample(model, x, nfe=6, solver=solver, grid="karras", **options).x)
+    with pytest.raises(GridError, match="exactly one of nfe= or steps="):
+        ds.sample(model, x)
+    assert ds.sample(model, x, steps=6).nfe == ds.get_solver(solver).nfe_for(6)
