@@ -349,6 +349,59 @@ COMMANDS["train"] = (_train_parser, _train)
 COMMANDS["likelihood"] = (_likelihood_parser, _likelihood)
 
 
+def _tune_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from .tuning import METHODS
+
+    p = sub.add_parser("tune", help="tune a step grid to a model, a solver and an NFE; writes a grid file",
+                       description="Minimise the solver's end-point error to a float64 teacher on training draws of "
+                                   "x_T; print training and held-out error and the cost; write a grid file that "
+                                   "--grid file:OUT loads.")
+    p.add_argument("problem", help="a shipped problem (gmm-64, toy-2d, …), a checkpoint or module:attr")
+    p.add_argument("--solver", required=True, help="a fixed-step deterministic solver, e.g. ipndm")
+    p.add_argument("--nfe", type=int, required=True, help="the NFE budget the grid is tuned for")
+    p.add_argument("--train-seeds", default="10", help="seeds of the training draws (comma-separated)")
+    p.add_argument("--heldout-seeds", default="0", help="seeds of the held-out draws ('' for none)")
+    p.add_argument("--n", type=int, default=1024, help="draws per seed")
+    p.add_argument("--method", choices=METHODS, default="dp+refine")
+    p.add_argument("--candidates", type=int, default=64, help="candidate times of the dynamic programme")
+    p.add_argument("--max-evals", type=int, default=None, help="solver runs of the refinement (default 150/step)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a solver option (repeatable), e.g. --option order=3")
+    p.add_argument("--shape", type=_shape, default=None, help="shape of one sample for a bare Model")
+    p.add_argument("--out", required=True, help="the grid file to write")
+    return p
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .tuning import tune
+
+    options: dict[str, Any] = {}
+    for pair in args.option:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise DiffsolveError(f"--option takes KEY=VALUE, e.g. order=3; got {pair!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    tuned = tune(args.problem, args.solver, positive_int(args.nfe, "--nfe", "give the NFE budget, e.g. 6"),
+                 train_seeds=_ints(args.train_seeds, "train-seeds"),
+                 heldout_seeds=_ints(args.heldout_seeds, "heldout-seeds"),
+                 n=positive_int(args.n, "--n", "give the draws per seed, e.g. 1024"), method=args.method,
+                 candidates=args.candidates, max_evals=args.max_evals, shape=args.shape, **options)
+    path = tuned.save(args.out)
+    held = "—" if tuned.heldout_error is None else f"{tuned.heldout_error:.4g}"
+    held0 = "—" if tuned.start_heldout_error is None else f"{tuned.start_heldout_error:.4g}"
+    print(f"{tuned.solver} NFE {tuned.nfe} on {tuned.problem}: RMSE train {tuned.train_error:.4g} "
+          f"(start {tuned.start}: {tuned.start_train_error:.4g}), held-out {held} (start {held0})")
+    print(f"cost: {tuned.cost_nfe} model evaluations, {tuned.cost_seconds:.1f} s wall, "
+          f"{tuned.cost_cpu_seconds:.1f} s CPU; wrote {path} (use --grid file:{path})")
+    return EXIT_OK
+
+
+COMMANDS["tune"] = (_tune_parser, _tune)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The top-level parser with one subparser per entry of COMMANDS."""
     from . import __version__
