@@ -1,7 +1,8 @@
 """Per-step cost and memory of per-sample noise against torch.randn of the same shape and the seeded dyadic path.
 
 Per step: the time to produce every increment of an S-step grid (generators included) divided by S, the three
-kinds interleaved, medians of 15 repeats, one thread. Memory: peak RSS growth of a fresh process per kind.
+kinds interleaved, medians of 15 repeats, one thread. Memory: the bytes per-sample noise holds (exact), the
+dyadic path's peak RSS growth in a fresh process (approximate).
 Run: OMP_NUM_THREADS=1 python benchmarks/per_sample_noise.py   (timings on a shared machine are noisy: say so)
 """
 
@@ -46,11 +47,22 @@ def produce(kind: str, batch: int, dim: int, steps: int) -> float:
 
 
 def memory(kind: str, batch: int, dim: int, steps: int) -> None:
+    """per-sample: the bytes its blocks hold (exact); dyadic: peak RSS growth of this fresh process (approximate)."""
+    state = batch * dim * 4
+    if kind == "per-sample":
+        dyn, sched = dynamics()
+        g = grids.build("logsnr", sched, steps)
+        taus = grid_taus(dyn, g)
+        path = per_sample_noise(dyn, g, torch.zeros(batch, dim), list(range(batch)))
+        path(taus[0], taus[1])
+        held = sum(b.numel() * b.element_size() for _, b in path._blocks.values())
+        print(f"  per-sample holds {held / 2**20:7.2f} MiB = {held / state:6.1f}x the state ({state / 2**20:.2f} MiB)")
+        return
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     produce(kind, batch, dim, steps)
-    grow = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024
-    state = batch * dim * 4 / 2**20
-    print(f"  {kind:10s} peak RSS growth {grow:7.1f} MiB = {grow / state:6.1f}x the state ({state:.2f} MiB)")
+    grow = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) * 1024
+    print(f"  {kind:10s} peak RSS growth {grow / 2**20:7.1f} MiB = {grow / state:6.1f}x the state "
+          f"({state / 2**20:.2f} MiB)")
 
 
 def main() -> None:
@@ -66,9 +78,9 @@ def main() -> None:
               + ", ".join(f"{k} {v:8.1f} us/step" for k, v in med.items())
               + f"; per-sample/randn {med['per-sample'] / med['randn']:.2f}x"
               + (f", dyadic/randn {med['dyadic'] / med['randn']:.0f}x" if "dyadic" in med else ""), flush=True)
-    for batch, dim, steps in [(64, 3072, 50), (256, 64, 100)]:
+    for batch, dim, steps in [(64, 3072, 50), (256, 64, 100), (1024, 2, 100)]:
         print(f"memory, batch {batch} dim {dim} steps {steps}:", flush=True)
-        for k in ("randn", "per-sample", "dyadic"):
+        for k in ("per-sample", "dyadic"):
             subprocess.run([sys.executable, __file__, "--memory", k, str(batch), str(dim), str(steps)], check=True)
 
 

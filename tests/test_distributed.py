@@ -198,6 +198,7 @@ def _rank_of(pid: int) -> str | None:
     return next((e[5:].decode() for e in environ if e.startswith(b"RANK=")), None)
 
 
+@pytest.mark.slow  # ~30 s on a shared 2-core machine: a 20-cell sweep under torchrun, then its resume
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds torchrun's workers through /proc")
 def test_killing_a_rank_loses_no_finished_cell(tmp_path, monkeypatch):
     for k in ("RANK", "WORLD_SIZE"):
