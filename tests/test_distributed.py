@@ -143,6 +143,8 @@ def test_sampling_resumes_and_refuses_another_job(tmp_path, monkeypatch):
     job = parallel_sample.SampleJob("gmm-2d", "heun", 6, n=10, seed=2**30 - 5)
     with pytest.raises(DiffsolveError, match=r"must stay in \[0, 2\^30\)"):
         job.check()
+    with pytest.raises(DiffsolveError, match="is not a torch device"):
+        parallel_sample.SampleJob("gmm-2d", "heun", 6, n=10, device="gpu7").check()
 
 
 # ---- sweeps ------------------------------------------------------------------------------------------------------
