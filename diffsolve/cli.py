@@ -468,6 +468,7 @@ def _sample_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i for its x_T and noise (default 0)")
     p.add_argument("--grid", default="logsnr", help="a grid spec (default logsnr)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="model and state dtype")
+    p.add_argument("--device", help="where to sample (default: cuda:LOCAL_RANK under torchrun with CUDA, else cpu)")
     p.add_argument("--shard", help="i/n: this job's share of the batches when started without torchrun")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op CPU threads per process (default 1)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar (stderr)")
@@ -483,8 +484,9 @@ def _sample(args: argparse.Namespace) -> int:
     torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
     solver, options = parse_solver(args.solver)
     job = parallel_sample.SampleJob(problem=args.problem, solver=solver, nfe=args.nfe, n=args.n, seed=args.seed,
-                                    batch=args.batch, grid=args.grid, dtype=args.dtype, options=options)
-    job.check()
+                                    batch=args.batch, grid=args.grid, dtype=args.dtype, options=options,
+                                    device=args.device or distributed.default_device())
+    job.check()  # before joining the process group: a wrong input stops every rank before any work
     rank = distributed.start(args.shard)
     try:
         done = parallel_sample.run(job, args.out, rank, progress=not args.no_progress)

@@ -80,6 +80,11 @@ def backend() -> str:
     return "nccl" if torch.cuda.is_available() and dist.is_nccl_available() else "gloo"
 
 
+def default_device() -> str:
+    """cuda:LOCAL_RANK when CUDA is available (one GPU per local rank), else cpu."""
+    return f"cuda:{_env_int('LOCAL_RANK') or 0}" if torch.cuda.is_available() else "cpu"
+
+
 def start(shard: str | None = None) -> Rank:
     """This process's Rank: from --shard (job arrays) or torchrun's environment, joining its process group."""
     env = from_env()

@@ -9,6 +9,7 @@ toy-2d-flow: the toy-2d MLP trained as a velocity v_θ(x, σ) = ε − x0 on the
 
 from __future__ import annotations
 
+import functools
 import math
 from importlib import resources
 from pathlib import Path
@@ -51,11 +52,17 @@ def toy_2d_logp(x: Tensor, t_alpha: float = 1.0, t_sigma: float = 0.0) -> Tensor
     return torch.logsumexp(-0.5 * d2 / var, 1) - math.log(RING_MODES) - math.log(2 * math.pi * var)
 
 
-def digits_levels(split: str = "train") -> Tensor:
-    """sklearn's 8×8 digits as integer levels (N, 1, 8, 8); a fixed permutation: 1,500 train, 297 test."""
+@functools.cache
+def _digit_images() -> Tensor:
+    """sklearn's 8×8 digits (1797, 8, 8), values 0…16, loaded once per process (callers index it: a copy)."""
     from sklearn.datasets import load_digits
 
-    images = torch.as_tensor(load_digits().images, dtype=torch.float32)  # (1797, 8, 8), values 0…16
+    return torch.as_tensor(load_digits().images, dtype=torch.float32)
+
+
+def digits_levels(split: str = "train") -> Tensor:
+    """sklearn's 8×8 digits as integer levels (N, 1, 8, 8); a fixed permutation: 1,500 train, 297 test."""
+    images = _digit_images()
     perm = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(1234))
     idx = {"train": perm[:1500], "test": perm[1500:]}.get(split)
     if idx is None:

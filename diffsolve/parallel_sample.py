@@ -46,6 +46,7 @@ class SampleJob:
     grid: str = "logsnr"
     dtype: str = "float32"
     options: dict[str, Any] = field(default_factory=dict)
+    device: str = "cpu"  # its type is part of the manifest: CPU and GPU samples differ by round-off
 
     def check(self) -> None:
         for name in ("nfe", "n", "batch"):
@@ -58,14 +59,20 @@ class SampleJob:
                                  f"[0, 2^30); give a seed in [0, {MAX_SAMPLE_SEED - self.n}]")
         if self.dtype not in DTYPES:
             raise DiffsolveError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError):
+            raise DiffsolveError(f"--device {self.device!r} is not a torch device; give e.g. cpu or cuda:0") from None
 
     def batches(self) -> list[tuple[int, int]]:
         """(first sample, end) of every batch, in order."""
         return [(s, min(s + self.batch, self.n)) for s in range(0, self.n, self.batch)]
 
     def manifest(self, fingerprint: str) -> dict[str, Any]:
-        """What the folder holds: the job and the problem's fingerprint (the world size is not part of it)."""
-        return {**asdict(self), "fingerprint": fingerprint}
+        """What the folder holds: the job, its device type and the problem's fingerprint (not the world size)."""
+        out = {**asdict(self), "fingerprint": fingerprint}
+        out["device"] = torch.device(self.device).type
+        return out
 
 
 def sample_seeds(seed: int, start: int, end: int) -> list[int]:
@@ -110,13 +117,16 @@ def sample_batch(job: SampleJob, problem: problems.Problem, start: int, end: int
     """Samples start … end − 1 (in the model's coordinates and dtype) and the NFE counted."""
     sched = problem.default_schedule()
     model = problem.model(sched, dtype=DTYPES[job.dtype])
+    if isinstance(model.net, torch.nn.Module):
+        model.net.to(job.device)
     seeds = sample_seeds(job.seed, start, end)
-    x_user = model.from_vp(x_T_rows(problem, seeds, sched).to(DTYPES[job.dtype]), make_point(sched, sched.t_max))
+    x_T = x_T_rows(problem, seeds, sched).to(device=job.device, dtype=DTYPES[job.dtype])
+    x_user = model.from_vp(x_T, make_point(sched, sched.t_max))
     options = dict(job.options)
     if get_solver(job.solver).integrates_for(**options).stochastic:
         options["seed"] = seeds
     sol = sample(model, x_user, solver=job.solver, nfe=job.nfe, grid=job.grid, **options)
-    return sol.x, sol.nfe
+    return sol.x.cpu(), sol.nfe
 
 
 def run(job: SampleJob, out: str | Path, rank: distributed.Rank, *, progress: bool = True) -> Path | None:

@@ -143,6 +143,8 @@ def test_sampling_resumes_and_refuses_another_job(tmp_path, monkeypatch):
     job = parallel_sample.SampleJob("gmm-2d", "heun", 6, n=10, seed=2**30 - 5)
     with pytest.raises(DiffsolveError, match=r"must stay in \[0, 2\^30\)"):
         job.check()
+    with pytest.raises(DiffsolveError, match="is not a torch device"):
+        parallel_sample.SampleJob("gmm-2d", "heun", 6, n=10, device="gpu7").check()
 
 
 # ---- sweeps ------------------------------------------------------------------------------------------------------
@@ -198,6 +200,7 @@ def _rank_of(pid: int) -> str | None:
     return next((e[5:].decode() for e in environ if e.startswith(b"RANK=")), None)
 
 
+@pytest.mark.slow  # ~30 s on a shared 2-core machine: a 20-cell sweep under torchrun, then its resume
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds torchrun's workers through /proc")
 def test_killing_a_rank_loses_no_finished_cell(tmp_path, monkeypatch):
     for k in ("RANK", "WORLD_SIZE"):
