@@ -197,7 +197,8 @@ def sample(
         if steps > MAX_STEPS:
             raise GridError(
                 f"{steps} steps would need about {steps * 200 / 2**30:.3g} GiB for the grid's points and "
-                f"coefficients alone; use at most {MAX_STEPS} steps (raise diffsolve.solve.MAX_STEPS if you mean it)"
+                f"coefficients alone; use at most {MAX_STEPS} steps (if you mean it, raise the module's bound: "
+                f"sys.modules['diffsolve.solve'].MAX_STEPS; diffsolve.solve is the function)"
             )
         g = grids_mod.build(grid, model.schedule, steps)
     dyn = dynamics_for(model, method, options, variable)
