@@ -198,7 +198,7 @@ def sample(
             raise GridError(
                 f"{steps} steps would need about {steps * 200 / 2**30:.3g} GiB for the grid's points and "
                 f"coefficients alone; use at most {MAX_STEPS} steps (if you mean it, raise the module's bound: "
-                f"sys.modules['diffsolve.solve'].MAX_STEPS; diffsolve.solve is the function)"
+                f"importlib.import_module('diffsolve.solve').MAX_STEPS = …; diffsolve.solve is the function)"
             )
         g = grids_mod.build(grid, model.schedule, steps)
     dyn = dynamics_for(model, method, options, variable)
