@@ -27,6 +27,7 @@ from torch import Tensor
 
 from .errors import GridError, unknown_name
 from .schedules import F64, Schedule, as_f64
+from .valuecache import ValueCache
 
 
 @dataclass(frozen=True)
@@ -65,17 +66,17 @@ class Grid:
 
     @property
     def points(self) -> list:
-        """Schedule quantities (diffsolve.points.Point) at every grid time, computed once."""
-        from .points import make_points
+        """Schedule quantities (diffsolve.points.Point) at every grid time, computed once per distinct times."""
+        from .points import shared_points
 
-        return self.memo("points", lambda: make_points(self.schedule, self.t))
+        return self.memo("points", lambda: shared_points(self.schedule, self.t))
 
     @property
     def steps(self) -> int:
         """Number of steps N (the grid has N + 1 times)."""
         return self.t.numel() - 1
 
-    @property
+    @cached_property
     def decreasing(self) -> bool:
         """True for sampling grids (noisy → clean)."""
         return bool(self.t[1] < self.t[0])
@@ -179,6 +180,20 @@ FIXED_KINDS = ("custom", "file")  # specs that carry their own times (and so the
 _ENDS = ("schedule", "steps", "t_start", "t_end")
 
 
+# The built-in grids are pure functions of (schedule, steps, parameters): a spec's times are built once per value
+PURE = frozenset(GRIDS.values())
+_TIMES = ValueCache(128)
+_PARAMS: dict[Callable[..., Grid], list[str]] = {}
+
+
+def _checked(schedule: Schedule, t: Tensor, name: str) -> Grid:
+    """A Grid of times that already passed Grid's checks (a copy of a cached grid's times): no checks again."""
+    grid = object.__new__(Grid)
+    for key, value in (("schedule", schedule), ("t", t), ("name", name), ("_memo", {})):
+        object.__setattr__(grid, key, value)
+    return grid
+
+
 def register(name: str, factory: Callable[..., Grid]) -> None:
     """Add a named grid: factory(schedule, steps, **params) → Grid; its keyword parameters become spec keys."""
     if not isinstance(name, str) or not name.isidentifier():
@@ -192,9 +207,12 @@ def register(name: str, factory: Callable[..., Grid]) -> None:
 
 def grid_params(name: str) -> list[str]:
     """The keyword parameters a named grid takes in a spec (e.g. ['rho'] for karras)."""
-    sig = inspect.signature(GRIDS[name])
-    return [p for p in sig.parameters if p not in _ENDS
-            and sig.parameters[p].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    factory = GRIDS[name]
+    if factory not in _PARAMS:
+        sig = inspect.signature(factory)
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        _PARAMS[factory] = [p for p in sig.parameters if p not in _ENDS and sig.parameters[p].kind in kinds]
+    return list(_PARAMS[factory])
 
 
 @dataclass(frozen=True)
@@ -243,9 +261,15 @@ class GridSpec:
             return grid
         if steps is None:
             raise GridError(f"grid {self.text!r} needs a step count; pass steps= or nfe=")
-        grid = GRIDS[self.name](schedule, steps, **dict(self.params))
-        object.__setattr__(grid, "name", self.text)
-        return grid
+        factory = GRIDS[self.name]
+        if factory not in PURE:
+            grid = factory(schedule, steps, **dict(self.params))
+            object.__setattr__(grid, "name", self.text)
+            return grid
+        _check_steps(steps)
+        key = (factory, schedule, steps, self.params)
+        times = _TIMES.get(key, lambda: factory(schedule, steps, **dict(self.params)).t)
+        return _checked(schedule, times.clone(), self.text)
 
 
 def _spec_error(spec: str, problem: str, fix: str) -> GridError:
