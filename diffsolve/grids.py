@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from .errors import GridError, unknown_name
+from .points import shared_points
 from .schedules import F64, Schedule, as_f64
 from .valuecache import ValueCache
 
@@ -67,8 +68,9 @@ class Grid:
     @property
     def points(self) -> list:
         """Schedule quantities (diffsolve.points.Point) at every grid time, computed once per distinct times."""
-        from .points import shared_points
-
+        memo = self._memo
+        if "points" in memo:
+            return memo["points"]
         return self.memo("points", lambda: shared_points(self.schedule, self.t))
 
     @property
@@ -180,18 +182,20 @@ FIXED_KINDS = ("custom", "file")  # specs that carry their own times (and so the
 _ENDS = ("schedule", "steps", "t_start", "t_end")
 
 
-# The built-in grids are pure functions of (schedule, steps, parameters): a spec's times are built once per value
+# The built-in grids are pure functions of (schedule, steps, parameters): a spec's grid is built once per value,
+# and later builds are copies sharing its memo (points, plans: functions of the grid's values); bounded by points
 PURE = frozenset(GRIDS.values())
-_TIMES = ValueCache(128)
+_BUILT = ValueCache(4096, weigh=len)
 _PARAMS: dict[Callable[..., Grid], list[str]] = {}
 
 
-def _checked(schedule: Schedule, t: Tensor, name: str) -> Grid:
-    """A Grid of times that already passed Grid's checks (a copy of a cached grid's times): no checks again."""
-    grid = object.__new__(Grid)
-    for key, value in (("schedule", schedule), ("t", t), ("name", name), ("_memo", {})):
-        object.__setattr__(grid, key, value)
-    return grid
+def _copy(grid: Grid, name: str) -> Grid:
+    """A Grid equal to `grid` (checked when it was built) with its own copy of the times and the shared memo."""
+    new = object.__new__(Grid)
+    for key, value in (("schedule", grid.schedule), ("t", grid.t.clone()), ("name", name), ("_memo", grid._memo)):
+        object.__setattr__(new, key, value)
+    new.__dict__["decreasing"] = grid.decreasing
+    return new
 
 
 def register(name: str, factory: Callable[..., Grid]) -> None:
@@ -268,8 +272,8 @@ class GridSpec:
             return grid
         _check_steps(steps)
         key = (factory, schedule, steps, self.params)
-        times = _TIMES.get(key, lambda: factory(schedule, steps, **dict(self.params)).t)
-        return _checked(schedule, times.clone(), self.text)
+        first = _BUILT.get(key, lambda: factory(schedule, steps, **dict(self.params)))
+        return _copy(first, self.text)
 
 
 def _spec_error(spec: str, problem: str, fix: str) -> GridError:

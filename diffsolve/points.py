@@ -47,7 +47,7 @@ class Point:
     def time_input(self, batch: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """The network's time argument, a (batch,) tensor, created once and cached."""
         ti = self._time_input
-        if ti is None or ti.shape[0] != batch or ti.device != device or ti.dtype != dtype:
+        if ti is None or ti.dtype is not dtype or ti.shape[0] != batch or ti.device != device:
             ti = torch.full((batch,), self.model_time, device=device, dtype=dtype)
             self._time_input = ti
         return ti
