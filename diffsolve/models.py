@@ -224,11 +224,6 @@ class Model:
         self.nfe = 0
         self.finite_checks.clear()
 
-    @property
-    def _finite_flags(self) -> list[Tensor]:
-        """Old private name of `finite_checks.sums`, kept until tests/test_no_sync.py reads the public one."""
-        return self.finite_checks.sums
-
     def raise_if_not_finite(self) -> None:
         """One host sync: raise if the input state or any network output checked since the last clear held NaN/Inf."""
         self.finite_checks.raise_if_bad()
