@@ -41,5 +41,6 @@ def test_fixed_step_loops_never_sync(fixed_step_solver):
 
 
 def test_solve_checks_outputs_once_after_the_loop(gaussian_data):
-    sol = ds.solve(ds.ode(gaussian_data.model(S)), torch.randn(4, 2, dtype=torch.float64), ds.grids.logsnr(S, 5), "heun")
+    x = torch.randn(4, 2, dtype=torch.float64)
+    sol = ds.solve(ds.ode(gaussian_data.model(S)), x, ds.grids.logsnr(S, 5), "heun")
     assert sol.nfe == 10
