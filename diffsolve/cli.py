@@ -124,6 +124,11 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--no-report", action="store_true", help="do not write results.csv, table.md and the plots")
     p.add_argument("--list", action="store_true", help="list valid problems, solvers, grids, variables, "
                                                        "schedules and suites, then exit")
+    p.add_argument("--shard", metavar="I/N", help="run only cells I, I+N, I+2N, … of the suite (a job array's "
+                   "task I of N, without torchrun) into this shard's own file in OUT; then --merge OUT. Under "
+                   "torchrun the ranks are the shards and rank 0 merges and reports")
+    p.add_argument("--merge", metavar="OUT", help="fold the shards in OUT into OUT/results.jsonl and write the "
+                   "report of every stored cell, without running any (give the suite's options for its fits)")
     return p
 
 
@@ -192,39 +197,74 @@ def _bench(args: argparse.Namespace) -> int:
         return EXIT_OK
     import torch
 
-    from .bench import Inputs, ResultStore, run_sweep
-    from .bench.store import clear_store
-    from .bench.sweep import Terminated, sigterm_as_interrupt
+    from . import distributed
 
     torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
     suite = _bench_suite(args)
+    if args.merge:
+        return _merge(args, suite)
     out = Path(args.out or Path("bench-results") / suite.name)
     if out.exists() and not out.is_dir():
         raise DiffsolveError(f"--out {str(out)!r} is a file; give a folder for the results (created if missing)")
-    if args.fresh and out.exists():
+    if args.fresh and args.shard:
+        raise DiffsolveError("--fresh with --shard would let one job delete the others' results; clear OUT once "
+                             "before starting the job array (or run one job with --fresh first)")
+    rank = distributed.start(args.shard)
+    try:
+        return _bench_ranked(args, suite, out, rank)
+    finally:
+        distributed.stop(rank)
+
+
+def _merge(args: argparse.Namespace, suite: Any) -> int:
+    """--merge OUT: fold the shards into results.jsonl and report every stored cell."""
+    from .bench import ResultStore
+    from .bench.sweep import merge_store
+
+    out = Path(args.merge)
+    if not (out / "results.jsonl").exists() and not list(out.glob("results.shard-*.jsonl")):
+        raise DiffsolveError(f"--merge {str(out)!r}: no results.jsonl or results.shard-*.jsonl there; give the "
+                             f"--out folder of the sweep")
+    store = ResultStore(out / "results.jsonl", repair=args.repair)
+    n = merge_store(store)
+    print(f"merged {n} cells into {out}/results.jsonl", file=sys.stderr)
+    return _finish(args, suite, list(store.records.values()), out)
+
+
+def _bench_ranked(args: argparse.Namespace, suite: Any, out: Path, rank: Any) -> int:
+    """The sweep on this rank: its dealt cells into its shard; rank 0 (torchrun) merges and reports after all."""
+    from . import distributed
+    from .bench import Inputs, ResultStore, run_sweep
+    from .bench.store import clear_store
+    from .bench.sweep import Terminated, merge_store, sigterm_as_interrupt
+
+    if args.fresh and out.exists() and rank.leader:
         clear_store(out / "results.jsonl")  # with its shards, set-aside lines and claims
         for name in REPORT_FILES:
             (out / name).unlink(missing_ok=True)
         shutil.rmtree(out / "cache", ignore_errors=True)
-    store = ResultStore(out / "results.jsonl", repair=args.repair)
+    distributed.barrier(rank)
+    parted = rank.world > 1
+    store = ResultStore(out / "results.jsonl", repair=args.repair, shard=rank.label if parted else None)
     stderr = sys.stderr
 
     def emit(record: dict[str, Any], fresh: bool) -> None:
         if args.json:
             print(json.dumps(record, allow_nan=False), flush=True)
 
-    print(f"suite {suite.name!r}: {len(suite.cells)} cells, results in {out}/results.jsonl", file=stderr)
+    print(f"suite {suite.name!r}: {len(suite.cells)} cells, results in {out}/results.jsonl"
+          + (f" ({rank.label}: cells {rank.rank}, {rank.rank + rank.world}, …)" if parted else ""), file=stderr)
     inputs = Inputs(cache_dir=out / "cache", progress=not args.no_progress)
     try:
         with sigterm_as_interrupt():
             records = run_sweep(suite.cells, store, progress=not args.no_progress, retry_failed=args.retry_failed,
-                                on_record=emit, inputs=inputs)
+                                on_record=emit, inputs=inputs, rank=rank if parted else None)
     except KeyboardInterrupt as e:  # Ctrl-C (exit 130) or SIGTERM (143): finished cells are stored
         status = EXIT_TERMINATED if isinstance(e, Terminated) else EXIT_INTERRUPTED
         records = [store.records[c.key] for c in suite.cells if c.key in store]
         print(f"\n{'terminated (SIGTERM)' if status == EXIT_TERMINATED else 'interrupted'}: {len(records)} of "
               f"{len(suite.cells)} cells are stored in {out}/results.jsonl; rerun to finish", file=stderr)
-        if records:
+        if records and not parted:  # a rank's report would show part of the suite: rerun, or --merge OUT
             _finish(args, suite, records, out)
         return status
     for ref in inputs.references:
@@ -232,7 +272,16 @@ def _bench(args: argparse.Namespace) -> int:
               + (f"{ref['nfe']} NFE" if ref["nfe"] else "closed-form ODE")
               + f" in {ref['seconds']:.1f} s with its check, reference error {ref['ref_err']:.2e}",
               file=stderr)
-    return _finish(args, suite, records, out)
+    if not parted:
+        return _finish(args, suite, records, out)
+    distributed.barrier(rank)
+    if rank.group and rank.leader:  # every rank is done: fold the shards and report the whole suite once
+        merge_store(store)
+        return _finish(args, suite, [store.records[c.key] for c in suite.cells if c.key in store], out)
+    failed = sum(r.get("status") != "ok" for r in records)
+    print(f"{rank.label}: {len(records)} cells stored ({failed} failed)"
+          + ("" if rank.group else f"; once every shard is done: diffsolve bench --merge {out}"), file=stderr)
+    return EXIT_OK if not failed else EXIT_SOME_FAILED if failed < len(records) else EXIT_ALL_FAILED
 
 
 def _failure_lines(failed: list[dict[str, Any]], full: int = 3) -> list[str]:
@@ -348,6 +397,107 @@ def _likelihood(args: argparse.Namespace) -> int:
 
 COMMANDS["train"] = (_train_parser, _train)
 COMMANDS["likelihood"] = (_likelihood_parser, _likelihood)
+
+
+def _tune_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from .tuning import METHODS
+
+    p = sub.add_parser("tune", help="tune a step grid to a model, a solver and an NFE; writes a grid file",
+                       description="Minimise the solver's end-point error to a float64 teacher on training draws of "
+                                   "x_T; print training and held-out error and the cost; write a grid file that "
+                                   "--grid file:OUT loads.")
+    p.add_argument("problem", help="a shipped problem (gmm-64, toy-2d, …), a checkpoint or module:attr")
+    p.add_argument("--solver", required=True, help="a fixed-step deterministic solver, e.g. ipndm")
+    p.add_argument("--nfe", type=int, required=True, help="the NFE budget the grid is tuned for")
+    p.add_argument("--train-seeds", default="10", help="seeds of the training draws (comma-separated)")
+    p.add_argument("--heldout-seeds", default="0", help="seeds of the held-out draws ('' for none)")
+    p.add_argument("--n", type=int, default=1024, help="draws per seed")
+    p.add_argument("--method", choices=METHODS, default="dp+refine")
+    p.add_argument("--candidates", type=int, default=64, help="candidate times of the dynamic programme")
+    p.add_argument("--max-evals", type=int, default=None, help="solver runs of the refinement (default 150/step)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a solver option (repeatable), e.g. --option order=3")
+    p.add_argument("--shape", type=_shape, default=None, help="shape of one sample for a bare Model")
+    p.add_argument("--out", required=True, help="the grid file to write")
+    return p
+
+
+def _tune(args: argparse.Namespace) -> int:
+    from .tuning import tune
+
+    options: dict[str, Any] = {}
+    for pair in args.option:
+        key, eq, value = pair.partition("=")
+        if not eq or not key.strip():
+            raise DiffsolveError(f"--option takes KEY=VALUE, e.g. order=3; got {pair!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    tuned = tune(args.problem, args.solver, positive_int(args.nfe, "--nfe", "give the NFE budget, e.g. 6"),
+                 train_seeds=_ints(args.train_seeds, "train-seeds"),
+                 heldout_seeds=_ints(args.heldout_seeds, "heldout-seeds"),
+                 n=positive_int(args.n, "--n", "give the draws per seed, e.g. 1024"), method=args.method,
+                 candidates=args.candidates, max_evals=args.max_evals, shape=args.shape, **options)
+    path = tuned.save(args.out)
+    held = "—" if tuned.heldout_error is None else f"{tuned.heldout_error:.4g}"
+    held0 = "—" if tuned.start_heldout_error is None else f"{tuned.start_heldout_error:.4g}"
+    print(f"{tuned.solver} NFE {tuned.nfe} on {tuned.problem}: RMSE train {tuned.train_error:.4g} "
+          f"(start {tuned.start}: {tuned.start_train_error:.4g}), held-out {held} (start {held0})")
+    print(f"cost: {tuned.cost_nfe} model evaluations, {tuned.cost_seconds:.1f} s wall, "
+          f"{tuned.cost_cpu_seconds:.1f} s CPU; wrote {path} (use --grid file:{path})")
+    return EXIT_OK
+
+
+COMMANDS["tune"] = (_tune_parser, _tune)
+
+
+def _sample_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    from . import parallel_sample
+
+    p = sub.add_parser("sample", help="draw many samples of one cell, data-parallel (torchrun or --shard i/n)",
+                       description=parallel_sample.__doc__)
+    p.add_argument("--problem", required=True, help="a problem name (diffsolve bench --list), module:attr, "
+                                                    "file.py:attr or a checkpoint")
+    p.add_argument("--solver", required=True, help="a solver, with options as in bench: e.g. ddpm, ddim:eta=0.5")
+    p.add_argument("--nfe", type=int, required=True, help="network evaluations per sample")
+    p.add_argument("--n", type=int, required=True, help="number of samples")
+    p.add_argument("--out", required=True, help="folder for batches/, manifest.json and samples.pt")
+    p.add_argument("--batch", type=int, default=256, help="samples per batch (default 256)")
+    p.add_argument("--seed", type=int, default=0, help="sample i uses seed + i for its x_T and noise (default 0)")
+    p.add_argument("--grid", default="logsnr", help="a grid spec (default logsnr)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="model and state dtype")
+    p.add_argument("--shard", help="i/n: this job's share of the batches when started without torchrun")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op CPU threads per process (default 1)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar (stderr)")
+    return p
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from . import distributed, parallel_sample
+    from .bench.suite import parse_solver
+
+    torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
+    solver, options = parse_solver(args.solver)
+    job = parallel_sample.SampleJob(problem=args.problem, solver=solver, nfe=args.nfe, n=args.n, seed=args.seed,
+                                    batch=args.batch, grid=args.grid, dtype=args.dtype, options=options)
+    job.check()
+    rank = distributed.start(args.shard)
+    try:
+        done = parallel_sample.run(job, args.out, rank, progress=not args.no_progress)
+    finally:
+        distributed.stop(rank)
+    if done is not None:
+        print(f"wrote {done} ({job.n} samples)", file=sys.stderr)
+    elif not rank.group:
+        print(f"{rank.label}: its batches are in {args.out}/batches; samples.pt is written by the shard that "
+              f"finishes last", file=sys.stderr)
+    return EXIT_OK
+
+
+COMMANDS["sample"] = (_sample_parser, _sample)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,9 +6,10 @@ Sampling grids run from noisy (large t) to clean (small t); forward-SDE grids th
 
 Wherever a grid is named it may be a spec: `karras` or `karras:rho=5` (parameters KEY=VALUE joined
 by ':'), `custom:1.0,0.5,0.1,0.001` (the times themselves) or `file:grid.json` (a JSON object with
-"times" and "schedule" (Schedule.to_config()), optionally "solver", "nfe", "fingerprint"; it refuses a
-solve on another schedule). `register(name, factory)` adds a named grid, factory(schedule, steps,
-**params) → Grid.
+"times" and "schedule" (Schedule.to_config()), optionally "solver", "nfe", "fingerprint"…; it refuses a
+solve on another schedule, and another problem's fingerprint where the problem is known). `tune(…)` writes
+such files tuned to a model and solver (diffsolve.tuning). `register(name, factory)` adds a named grid,
+factory(schedule, steps, **params) → Grid.
 """
 
 from __future__ import annotations
@@ -179,6 +180,8 @@ GRIDS: dict[str, Callable[..., Grid]] = {
     "karras": karras,
 }
 FIXED_KINDS = ("custom", "file")  # specs that carry their own times (and so their own step count)
+TUNED = "tuned"  # the bench's per-cell tuned grid (diffsolve.bench.tuned); its spec keys:
+TUNED_PARAMS = ("n", "candidates", "max_evals", "seed_offset")
 _ENDS = ("schedule", "steps", "t_start", "t_end")
 
 
@@ -202,7 +205,7 @@ def register(name: str, factory: Callable[..., Grid]) -> None:
     """Add a named grid: factory(schedule, steps, **params) → Grid; its keyword parameters become spec keys."""
     if not isinstance(name, str) or not name.isidentifier():
         raise GridError(f"a grid name must be an identifier such as 'my_grid', got {name!r}")
-    if name in GRIDS or name in FIXED_KINDS:
+    if name in GRIDS or name in FIXED_KINDS or name == TUNED:
         raise GridError(f"a grid named {name!r} is already registered; pick another name")
     if not callable(factory):
         raise GridError(f"grid {name!r}: the factory must be callable as factory(schedule, steps, **params)")
@@ -251,11 +254,14 @@ class GridSpec:
             return ""
         return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()[:16]
 
-    def build(self, schedule: Schedule, steps: int | None = None) -> Grid:
-        """The grid on `schedule`; `steps` is required for named grids and must match a fixed one's."""
+    def build(self, schedule: Schedule, steps: int | None = None, fingerprint: str | None = None) -> Grid:
+        """The grid on `schedule`; `steps` is required for named grids and must match a fixed one's.
+
+        A grid file is refused when made for another schedule, or for another problem `fingerprint` (if given).
+        """
         if self.fixed:
             if self.path is not None:
-                grid = load_file(self.path, schedule)
+                grid = load_file(self.path, schedule, fingerprint)
             else:
                 grid = Grid(schedule, as_f64(list(self.times or ())), "custom")
             if steps is not None and steps != grid.steps:
@@ -263,6 +269,9 @@ class GridSpec:
                                 f"drop the step count (or NFE), or give a grid of {steps} steps")
             object.__setattr__(grid, "name", self.text)
             return grid
+        if self.name == TUNED:
+            raise GridError(f"grid {self.text!r} is tuned per benchmark cell (diffsolve bench --grid tuned); "
+                            f"elsewhere tune one with `diffsolve tune … --out g.json` and pass 'file:g.json'")
         if steps is None:
             raise GridError(f"grid {self.text!r} needs a step count; pass steps= or nfe=")
         factory = GRIDS[self.name]
@@ -308,11 +317,11 @@ def parse(spec: str | GridSpec) -> GridSpec:
         if not rest.strip():
             raise _spec_error(text, "no file named", "write 'file:path/to/grid.json'")
         return GridSpec(text, name, path=rest.strip())
-    if name not in GRIDS:
-        raise GridError(unknown_name("grid", name, list(GRIDS))
+    if name not in GRIDS and name != TUNED:
+        raise GridError(unknown_name("grid", name, [*GRIDS, TUNED])
                         + f", or custom:T0,T1,… or file:GRID.json (in grid spec {text!r}); parameters follow ':', "
                           f"e.g. 'karras:rho=5'")
-    accepted = grid_params(name)
+    accepted = list(TUNED_PARAMS) if name == TUNED else grid_params(name)
     params: list[tuple[str, Any]] = []
     for pair in filter(None, (p.strip() for p in rest.split(":"))) if rest else ():
         key, eq, value = pair.partition("=")
@@ -367,14 +376,25 @@ def read_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def load_file(path: str | Path, schedule: Schedule) -> Grid:
-    """The grid stored in a file, refused when it was made for another schedule."""
-    data = read_file(path)
-    if data["schedule"] != schedule.to_config():
+def check_file(data: dict[str, Any], path: str | Path, schedule: Schedule | None = None,
+               fingerprint: str | None = None) -> None:
+    """Refuse a grid file made for another schedule or (when both are known) another problem fingerprint."""
+    if schedule is not None and data["schedule"] != schedule.to_config():
         raise GridError(
             f"grid file {str(path)!r} was made for schedule {json.dumps(data['schedule'])} but the solve uses "
             f"{json.dumps(schedule.to_config())}; use the same schedule or make the grid again on this one"
         )
+    if fingerprint and data.get("fingerprint") not in (None, "", fingerprint):
+        raise GridError(
+            f"grid file {str(path)!r} was tuned for problem fingerprint {data['fingerprint']!r}, not {fingerprint!r} "
+            f"(another model, or its weights changed); tune again for this model (diffsolve tune)"
+        )
+
+
+def load_file(path: str | Path, schedule: Schedule, fingerprint: str | None = None) -> Grid:
+    """The grid stored in a file, refused when made for another schedule or another problem's fingerprint."""
+    data = read_file(path)
+    check_file(data, path, schedule, fingerprint)
     return Grid(schedule, as_f64(data["times"]), "file")
 
 
@@ -382,6 +402,17 @@ def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
     """Write a grid file: its times, its schedule's config and any extra JSON fields (solver, nfe, fingerprint…)."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps({"times": grid.t.tolist(), "schedule": grid.schedule.to_config(), **extra}, indent=1),
-                 encoding="utf-8")
+    data = {"times": grid.t.tolist(), "schedule": grid.schedule.to_config(), **extra}
+    p.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return p
+
+
+def tune(problem_or_model: Any, solver: str, nfe: int, *, train_seeds: Any, method: str = "dp+refine",
+         **options: Any) -> Any:
+    """A grid tuned to `solver` at `nfe` on a problem (name, Problem or Model): see diffsolve.tuning.tune.
+
+    Returns a diffsolve.tuning.TunedGrid (`.grid`, train/held-out error, cost; `.save(path)` writes a grid file).
+    """
+    from .tuning import tune as _tune
+
+    return _tune(problem_or_model, solver, nfe, train_seeds=train_seeds, method=method, **options)

@@ -13,10 +13,9 @@ draws of x_T; the error of the tuned grid on held-out draws is reported beside i
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,18 +25,17 @@ from torch import Tensor
 
 from . import grids as grids_mod
 from .dynamics import ode
-from .errors import DiffsolveError, GridError
+from .errors import DiffsolveError, GridError, unknown_name
 from .grids import Grid
 from .models import Model
 from .points import make_points
 from .problems import Problem
-from .problems import get as get_problem
+from .problems import resolve as resolve_problem
 from .schedules import F64, Schedule, from_config
 from .solve import solve
 from .solvers import get_solver
 
 STANDARD_GRIDS = ("logsnr", "time", "quadratic", "karras")
-GRID_FILE_VERSION = 1
 
 
 @dataclass
@@ -58,44 +56,41 @@ class TunedGrid:
     start_heldout_error: float | None
     cost_nfe: int
     cost_seconds: float
-    method: str = "dp+nelder-mead"
+    cost_cpu_seconds: float = 0.0
+    method: str = "dp+refine"
+    n: int = 0
     train_seeds: list[int] = field(default_factory=list)
     heldout_seeds: list[int] = field(default_factory=list)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-able record: times, schedule config, solver, options, NFE, fingerprint, errors, cost."""
+    def extra(self) -> dict[str, Any]:
+        """The grid file's fields beside times and schedule: solver, options, NFE, fingerprint, errors, cost."""
         d = {k: v for k, v in asdict(self).items() if k != "grid"}
-        return {"version": GRID_FILE_VERSION, "times": self.grid.t.tolist(),
-                "schedule": self.grid.schedule.to_config(), **d}
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, allow_nan=False) + "\n", encoding="utf-8")
-        return path
+        """Write the grid file (diffsolve.grids format): `file:PATH` then loads wherever a grid is accepted."""
+        return grids_mod.save(self.grid, path, kind="tuned", **self.extra())
 
     @classmethod
     def load(cls, path: str | Path, schedule: Schedule | None = None, fingerprint: str | None = None) -> TunedGrid:
-        """Read a grid file; refuse it when `schedule` or the problem `fingerprint` differ from the file's."""
+        """Read a tuned grid file; refuse it when `schedule` or the problem `fingerprint` differ from the file's."""
+        data = grids_mod.read_file(path)
+        grids_mod.check_file(data, path, schedule, fingerprint)
+        known = {f.name for f in fields(cls)} - {"grid"}
+        missing = sorted(k for k in ("solver", "nfe", "train_error") if k not in data)
+        if missing:
+            raise GridError(f"grid file {str(path)!r} is a plain grid, not a tuned one (no {', '.join(missing)}); "
+                            f"use it as 'file:{path}', or write a tuned grid with diffsolve tune")
+        defaults = {"options": {}, "variable": "sigma_bar", "problem": "", "fingerprint": "", "heldout_error": None,
+                    "start": "", "start_train_error": math.nan, "start_heldout_error": None, "cost_nfe": 0,
+                    "cost_seconds": 0.0}
+        values = {**defaults, **{k: v for k, v in data.items() if k in known}}
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
             sched = from_config(data["schedule"])
-            times = data["times"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise GridError(f"cannot read grid file {str(path)!r} ({type(e).__name__}: {e}); write it with "
-                            f"diffsolve tune or TunedGrid.save") from None
-        if schedule is not None and sched != schedule:
-            raise GridError(
-                f"grid file {str(path)!r} was tuned on {sched!r} but is used with {schedule!r}; tune a grid for "
-                f"this schedule (diffsolve tune) or use a standard grid"
-            )
-        if fingerprint is not None and data.get("fingerprint") not in (None, fingerprint):
-            raise GridError(
-                f"grid file {str(path)!r} was tuned for problem fingerprint {data.get('fingerprint')!r}, not "
-                f"{fingerprint!r} (another model or its weights changed); tune again for this model"
-            )
-        fields_ = {k: v for k, v in data.items() if k not in ("version", "times", "schedule")}
-        return cls(grid=grids_mod.custom(sched, times), **fields_)
+        except (KeyError, TypeError, ValueError, DiffsolveError) as e:
+            raise GridError(f"grid file {str(path)!r}: its schedule {data['schedule']!r} cannot be built ({e}); "
+                            f"write it with diffsolve tune") from None
+        return cls(grid=Grid(sched, data["times"], "tuned"), **values)
 
 
 def candidate_times(schedule: Schedule, count: int, t_start: float | None = None,
@@ -170,8 +165,11 @@ def _theta_of(grid: Grid) -> np.ndarray:
     return logd[:-1] - logd[-1]
 
 
+METHODS = ("dp+refine", "dp", "refine")
+
+
 def tune(
-    problem: Problem | str,
+    problem: Problem | Model | str,
     solver: str,
     nfe: int,
     *,
@@ -183,78 +181,93 @@ def tune(
     candidates: int = 64,
     teacher_tol: float = 1e-8,
     max_evals: int | None = None,
+    method: str = "dp+refine",
+    shape: tuple[int, ...] | None = None,
     **solver_options: Any,
 ) -> TunedGrid:
     """A grid minimising `solver`'s error at `nfe` to a float64 teacher on draws of x_T from `train_seeds`.
 
     (a) DP over `candidates` λ-uniform times with a measured DDIM cost matrix; (b) Nelder–Mead on the
-    step lengths from the best of (a) and the standard grids. Held-out error on `heldout_seeds` (never
-    used for tuning). Deterministic given the seeds.
+    step lengths from the best of (a) and the standard grids. `method`: "dp+refine" (both), "dp" (the DP
+    grid alone), "refine" (Nelder–Mead from the best standard grid). `problem`: a name, a Problem or a
+    Model (diffsolve.problems.resolve; a Model without a `shape` attribute needs `shape=`). Held-out
+    error on `heldout_seeds` (never used for tuning). Deterministic given the seeds.
     """
-    from scipy.optimize import minimize
-
-    prob = get_problem(problem)
-    method = get_solver(solver)
-    if method.adaptive or method.stochastic:
+    if method not in METHODS:
+        raise DiffsolveError(unknown_name("tuning method", method, list(METHODS)))
+    prob = resolve_problem(problem, shape=shape)
+    solver_obj = get_solver(solver)
+    if solver_obj.adaptive or solver_obj.stochastic:
         raise DiffsolveError(f"tuning needs a fixed-step deterministic solver; {solver!r} is "
-                             f"{'adaptive' if method.adaptive else 'stochastic'}")
+                             f"{'adaptive' if solver_obj.adaptive else 'stochastic'}; pick e.g. ipndm or dpmpp2m")
     if not train_seeds:
         raise DiffsolveError("train_seeds is empty; give at least one seed for the training draws of x_T")
     if heldout_seeds and set(train_seeds) & set(heldout_seeds):
         raise DiffsolveError(f"train_seeds {list(train_seeds)} and heldout_seeds {list(heldout_seeds)} overlap; "
                              f"held-out draws must not be used for tuning")
     sched = schedule or prob.default_schedule()
-    steps = method.steps_for(int(nfe))
-    options = {**method.budget_options(int(nfe)), **solver_options}
-    declared = method.integrates_for(**options).variables
+    steps = solver_obj.steps_for(int(nfe))
+    options = {**solver_obj.budget_options(int(nfe)), **solver_options}
+    declared = solver_obj.integrates_for(**options).variables
     variable = variable or (declared[0] if declared else "sigma")
     model = prob.model(sched, dtype=F64)
     dyn = ode(model, variable)
     t0, t1 = sched.t_max, sched.t_min
     lam0, lam1 = float(sched.lam(t0)), float(sched.lam(t1))
-    clock = time.perf_counter()
+    clock, cpu = time.perf_counter(), time.process_time()
     nfe_before = model.nfe
 
     def draws(seeds: list[int]) -> tuple[Tensor, Tensor]:
         xs = torch.cat([prob.x_T(n, s, sched) for s in seeds])
         return xs, prob.reference(xs, sched, rtol=teacher_tol, atol=teacher_tol)
 
-    cand = candidate_times(sched, candidates)
+    cand = candidate_times(sched, candidates if method != "refine" else 2)
     x_train = torch.cat([prob.x_T(n, s, sched) for s in train_seeds])
     path = teacher_path(prob, x_train, sched, cand, teacher_tol)
     target = path[-1]
 
     def error(grid: Grid, x: Tensor = x_train, ref: Tensor = target) -> float:
-        sol = solve(dyn, x, grid, method, **options)
+        sol = solve(dyn, x, grid, solver_obj, **options)
         e = float(torch.sqrt(torch.mean((sol.x.to(F64) - ref) ** 2)))
         return e if math.isfinite(e) else math.inf
 
-    costs = ddim_costs(model, path, cand)
-    starts = {"dp": grids_mod.custom(sched, cand[dp_path(costs, steps)])}
-    for name in STANDARD_GRIDS:
-        starts[name] = grids_mod.make(name, sched, steps)
+    starts: dict[str, Grid] = {}
+    if method != "refine":
+        starts["dp"] = grids_mod.custom(sched, cand[dp_path(ddim_costs(model, path, cand), steps)])
+    if method != "dp":
+        starts.update((name, grids_mod.make(name, sched, steps)) for name in STANDARD_GRIDS)
     scored = sorted((error(g), name) for name, g in starts.items())
     start_err, start_name = scored[0]
-    theta0 = _theta_of(starts[start_name])
-    if steps > 1:
-        res = minimize(lambda th: error(_lam_grid(sched, lam0, lam1, th, t0, t1)), theta0, method="Nelder-Mead",
-                       options={"maxfev": max_evals or 150 * steps, "xatol": 1e-4, "fatol": 1e-9 * start_err,
-                                "initial_simplex": theta0 + 0.3 * np.vstack([np.zeros(len(theta0)),
-                                                                             np.eye(len(theta0))])})
-        best = _lam_grid(sched, lam0, lam1, res.x, t0, t1)
-        best_err = error(best)
-        if best_err > start_err:  # never return worse than the start
-            best, best_err = starts[start_name], start_err
-    else:
-        best, best_err = starts[start_name], start_err
-    cost_nfe, seconds = model.nfe - nfe_before, time.perf_counter() - clock
+    best, best_err = starts[start_name], start_err
+    if method != "dp" and steps > 1:
+        best, best_err = _nelder_mead(lambda th: error(_lam_grid(sched, lam0, lam1, th, t0, t1)),
+                                      _theta_of(best), best_err, max_evals or 150 * steps)
+        best = _lam_grid(sched, lam0, lam1, best, t0, t1) if best_err < start_err else starts[start_name]
+        best_err = min(best_err, start_err)  # never worse than the start
+    cost_nfe, seconds, cpu = model.nfe - nfe_before, time.perf_counter() - clock, time.process_time() - cpu
     held = held_start = None
     if heldout_seeds:
         x_h, ref_h = draws(list(heldout_seeds))
         held, held_start = error(best, x_h, ref_h), error(starts[start_name], x_h, ref_h)
     grid = Grid(sched, best.t, "tuned")
-    return TunedGrid(grid=grid, solver=method.name, options=dict(solver_options), nfe=int(nfe), variable=variable,
-                     problem=prob.name, fingerprint=prob.fingerprint(), train_error=best_err, heldout_error=held,
-                     start=start_name, start_train_error=start_err, start_heldout_error=held_start,
-                     cost_nfe=cost_nfe, cost_seconds=seconds, train_seeds=list(train_seeds),
-                     heldout_seeds=list(heldout_seeds or []))
+    return TunedGrid(grid=grid, solver=solver_obj.name, options=dict(solver_options), nfe=int(nfe),
+                     variable=variable, problem=prob.name, fingerprint=prob.fingerprint(), train_error=best_err,
+                     heldout_error=held, start=start_name, start_train_error=start_err,
+                     start_heldout_error=held_start, cost_nfe=cost_nfe, cost_seconds=seconds, cost_cpu_seconds=cpu,
+                     method=method, train_seeds=list(train_seeds), heldout_seeds=list(heldout_seeds or []), n=n)
+
+
+def _nelder_mead(f: Any, theta0: np.ndarray, f0: float, budget: int) -> tuple[np.ndarray, float]:
+    """Nelder–Mead on f from θ0 within `budget` evaluations, restarted with a fresh simplex while it improves."""
+    from scipy.optimize import minimize
+
+    best, best_f, used, scale = theta0, f0, 0, 0.3
+    while used < budget:
+        simplex = best + scale * np.vstack([np.zeros(len(best)), np.eye(len(best))])
+        res = minimize(f, best, method="Nelder-Mead", options={
+            "maxfev": budget - used, "xatol": 1e-4, "fatol": 1e-9 * best_f, "initial_simplex": simplex})
+        used += int(res.nfev)
+        if not res.fun < best_f * (1 - 1e-4):
+            break
+        best, best_f, scale = np.asarray(res.x), float(res.fun), scale / 2
+    return best, best_f

@@ -89,12 +89,121 @@ def test_grid_file_round_trips_and_refuses_a_mismatch(tuned, tmp_path):
     path = tuned.save(tmp_path / "grid.json")
     data = json.loads(path.read_text())
     assert data["solver"] == "dpmpp2m" and data["nfe"] == 4 and data["schedule"]["type"] == "VPLinear"
+    assert data["times"] == tuned.grid.t.tolist() and data["fingerprint"] == tuned.fingerprint
     back = TunedGrid.load(path, schedule=ds.VPLinear(), fingerprint=tuned.fingerprint)
     assert torch.equal(back.grid.t, tuned.grid.t) and back.train_error == tuned.train_error
-    with pytest.raises(GridError, match="tuned on VPLinear"):
+    assert back.extra() == tuned.extra()
+    with pytest.raises(GridError, match="made for schedule.*VPLinear"):
         TunedGrid.load(path, schedule=ds.VPCosine())
     with pytest.raises(GridError, match="fingerprint"):
         TunedGrid.load(path, fingerprint="another-model")
     (tmp_path / "bad.json").write_text("{not json")
-    with pytest.raises(GridError, match="cannot read grid file"):
+    with pytest.raises(GridError, match="not valid JSON"):
         TunedGrid.load(tmp_path / "bad.json")
+    plain = ds.grids.save(ds.grids.logsnr(ds.VPLinear(), 3), tmp_path / "plain.json")
+    with pytest.raises(GridError, match="plain grid, not a tuned one"):
+        TunedGrid.load(plain)
+
+
+def test_a_tuned_file_is_a_grid_spec_everywhere(tuned, tmp_path):
+    path = tuned.save(tmp_path / "tuned.json")
+    spec = f"file:{path}"
+    grid = ds.grids.build(spec, ds.VPLinear(), 4)
+    assert torch.equal(grid.t, tuned.grid.t)
+    assert torch.equal(ds.grids.parse(spec).build(ds.VPLinear(), fingerprint=tuned.fingerprint).t, tuned.grid.t)
+    with pytest.raises(GridError, match="not 'abc'"):
+        ds.grids.parse(spec).build(ds.VPLinear(), fingerprint="abc")
+    with pytest.raises(GridError, match="made for schedule"):
+        ds.grids.build(spec, ds.VPCosine())
+    prob = ds.problems.get("gmm-2d")
+    model = prob.model(ds.VPLinear())
+    x = prob.x_T(8, 4, ds.VPLinear())
+    sol = ds.sample(model, x, solver="dpmpp2m", grid=spec)
+    ref = ds.solve(ds.ode(model, "lambda"), x, tuned.grid, "dpmpp2m")
+    assert sol.nfe == 4 and torch.equal(sol.x, ref.x)
+
+
+def test_public_tune_accepts_a_model_and_each_method():
+    prob = ds.problems.get("gmm-2d")
+    model = prob.model(prob.default_schedule())
+    by_dp = ds.grids.tune(model, "ipndm", 4, train_seeds=[3], heldout_seeds=None, n=32, candidates=12,
+                          method="dp", shape=(2,))
+    assert by_dp.start == "dp" and by_dp.method == "dp" and by_dp.heldout_error is None
+    assert by_dp.train_error == by_dp.start_train_error
+    by_nm = ds.grids.tune(model, "ipndm", 4, train_seeds=[3], heldout_seeds=None, n=32, max_evals=30,
+                          method="refine", shape=(2,))
+    assert by_nm.start in ("logsnr", "time", "quadratic", "karras") and by_nm.train_error <= by_nm.start_train_error
+    with pytest.raises(DiffsolveError, match="tuning method"):
+        ds.grids.tune(model, "ipndm", 4, train_seeds=[3], method="gradient", shape=(2,))
+
+
+def test_cli_tune_writes_a_grid_file_and_prints_both_errors(tmp_path, capsys):
+    from diffsolve.cli import main
+
+    out = tmp_path / "g.json"
+    rc = main(["tune", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--train-seeds", "3", "--heldout-seeds", "4",
+               "--n", "32", "--candidates", "12", "--max-evals", "20", "--option", "order=2", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "held-out" in text and "model evaluations" in text
+    back = TunedGrid.load(out, schedule=ds.problems.get("gmm-2d").default_schedule())
+    assert back.solver == "ipndm" and back.options == {"order": 2} and back.grid.steps == 4
+    assert back.train_seeds == [3] and back.heldout_seeds == [4] and back.n == 32
+    assert main(["tune", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--option", "order", "--out",
+                 str(out)]) == 2
+
+
+def test_bench_tuned_cells_tune_on_other_seeds_report_cost_and_reuse_the_cache(tmp_path, monkeypatch):
+    import diffsolve.tuning
+
+    spec = "tuned:n=32:candidates=12:max_evals=15"
+    kw = dict(solvers=["ipndm"], grids=["logsnr", spec], nfe=[4], variables=["sigma"], n=16, seeds=[2],
+              progress=False)
+    first = ds.bench.run("gmm-2d", out=tmp_path, **kw)
+    tuned_rec = next(r for r in first.records if r["grid"] == spec)
+    assert tuned_rec["status"] == "ok" and tuned_rec["tune_nfe"] > 0 and tuned_rec["tune_seconds"] > 0
+    files = list((tmp_path / "cache").glob("tuned-*.json"))
+    assert len(files) == 1
+    saved = TunedGrid.load(files[0], schedule=ds.VPLinear())
+    assert saved.train_seeds == [2 + 1000] and saved.solver == "ipndm" and saved.nfe == 4
+    assert "tuning cost per cell" in first.markdown()
+    (tmp_path / "results.jsonl").unlink()  # a rerun of the cells must read the tuned grid, not tune again
+
+    def refuse(*a, **k):
+        raise AssertionError("tuned again")
+    monkeypatch.setattr(diffsolve.tuning, "tune", refuse)
+    again = ds.bench.run("gmm-2d", out=tmp_path, **kw)
+    rec = next(r for r in again.records if r["grid"] == spec)
+    assert rec["status"] == "ok" and rec["rmse"] == tuned_rec["rmse"] and rec["tune_nfe"] == tuned_rec["tune_nfe"]
+    with pytest.raises(GridError, match="tuned per benchmark cell"):
+        ds.grids.build("tuned", ds.VPLinear(), 4)
+    with pytest.raises(GridError, match="takes no parameter 'rho'"):
+        ds.grids.parse("tuned:rho=3")
+
+
+@pytest.mark.parametrize("nfe", [1, 3, 4, 5, 6, 8, 10, 15, 20, 50])
+def test_sample_without_a_solver_follows_the_documented_table(nfe):
+    from diffsolve.solve import DEFAULT_CONFIGS, default_config
+
+    prob = ds.problems.get("gmm-2d")
+    model = prob.model(prob.default_schedule())
+    x = prob.x_T(16, 0, prob.default_schedule())
+    bound, solver, grid, options = next(row for row in DEFAULT_CONFIGS if nfe <= row[0])
+    assert default_config(nfe) == (solver, grid, options)
+    got = ds.sample(model, x, nfe=nfe)
+    want = ds.sample(model, x, nfe=nfe, solver=solver, grid=grid, **options)
+    assert got.solver == solver and got.nfe == want.nfe and torch.equal(got.x, want.x)
+    assert torch.equal(got.grid.t, ds.grids.build(grid, model.schedule, ds.get_solver(solver).steps_for(nfe)).t)
+
+
+def test_sample_without_a_solver_keeps_an_explicit_grid_and_options_and_needs_a_budget():
+    from diffsolve.solve import default_config
+
+    prob = ds.problems.get("gmm-2d")
+    model = prob.model(prob.default_schedule())
+    x = prob.x_T(8, 0, prob.default_schedule())
+    solver, _, options = default_config(6)
+    got = ds.sample(model, x, nfe=6, grid="karras")
+    assert torch.equal(got.x, ds.sample(model, x, nfe=6, solver=solver, grid="karras", **options).x)
+    with pytest.raises(GridError, match="exactly one of nfe= or steps="):
+        ds.sample(model, x)
+    assert ds.sample(model, x, steps=6).nfe == ds.get_solver(solver).nfe_for(6)

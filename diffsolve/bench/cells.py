@@ -34,6 +34,7 @@ from ..solvers import get_solver
 from . import metrics
 from .locking import locked, unique_temp
 from .suite import MODEL_SCHEDULE, Cell
+from .tuned import tuned_grid
 
 DTYPE = {"float64": torch.float64, "float32": torch.float32}
 _STREAM_EXACT_A, _STREAM_EXACT_B = 2, 3
@@ -176,7 +177,10 @@ def solve_cell(cell: Cell, inputs: Inputs, x_T: Tensor) -> tuple[Tensor, int, in
     else:
         spec = grids_mod.parse(cell.grid)
         steps = None if spec.fixed else solver.steps_for(cell.nfe)
-        grid = spec.build(sched, steps)
+        if spec.name == grids_mod.TUNED:  # tuned on training draws for this cell (diffsolve.bench.tuned)
+            grid = tuned_grid(cell, inputs, spec)[0]
+        else:
+            grid = spec.build(sched, steps, fingerprint=inputs.problem(cell).fingerprint())
         steps = grid.steps
         options = {**solver.budget_options(cell.nfe), **options}
     start, end = make_point(sched, grid.t[0]), make_point(sched, grid.t[-1])
@@ -197,6 +201,8 @@ def ode_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
     out = {"nfe": nfe, "steps": steps, "seconds": seconds, "rmse": metrics.rmse(x, ref),
            "rel_err": metrics.rel_err(x, ref), "max_err": metrics.max_err(x, ref), "ref_err": ref_err,
            "sw2": None, "sw2_floor": None}
+    if cell.grid.partition(":")[0] == grids_mod.TUNED:  # the tuning's cost (memoised: no second tuning)
+        out.update(tuned_grid(cell, inputs, grids_mod.parse(cell.grid))[1])
     exact = inputs.exact_sets(cell)
     if exact is not None:
         _, b, floor = exact
@@ -219,7 +225,10 @@ measurements (null when failed or not applicable): nfe (int, counted by the mode
 runs), rmse (RMSE per dimension vs the reference), rel_err (‖x − ref‖/‖ref‖), max_err (worst
 sample's RMSE), ref_err (the reference's own accuracy), sw2 (sliced W2 to exact samples of
 p_t_end), sw2_floor (sliced W2 between two exact sets). A NaN or Inf anywhere is stored as null
-and named in nonfinite (object: field → "nan"/"inf"/"-inf"); such a record has status "failed"."""
+and named in nonfinite (object: field → "nan"/"inf"/"-inf"); such a record has status "failed".
+Cells on the `tuned` grid also carry the tuning's cost: tune_nfe (model evaluations), tune_seconds
+(wall), tune_cpu_seconds, tune_train_error (RMSE on the training draws) and tune_start (the grid the
+refinement started from); a cached tuned grid reports the cost of its original tuning."""
 
 
 def run_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:

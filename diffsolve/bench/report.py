@@ -14,7 +14,7 @@ from .metrics import fitted_order
 Record = dict[str, Any]
 CSV_FIELDS = ("problem", "schedule", "solver", "options_label", "grid", "variable", "kind", "dtype", "n", "seed",
               "nfe_target", "nfe", "steps", "status", "rmse", "rel_err", "max_err", "sw2", "sw2_floor", "ref_err",
-              "seconds", "fingerprint", "error")
+              "seconds", "fingerprint", "error", "tune_nfe", "tune_seconds", "tune_cpu_seconds")
 VARIABLE_LABEL = {"t": "t", "sigma": "σ̄", "lambda": "λ"}
 
 
@@ -128,7 +128,21 @@ def markdown(records: list[Record], *, metric: str = "rmse", fit_last: int | Non
         if adaptive:
             tols = sorted({r["tol"] for r in mine if r.get("tol") is not None}, reverse=True)
             lines += _table(adaptive, tols, metric, "tol", failed, None)
+        lines += _tuning_cost(mine)
     return "\n".join(lines)
+
+
+def _tuning_cost(records: list[Record]) -> list[str]:
+    """Under a table with tuned cells: the mean tuning cost per cell (model evaluations, wall and CPU seconds)."""
+    tuned = [r for r in records if r.get("tune_nfe") is not None]
+    if not tuned:
+        return []
+    mean = {k: _mean([r[k] for r in tuned if r.get(k) is not None]) for k in ("tune_nfe", "tune_seconds",
+                                                                              "tune_cpu_seconds")}
+    return ["", f"Rows on a `tuned` grid were tuned per cell on training draws (seed + offset) and measured on the "
+                f"cell's own held-out draws; tuning cost per cell, mean of {len(tuned)}: "
+                f"{mean['tune_nfe']:.0f} model evaluations, {mean['tune_seconds']:.1f} s wall, "
+                f"{mean['tune_cpu_seconds'] or 0:.1f} s CPU (a cached grid reports its first tuning).", ""]
 
 
 LEGEND = """\
@@ -139,7 +153,8 @@ last points above 10× the reference error (their NFE range in brackets): it app
 order in the asymptotic range. "reference error" is the RMSE between the float64 dopri8 reference
 (rtol = atol = ref_tol) and one re-solve 10× tighter: errors below about 10× it are not resolved.
 "SW2 floor" is the sliced W2 between two independent exact sample sets of the same size, the
-smallest SW2 a perfect sampler would show. "failed": the cell raised (its error is in
+smallest SW2 a perfect sampler would show. A `tuned` grid is tuned per cell on training draws
+disjoint from the cell's own (held-out) draws. "failed": the cell raised (its error is in
 results.jsonl); "—": no value."""
 
 

@@ -11,6 +11,8 @@ makes strong errors (coarse vs fine solution on one path) meaningful.
 from __future__ import annotations
 
 import math
+import numbers
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -100,11 +102,113 @@ def check_path(bm: Any, dynamics: Dynamics, grid: Grid, x: Tensor, need_levy_are
         )
 
 
+MAX_SAMPLE_SEED = 2**30  # per-sample seeds s < 2^30: generators 4s + stream stay distinct in torch's 32-bit seed
+W_STREAM, H_STREAM = 1, 2  # stream 0 is left to x_T (see diffsolve.distributed)
+BLOCK_ELEMS = 4096  # a row draws max(1, 4096 // dim) steps of normals per call (fewer at the end of the grid)
+
+
+def per_sample_seeds(seed: Any) -> list[int] | None:
+    """The list of per-sample seeds when `seed` is a sequence or 1-D integer tensor (None for an int or None)."""
+    if seed is None or (isinstance(seed, numbers.Integral) and not isinstance(seed, bool)):
+        return None
+    if isinstance(seed, Tensor):
+        if seed.ndim != 1 or seed.dtype.is_floating_point or seed.dtype.is_complex or seed.dtype == torch.bool:
+            raise SolverError(f"per-sample seeds must be a 1-D integer tensor, got dtype {seed.dtype} and shape "
+                              f"{tuple(seed.shape)}; pass e.g. seed=torch.arange(batch)")
+        seed = seed.tolist()
+    if not isinstance(seed, Sequence) or isinstance(seed, str) or not seed:
+        raise SolverError(f"seed must be an integer, a non-empty list of integers (one per sample) or None, "
+                          f"got {seed!r}")
+    bad = [s for s in seed if isinstance(s, bool) or not isinstance(s, numbers.Integral)
+           or not 0 <= s < MAX_SAMPLE_SEED]
+    if bad:
+        raise SolverError(f"per-sample seeds must be integers in [0, 2^30), got {bad[0]!r}; torch's CPU generator "
+                          f"keeps 32 bits of a seed and each sample uses seeds 4s+1 and 4s+2, so keep s < 2^30")
+    return [int(s) for s in seed]
+
+
+class PerSampleNoise:
+    """Brownian increments on a grid's steps, each row drawn from its own generator: row r depends on seed s_r only.
+
+    ΔW_i[r] = √Δτ_i z_{r,i}, with z_{r,·} the standard normals of torch.Generator().manual_seed(4 s_r + 1), drawn in
+    blocks of max(1, BLOCK_ELEMS // dim) steps (a function of the grid and dim, never of the
+    batch), so sample r is bit-identical alone and in any batch. For srk the space-time Lévy area H_i ~ N(0, Δτ_i/12)
+    (independent of ΔW) comes from a second generator, 4 s_r + 2, and is returned as torchsde's U = Δτ (ΔW/2 + H).
+    The noise is a valid Brownian motion sampled at the grid's times, but two grids see different paths: use it for
+    sampling and weak errors, and brownian_path (one seed, grid-independent) for strong errors.
+    Memory: one block per stream, max(dim, BLOCK_ELEMS) numbers per row; cost per step: one multiply, plus one
+    randn call per row per block (the calls' overhead is what dominates for small dim).
+    """
+
+    levy_area_approximation = LEVY_AREA
+
+    def __init__(self, taus: list[float], seeds: list[int], dim: int, dtype: torch.dtype, device: torch.device | str):
+        self._start, self._end = taus[0], taus[-1]
+        self.shape = (len(seeds), dim)
+        self.taus, self.seeds, self.dim, self.dtype, self.device = taus, seeds, dim, dtype, torch.device(device)
+        self._step = {tau: i for i, tau in enumerate(taus[:-1])}
+        self._gens: dict[int, list[torch.Generator]] = {}
+        self._blocks: dict[int, tuple[int, Tensor]] = {}  # stream → (first step of the block, (k, batch, dim))
+        self.block = max(1, BLOCK_ELEMS // max(dim, 1))
+
+    def _draw(self, stream: int, first: int) -> Tensor:
+        """The next block of normals on `stream`, steps first…first+k−1, as a (k, batch, dim) tensor."""
+        gens = self._gens.get(stream)
+        if gens is None:
+            gens = self._gens[stream] = [torch.Generator(self.device).manual_seed(4 * s + stream) for s in self.seeds]
+        k = min(self.block, len(self.taus) - 1 - first)
+        rows = torch.empty(len(gens), k, self.dim, dtype=self.dtype, device=self.device)
+        for r, g in enumerate(gens):  # one call per row and block: the row's own stream alone fixes its numbers
+            torch.randn(k, self.dim, generator=g, dtype=self.dtype, device=self.device, out=rows[r])
+        return rows.transpose(0, 1).contiguous()
+
+    def _normals(self, stream: int, i: int) -> Tensor:
+        """The (batch, dim) standard normals of step i on `stream`; steps are read in order, block by block."""
+        first, block = self._blocks.get(stream, (0, None))
+        if block is None:
+            block = self._draw(stream, 0)
+        while i >= first + block.shape[0]:
+            first += block.shape[0]
+            block = self._draw(stream, first)
+        self._blocks[stream] = (first, block)
+        if i < first:
+            raise SolverError(f"per-sample noise is drawn in step order; step {i} was asked after step {first}")
+        return block[i - first]
+
+    def __call__(self, ta: Any, tb: Any, return_U: bool = False, return_A: bool = False) -> Any:
+        a, b = float(ta), float(tb)
+        i = self._step.get(a)
+        if i is None or self.taus[i + 1] != b or return_A:
+            raise SolverError(
+                f"per-sample noise (seed= a list) gives increments on the grid's steps only, asked for "
+                f"[{a:.6g}, {b:.6g}]{' with Lévy area A' if return_A else ''}; use a solver that steps on the grid, "
+                f"or one seed (brownian_path) for queries between grid times"
+            )
+        h = b - a
+        dw = self._normals(W_STREAM, i).mul(math.sqrt(h))
+        if not return_U:
+            return dw
+        big_h = self._normals(H_STREAM, i).mul(math.sqrt(h / 12.0))
+        return dw, (0.5 * dw + big_h).mul(h)
+
+
+def per_sample_noise(dynamics: Dynamics, grid: Grid, x: Tensor, seeds: list[int]) -> PerSampleNoise:
+    """Per-sample noise for the state x on the grid (one seed per row of x), after checks."""
+    if len(seeds) != x.shape[0]:
+        raise SolverError(f"{len(seeds)} per-sample seeds for a batch of {x.shape[0]} samples (state shape "
+                          f"{tuple(x.shape)}); give one seed per row of x")
+    dim = math.prod(x.shape[1:]) if x.ndim > 1 else 1
+    return PerSampleNoise(grid_taus(dynamics, grid), seeds, dim, x.dtype, x.device)
+
+
 def path_for(
-    dynamics: Dynamics, grid: Grid, x: Tensor, seed: int | None, bm: Any, need_levy_area: bool = False,
+    dynamics: Dynamics, grid: Grid, x: Tensor, seed: Any, bm: Any, need_levy_area: bool = False,
 ) -> Any:
-    """The given path after checks, or a fresh one from `seed`."""
+    """The given path after checks, a fresh one from `seed`, or per-sample noise when seed is a list (one per row)."""
     if bm is None:
+        seeds = per_sample_seeds(seed)
+        if seeds is not None:
+            return per_sample_noise(dynamics, grid, x, seeds)
         return brownian_path(dynamics, tuple(x.shape), x.dtype, x.device, seed)
     if seed is not None:
         raise SolverError("give either seed= or bm=, not both: a given path already fixes the noise")
@@ -114,6 +218,7 @@ def path_for(
 
 def check_seed_or_path(options: dict[str, Any]) -> None:
     """seed= and bm= both fix the noise: at most one of them."""
+    per_sample_seeds(options.get("seed"))  # a bad list of seeds is refused before any work
     if options.get("seed") is not None and options.get("bm") is not None:
         raise SolverError("give either seed= or bm=, not both: a given path already fixes the noise")
 

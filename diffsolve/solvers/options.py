@@ -56,7 +56,7 @@ class Option:
             else:
                 text = what
         elif self.kind == "seed":
-            text = "a non-negative integer"
+            text = "a non-negative integer, or one per sample (a list or 1-D integer tensor)"
         elif self.kind == "generator":
             text = "a torch.Generator"
         elif self.kind == "path":
@@ -76,6 +76,8 @@ class Option:
             return isinstance(value, bool)
         if k == "choice":
             return isinstance(value, str) and value in self.choices
+        if k == "seed" and isinstance(value, (list, tuple, torch.Tensor)):
+            return True  # per-sample seeds: the solver checks them (diffsolve.solvers.brownian.per_sample_seeds)
         if k in ("int", "float", "seed"):
             number = numbers.Integral if k in ("int", "seed") else numbers.Real
             if isinstance(value, bool) or not isinstance(value, number) or not math.isfinite(float(value)):
@@ -133,7 +135,8 @@ def check_options(
 
 
 # ---- options shared by several solvers -----------------------------------------------------------------------
-SEED = Option("seed", "seed", None, "seeds the shared Brownian path (None: a fresh one)", optional=True)
+SEED = Option("seed", "seed", None, "seeds the shared Brownian path (None: a fresh one); a list, one seed per "
+              "sample, draws each sample's noise on the grid from its own generator", optional=True)
 PATH = Option("bm", "path", None, "a Brownian path to read the noise from instead of seed=", optional=True)
 THRESHOLD = (
     Option("threshold", "float", None, "dynamic thresholding: the quantile ratio of |x̂0| clipped (Imagen: 0.995)",

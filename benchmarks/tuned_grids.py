@@ -1,0 +1,137 @@
+"""Best standard configuration vs best tuned grid per NFE, on held-out draws (benchmarks/RESULTS.md, "Tuned grids").
+
+Standard side: every solver configuration in --standard on every standard grid (logsnr, time, quadratic,
+karras), relative error ‖x − ref‖/‖ref‖ on the held-out draws (seed --heldout-seed, n --n-eval) against
+the float64 reference; the best per NFE is reported. Tuned side: each configuration in --tuned is tuned
+(diffsolve.tuning.tune, DP + Nelder–Mead) on the training draws (seed --train-seed, n --n-train) and
+measured on the same held-out draws. Tuning cost: model evaluations, wall and CPU seconds per (solver, NFE).
+
+    python benchmarks/tuned_grids.py --problem gmm-64 --nfe 4,5,6,8,10,15,20 --out benchmarks/results/tuned-gmm-64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import diffsolve as ds
+from diffsolve.bench.metrics import rel_err
+from diffsolve.problems import resolve
+from diffsolve.schedules import F64
+from diffsolve.solve import dynamics_for
+from diffsolve.solvers import get_solver
+from diffsolve.tuning import STANDARD_GRIDS, tune
+
+STANDARD = ("dpmpp2m:lower_order_final=1", "dpmpp3m:lower_order_final=1", "unipc:lower_order_final=1", "unipc",
+            "deis:lower_order_final=1", "ipndm:order=2", "ipndm:order=3", "ipndm", "ipndm_v:order=3", "ipndm_v:order=2")
+TUNED = ("ipndm:order=3", "ipndm_v:order=3")
+
+
+def config(text: str) -> tuple[str, dict[str, Any]]:
+    """'solver:key=value:…' → (solver, options), values read as JSON (1 → 1, true → True)."""
+    name, *pairs = text.split(":")
+    opts = {}
+    for pair in pairs:
+        k, _, v = pair.partition("=")
+        value = json.loads(v)
+        opts[k] = bool(value) if k == "lower_order_final" else value
+    return name, opts
+
+
+def heldout_error(problem: Any, model: Any, x: torch.Tensor, ref: torch.Tensor, solver: str,
+                  opts: dict[str, Any], grid: Any, nfe: int) -> float:
+    """Relative error of `solver` on `grid` (a spec or a Grid) at `nfe` from the held-out x_T."""
+    method = get_solver(solver)
+    options = {**method.budget_options(nfe), **opts}
+    g = ds.grids.build(grid, model.schedule, None if isinstance(grid, ds.grids.Grid) else method.steps_for(nfe))
+    sol = ds.solve(dynamics_for(model, method, options), x, g, method, **options)
+    return rel_err(sol.x.to(F64), ref)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    prob = resolve(args.problem)
+    sched = prob.default_schedule()
+    model = prob.model(sched, dtype=F64)
+    x = prob.x_T(args.n_eval, args.heldout_seed, sched)
+    t0 = time.perf_counter()
+    ref = prob.reference(x, sched, rtol=prob.default_ref_tol, atol=prob.default_ref_tol)
+    print(f"{prob.name}: reference of {args.n_eval} held-out draws in {time.perf_counter() - t0:.1f} s", flush=True)
+    rows = []
+    for nfe in args.nfe:
+        best, every = (float("inf"), ""), {}
+        for text in args.standard:
+            solver, opts = config(text)
+            for grid in STANDARD_GRIDS:
+                try:
+                    e = heldout_error(prob, model, x, ref, solver, opts, grid, nfe)
+                except ds.errors.DiffsolveError:
+                    continue
+                every[f"{text} / {grid}"] = e
+                best = min(best, (e, f"{text} / {grid}"))
+        row: dict[str, Any] = {"problem": prob.name, "nfe": nfe, "standard": best[1], "standard_err": best[0],
+                               "standard_all": every}
+        tuned_best = None
+        for text in args.tuned:
+            solver, opts = config(text)
+            tg = tune(prob, solver, nfe, train_seeds=[args.train_seed], heldout_seeds=None, n=args.n_train,
+                      candidates=args.candidates, teacher_tol=args.teacher_tol, max_evals=args.max_evals, **opts)
+            e = heldout_error(prob, model, x, ref, solver, opts, tg.grid, nfe)
+            rec = {"config": text, "err": e, "start": tg.start, "train_rmse": tg.train_error,
+                   "start_train_rmse": tg.start_train_error, "cost_nfe": tg.cost_nfe, "seconds": tg.cost_seconds,
+                   "cpu_seconds": tg.cost_cpu_seconds, "times": tg.grid.t.tolist()}
+            row.setdefault("tuned_all", []).append(rec)
+            print(f"  NFE {nfe} tuned {text}: held-out rel {e:.4g} (start {tg.start}), {tg.cost_nfe} NFE, "
+                  f"{tg.cost_seconds:.1f} s wall, {tg.cost_cpu_seconds:.1f} s CPU", flush=True)
+            if tuned_best is None or e < tuned_best["err"]:
+                tuned_best = rec
+        row["tuned"] = tuned_best
+        rows.append(row)
+        tb = "" if tuned_best is None else f" | tuned {tuned_best['config']} {tuned_best['err']:.4g}"
+        print(f"NFE {nfe}: standard {best[1]} {best[0]:.4g}{tb}", flush=True)
+    return rows
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| NFE | best standard (solver / grid) | rel. err | best tuned (solver) | rel. err | tuned / standard "
+             "| tuning cost (NFE, s wall, s CPU) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["tuned"]
+        lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | {t['config']} | {t['err']:.3g} | "
+                     f"{t['err'] / r['standard_err']:.2f}× | {t['cost_nfe']}, {t['seconds']:.0f}, "
+                     f"{t['cpu_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--problem", default="gmm-64")
+    p.add_argument("--nfe", type=lambda s: [int(v) for v in s.split(",")], default=[4, 5, 6, 8, 10, 15, 20])
+    p.add_argument("--standard", type=lambda s: s.split(","), default=list(STANDARD))
+    p.add_argument("--tuned", type=lambda s: s.split(","), default=list(TUNED))
+    p.add_argument("--n-eval", type=int, default=256)
+    p.add_argument("--n-train", type=int, default=1024)
+    p.add_argument("--train-seed", type=int, default=10)
+    p.add_argument("--heldout-seed", type=int, default=0)
+    p.add_argument("--candidates", type=int, default=64)
+    p.add_argument("--teacher-tol", type=float, default=1e-8)
+    p.add_argument("--max-evals", type=int, default=None, help="Nelder–Mead budget (default 150 × steps)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = run(args)
+    table = markdown(rows)
+    print(table)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out + ".json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+        Path(args.out + ".md").write_text(table + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Data-parallel sampling of one large cell: sample i depends on (seed, i) only, never on batch or world size.
+
+Sample i has the per-sample seed u_i = seed + i: its x_T is `problem.x_T(1, u_i)` and, for a stochastic solver, its
+noise is the per-sample noise of seed u_i (diffsolve.solvers.brownian.PerSampleNoise), so it is exactly
+`ds.sample(model, x_T_i, …, seed=[u_i])` on its own. The n samples are cut into batches of `batch`; batch k goes to
+rank k mod world; each batch is written as it finishes to OUT/batches/ (one file, written to a temporary name and
+renamed, so a kill leaves no half file) and a rerun skips the batches already there. When every batch is there,
+the leader (or, in a job array, whichever shard finishes last) writes OUT/samples.pt (all n in order).
+OUT/manifest.json fixes what the folder holds; a rerun that asks for something else (another solver, n, batch
+size…) is refused before any work.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from . import distributed, problems
+from .bench.locking import locked, unique_temp
+from .errors import DiffsolveError
+from .points import make_point
+from .solve import sample
+from .solvers import get_solver
+from .solvers.brownian import MAX_SAMPLE_SEED
+
+DTYPES = {"float64": torch.float64, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """One cell to sample: problem × solver (options) × grid × NFE, n samples from seed, cut into batches."""
+
+    problem: str
+    solver: str
+    nfe: int
+    n: int
+    seed: int = 0
+    batch: int = 256
+    grid: str = "logsnr"
+    dtype: str = "float32"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def check(self) -> None:
+        for name in ("nfe", "n", "batch"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise DiffsolveError(f"--{name} must be a positive integer, got {v!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0 \
+                or self.seed + self.n > MAX_SAMPLE_SEED:
+            raise DiffsolveError(f"--seed {self.seed!r} with --n {self.n}: sample i uses seed + i, which must stay in "
+                                 f"[0, 2^30); give a seed in [0, {MAX_SAMPLE_SEED - self.n}]")
+        if self.dtype not in DTYPES:
+            raise DiffsolveError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+
+    def batches(self) -> list[tuple[int, int]]:
+        """(first sample, end) of every batch, in order."""
+        return [(s, min(s + self.batch, self.n)) for s in range(0, self.n, self.batch)]
+
+    def manifest(self, fingerprint: str) -> dict[str, Any]:
+        """What the folder holds: the job and the problem's fingerprint (the world size is not part of it)."""
+        return {**asdict(self), "fingerprint": fingerprint}
+
+
+def sample_seeds(seed: int, start: int, end: int) -> list[int]:
+    """The per-sample seeds u_i = seed + i of samples start … end − 1."""
+    return list(range(seed + start, seed + end))
+
+
+def x_T_rows(problem: problems.Problem, seeds: list[int], schedule: Any) -> Tensor:
+    """Row r = problem.x_T(1, seeds[r]): each sample's start from its own seed (float64, VP coordinates)."""
+    return torch.cat([problem.x_T(1, s, schedule) for s in seeds])
+
+
+def batch_path(out: Path, start: int, end: int) -> Path:
+    return out / "batches" / f"x-{start:09d}-{end:09d}.pt"
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temporary name, then rename: readers never see half a file."""
+    tmp = unique_temp(path)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    """Write OUT/manifest.json, or refuse a folder that holds another job's samples."""
+    path = out / "manifest.json"
+    with locked(out / "manifest.lock"):
+        if path.exists():
+            old = json.loads(path.read_text(encoding="utf-8"))
+            diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
+            if diff:
+                shown = ", ".join(f"{k}: {a!r} there, {b!r} asked" for k, (a, b) in diff.items())
+                raise DiffsolveError(f"{out} holds samples of another job ({shown}); give another --out, or "
+                                     f"delete the folder to start again")
+            return
+        tmp = unique_temp(path)
+        tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+
+
+def sample_batch(job: SampleJob, problem: problems.Problem, start: int, end: int) -> tuple[Tensor, int]:
+    """Samples start … end − 1 (in the model's coordinates and dtype) and the NFE counted."""
+    sched = problem.default_schedule()
+    model = problem.model(sched, dtype=DTYPES[job.dtype])
+    seeds = sample_seeds(job.seed, start, end)
+    x_user = model.from_vp(x_T_rows(problem, seeds, sched).to(DTYPES[job.dtype]), make_point(sched, sched.t_max))
+    options = dict(job.options)
+    if get_solver(job.solver).integrates_for(**options).stochastic:
+        options["seed"] = seeds
+    sol = sample(model, x_user, solver=job.solver, nfe=job.nfe, grid=job.grid, **options)
+    return sol.x, sol.nfe
+
+
+def run(job: SampleJob, out: str | Path, rank: distributed.Rank, *, progress: bool = True) -> Path | None:
+    """Sample this rank's batches into OUT/batches (skipping those there); the leader then writes OUT/samples.pt.
+
+    Returns the path of samples.pt once every batch is there, else None.
+    """
+    job.check()
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DiffsolveError(f"--out {str(out)!r} is a file; give a folder for the samples (created if missing)")
+    problem = problems.resolve(job.problem)
+    (out / "batches").mkdir(parents=True, exist_ok=True)
+    _check_manifest(out, job.manifest(problem.fingerprint()))
+    mine = [b for b in distributed.deal(job.batches(), rank) if not batch_path(out, *b).exists()]
+    for start, end in tqdm(mine, disable=not progress, unit="batch", desc=f"sample {rank.label}"):
+        x, nfe = sample_batch(job, problem, start, end)
+        save_atomic({"x": x, "first": start, "seeds": sample_seeds(job.seed, start, end), "nfe": nfe},
+                    batch_path(out, start, end))
+    distributed.barrier(rank)
+    # under torchrun the leader merges after the barrier; shards of a job array cannot wait for each other, so
+    # each tries (merging is idempotent and atomic): the last to finish writes samples.pt
+    return merge(job, out) if rank.leader or not rank.group else None
+
+
+def merge(job: SampleJob, out: Path) -> Path | None:
+    """OUT/samples.pt (x: all n samples in order, seeds) once every batch file is there; else None."""
+    paths = [batch_path(out, *b) for b in job.batches()]
+    if not all(p.exists() for p in paths):
+        return None
+    parts = [torch.load(p) for p in paths]
+    target = out / "samples.pt"
+    save_atomic({"x": torch.cat([p["x"] for p in parts]), "seeds": sample_seeds(job.seed, 0, job.n),
+                 "nfe_per_sample_batch": parts[0]["nfe"]}, target)
+    return target
