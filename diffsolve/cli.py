@@ -93,7 +93,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--suite", help="suite TOML file, or the name of a packaged suite (default: 'default' "
                                    "when no axis is given)")
     p.add_argument("--schedule", help=f"noise schedule: {', '.join(SCHEDULES)} (default: the suite's, else "
-                                      "the problem's own: linear for the shipped problems; recorded as 'model' "
+                                      "the problem's own: flow for toy-2d-flow, linear for the other shipped "
+                                      "problems; recorded as 'model' "
                                       "when a user's model has another)")
     p.add_argument("--seeds", help="seeds of x_T and of the exact sample sets (default: the suite's, else 0)")
     p.add_argument("--n", type=int, help="samples per cell (default: the suite's, else the problem's: 256, "
@@ -358,7 +359,8 @@ def _likelihood_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentPars
 
     p = sub.add_parser("likelihood", help="PF-ODE log-likelihood (bits/dim) of a shipped model or a checkpoint "
                                           "on held-out data", description=likelihood.pretrained_likelihood.__doc__)
-    p.add_argument("model", help="a shipped model (toy-2d, digits-8x8) or a checkpoint written by `diffsolve train`")
+    p.add_argument("model", help="a shipped model (toy-2d, toy-2d-flow, digits-8x8) or a checkpoint written by "
+                                 "`diffsolve train`")
     p.add_argument("--n", type=int, default=None, help="held-out points (toy: 1000; digits: all 297)")
     p.add_argument("--seed", type=int, default=0, help="seeds data, dequantization and probes")
     p.add_argument("--divergence", choices=likelihood.DIVERGENCES, default=None,
