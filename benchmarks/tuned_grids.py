@@ -76,7 +76,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"problem": prob.name, "nfe": nfe, "standard": best[1], "standard_err": best[0],
                                "standard_all": every}
         tuned_best = None
-        for text in args.tuned:
+        for text in args.tuned if args.tune_nfe is None or nfe in args.tune_nfe else ():
             solver, opts = config(text)
             tg = tune(prob, solver, nfe, train_seeds=[args.train_seed], heldout_seeds=None, n=args.n_train,
                       candidates=args.candidates, teacher_tol=args.teacher_tol, max_evals=args.max_evals, **opts)
@@ -101,6 +101,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
              "| tuning cost (NFE, s wall, s CPU) |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         t = r["tuned"]
+        if t is None:
+            lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | not tuned | | | |")
+            continue
         lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | {t['config']} | {t['err']:.3g} | "
                      f"{t['err'] / r['standard_err']:.2f}× | {t['cost_nfe']}, {t['seconds']:.0f}, "
                      f"{t['cpu_seconds']:.0f} |")
@@ -113,6 +116,8 @@ def main() -> None:
     p.add_argument("--nfe", type=lambda s: [int(v) for v in s.split(",")], default=[4, 5, 6, 8, 10, 15, 20])
     p.add_argument("--standard", type=lambda s: s.split(","), default=list(STANDARD))
     p.add_argument("--tuned", type=lambda s: s.split(","), default=list(TUNED))
+    p.add_argument("--tune-nfe", type=lambda s: [int(v) for v in s.split(",")], default=None,
+                   help="tune only at these NFE (default: every --nfe)")
     p.add_argument("--n-eval", type=int, default=256)
     p.add_argument("--n-train", type=int, default=1024)
     p.add_argument("--train-seed", type=int, default=10)

@@ -133,6 +133,8 @@ def test_public_tune_accepts_a_model_and_each_method():
     by_nm = ds.grids.tune(model, "ipndm", 4, train_seeds=[3], heldout_seeds=None, n=32, max_evals=30,
                           method="refine", shape=(2,))
     assert by_nm.start in ("logsnr", "time", "quadratic", "karras") and by_nm.train_error <= by_nm.start_train_error
+    with pytest.raises(DiffsolveError, match="restarts must be a positive integer"):
+        ds.grids.tune(model, "ipndm", 4, train_seeds=[3], restarts=0, shape=(2,))
     with pytest.raises(DiffsolveError, match="tuning method"):
         ds.grids.tune(model, "ipndm", 4, train_seeds=[3], method="gradient", shape=(2,))
 
