@@ -97,15 +97,19 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| NFE | best standard (solver / grid) | rel. err | best tuned (solver) | rel. err | tuned / standard "
-             "| tuning cost (NFE, s wall, s CPU) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| NFE | best standard (solver / grid) | rel. err | tuned solver | its best standard grid | tuned "
+             "rel. err | tuned / best standard | tuning cost (NFE, s wall, s CPU) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = r["tuned"]
         if t is None:
-            lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | not tuned | | | |")
+            lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | not tuned | | | | |")
             continue
-        lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | {t['config']} | {t['err']:.3g} | "
-                     f"{t['err'] / r['standard_err']:.2f}× | {t['cost_nfe']}, {t['seconds']:.0f}, "
+        own = {k: v for k, v in r.get("standard_all", {}).items() if k.startswith(t["config"] + " / ")}
+        mine = min(own.items(), key=lambda kv: kv[1]) if own else None
+        mine_txt = "—" if mine is None else f"{mine[0].split(' / ')[1]} {mine[1]:.3g}"
+        lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | {t['config']} | {mine_txt} | "
+                     f"{t['err']:.3g} | {t['err'] / r['standard_err']:.2f}× | {t['cost_nfe']}, {t['seconds']:.0f}, "
                      f"{t['cpu_seconds']:.0f} |")
     return "\n".join(lines)
 
@@ -127,7 +131,11 @@ def main() -> None:
     p.add_argument("--max-evals", type=int, default=None, help="Nelder–Mead budget (default 150 × steps)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    p.add_argument("--render", default=None, help="only print the table of a finished run's OUT.json")
     args = p.parse_args()
+    if args.render:
+        print(markdown(json.loads(Path(args.render).read_text(encoding="utf-8"))))
+        return
     torch.set_num_threads(args.threads)
     rows = run(args)
     table = markdown(rows)
