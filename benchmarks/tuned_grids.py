@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,25 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def defaults(runs: list[list[dict[str, Any]]]) -> str:
+    """Per NFE, the standard configuration with the smallest geometric mean over problems of err / best err
+    (over the configurations every run measured): the measurement behind diffsolve.solve.DEFAULT_CONFIGS."""
+    lines = ["| NFE | configuration | geometric mean of err / best | worst err / best | runner-up (its mean) |",
+             "|---|---|---|---|---|"]
+    nfes = sorted(set.intersection(*({r["nfe"] for r in rows} for rows in runs)))
+    for nfe in nfes:
+        per = [next(r for r in rows if r["nfe"] == nfe) for rows in runs]
+        common = set.intersection(*(set(r["standard_all"]) for r in per))
+        score = {}
+        for c in common:
+            ratios = [r["standard_all"][c] / r["standard_err"] for r in per]
+            score[c] = (math.exp(sum(map(math.log, ratios)) / len(ratios)), max(ratios))
+        ranked = sorted(score.items(), key=lambda kv: kv[1][0])
+        (best, (gm, worst)), (second, (gm2, _)) = ranked[0], ranked[1]
+        lines.append(f"| {nfe} | {best} | {gm:.3f} | {worst:.2f} | {second} ({gm2:.3f}) |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--problem", default="gmm-64")
@@ -132,7 +152,11 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     p.add_argument("--render", default=None, help="only print the table of a finished run's OUT.json")
+    p.add_argument("--defaults", default=None, help="comma-separated OUT.json files: print the default-table choice")
     args = p.parse_args()
+    if args.defaults:
+        print(defaults([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.defaults.split(",")]))
+        return
     if args.render:
         print(markdown(json.loads(Path(args.render).read_text(encoding="utf-8"))))
         return
