@@ -1,7 +1,8 @@
 """Solver overhead per NFE on the CPU, side by side in one process: diffsolve against peer implementations.
 
 A trivial network (output 0·x), a batch of 256 × 64 float32 states, one thread, 20 NFE, the step grid built
-inside every timed call, median of 11 interleaved repeats (after one warm-up); µs per counted NFE:
+inside every timed call, median of 11 interleaved repeats (after one warm-up; the order rotates every round, so
+no implementation always runs first, on caches the others filled); µs per counted NFE:
 
   dpmpp2m  diffsolve `sample(solver="dpmpp2m", variable="lambda")`  vs k-diffusion `sample_dpmpp_2m`
   heun     diffsolve `sample(solver="heun", variable="sigma")`      vs k-diffusion `sample_heun` (no churn)
@@ -19,8 +20,11 @@ Peers: `pip install diffusers` and `pip install --no-deps k-diffusion` (its own 
 and a newer torch: never let them in). Only k_diffusion/sampling.py is loaded, by file path.
 
 With --warm, each pair also times diffsolve's `solve()` on a grid built once (what the grid costs per call).
+Times are this process's CPU time by default (--clock cpu): on a shared machine, wall time also counts the waits
+for a free core, which fall on whichever run is unlucky; --clock wall times the wall clock.
 
-Run (any directory):  OMP_NUM_THREADS=1 python benchmarks/overhead.py [--only dpmpp2m,heun] [--nfe 20] [--warm]
+Run (any directory):
+  OMP_NUM_THREADS=1 python benchmarks/overhead.py [--only dpmpp2m,heun] [--nfe 20] [--warm] [--clock cpu|wall]
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ import importlib.metadata
 import importlib.util
 import math
 import os
+import statistics
 import sys
+import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,7 +48,6 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's diffsolve, from any directory
 
 import diffsolve as ds  # noqa: E402
-from diffsolve.bench.timing import interleaved_medians  # noqa: E402
 
 Net = Callable[[Tensor, Tensor], Tensor]
 VARIABLE = {"dpmpp2m": "lambda", "heun": "sigma", "ddim": "lambda", "unipc": "lambda"}  # diffsolve's, per pair
@@ -288,7 +293,10 @@ def counted_nfe(impl: Impl) -> tuple[int, bool]:
     return calls[0], bool(torch.isfinite(out).all())
 
 
-def measure(group: list[Impl], setup: Setup, repeats: int) -> tuple[list[float], list[str]]:
+CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
+
+
+def measure(group: list[Impl], setup: Setup, repeats: int, clock: str = "cpu") -> tuple[list[float], list[str]]:
     """µs per NFE of every implementation of one pair (interleaved), and what went wrong."""
     problems = []
     for impl in group:
@@ -297,8 +305,25 @@ def measure(group: list[Impl], setup: Setup, repeats: int) -> tuple[list[float],
             problems.append(f"{impl.label}: {nfe} network calls (budget {setup.nfe}), finite output: {finite}")
     runs = [impl.make(trivial_net) for impl in group]
     with torch.no_grad():
-        seconds = interleaved_medians(runs, repeats)
+        seconds = rotated_medians(runs, repeats, CLOCKS[clock])
     return [1e6 * s / setup.nfe for s in seconds], problems
+
+
+def rotated_medians(runs: list[Callable[[], Tensor]], repeats: int, clock: Callable[[], float]) -> list[float]:
+    """Median seconds (by `clock`) of each run over `repeats` interleaved rounds, the order rotated every round.
+
+    The first run of a round starts on caches the previous round's other code filled (measured here: ~15–20 %
+    slower than the same call later in the round), so every run takes every position equally often."""
+    n = len(runs)
+    for run in runs:  # warm-up
+        run()
+    times: list[list[float]] = [[] for _ in runs]
+    for r in range(repeats):
+        for i in [(r + j) % n for j in range(n)]:
+            start = clock()
+            runs[i]()
+            times[i].append(clock() - start)
+    return [statistics.median(t) for t in times]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -311,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--warm", action="store_true", help="add diffsolve rows that reuse a grid built once")
+    ap.add_argument("--clock", choices=list(CLOCKS), default="cpu",
+                    help="cpu: this process's CPU time (a shared machine's waits for a core left out); wall: wall time")
     args = ap.parse_args(argv)
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in only if n not in names]
@@ -326,14 +353,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch} × {args.dim} float32, "
-          f"NFE {args.nfe}, grid built per call, median of {args.repeats} interleaved repeats"
+          f"NFE {args.nfe}, grid built per call, median of {args.repeats} interleaved repeats (rotated order), "
+          f"{args.clock} time"
           + (f"; load average {load[0]:.1f} at start" if load else ""))
     for note in notes:
         print(f"peer: {note}")
     print("\n| pair | implementation | µs / NFE | ratio to the fastest peer |\n|---|---|---:|---:|")
     failures: list[str] = []
     for name, group in groups.items():
-        per_nfe, problems = measure(group, setup, args.repeats)
+        per_nfe, problems = measure(group, setup, args.repeats, args.clock)
         failures += problems
         fastest = min(v for impl, v in zip(group, per_nfe) if impl.kind == "peer")
         for impl, v in zip(group, per_nfe):

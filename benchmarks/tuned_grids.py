@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"problem": prob.name, "nfe": nfe, "standard": best[1], "standard_err": best[0],
                                "standard_all": every}
         tuned_best = None
-        for text in args.tuned:
+        for text in args.tuned if args.tune_nfe is None or nfe in args.tune_nfe else ():
             solver, opts = config(text)
             tg = tune(prob, solver, nfe, train_seeds=[args.train_seed], heldout_seeds=None, n=args.n_train,
                       candidates=args.candidates, teacher_tol=args.teacher_tol, max_evals=args.max_evals, **opts)
@@ -97,13 +98,39 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = ["| NFE | best standard (solver / grid) | rel. err | best tuned (solver) | rel. err | tuned / standard "
-             "| tuning cost (NFE, s wall, s CPU) |", "|---|---|---|---|---|---|---|"]
+    lines = ["| NFE | best standard (solver / grid) | rel. err | tuned solver | its best standard grid | tuned "
+             "rel. err | tuned / best standard | tuning cost (NFE, s wall, s CPU) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         t = r["tuned"]
-        lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | {t['config']} | {t['err']:.3g} | "
-                     f"{t['err'] / r['standard_err']:.2f}× | {t['cost_nfe']}, {t['seconds']:.0f}, "
+        if t is None:
+            lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | not tuned | | | | |")
+            continue
+        own = {k: v for k, v in r.get("standard_all", {}).items() if k.startswith(t["config"] + " / ")}
+        mine = min(own.items(), key=lambda kv: kv[1]) if own else None
+        mine_txt = "—" if mine is None else f"{mine[0].split(' / ')[1]} {mine[1]:.3g}"
+        lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | {t['config']} | {mine_txt} | "
+                     f"{t['err']:.3g} | {t['err'] / r['standard_err']:.2f}× | {t['cost_nfe']}, {t['seconds']:.0f}, "
                      f"{t['cpu_seconds']:.0f} |")
+    return "\n".join(lines)
+
+
+def defaults(runs: list[list[dict[str, Any]]]) -> str:
+    """Per NFE, the standard configuration with the smallest geometric mean over problems of err / best err
+    (over the configurations every run measured): the measurement behind diffsolve.solve.DEFAULT_CONFIGS."""
+    lines = ["| NFE | configuration | geometric mean of err / best | worst err / best | runner-up (its mean) |",
+             "|---|---|---|---|---|"]
+    nfes = sorted(set.intersection(*({r["nfe"] for r in rows} for rows in runs)))
+    for nfe in nfes:
+        per = [next(r for r in rows if r["nfe"] == nfe) for rows in runs]
+        common = set.intersection(*(set(r["standard_all"]) for r in per))
+        score = {}
+        for c in common:
+            ratios = [r["standard_all"][c] / r["standard_err"] for r in per]
+            score[c] = (math.exp(sum(map(math.log, ratios)) / len(ratios)), max(ratios))
+        ranked = sorted(score.items(), key=lambda kv: kv[1][0])
+        (best, (gm, worst)), (second, (gm2, _)) = ranked[0], ranked[1]
+        lines.append(f"| {nfe} | {best} | {gm:.3f} | {worst:.2f} | {second} ({gm2:.3f}) |")
     return "\n".join(lines)
 
 
@@ -113,6 +140,8 @@ def main() -> None:
     p.add_argument("--nfe", type=lambda s: [int(v) for v in s.split(",")], default=[4, 5, 6, 8, 10, 15, 20])
     p.add_argument("--standard", type=lambda s: s.split(","), default=list(STANDARD))
     p.add_argument("--tuned", type=lambda s: s.split(","), default=list(TUNED))
+    p.add_argument("--tune-nfe", type=lambda s: [int(v) for v in s.split(",")], default=None,
+                   help="tune only at these NFE (default: every --nfe)")
     p.add_argument("--n-eval", type=int, default=256)
     p.add_argument("--n-train", type=int, default=1024)
     p.add_argument("--train-seed", type=int, default=10)
@@ -122,7 +151,15 @@ def main() -> None:
     p.add_argument("--max-evals", type=int, default=None, help="Nelder–Mead budget (default 150 × steps)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
+    p.add_argument("--render", default=None, help="only print the table of a finished run's OUT.json")
+    p.add_argument("--defaults", default=None, help="comma-separated OUT.json files: print the default-table choice")
     args = p.parse_args()
+    if args.defaults:
+        print(defaults([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.defaults.split(",")]))
+        return
+    if args.render:
+        print(markdown(json.loads(Path(args.render).read_text(encoding="utf-8"))))
+        return
     torch.set_num_threads(args.threads)
     rows = run(args)
     table = markdown(rows)

@@ -59,6 +59,7 @@ def _ints(text: str, what: str) -> list[int]:
 
 def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     from .bench.cells import RECORD_DOC
+    from .schedules import SCHEDULES
 
     p = sub.add_parser(
         "bench",
@@ -91,8 +92,8 @@ def _bench_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                   "own steps and ignore --grid and --nfe (default 1e-2,1e-3,1e-4,1e-5,1e-6)")
     p.add_argument("--suite", help="suite TOML file, or the name of a packaged suite (default: 'default' "
                                    "when no axis is given)")
-    p.add_argument("--schedule", help="noise schedule: linear, cosine, discrete, edm, flow (default: the suite's, "
-                                      "else the problem's own: flow for toy-2d-flow, linear for the other shipped "
+    p.add_argument("--schedule", help=f"noise schedule: {', '.join(SCHEDULES)} (default: the suite's, else "
+                                      "the problem's own: flow for toy-2d-flow, linear for the other shipped "
                                       "problems; recorded as 'model' "
                                       "when a user's model has another)")
     p.add_argument("--seeds", help="seeds of x_T and of the exact sample sets (default: the suite's, else 0)")
@@ -143,8 +144,8 @@ def _list_names() -> str:
     rows = [
         ("problems", [*problems.PROBLEMS, "pkg.module:attr, path/to/file.py:attr or CHECKPOINT.pt (your own; "
                                           "attr a Problem, a diffsolve Model or a function returning one)"]),
-        ("solvers", [f"{k} (order {s.order}{', stochastic' if s.stochastic else ''}"
-                     f"{', adaptive' if s.adaptive else ''})" for k, s in SOLVERS.items()]),
+        ("solvers (NAME:KEY=VALUE:… sets the options listed under each)",
+         [line for s in SOLVERS.values() for line in s.describe().splitlines()]),
         ("grids", [*GRIDS, "custom:T0,T1,…", "file:GRID.json"]), ("variables", list(VARIABLES)),
         ("schedules", list(SCHEDULES)),
         ("suites", sorted(p.stem for p in SUITES_DIR.glob("*.toml"))),

@@ -27,7 +27,9 @@ import torch
 from torch import Tensor
 
 from .errors import GridError, unknown_name
+from .points import shared_points
 from .schedules import F64, Schedule, as_f64
+from .valuecache import ValueCache
 
 
 @dataclass(frozen=True)
@@ -66,17 +68,18 @@ class Grid:
 
     @property
     def points(self) -> list:
-        """Schedule quantities (diffsolve.points.Point) at every grid time, computed once."""
-        from .points import make_points
-
-        return self.memo("points", lambda: make_points(self.schedule, self.t))
+        """Schedule quantities (diffsolve.points.Point) at every grid time, computed once per distinct times."""
+        memo = self._memo
+        if "points" in memo:
+            return memo["points"]
+        return self.memo("points", lambda: shared_points(self.schedule, self.t))
 
     @property
     def steps(self) -> int:
         """Number of steps N (the grid has N + 1 times)."""
         return self.t.numel() - 1
 
-    @property
+    @cached_property
     def decreasing(self) -> bool:
         """True for sampling grids (noisy → clean)."""
         return bool(self.t[1] < self.t[0])
@@ -182,6 +185,22 @@ TUNED_PARAMS = ("n", "candidates", "max_evals", "seed_offset")
 _ENDS = ("schedule", "steps", "t_start", "t_end")
 
 
+# The built-in grids are pure functions of (schedule, steps, parameters): a spec's grid is built once per value,
+# and later builds are copies sharing its memo (points, plans: functions of the grid's values); bounded by points
+PURE = frozenset(GRIDS.values())
+_BUILT = ValueCache(4096, weigh=len)
+_PARAMS: dict[Callable[..., Grid], list[str]] = {}
+
+
+def _copy(grid: Grid, name: str) -> Grid:
+    """A Grid equal to `grid` (checked when it was built) with its own copy of the times and the shared memo."""
+    new = object.__new__(Grid)
+    for key, value in (("schedule", grid.schedule), ("t", grid.t.clone()), ("name", name), ("_memo", grid._memo)):
+        object.__setattr__(new, key, value)
+    new.__dict__["decreasing"] = grid.decreasing
+    return new
+
+
 def register(name: str, factory: Callable[..., Grid]) -> None:
     """Add a named grid: factory(schedule, steps, **params) → Grid; its keyword parameters become spec keys."""
     if not isinstance(name, str) or not name.isidentifier():
@@ -195,9 +214,12 @@ def register(name: str, factory: Callable[..., Grid]) -> None:
 
 def grid_params(name: str) -> list[str]:
     """The keyword parameters a named grid takes in a spec (e.g. ['rho'] for karras)."""
-    sig = inspect.signature(GRIDS[name])
-    return [p for p in sig.parameters if p not in _ENDS
-            and sig.parameters[p].kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    factory = GRIDS[name]
+    if factory not in _PARAMS:
+        sig = inspect.signature(factory)
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        _PARAMS[factory] = [p for p in sig.parameters if p not in _ENDS and sig.parameters[p].kind in kinds]
+    return list(_PARAMS[factory])
 
 
 @dataclass(frozen=True)
@@ -252,9 +274,15 @@ class GridSpec:
                             f"elsewhere tune one with `diffsolve tune … --out g.json` and pass 'file:g.json'")
         if steps is None:
             raise GridError(f"grid {self.text!r} needs a step count; pass steps= or nfe=")
-        grid = GRIDS[self.name](schedule, steps, **dict(self.params))
-        object.__setattr__(grid, "name", self.text)
-        return grid
+        factory = GRIDS[self.name]
+        if factory not in PURE:
+            grid = factory(schedule, steps, **dict(self.params))
+            object.__setattr__(grid, "name", self.text)
+            return grid
+        _check_steps(steps)
+        key = (factory, schedule, steps, self.params)
+        first = _BUILT.get(key, lambda: factory(schedule, steps, **dict(self.params)))
+        return _copy(first, self.text)
 
 
 def _spec_error(spec: str, problem: str, fix: str) -> GridError:

@@ -12,6 +12,10 @@ import torch
 from torch import Tensor
 
 from .schedules import Schedule, as_f64
+from .valuecache import ValueCache
+
+# Points by value: (schedule, times) → points; bounded by the points held (each may keep its network time input)
+POINTS = ValueCache(4096, weigh=len)
 
 
 @dataclass(slots=True)
@@ -43,7 +47,7 @@ class Point:
     def time_input(self, batch: int, device: torch.device, dtype: torch.dtype) -> Tensor:
         """The network's time argument, a (batch,) tensor, created once and cached."""
         ti = self._time_input
-        if ti is None or ti.shape[0] != batch or ti.device != device or ti.dtype != dtype:
+        if ti is None or ti.dtype is not dtype or ti.shape[0] != batch or ti.device != device:
             ti = torch.full((batch,), self.model_time, device=device, dtype=dtype)
             self._time_input = ti
         return ti
@@ -63,6 +67,12 @@ def make_points(schedule: Schedule, t: Tensor | float | list[float]) -> list[Poi
                c["d_alpha"], c["d_sigma"], schedule.model_time(t))
     rows = zip(*(col.tolist() for col in columns))
     return [Point(*row) for row in rows]
+
+
+def shared_points(schedule: Schedule, t: Tensor) -> list[Point]:
+    """`make_points` of a 1-D float64 CPU tensor of checked times, shared by every grid of equal times on an
+    equal schedule (and so are the points' cached time inputs): a grid built again costs a lookup."""
+    return POINTS.get((schedule, tuple(t.tolist())), lambda: make_points(schedule, t))
 
 
 def make_point(schedule: Schedule, t: Tensor | float) -> Point:

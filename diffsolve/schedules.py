@@ -96,18 +96,28 @@ class Schedule(ABC):
         """A JSON-able dict that rebuilds this schedule with `from_config` (its "type" names the class)."""
         return {"type": type(self).__name__, **self._params()}
 
+    def _identity(self) -> tuple[dict[str, Any], str]:
+        """(the config, the sha256 prefix of its canonical JSON), computed once: schedules do not change after
+        construction, and a DiscreteDDPM config holds its whole table (hashing it per call would cost ~1 ms)."""
+        cached = self.__dict__.get("_identity_cache")
+        if cached is None:
+            config = self.to_config()
+            text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+            cached = (config, hashlib.sha256(text.encode()).hexdigest()[:16])
+            self.__dict__["_identity_cache"] = cached
+        return cached
+
     def fingerprint(self) -> str:
         """A short hash of the config: equal schedules (and only those) share it."""
-        text = json.dumps(self.to_config(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return self._identity()[1]
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Schedule):
             return NotImplemented
-        return self is other or (type(self) is type(other) and self.to_config() == other.to_config())
+        return self is other or (type(self) is type(other) and self._identity()[0] == other._identity()[0])
 
     def __hash__(self) -> int:
-        return hash(self.fingerprint())
+        return hash(self._identity()[1])
 
     # ---- derived quantities -------------------------------------------------------------
     def alpha(self, t: Tensor | float) -> Tensor:

@@ -182,6 +182,7 @@ def tune(
     teacher_tol: float = 1e-8,
     max_evals: int | None = None,
     method: str = "dp+refine",
+    restarts: int = 1,
     shape: tuple[int, ...] | None = None,
     **solver_options: Any,
 ) -> TunedGrid:
@@ -189,7 +190,8 @@ def tune(
 
     (a) DP over `candidates` λ-uniform times with a measured DDIM cost matrix; (b) Nelder–Mead on the
     step lengths from the best of (a) and the standard grids. `method`: "dp+refine" (both), "dp" (the DP
-    grid alone), "refine" (Nelder–Mead from the best standard grid). `problem`: a name, a Problem or a
+    grid alone), "refine" (Nelder–Mead from the best standard grid); `restarts` > 1 also refines from the
+    next-best starts and keeps the best. `problem`: a name, a Problem or a
     Model (diffsolve.problems.resolve; a Model without a `shape` attribute needs `shape=`). Held-out
     error on `heldout_seeds` (never used for tuning). Deterministic given the seeds.
     """
@@ -200,6 +202,8 @@ def tune(
     if solver_obj.adaptive or solver_obj.stochastic:
         raise DiffsolveError(f"tuning needs a fixed-step deterministic solver; {solver!r} is "
                              f"{'adaptive' if solver_obj.adaptive else 'stochastic'}; pick e.g. ipndm or dpmpp2m")
+    if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
+        raise DiffsolveError(f"restarts must be a positive integer, got {restarts!r}; e.g. restarts=2")
     if not train_seeds:
         raise DiffsolveError("train_seeds is empty; give at least one seed for the training draws of x_T")
     if heldout_seeds and set(train_seeds) & set(heldout_seeds):
@@ -240,10 +244,11 @@ def tune(
     start_err, start_name = scored[0]
     best, best_err = starts[start_name], start_err
     if method != "dp" and steps > 1:
-        best, best_err = _nelder_mead(lambda th: error(_lam_grid(sched, lam0, lam1, th, t0, t1)),
-                                      _theta_of(best), best_err, max_evals or 150 * steps)
-        best = _lam_grid(sched, lam0, lam1, best, t0, t1) if best_err < start_err else starts[start_name]
-        best_err = min(best_err, start_err)  # never worse than the start
+        for e0, name in scored[:restarts]:  # Nelder–Mead from each of the best `restarts` starts; keep the best
+            theta, err = _nelder_mead(lambda th: error(_lam_grid(sched, lam0, lam1, th, t0, t1)),
+                                      _theta_of(starts[name]), e0, max_evals or 150 * steps)
+            if err < best_err:  # never worse than the start
+                best, best_err = _lam_grid(sched, lam0, lam1, theta, t0, t1), err
     cost_nfe, seconds, cpu = model.nfe - nfe_before, time.perf_counter() - clock, time.process_time() - cpu
     held = held_start = None
     if heldout_seeds:

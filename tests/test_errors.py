@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import diffsolve as ds
-from tests.gaussian import GaussianData
 
 S = ds.VPLinear()
 
@@ -100,8 +99,8 @@ def test_model_time_outside_the_schedule():
         ds.grids.logsnr(S, 4, t_end=0.0)
 
 
-def test_errors_are_raised_before_any_network_call():
-    data = GaussianData()
+def test_errors_are_raised_before_any_network_call(gaussian_data):
+    data = gaussian_data
     with pytest.raises(ds.SolverError):
         ds.solve(ds.ode(data.model(S)), _x(), ds.grids.logsnr(S, 4), "rk4", atol=1)
     assert data.calls == 0

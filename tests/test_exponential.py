@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import diffsolve as ds
-from diffsolve import grids, problems
+from diffsolve import grids
 from diffsolve.errors import SolverError
 from diffsolve.solvers.exp.coeffs import Node, lagrange
 from diffsolve.solvers.exp.phi import phi
@@ -125,32 +125,24 @@ def test_unipc_trajectory_holds_the_corrected_states():
 
 
 # ---- orders on gmm-64 ----------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def gmm64():
-    problem, schedule = problems.get("gmm-64"), ds.VPLinear()
-    x = problem.x_T(8, seed=0, schedule=schedule)
-    return problem, schedule, x, problem.reference(x, schedule)
+def gmm64_order(order_of, gmm64_case, solver: str, steps: list[int], **options) -> float:
+    """Fitted order (−slope of log relative error on log NFE) on gmm-64 with uniform-λ grids."""
+    problem, schedule, x, ref = gmm64_case
 
+    def run(n: int) -> ds.Solution:
+        return ds.solve(ds.ode(problem.model(schedule), "lambda"), x, grids.logsnr(schedule, n), solver, **options)
 
-def fitted_order(gmm64, solver: str, steps: list[int], **options) -> float:
-    """−slope of log(relative error) against log(NFE) on uniform-λ grids."""
-    problem, schedule, x, ref = gmm64
-    errors, nfes = [], []
-    for n in steps:
-        sol = ds.solve(ds.ode(problem.model(schedule), "lambda"), x, grids.logsnr(schedule, n), solver, **options)
-        errors.append(float((sol.x - ref).norm() / ref.norm()))
-        nfes.append(sol.nfe)
-    return -np.polyfit(np.log(nfes), np.log(errors), 1)[0]
+    return order_of(run, ref, steps)[0]
 
 
 # Every solver's fitted order against its declared order_for(...): tests/test_orders.py (the whole registry).
 
 
-def test_published_3m_is_second_order_asymptotically(gmm64):
+def test_published_3m_is_second_order_asymptotically(gmm64_case, order_of):
     """The D2 coefficient of the published/diffusers 3M is half the exact one: order 2 as h → 0 (kept as
     variant='diffusers' to reproduce diffusers, not as the default)."""
-    exact = fitted_order(gmm64, "dpmpp3m", [160, 320, 640])
-    published = fitted_order(gmm64, "dpmpp3m", [160, 320, 640], variant="diffusers")
+    exact = gmm64_order(order_of, gmm64_case, "dpmpp3m", [160, 320, 640])
+    published = gmm64_order(order_of, gmm64_case, "dpmpp3m", [160, 320, 640], variant="diffusers")
     assert exact > 2.7 and published < 2.4
 
 
@@ -178,8 +170,8 @@ def test_singlestep_order_patterns():
             assert sum(orders_for(order, nfe)) == nfe
 
 
-def test_adaptive_counts_rejected_trials_and_meets_tolerance(gmm64):
-    problem, schedule, x, ref = gmm64
+def test_adaptive_counts_rejected_trials_and_meets_tolerance(gmm64_case):
+    problem, schedule, x, ref = gmm64_case
     spent = []
     for rtol in (0.05, 0.005):
         model = problem.model(schedule)

@@ -7,73 +7,51 @@ import torch
 
 import diffsolve as ds
 from diffsolve.likelihood import log_likelihood, standard_normal_logp
+from diffsolve.problems import GaussianMixture
 
 F64 = torch.float64
 
 
-class Mixture:
-    """Σ_k w_k N(μ_k, diag(s_k²)); its VP marginal at t is Σ_k w_k N(α μ_k, diag(α² s_k² + σ²))."""
+SCHED = ds.VPLinear()
 
-    def __init__(self, d: int, k: int = 3, seed: int = 0):
-        g = torch.Generator().manual_seed(seed)
-        self.w = torch.softmax(torch.randn(k, generator=g, dtype=F64), 0)
-        self.mu = 1.5 * torch.randn(k, d, generator=g, dtype=F64)
-        self.s = 0.2 + 0.4 * torch.rand(k, d, generator=g, dtype=F64)
-        self.schedule = ds.VPLinear()
 
-    def _parts(self, x, t):
-        a = self.schedule.alpha(t).reshape(-1, 1, 1)
-        sig2 = -torch.expm1(2 * self.schedule.log_alpha(t)).reshape(-1, 1, 1)
-        var = a * a * self.s**2 + sig2  # (B, K, d)
-        diff = x[:, None, :] - a * self.mu
-        comp = -0.5 * (diff * diff / var + torch.log(2 * math.pi * var)).sum(-1) + torch.log(self.w)
-        return comp, diff, var, sig2
+def mixture(d: int, k: int = 3, seed: int = 0) -> GaussianMixture:
+    """Σ_k w_k N(μ_k, diag(s_k²)) with seeded parameters: the library's GaussianMixture (exact ε and log p_t)."""
+    g = torch.Generator().manual_seed(seed)
+    w = torch.softmax(torch.randn(k, generator=g, dtype=F64), 0)
+    mu = 1.5 * torch.randn(k, d, generator=g, dtype=F64)
+    s = 0.2 + 0.4 * torch.rand(k, d, generator=g, dtype=F64)
+    return GaussianMixture(w, mu, s)
 
-    def logp(self, x, t):
-        """log p_t(x), exact."""
-        t = torch.full((x.shape[0],), float(t), dtype=F64)
-        return torch.logsumexp(self._parts(x, t)[0], 1)
 
-    def eps(self, x, t):
-        """ε(x, t) = −σ ∇log p_t(x) = σ Σ_k r_k (x − α μ_k)/v_k, differentiable in x."""
-        comp, diff, var, sig2 = self._parts(x, t)
-        r = torch.softmax(comp, 1)[..., None]
-        return torch.sqrt(sig2[:, 0]) * (r * diff / var).sum(1)
-
-    def sample(self, n, seed=1):
-        g = torch.Generator().manual_seed(seed)
-        idx = torch.multinomial(self.w, n, replacement=True, generator=g)
-        return self.mu[idx] + self.s[idx] * torch.randn(n, self.mu.shape[1], generator=g, dtype=F64)
-
-    def model(self):
-        return ds.EpsModel(self.eps, self.schedule)
+def draws(mix: GaussianMixture, n: int, seed: int = 1) -> torch.Tensor:
+    """n exact samples of the mixture's data distribution."""
+    return mix.sample_data(n, torch.Generator().manual_seed(seed))
 
 
 def test_exact_trace_matches_analytic_marginal():
-    mix = Mixture(d=4)
-    sched = mix.schedule
-    x = mix.sample(12) * sched.alpha(sched.t_min)  # any points work; these sit where p_t has mass
-    res = log_likelihood(mix.model(), x, rtol=1e-9, atol=1e-9,
-                         prior=lambda z: mix.logp(z, sched.t_max))
-    exact = mix.logp(x, sched.t_min)
+    mix, sched = mixture(d=4), SCHED
+    x = draws(mix, 12) * sched.alpha(sched.t_min)  # any points work; these sit where p_t has mass
+    res = log_likelihood(mix.model(sched), x, rtol=1e-9, atol=1e-9,
+                         prior=lambda z: mix.log_prob(z, sched.t_max, sched))
+    exact = mix.log_prob(x, sched.t_min, sched)
     err = (res.logp - exact).abs() / 4
     assert float(err.max()) < 1e-3, err
     assert res.nfe > 10 and res.dim == 4
     # The N(0, I) prior is the t_max marginal only as α_{t_max} → 0: its error is small but present.
     approx = standard_normal_logp(res.z)
-    gap = (approx - mix.logp(res.z, sched.t_max)).abs()
+    gap = (approx - mix.log_prob(res.z, sched.t_max, sched)).abs()
     assert 0 < float(gap.max()) < 0.05
 
 
 def test_hutchinson_within_standard_error():
     d = 8
-    mix = Mixture(d=d, seed=3)
-    sched = mix.schedule
-    x = mix.sample(6, seed=5) * sched.alpha(sched.t_min)
-    exact = mix.logp(x, sched.t_min)
-    prior = lambda z: mix.logp(z, sched.t_max)  # noqa: E731
+    mix, sched = mixture(d=d, seed=3), SCHED
+    x = draws(mix, 6, seed=5) * sched.alpha(sched.t_min)
+    exact = mix.log_prob(x, sched.t_min, sched)
+    prior = lambda z: mix.log_prob(z, sched.t_max, sched)  # noqa: E731
     runs = torch.stack([
-        log_likelihood(mix.model(), x, divergence="hutchinson", seed=s, rtol=1e-7, atol=1e-7, prior=prior).logp
+        log_likelihood(mix.model(sched), x, divergence="hutchinson", seed=s, rtol=1e-7, atol=1e-7, prior=prior).logp
         for s in range(8)
     ])
     mean, se = runs.mean(0), runs.std(0) / math.sqrt(runs.shape[0])
@@ -82,7 +60,7 @@ def test_hutchinson_within_standard_error():
     assert float(z.max()) < 4.0, z
     # more probes per solve shrink the spread
     many = torch.stack([
-        log_likelihood(mix.model(), x, divergence="hutchinson", probes=16, probe="gaussian", seed=100 + s,
+        log_likelihood(mix.model(sched), x, divergence="hutchinson", probes=16, probe="gaussian", seed=100 + s,
                        rtol=1e-7, atol=1e-7, prior=prior).logp
         for s in range(4)
     ])
@@ -90,17 +68,18 @@ def test_hutchinson_within_standard_error():
 
 
 def test_bits_per_dim_and_errors():
-    mix = Mixture(d=2)
-    x = mix.sample(3)
-    res = log_likelihood(mix.model(), x, data_scale=2 / 17)
+    mix = mixture(d=2)
+    model = mix.model(SCHED)
+    x = draws(mix, 3)
+    res = log_likelihood(model, x, data_scale=2 / 17)
     expect = -(res.logp + 2 * math.log(2 / 17)) / (2 * math.log(2))
     torch.testing.assert_close(res.bits_per_dim, expect)
     with pytest.raises(ds.DiffsolveError, match="divergence"):
-        log_likelihood(mix.model(), x, divergence="trace")
+        log_likelihood(model, x, divergence="trace")
     with pytest.raises(ds.DiffsolveError, match="t_end < t_max"):
-        log_likelihood(mix.model(), x, t_end=0.5, t_max=0.2)
+        log_likelihood(model, x, t_end=0.5, t_max=0.2)
     with pytest.raises(ds.ScheduleError):
-        log_likelihood(mix.model(), x, t_max=2.0)
+        log_likelihood(model, x, t_max=2.0)
 
 
 def test_bad_tolerances_and_probe_counts_are_refused():

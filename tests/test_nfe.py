@@ -5,13 +5,12 @@ import torch
 
 import diffsolve as ds
 from diffsolve.solve import dynamics_for
-from tests.gaussian import GaussianData
 
 
 @pytest.mark.parametrize("name", sorted(ds.SOLVERS))
-def test_reported_nfe_is_counted_network_calls(name):
+def test_reported_nfe_is_counted_network_calls(name, gaussian_data):
     solver = ds.get_solver(name)
-    data, schedule = GaussianData(), ds.VPLinear()
+    data, schedule = gaussian_data, ds.VPLinear()
     model = data.model(schedule)
     steps = max(solver.min_steps, 6)
     grid = ds.grids.logsnr(schedule, steps)
@@ -27,8 +26,8 @@ def test_reported_nfe_is_counted_network_calls(name):
     assert torch.isfinite(sol.x).all()
 
 
-def test_trajectory_holds_every_grid_time_in_user_coordinates():
-    data, schedule = GaussianData(), ds.EDM()
+def test_trajectory_holds_every_grid_time_in_user_coordinates(gaussian_data):
+    data, schedule = gaussian_data, ds.EDM()
     model = data.model(schedule)
     x = 80.0 * torch.randn(4, 3, dtype=torch.float64)
     model.coords = "ve"
@@ -38,8 +37,8 @@ def test_trajectory_holds_every_grid_time_in_user_coordinates():
     assert torch.equal(sol.trajectory[-1], sol.x)
 
 
-def test_sample_runs_stochastic_solvers_on_the_reverse_sde():
-    data, schedule = GaussianData(), ds.VPLinear()
+def test_sample_runs_stochastic_solvers_on_the_reverse_sde(gaussian_data):
+    data, schedule = gaussian_data, ds.VPLinear()
     x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     a = ds.sample(data.model(schedule), x, solver="euler_maruyama", nfe=8, seed=1)
     b = ds.sample(data.model(schedule), x, solver="euler_maruyama", nfe=8, seed=1)

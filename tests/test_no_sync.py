@@ -5,7 +5,6 @@ import torch
 
 import diffsolve as ds
 from diffsolve.syncguard import HostSyncError, SyncGuard, guard
-from tests.gaussian import GaussianData
 
 S = ds.VPLinear()
 
@@ -27,15 +26,8 @@ def _sync_free_net(x, t):
     return s * (x - a * 0.5) / (a * a * 0.09 + s * s)
 
 
-FIXED_STEP = [
-    name for name, solver in sorted(ds.SOLVERS.items())
-    if not solver.adaptive and not solver.stochastic and not name.startswith("torchdiffeq_")
-]
-
-
-@pytest.mark.parametrize("name", FIXED_STEP)
-def test_fixed_step_loops_never_sync(name):
-    solver = ds.get_solver(name)
+def test_fixed_step_loops_never_sync(fixed_step_solver):
+    solver = ds.get_solver(fixed_step_solver)
     model = ds.EpsModel(_sync_free_net, S, check_finite=True)
     for variable in solver.integrates.variables or ("t", "sigma", "lambda"):
         dyn = ds.ode(model, variable)
@@ -44,11 +36,11 @@ def test_fixed_step_loops_never_sync(name):
         out, traj = solver.integrate(dyn, x, grid, record=True)
         assert isinstance(out, SyncGuard) and len(traj) == grid.steps
     # the finiteness flags were collected without a sync; reading them afterwards is the one sync
-    flags = torch.isfinite(torch.stack(model._finite_flags).as_subclass(torch.Tensor))
+    flags = torch.isfinite(torch.stack(model.finite_checks.sums).as_subclass(torch.Tensor))
     assert bool(flags.all())
 
 
-def test_solve_checks_outputs_once_after_the_loop():
-    data = GaussianData()
-    sol = ds.solve(ds.ode(data.model(S)), torch.randn(4, 2, dtype=torch.float64), ds.grids.logsnr(S, 5), "heun")
+def test_solve_checks_outputs_once_after_the_loop(gaussian_data):
+    x = torch.randn(4, 2, dtype=torch.float64)
+    sol = ds.solve(ds.ode(gaussian_data.model(S)), x, ds.grids.logsnr(S, 5), "heun")
     assert sol.nfe == 10

@@ -1,8 +1,8 @@
 """Measured convergence orders of every fixed-step deterministic solver in the registry against what it declares.
 
-For each solver in SOLVERS (and each variant its option schema offers) the order is fitted with
-diffsolve.bench.metrics.fitted_order (least-squares slope of log error on log counted NFE) and compared with
-`solver.order_for(**options)` within ±0.3. Nothing here lists expected orders by hand.
+For each solver in SOLVERS (and each variant its option schema offers) the order is fitted with the `order_of`
+fixture (diffsolve.bench.metrics.fitted_order: least-squares slope of log relative error on log counted NFE)
+and compared with `solver.order_for(**options)` within ±0.3. Nothing here lists expected orders by hand.
 
 Problems with a known solution, and the asymptotic ranges used:
 - Runge–Kutta and torchdiffeq methods: the one-Gaussian closed form (tests/gaussian.py), the probability-flow
@@ -24,11 +24,8 @@ import pytest
 import torch
 
 import diffsolve as ds
-from diffsolve import problems
-from diffsolve.bench.metrics import fitted_order
 from diffsolve.solve import dynamics_for
 from diffsolve.solvers.options import Option
-from tests.gaussian import GaussianData
 
 F64 = torch.float64
 TOLERANCE = 0.3
@@ -104,68 +101,67 @@ def case_id(case: tuple[str, dict[str, Any], int | None]) -> str:
     return name + (f"[{label}]" if label else "") + budget
 
 
-@pytest.fixture(scope="module")
-def gmm64():
-    problem, schedule = problems.get("gmm-64"), ds.VPLinear()
-    x = problem.x_T(8, seed=0, schedule=schedule)
-    return problem.model(schedule), schedule, x, problem.reference(x, schedule)
-
-
-def fit(model: ds.Model, schedule: ds.Schedule, x: torch.Tensor, exact: torch.Tensor, name: str,
+def fit(order_of, model: ds.Model, schedule: ds.Schedule, x: torch.Tensor, exact: torch.Tensor, name: str,
         options: dict[str, Any], residue: int | None, steps: list[int], variable: str | None = None,
         ) -> tuple[float, float, list[float]]:
     """(fitted order, declared order, errors): one solve per step count, counted NFE on the x-axis."""
     solver = ds.get_solver(name)
-    errors, nfes, declared = [], [], set()
-    for n in steps:
+    declared = set()
+
+    def run(n: int) -> ds.Solution:
         opts = dict(options)
         if residue is not None:
             budget = n * solver.nfe_for(1) + residue
             opts.update(solver.budget_options(budget))
             n = solver.steps_for(budget)
         declared.add(solver.order_for(**opts))
-        sol = ds.solve(dynamics_for(model, solver, opts, variable), x, ds.grids.logsnr(schedule, n), solver, **opts)
-        errors.append(float((sol.x - exact).norm() / exact.norm()))
-        nfes.append(sol.nfe)
+        return ds.solve(dynamics_for(model, solver, opts, variable), x, ds.grids.logsnr(schedule, n), solver, **opts)
+
+    order, errors = order_of(run, exact, steps)
     assert len(declared) == 1, f"{name} {options}: the declared order changes along the fit ({declared})"
-    order, used = fitted_order(nfes, errors, last=None)
-    assert order is not None and len(used) == len(steps)
     return order, declared.pop(), errors
+
+
+def gmm64_fit(order_of, gmm64_case, *case_and_steps: Any) -> tuple[float, float, list[float]]:
+    """`fit` on gmm-64 (its exact-ε model on the linear VP, 8 draws of p_T, their float64 reference)."""
+    problem, schedule, x, reference = gmm64_case
+    return fit(order_of, problem.model(schedule), schedule, x, reference, *case_and_steps)
 
 
 # ---- the tests ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [n for n in fixed_step_deterministic() if ds.get_solver(n).family != "exponential"])
-def test_generic_orders_in_t(name):
-    data, schedule = GaussianData(), ds.VPLinear()
+def test_generic_orders_in_t(name, gaussian_data, order_of):
+    data, schedule = gaussian_data, ds.VPLinear()
     x = torch.randn(16, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
     exact = data.exact(x, schedule, schedule.t_max, schedule.t_min)
     own = ds.get_solver(name).integrates.variables  # iPNDM steps in σ̄; the rest take any variable: t here
     steps = [64, 128, 256] if name == "ipndm_v" else GENERIC_STEPS  # order 4 in σ̄ is asymptotic from ~64 steps
-    measured, declared, errors = fit(data.model(schedule), schedule, x, exact, name, {}, None, steps,
+    measured, declared, errors = fit(order_of, data.model(schedule), schedule, x, exact, name, {}, None, steps,
                                      None if own else "t")
     assert abs(measured - declared) <= TOLERANCE, f"{name}: fitted {measured:.2f}, declared {declared} ({errors})"
 
 
 @pytest.mark.parametrize("name", ["euler", "heun", "rk4"])
-def test_orders_hold_in_sigma_bar(name):
-    data, schedule = GaussianData(), ds.VPLinear()
+def test_orders_hold_in_sigma_bar(name, gaussian_data, order_of):
+    data, schedule = gaussian_data, ds.VPLinear()
     x = torch.randn(16, 4, dtype=F64, generator=torch.Generator().manual_seed(0))
     exact = data.exact(x, schedule, schedule.t_max, schedule.t_min)
-    measured, declared, _ = fit(data.model(schedule), schedule, x, exact, name, {}, None, GENERIC_STEPS, "sigma")
+    measured, declared, _ = fit(order_of, data.model(schedule), schedule, x, exact, name, {}, None, GENERIC_STEPS,
+                                "sigma")
     assert abs(measured - declared) <= 0.2
 
 
 @pytest.mark.parametrize("case", exp_cases(deep=False), ids=case_id)
-def test_exponential_orders(gmm64, case):
+def test_exponential_orders(gmm64_case, order_of, case):
     steps = PRE_ASYMPTOTIC.get(case[0], FAST_STEPS) if not case[1] and case[2] is None else FAST_STEPS
-    measured, declared, errors = fit(*gmm64, *case, steps)
+    measured, declared, errors = gmm64_fit(order_of, gmm64_case, *case, steps)
     assert abs(measured - declared) <= TOLERANCE, f"{case_id(case)}: fitted {measured:.2f}, declared {declared}"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", exp_cases(deep=True), ids=case_id)
-def test_exponential_orders_of_every_variant(gmm64, case):
-    measured, declared, errors = fit(*gmm64, *case, DEEP_STEPS)
+def test_exponential_orders_of_every_variant(gmm64_case, order_of, case):
+    measured, declared, errors = gmm64_fit(order_of, gmm64_case, *case, DEEP_STEPS)
     assert abs(measured - declared) <= TOLERANCE, f"{case_id(case)}: fitted {measured:.2f}, declared {declared}"
 
 
@@ -188,8 +184,8 @@ def test_declared_orders_of_patterns_and_options():
     assert ds.get_solver("dpmpp2m").order_for(lower_order_final=True) == 2
 
 
-def test_adaptive_dopri5_reaches_its_tolerance():
-    data, schedule = GaussianData(), ds.VPLinear()
+def test_adaptive_dopri5_reaches_its_tolerance(gaussian_data):
+    data, schedule = gaussian_data, ds.VPLinear()
     model = data.model(schedule)
     x = torch.randn(16, 4, dtype=F64, generator=torch.Generator().manual_seed(1))
     exact = data.exact(x, schedule, schedule.t_max, schedule.t_min)
@@ -199,8 +195,8 @@ def test_adaptive_dopri5_reaches_its_tolerance():
     assert sol.nfe > 20
 
 
-def test_our_euler_and_midpoint_match_torchdiffeq_on_the_same_grid():
-    data, schedule = GaussianData(), ds.VPLinear()
+def test_our_euler_and_midpoint_match_torchdiffeq_on_the_same_grid(gaussian_data):
+    data, schedule = gaussian_data, ds.VPLinear()
     model = data.model(schedule)
     x = torch.randn(8, 3, dtype=F64)
     grid = ds.grids.karras(schedule, 9)

@@ -133,6 +133,8 @@ def test_public_tune_accepts_a_model_and_each_method():
     by_nm = ds.grids.tune(model, "ipndm", 4, train_seeds=[3], heldout_seeds=None, n=32, max_evals=30,
                           method="refine", shape=(2,))
     assert by_nm.start in ("logsnr", "time", "quadratic", "karras") and by_nm.train_error <= by_nm.start_train_error
+    with pytest.raises(DiffsolveError, match="restarts must be a positive integer"):
+        ds.grids.tune(model, "ipndm", 4, train_seeds=[3], restarts=0, shape=(2,))
     with pytest.raises(DiffsolveError, match="tuning method"):
         ds.grids.tune(model, "ipndm", 4, train_seeds=[3], method="gradient", shape=(2,))
 
@@ -207,3 +209,13 @@ def test_sample_without_a_solver_keeps_an_explicit_grid_and_options_and_needs_a_
     with pytest.raises(GridError, match="exactly one of nfe= or steps="):
         ds.sample(model, x)
     assert ds.sample(model, x, steps=6).nfe == ds.get_solver(solver).nfe_for(6)
+
+
+def test_bench_runs_a_tuned_file_and_refuses_one_of_another_model(tuned, tmp_path):
+    path = tuned.save(tmp_path / "tuned.json")
+    kw = dict(solvers=["dpmpp2m"], grids=[f"file:{path}"], nfe=[4], variables=["lambda"], n=8, seeds=[0],
+              progress=False)
+    ok = ds.bench.run("gmm-2d", **kw).records[0]
+    assert ok["status"] == "ok" and ok["nfe"] == 4
+    other = ds.bench.run("gmm-64", **kw).records[0]
+    assert other["status"] == "failed" and "fingerprint" in other["error"]

@@ -93,7 +93,7 @@ def reference(cell: Cell, inputs: Inputs) -> tuple[Tensor, float]:
         inputs.reference_seconds += time.perf_counter() - t0
         return ref, metrics.rmse(ref, coarse)
 
-    key = ("sde-ref", cell.problem, cell.schedule, cell.n, cell.seed, cell.dtype,
+    key = ("sde-ref", cell.problem, cell.fingerprint, cell.schedule, cell.n, cell.seed, cell.dtype,
            p["ref_solver"], int(p["ref_steps"]), p["ref_grid"], p["device"])
     return inputs._memo(key, make)
 

@@ -264,6 +264,8 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
                     continue
                 for g in grids:
                     cfp = _cell_fingerprint(fp, g)
+                    if cfp != fp:  # a grid file's cells: their problem is found under the combined fingerprint
+                        problems_mod.adopt(prob, p, cfp)
                     steps = g.steps
                     # a grid with its own times: one cell, at the NFE those steps cost
                     budgets = nfes if steps is None else [solver.nfe_for(steps) or steps]

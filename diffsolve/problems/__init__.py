@@ -121,9 +121,10 @@ def resolve(spec: str | Problem | Model, *, shape: Sequence[int] | None = None,
     return _RESOLVED[key]
 
 
-def adopt(problem: Problem, label: str) -> str:
-    """Remember `problem` under (label, its fingerprint) for `lookup`; returns the fingerprint."""
-    fp = problem.fingerprint()
+def adopt(problem: Problem, label: str, key: str | None = None) -> str:
+    """Remember `problem` under (label, its fingerprint — or `key`, e.g. a cell's with a grid file's hash) for
+    `lookup`; returns that fingerprint."""
+    fp = problem.fingerprint() if key is None else key
     _LIVE[(label, fp)] = problem
     return fp
 

@@ -95,7 +95,22 @@ class Solver(ABC):
         return None
 
     def check(self, dynamics: Dynamics, grid: Grid, options: dict[str, Any]) -> None:
-        """Raise if this solver cannot run these dynamics on this grid with these options (before any work)."""
+        """Raise if this solver cannot run these dynamics on this grid with these options (before any work).
+
+        Without options the outcome depends only on the solver (by value), what the dynamics declare and whether
+        the grid has enough steps: a pass is remembered under those, so a repeated solve skips the checks."""
+        key = None if options else (self, type(dynamics), dynamics.variable, dynamics.stochastic,
+                                    dynamics.model is None, dynamics.semilinear, dynamics.additive_noise,
+                                    dynamics.time_reversed, grid.steps >= self.min_steps)
+        if key is not None and key in _PASSED:
+            return
+        self._check(dynamics, grid, options)
+        if key is not None:
+            if len(_PASSED) >= 4096:
+                _PASSED.clear()
+            _PASSED.add(key)
+
+    def _check(self, dynamics: Dynamics, grid: Grid, options: dict[str, Any]) -> None:
         self.check_options(options)
         need = self.integrates_for(**options)
         shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
@@ -172,6 +187,7 @@ def node_points(dynamics: Dynamics, grid: Grid) -> list[Point]:
 
 
 SOLVERS: dict[str, Solver] = {}
+_PASSED: set[tuple] = set()  # option-free checks that passed (Solver.check)
 
 
 def register(solver: Solver) -> Solver:

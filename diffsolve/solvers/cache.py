@@ -7,41 +7,15 @@ objects with equal values share one entry, so sampling again with a freshly buil
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
 from ..grids import Grid
+from ..valuecache import ValueCache
 
 SIZE = 128  # entries kept (least recently used first out); a plan of 1000 steps is ~1 MB of Python floats
 
-
-class ValueCache:
-    """An LRU map from hashable value keys to built objects."""
-
-    def __init__(self, size: int = SIZE):
-        self.size = size
-        self._store: OrderedDict[Hashable, Any] = OrderedDict()
-
-    def get(self, key: Hashable, build: Callable[[], Any]) -> Any:
-        """The entry for `key`, built once by build() while it stays among the `size` most recently used."""
-        if key in self._store:
-            self._store.move_to_end(key)
-            return self._store[key]
-        value = build()
-        self._store[key] = value
-        if len(self._store) > self.size:
-            self._store.popitem(last=False)
-        return value
-
-    def clear(self) -> None:
-        self._store.clear()
-
-    def __len__(self) -> int:
-        return len(self._store)
-
-
-PLANS = ValueCache()
+PLANS = ValueCache(SIZE)
 
 
 def node_values(grid: Grid) -> tuple[tuple[float, float, float], ...]:

@@ -66,6 +66,8 @@ class Plan:
 
     def __post_init__(self) -> None:
         self.noisy = any(step.noise_std > 0.0 for step in self.steps)  # whether the loop needs a noise source
+        # whether step i must keep its starting state: the next step corrects it (UniPC)
+        self.keeps_state = [nxt.correct is not None for nxt in self.steps[1:]] + [False]
 
 
 def nodes_of(points: list[Point], to_zero: bool) -> list[Node]:
@@ -192,17 +194,18 @@ def run(
     history: list[Tensor] = []
     trajectory: list[Tensor] = []
     x_prev: Tensor | None = None
-    grid_steps, n = len(points) - 1, len(plan.steps)
-    for i, step in enumerate(plan.steps):
+    grid_steps, keep = len(points) - 1, plan.keep
+    for i, (step, keeps_state) in enumerate(zip(plan.steps, plan.keeps_state)):
         m = fn(x, points[i])
         if step.correct is not None:
             x = combine(x_prev, step.correct, [m] + history)
             if record:
                 trajectory[-1] = x
-        history = [m] + history[: plan.keep - 1]
+        history.insert(0, m)
+        del history[keep:]
         # the state before the step is kept only when the next step corrects it (UniPC): one state less in memory
-        x_prev = x if i + 1 < n and plan.steps[i + 1].correct is not None else None
-        x, _ = take_step(fn, x, m, step, history)
+        x_prev = x if keeps_state else None
+        x = take_step(fn, x, m, step, history)[0] if step.stages else combine(x, step.predict, history)
         if step.noise_std > 0.0:
             x = x.add_(noise(i), alpha=step.noise_std)  # type: ignore[misc]
         if record and i < grid_steps:
