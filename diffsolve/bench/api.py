@@ -111,7 +111,7 @@ def run(
     solvers: Sequence[str | dict[str, Any]] = ("euler", "heun", "dpmpp2m", "unipc"),
     grids: Sequence[str] = ("logsnr",),
     nfe: Sequence[int] = (5, 10, 20, 50),
-    variables: Sequence[str] = ("lambda",),
+    variables: Sequence[str] = ("sigma",),
     seeds: Sequence[int] = (0,),
     out: str | Path | None = None,
     shape: Sequence[int] | None = None,
@@ -120,7 +120,8 @@ def run(
     progress: bool = True,
     **settings: Any,
 ) -> Results:
-    """Benchmark solvers × grids × variables × NFE on one problem (or Model); `settings` are other suite keys
+    """Benchmark solvers × grids × variables × NFE on one problem (or Model); `variables` applies to the solvers that
+    take any variable (σ̄ by default, as in `ds.sample`); the others run in their own. `settings` are other suite keys
     (n, schedule, ref_tol, tols, dtype, repeats, …). threads sets torch's intra-op threads for the run
     (restored afterwards; None leaves them)."""
     run_dict: dict[str, Any] = {"problems": [problem], "solvers": list(solvers), "grids": list(grids),
