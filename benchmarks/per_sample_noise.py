@@ -1,7 +1,8 @@
 """Per-step cost and memory of per-sample noise against torch.randn of the same shape and the seeded dyadic path.
 
-Per step: the time to produce every increment of an S-step grid (generators included) divided by S, the three
-kinds interleaved, medians of 15 repeats, one thread. Memory: the bytes per-sample noise holds (exact), the
+Per step: the CPU time (time.thread_time, so that other processes' time slices on a shared machine do not count) to
+produce every increment of an S-step grid (set-up included) divided by S, the kinds interleaved, medians of 15
+repeats, one thread. Memory: the bytes per-sample noise holds (exact), the
 dyadic path's peak RSS growth in a fresh process (approximate).
 Run: OMP_NUM_THREADS=1 python benchmarks/per_sample_noise.py   (timings on a shared machine are noisy: say so)
 """
@@ -33,7 +34,7 @@ def produce(kind: str, batch: int, dim: int, steps: int) -> float:
     dyn, sched = dynamics()
     g = grids.build("logsnr", sched, steps)
     taus = grid_taus(dyn, g)
-    t0 = time.perf_counter()
+    t0 = time.thread_time()
     if kind == "randn":
         for _ in range(steps):
             torch.randn(batch, dim).mul_(0.1)
@@ -43,7 +44,7 @@ def produce(kind: str, batch: int, dim: int, steps: int) -> float:
                 else brownian_path(dyn, (batch, dim), x.dtype, "cpu", 0))
         for i in range(steps):
             path(taus[i], taus[i + 1])
-    return (time.perf_counter() - t0) / steps
+    return (time.thread_time() - t0) / steps
 
 
 def memory(kind: str, batch: int, dim: int, steps: int) -> None:

@@ -10,6 +10,7 @@ makes strong errors (coarse vs fine solution on one path) meaningful.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Sequence
@@ -102,9 +103,75 @@ def check_path(bm: Any, dynamics: Dynamics, grid: Grid, x: Tensor, need_levy_are
         )
 
 
-MAX_SAMPLE_SEED = 2**30  # per-sample seeds s < 2^30: generators 4s + stream stay distinct in torch's 32-bit seed
+MAX_SAMPLE_SEED = 2**30  # per-sample seeds s < 2^30 (the range of the earlier generator-per-row version)
 W_STREAM, H_STREAM = 1, 2  # stream 0 is left to x_T (see diffsolve.distributed)
-BLOCK_ELEMS = 4096  # a row draws max(1, 4096 // dim) steps of normals per call (fewer at the end of the grid)
+BLOCK_ELEMS = 4096  # a block holds at most max(1, 4096 // dim) steps of normals (fewer at the end of the grid) …
+BATCH_BLOCK_ELEMS = 2**16  # … and at most max(1, 2^16 // (batch·dim)): its int64 words stay small (≤ 512 KiB)
+
+
+def _signed(c: int) -> int:
+    """A 64-bit word as torch.int64 holds it (two's complement)."""
+    return c - 2**64 if c >= 2**63 else c
+
+
+GAMMA = _signed(0x9E3779B97F4A7C15)  # SplitMix64's increment, ⌊2^64/φ⌋ (odd)
+MIX1, MIX2 = _signed(0xBF58476D1CE4E5B9), _signed(0x94D049BB133111EB)
+ANGLE_OFFSET = 2**62  # float64: value c's radius word has counter c, its angle word counter c + 2^62
+
+
+def mix64_(z: Tensor) -> Tensor:
+    """SplitMix64's finaliser on int64 words, in place (products wrap mod 2^64): a bijection of 64-bit words.
+
+    z ^= z >>> 30; z *= M1; z ^= z >>> 27; z *= M2; z ^= z >>> 31, each logical shift >>> s being the arithmetic
+    one with the top s bits masked off (one scratch tensor for the three shifts).
+    """
+    t = torch.empty_like(z)
+    for s, m in ((30, MIX1), (27, MIX2), (31, None)):
+        torch.bitwise_right_shift(z, s, out=t)
+        z.bitwise_xor_(t.bitwise_and_((1 << (64 - s)) - 1))
+        if m is not None:
+            z.mul_(m)
+    return z
+
+
+@functools.lru_cache(maxsize=64)
+def counter_words(first: int, count: int, offset: int, device: torch.device) -> Tensor:
+    """mix64(γ(c + offset)) for counters c = first … first+count−1 (shared by every row and batch; never mutate)."""
+    ctr = torch.arange(first + offset, first + offset + count, dtype=torch.int64, device=device)
+    return mix64_(ctr.mul_(GAMMA))
+
+
+def step_normals(keys: Tensor, first: int, steps: int, dim: int, dtype: torch.dtype) -> Tensor:
+    """Standard normals z[i, r, j] for steps first … first+steps−1 of row keys keys[r], as (steps, rows, dim).
+
+    Counter-based, a pure function of (key, i, j) whatever the rows or steps asked: coordinate j of step i has the
+    counter c = i·dim + j and the word w = mix64(key + mix64(γc)); Box–Muller's first branch maps two uniforms
+    u₁ ∈ (0, 1], u₂ ∈ [0, 1) to z = √(−2 ln u₁) cos 2πu₂. float32 (and narrower dtypes, computed in float32 and
+    cast) takes u₁ from w's top 24 bits and u₂ from its low 24; float64 takes 53 bits of w for u₁ and of the word
+    of c + 2^62 for u₂.
+    """
+    wide = dtype == torch.float64
+    work = torch.float64 if wide else torch.float32
+    rows = keys.view(1, -1, 1)
+
+    def words(offset: int) -> Tensor:  # key + mix64(γc), written contiguously (a broadcast add may permute strides)
+        out = torch.empty(steps, keys.shape[0], dim, dtype=torch.int64, device=keys.device)
+        torch.add(counter_words(first * dim, steps * dim, offset, keys.device).view(steps, 1, dim), rows, out=out)
+        return mix64_(out)
+
+    w = words(0)
+    if wide:
+        bits, a, b = 53, w.bitwise_right_shift_(11), words(ANGLE_OFFSET).bitwise_right_shift_(11)
+        a, b = a.bitwise_and_((1 << 53) - 1), b.bitwise_and_((1 << 53) - 1)
+    else:
+        bits, a, b = 24, w.bitwise_right_shift(40).bitwise_and_((1 << 24) - 1), w.bitwise_and_((1 << 24) - 1)
+    radius = a.add_(1).to(work).mul_(2.0**-bits).log_().mul_(-2.0).sqrt_()
+    return b.to(work).mul_(2 * math.pi * 2.0**-bits).cos_().mul_(radius).to(dtype)
+
+
+def sample_keys(seeds: list[int], stream: int, device: torch.device | str) -> Tensor:
+    """Row keys γ·(4 s_r + stream + 1) mod 2^64 of one stream (distinct: γ is odd), an int64 tensor on the device."""
+    return torch.tensor(seeds, dtype=torch.int64, device=device).mul_(4).add_(stream + 1).mul_(GAMMA)
 
 
 def per_sample_seeds(seed: Any) -> list[int] | None:
@@ -122,22 +189,22 @@ def per_sample_seeds(seed: Any) -> list[int] | None:
     bad = [s for s in seed if isinstance(s, bool) or not isinstance(s, numbers.Integral)
            or not 0 <= s < MAX_SAMPLE_SEED]
     if bad:
-        raise SolverError(f"per-sample seeds must be integers in [0, 2^30), got {bad[0]!r}; torch's CPU generator "
-                          f"keeps 32 bits of a seed and each sample uses seeds 4s+1 and 4s+2, so keep s < 2^30")
+        raise SolverError(f"per-sample seeds must be integers in [0, 2^30), got {bad[0]!r}; each sample's noise "
+                          f"streams are keyed by the words 4s+1 and 4s+2, so keep s < 2^30")
     return [int(s) for s in seed]
 
 
 class PerSampleNoise:
-    """Brownian increments on a grid's steps, each row drawn from its own generator: row r depends on seed s_r only.
+    """Brownian increments on a grid's steps, counter-based per row: row r's noise is a function of s_r alone.
 
-    ΔW_i[r] = √Δτ_i z_{r,i}, with z_{r,·} the standard normals of torch.Generator().manual_seed(4 s_r + 1), drawn in
-    blocks of max(1, BLOCK_ELEMS // dim) steps (a function of the grid and dim, never of the
-    batch), so sample r is bit-identical alone and in any batch. For srk the space-time Lévy area H_i ~ N(0, Δτ_i/12)
-    (independent of ΔW) comes from a second generator, 4 s_r + 2, and is returned as torchsde's U = Δτ (ΔW/2 + H).
-    The noise is a valid Brownian motion sampled at the grid's times, but two grids see different paths: use it for
-    sampling and weak errors, and brownian_path (one seed, grid-independent) for strong errors.
-    Memory: one block per stream, max(dim, BLOCK_ELEMS) numbers per row; cost per step: one multiply, plus one
-    randn call per row per block (the calls' overhead is what dominates for small dim).
+    ΔW_i[r] = √Δτ_i z_{r,i}, with z_{r,i,j} = step_normals of key sample_keys(s_r, 1) at step i, coordinate j: a pure
+    function of (s_r, stream, i, j), computed for all rows at once, so sample r is bit-identical alone and in any batch
+    (and whatever the blocks of steps). For srk
+    the space-time Lévy area H_i ~ N(0, Δτ_i/12) (independent of ΔW) comes from stream 2 and is returned as torchsde's
+    U = Δτ (ΔW/2 + H). The noise is a valid Brownian motion sampled at the grid's times, but two grids see different
+    paths: use it for sampling and weak errors, and brownian_path (one seed, grid-independent) for strong errors.
+    Memory: one block per stream of max(1, min(BLOCK_ELEMS // dim, BATCH_BLOCK_ELEMS // (batch·dim))) steps (its int64
+    words: 1–2 such tensors while drawing); cost: ~25 tensor ops per block, a multiply per step.
     """
 
     levy_area_approximation = LEVY_AREA
@@ -147,20 +214,17 @@ class PerSampleNoise:
         self.shape = (len(seeds), dim)
         self.taus, self.seeds, self.dim, self.dtype, self.device = taus, seeds, dim, dtype, torch.device(device)
         self._step = {tau: i for i, tau in enumerate(taus[:-1])}
-        self._gens: dict[int, list[torch.Generator]] = {}
+        self._keys: dict[int, Tensor] = {}
         self._blocks: dict[int, tuple[int, Tensor]] = {}  # stream → (first step of the block, (k, batch, dim))
-        self.block = max(1, BLOCK_ELEMS // max(dim, 1))
+        self.block = max(1, min(BLOCK_ELEMS // max(dim, 1), BATCH_BLOCK_ELEMS // max(len(seeds) * dim, 1)))
 
     def _draw(self, stream: int, first: int) -> Tensor:
-        """The next block of normals on `stream`, steps first…first+k−1, as a (k, batch, dim) tensor."""
-        gens = self._gens.get(stream)
-        if gens is None:
-            gens = self._gens[stream] = [torch.Generator(self.device).manual_seed(4 * s + stream) for s in self.seeds]
+        """The block of normals on `stream` for steps first…first+k−1, as a (k, batch, dim) tensor."""
+        keys = self._keys.get(stream)
+        if keys is None:
+            keys = self._keys[stream] = sample_keys(self.seeds, stream, self.device)
         k = min(self.block, len(self.taus) - 1 - first)
-        rows = torch.empty(len(gens), k, self.dim, dtype=self.dtype, device=self.device)
-        for r, g in enumerate(gens):  # one call per row and block: the row's own stream alone fixes its numbers
-            torch.randn(k, self.dim, generator=g, dtype=self.dtype, device=self.device, out=rows[r])
-        return rows.transpose(0, 1).contiguous()
+        return step_normals(keys, first, k, self.dim, self.dtype)
 
     def _normals(self, stream: int, i: int) -> Tensor:
         """The (batch, dim) standard normals of step i on `stream`; steps are read in order, block by block."""
