@@ -30,7 +30,7 @@ from diffsolve.tuning import STANDARD_GRIDS, tune
 
 STANDARD = ("dpmpp2m:lower_order_final=1", "dpmpp3m:lower_order_final=1", "unipc:lower_order_final=1", "unipc",
             "deis:lower_order_final=1", "ipndm:order=2", "ipndm:order=3", "ipndm", "ipndm_v:order=3", "ipndm_v:order=2")
-TUNED = ("ipndm:order=3", "ipndm_v:order=3")
+TUNED = ("ipndm:order=3", "unipc:lower_order_final=1")
 
 
 def config(text: str) -> tuple[str, dict[str, Any]]:
@@ -44,14 +44,29 @@ def config(text: str) -> tuple[str, dict[str, Any]]:
     return name, opts
 
 
-def heldout_error(problem: Any, model: Any, x: torch.Tensor, ref: torch.Tensor, solver: str,
-                  opts: dict[str, Any], grid: Any, nfe: int) -> float:
-    """Relative error of `solver` on `grid` (a spec or a Grid) at `nfe` from the held-out x_T."""
+def solve_heldout(model: Any, x: torch.Tensor, solver: str, opts: dict[str, Any], grid: Any, nfe: int) -> torch.Tensor:
+    """`solver` on `grid` (a spec or a Grid) at `nfe` from the held-out x_T, float64."""
     method = get_solver(solver)
     options = {**method.budget_options(nfe), **opts}
     g = ds.grids.build(grid, model.schedule, None if isinstance(grid, ds.grids.Grid) else method.steps_for(nfe))
-    sol = ds.solve(dynamics_for(model, method, options), x, g, method, **options)
-    return rel_err(sol.x.to(F64), ref)
+    return ds.solve(dynamics_for(model, method, options), x, g, method, **options).x.to(F64)
+
+
+def heldout_error(problem: Any, model: Any, x: torch.Tensor, ref: torch.Tensor, solver: str,
+                  opts: dict[str, Any], grid: Any, nfe: int) -> float:
+    """Relative error ‖x − ref‖/‖ref‖ of `solver` on `grid` at `nfe` from the held-out x_T."""
+    return rel_err(solve_heldout(model, x, solver, opts, grid, nfe), ref)
+
+
+FLIP = 0.5  # a sample whose own relative error exceeds this ended in another mode than the reference's
+
+
+def large_set(model: Any, x: torch.Tensor, ref: torch.Tensor, solver: str, opts: dict[str, Any], grid: Any,
+              nfe: int) -> dict[str, float]:
+    """On the large held-out set: relative error, the number of flipped samples, the median per-sample error."""
+    out = solve_heldout(model, x, solver, opts, grid, nfe)
+    per = (out - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)
+    return {"err": rel_err(out, ref), "flips": int((per > FLIP).sum()), "median": float(per.median())}
 
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -62,6 +77,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     t0 = time.perf_counter()
     ref = prob.reference(x, sched, rtol=prob.default_ref_tol, atol=prob.default_ref_tol)
     print(f"{prob.name}: reference of {args.n_eval} held-out draws in {time.perf_counter() - t0:.1f} s", flush=True)
+    big = None
+    if args.n_eval_large:  # a second, larger held-out set (seed --heldout-seed + 1): rel. error, flips, median
+        x_big = prob.x_T(args.n_eval_large, args.heldout_seed + 1, sched)
+        big = (x_big, prob.reference(x_big, sched, rtol=prob.default_ref_tol, atol=prob.default_ref_tol))
     rows = []
     for nfe in args.nfe:
         best, every = (float("inf"), ""), {}
@@ -76,6 +95,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 best = min(best, (e, f"{text} / {grid}"))
         row: dict[str, Any] = {"problem": prob.name, "nfe": nfe, "standard": best[1], "standard_err": best[0],
                                "standard_all": every}
+        if big is not None:
+            large = {name: large_set(model, *big, *config(name.split(" / ")[0]), name.split(" / ")[1], nfe)
+                     for name in every}
+            row["standard_large"] = min(large.items(), key=lambda kv: kv[1]["err"])
         tuned_best = None
         for text in args.tuned if args.tune_nfe is None or nfe in args.tune_nfe else ():
             solver, opts = config(text)
@@ -84,7 +107,10 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             e = heldout_error(prob, model, x, ref, solver, opts, tg.grid, nfe)
             rec = {"config": text, "err": e, "start": tg.start, "train_rmse": tg.train_error,
                    "start_train_rmse": tg.start_train_error, "cost_nfe": tg.cost_nfe, "seconds": tg.cost_seconds,
-                   "cpu_seconds": tg.cost_cpu_seconds, "times": tg.grid.t.tolist()}
+                   "cpu_seconds": tg.cost_cpu_seconds, "times": tg.grid.t.tolist(),
+                   "eval_times": None if tg.grid.t_eval is None else tg.grid.t_eval.tolist()}
+            if big is not None:
+                rec["large"] = large_set(model, *big, solver, opts, tg.grid, nfe)
             row.setdefault("tuned_all", []).append(rec)
             print(f"  NFE {nfe} tuned {text}: held-out rel {e:.4g} (start {tg.start}), {tg.cost_nfe} NFE, "
                   f"{tg.cost_seconds:.1f} s wall, {tg.cost_cpu_seconds:.1f} s CPU", flush=True)
@@ -92,9 +118,32 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 tuned_best = rec
         row["tuned"] = tuned_best
         rows.append(row)
+        if args.out:  # finished rows are kept even if a later NFE is interrupted
+            write(args.out, rows)
         tb = "" if tuned_best is None else f" | tuned {tuned_best['config']} {tuned_best['err']:.4g}"
         print(f"NFE {nfe}: standard {best[1]} {best[0]:.4g}{tb}", flush=True)
     return rows
+
+
+def write(out: str, rows: list[dict[str, Any]]) -> None:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out + ".json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    Path(out + ".md").write_text(markdown(rows) + "\n", encoding="utf-8")
+
+
+def markdown_large(rows: list[dict[str, Any]]) -> str:
+    """The large held-out set: best standard vs the tuned configuration, with flips and median per-sample error."""
+    lines = ["| NFE | best standard (solver / grid) | rel. err | flips | median | tuned | rel. err | flips | median "
+             "| tuned / best standard |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if "standard_large" not in r or r["tuned"] is None or "large" not in r["tuned"]:
+            continue
+        name, s = r["standard_large"]
+        t = r["tuned"]["large"]
+        lines.append(f"| {r['nfe']} | {name} | {s['err']:.3g} | {s['flips']} | {s['median']:.3g} | "
+                     f"{r['tuned']['config']} | {t['err']:.3g} | {t['flips']} | {t['median']:.3g} | "
+                     f"{t['err'] / s['err']:.2f}× |")
+    return "\n".join(lines)
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
@@ -112,6 +161,8 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | {t['config']} | {mine_txt} | "
                      f"{t['err']:.3g} | {t['err'] / r['standard_err']:.2f}× | {t['cost_nfe']}, {t['seconds']:.0f}, "
                      f"{t['cpu_seconds']:.0f} |")
+    if any("standard_large" in r for r in rows):
+        lines += ["", markdown_large(rows)]
     return "\n".join(lines)
 
 
@@ -143,12 +194,15 @@ def main() -> None:
     p.add_argument("--tune-nfe", type=lambda s: [int(v) for v in s.split(",")], default=None,
                    help="tune only at these NFE (default: every --nfe)")
     p.add_argument("--n-eval", type=int, default=256)
+    p.add_argument("--n-eval-large", type=int, default=0,
+                   help="also measure on this many draws of seed --heldout-seed + 1: rel. error, flips, median")
     p.add_argument("--n-train", type=int, default=1024)
     p.add_argument("--train-seed", type=int, default=10)
     p.add_argument("--heldout-seed", type=int, default=0)
     p.add_argument("--candidates", type=int, default=64)
     p.add_argument("--teacher-tol", type=float, default=1e-8)
-    p.add_argument("--max-evals", type=int, default=None, help="Nelder–Mead budget (default 150 × steps)")
+    p.add_argument("--max-evals", type=int, default=None,
+                   help="refinement budget in solver runs (default 100 per tuned parameter)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
     p.add_argument("--render", default=None, help="only print the table of a finished run's OUT.json")
@@ -162,12 +216,9 @@ def main() -> None:
         return
     torch.set_num_threads(args.threads)
     rows = run(args)
-    table = markdown(rows)
-    print(table)
+    print(markdown(rows))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out + ".json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-        Path(args.out + ".md").write_text(table + "\n", encoding="utf-8")
+        write(args.out, rows)
 
 
 if __name__ == "__main__":

@@ -402,7 +402,7 @@ COMMANDS["likelihood"] = (_likelihood_parser, _likelihood)
 
 
 def _tune_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    from .tuning import METHODS
+    from .tuning import METHODS, OPTIMIZERS
 
     p = sub.add_parser("tune", help="tune a step grid to a model, a solver and an NFE; writes a grid file",
                        description="Minimise the solver's end-point error to a float64 teacher on training draws of "
@@ -416,7 +416,13 @@ def _tune_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, default=1024, help="draws per seed")
     p.add_argument("--method", choices=METHODS, default="dp+refine")
     p.add_argument("--candidates", type=int, default=64, help="candidate times of the dynamic programme")
-    p.add_argument("--max-evals", type=int, default=None, help="solver runs of the refinement (default 150/step)")
+    p.add_argument("--max-evals", type=int, default=None,
+                   help="solver runs of the refinement (default 100 per tuned parameter)")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="lbfgs",
+                   help="the refinement: L-BFGS-B with finite-difference gradients, or Nelder–Mead")
+    p.add_argument("--no-eval-times", action="store_true",
+                   help="tune the step times alone (default: also the times the network is evaluated at, for "
+                        "solvers that call it once per grid node)")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a solver option (repeatable), e.g. --option order=3")
     p.add_argument("--shape", type=_shape, default=None, help="shape of one sample for a bare Model")
@@ -440,7 +446,8 @@ def _tune(args: argparse.Namespace) -> int:
                  train_seeds=_ints(args.train_seeds, "train-seeds"),
                  heldout_seeds=_ints(args.heldout_seeds, "heldout-seeds"),
                  n=positive_int(args.n, "--n", "give the draws per seed, e.g. 1024"), method=args.method,
-                 candidates=args.candidates, max_evals=args.max_evals, shape=args.shape, **options)
+                 candidates=args.candidates, max_evals=args.max_evals, shape=args.shape, optimizer=args.optimizer,
+                 eval_times=False if args.no_eval_times else None, **options)
     path = tuned.save(args.out)
     held = "—" if tuned.heldout_error is None else f"{tuned.heldout_error:.4g}"
     held0 = "—" if tuned.start_heldout_error is None else f"{tuned.start_heldout_error:.4g}"

@@ -84,6 +84,7 @@ class GraphCache:
     def key(solver: Solver, dynamics: Dynamics, grid: Grid, x: Tensor, record: bool, options: dict) -> tuple:
         return (
             _Identity(solver), type(dynamics), dynamics.variable, tuple(grid.t.tolist()),
+            None if grid.t_eval is None else tuple(grid.t_eval.tolist()),
             tuple(x.shape), x.dtype, str(x.device), record, value_key(options),
         )
 

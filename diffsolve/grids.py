@@ -34,16 +34,24 @@ from .valuecache import ValueCache
 
 @dataclass(frozen=True)
 class Grid:
-    """A validated step grid: float64 times `t` (length steps + 1) on a schedule."""
+    """A validated step grid: float64 times `t` (length steps + 1) on a schedule.
+
+    `t_eval` (optional, same length): decoupled evaluation times — the network is called at (x_i, t_eval[i])
+    while the step arithmetic uses t_i (time-shifted sampling); None means t_eval = t. Tuned grids carry them
+    (diffsolve.tuning); only solvers that evaluate the model at the grid nodes accept them.
+    """
 
     schedule: Schedule
     t: Tensor
     name: str = "custom"
+    t_eval: Tensor | None = None
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         t = as_f64(self.t).detach().cpu().reshape(-1)
         object.__setattr__(self, "t", t)
+        if self.t_eval is not None:
+            object.__setattr__(self, "t_eval", self._checked_eval_times(t))
         if t.numel() < 2:
             raise GridError(
                 f"a grid needs at least 2 times (1 step), got {t.numel()}; pass steps >= 1"
@@ -59,6 +67,28 @@ class Grid:
                 f"(descending for sampling) and remove repeats"
             )
         self.schedule.check_times(t, "grid")
+
+    def _checked_eval_times(self, t: Tensor) -> Tensor:
+        te = as_f64(self.t_eval).detach().cpu().reshape(-1)
+        if te.numel() != t.numel():
+            raise GridError(f"t_eval has {te.numel()} times but the grid has {t.numel()}; give one evaluation "
+                            f"time per grid time (or t_eval=None)")
+        if not bool(torch.isfinite(te).all()):
+            raise GridError(f"grid evaluation times must be finite, got {te.tolist()}")
+        self.schedule.check_times(te, "grid evaluation time")
+        return te
+
+    @property
+    def decoupled(self) -> bool:
+        """True when the network is evaluated at times other than the step times (t_eval given)."""
+        return self.t_eval is not None
+
+    @property
+    def eval_points(self) -> list:
+        """The points the network is evaluated at, node by node: those of t_eval, or the grid's own points."""
+        if self.t_eval is None:
+            return self.points
+        return self.memo("eval_points", lambda: shared_points(self.schedule, self.t_eval))
 
     def memo(self, key: Any, build: Callable[[], Any]) -> Any:
         """Per-grid cache of precomputed coefficients: build() runs once per key."""
@@ -108,7 +138,8 @@ class Grid:
         return self.t.numel()
 
     def __repr__(self) -> str:
-        return f"Grid({self.name}, steps={self.steps}, t={self.t[0].item():.6g}→{self.t[-1].item():.6g})"
+        shifted = "" if self.t_eval is None else ", decoupled t_eval"
+        return f"Grid({self.name}, steps={self.steps}, t={self.t[0].item():.6g}→{self.t[-1].item():.6g}{shifted})"
 
 
 def _ends(schedule: Schedule, t_start: float | None, t_end: float | None) -> tuple[float, float]:
@@ -181,7 +212,7 @@ GRIDS: dict[str, Callable[..., Grid]] = {
 }
 FIXED_KINDS = ("custom", "file")  # specs that carry their own times (and so their own step count)
 TUNED = "tuned"  # the bench's per-cell tuned grid (diffsolve.bench.tuned); its spec keys:
-TUNED_PARAMS = ("n", "candidates", "max_evals", "seed_offset")
+TUNED_PARAMS = ("n", "candidates", "max_evals", "seed_offset", "eval_times")
 _ENDS = ("schedule", "steps", "t_start", "t_end")
 
 
@@ -195,7 +226,9 @@ _PARAMS: dict[Callable[..., Grid], list[str]] = {}
 def _copy(grid: Grid, name: str) -> Grid:
     """A Grid equal to `grid` (checked when it was built) with its own copy of the times and the shared memo."""
     new = object.__new__(Grid)
-    for key, value in (("schedule", grid.schedule), ("t", grid.t.clone()), ("name", name), ("_memo", grid._memo)):
+    t_eval = None if grid.t_eval is None else grid.t_eval.clone()
+    for key, value in (("schedule", grid.schedule), ("t", grid.t.clone()), ("name", name), ("t_eval", t_eval),
+                       ("_memo", grid._memo)):
         object.__setattr__(new, key, value)
     new.__dict__["decreasing"] = grid.decreasing
     return new
@@ -395,7 +428,17 @@ def load_file(path: str | Path, schedule: Schedule, fingerprint: str | None = No
     """The grid stored in a file, refused when made for another schedule or another problem's fingerprint."""
     data = read_file(path)
     check_file(data, path, schedule, fingerprint)
-    return Grid(schedule, as_f64(data["times"]), "file")
+    return Grid(schedule, as_f64(data["times"]), "file", eval_times_of(data, path))
+
+
+def eval_times_of(data: dict[str, Any], path: str | Path) -> Tensor | None:
+    """A grid file's optional "eval_times" (decoupled evaluation times), checked to be numbers."""
+    te = data.get("eval_times")
+    if te is None:
+        return None
+    if not isinstance(te, list) or not all(isinstance(t, (int, float)) for t in te):
+        raise GridError(f"grid file {str(path)!r}: \"eval_times\" must be a list of numbers (one per time) or absent")
+    return as_f64(te)
 
 
 def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
@@ -403,6 +446,8 @@ def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     data = {"times": grid.t.tolist(), "schedule": grid.schedule.to_config(), **extra}
+    if grid.t_eval is not None:
+        data["eval_times"] = grid.t_eval.tolist()
     p.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return p
 

@@ -7,8 +7,11 @@ draws of x_T; the error of the tuned grid on held-out draws is reported beside i
     candidate: a DDIM step from t_i reuses ε(x*(t_i)) for every j); the K-step path 0 → M−1 minimising ΣC
     is found exactly by DP in O(K M²).
 (b) Refinement: the best of the DP grid and the standard grids (by the solver's own training error) is
-    refined by Nelder–Mead on the K step lengths in λ (softmax parameters: every grid is strictly monotone
-    with exact end points), minimising the solver's training error itself, multistep history included.
+    refined by L-BFGS-B with finite-difference gradients (or Nelder–Mead) on the K step lengths in λ
+    (softmax parameters: every grid is strictly monotone with exact end points) and, for solvers that call
+    the model once per node, on K decoupled evaluation times λ'_i = λ_i − δ_i (the network sees t'_i at node i
+    while the step uses t_i: time-shifted sampling), minimising the solver's training error itself,
+    multistep history included.
 """
 
 from __future__ import annotations
@@ -58,6 +61,8 @@ class TunedGrid:
     cost_seconds: float
     cost_cpu_seconds: float = 0.0
     method: str = "dp+refine"
+    optimizer: str = "lbfgs"
+    decoupled: bool = False  # the grid carries decoupled evaluation times (grid.t_eval)
     n: int = 0
     train_seeds: list[int] = field(default_factory=list)
     heldout_seeds: list[int] = field(default_factory=list)
@@ -90,7 +95,7 @@ class TunedGrid:
         except (KeyError, TypeError, ValueError, DiffsolveError) as e:
             raise GridError(f"grid file {str(path)!r}: its schedule {data['schedule']!r} cannot be built ({e}); "
                             f"write it with diffsolve tune") from None
-        return cls(grid=Grid(sched, data["times"], "tuned"), **values)
+        return cls(grid=Grid(sched, data["times"], "tuned", grids_mod.eval_times_of(data, path)), **values)
 
 
 def candidate_times(schedule: Schedule, count: int, t_start: float | None = None,
@@ -148,24 +153,37 @@ def dp_path(cost: np.ndarray, steps: int) -> list[int]:
     return path[::-1]
 
 
-def _lam_grid(schedule: Schedule, lam0: float, lam1: float, theta: np.ndarray, t0: float, t1: float) -> Grid:
-    """Grid whose λ-steps are softmax([θ, 0]) of the λ span, end points exactly t0 and t1."""
+def _lam_grid(schedule: Schedule, lam0: float, lam1: float, params: np.ndarray, t0: float, t1: float,
+              steps: int) -> Grid:
+    """Grid whose λ-steps are softmax([θ, 0]) of the λ span (θ = params[:K−1]), end points exactly t0 and t1;
+    with K more parameters δ, the evaluation times λ'_i = λ_i − δ_i (clipped to the span) at nodes 0…K−1."""
+    theta, delta = params[:steps - 1], params[steps - 1:]
     logits = np.concatenate([theta, [0.0]])
     w = np.exp(logits - logits.max())
     frac = np.concatenate([[0.0], np.cumsum(w / w.sum())])
-    lam = torch.tensor(lam0 + frac * (lam1 - lam0), dtype=F64)
-    t = schedule.t_from_lambda(lam)
+    lam = lam0 + frac * (lam1 - lam0)
+    t = schedule.t_from_lambda(torch.tensor(lam, dtype=F64))
     t[0], t[-1] = t0, t1
-    return Grid(schedule, t, "tuned")
+    if not len(delta):
+        return Grid(schedule, t, "tuned")
+    lam_eval = np.clip(lam[:-1] - delta, min(lam0, lam1), max(lam0, lam1))
+    shifted = schedule.t_from_lambda(torch.tensor(lam_eval, dtype=F64))
+    keep = torch.as_tensor(delta == 0)
+    shifted[keep] = t[:-1][keep]  # an unshifted node is evaluated at exactly its own time
+    t_eval = torch.cat([shifted, t[-1:]])
+    return Grid(schedule, t, "tuned", t_eval)
 
 
-def _theta_of(grid: Grid) -> np.ndarray:
+def _params_of(grid: Grid, eval_times: bool) -> np.ndarray:
+    """The refinement's parameters of a grid: λ-step logits θ (and zero evaluation shifts δ)."""
     d = np.diff(grid.lam.numpy())
     logd = np.log(d / d.sum())
-    return logd[:-1] - logd[-1]
+    theta = logd[:-1] - logd[-1]
+    return np.concatenate([theta, np.zeros(grid.steps)]) if eval_times else theta
 
 
 METHODS = ("dp+refine", "dp", "refine")
+OPTIMIZERS = ("lbfgs", "nelder-mead")
 
 
 def tune(
@@ -183,14 +201,18 @@ def tune(
     max_evals: int | None = None,
     method: str = "dp+refine",
     restarts: int = 1,
+    eval_times: bool | None = None,
+    optimizer: str = "lbfgs",
     shape: tuple[int, ...] | None = None,
     **solver_options: Any,
 ) -> TunedGrid:
     """A grid minimising `solver`'s error at `nfe` to a float64 teacher on draws of x_T from `train_seeds`.
 
-    (a) DP over `candidates` λ-uniform times with a measured DDIM cost matrix; (b) Nelder–Mead on the
-    step lengths from the best of (a) and the standard grids. `method`: "dp+refine" (both), "dp" (the DP
-    grid alone), "refine" (Nelder–Mead from the best standard grid); `restarts` > 1 also refines from the
+    (a) DP over `candidates` λ-uniform times with a measured DDIM cost matrix; (b) L-BFGS-B (finite-difference
+    gradients; `optimizer="nelder-mead"` for derivative-free) on the step lengths from the best of (a) and the
+    standard grids, and with `eval_times` (default: whenever the solver calls the model once per grid node)
+    on decoupled evaluation times too. `method`: "dp+refine" (both), "dp" (the DP grid alone), "refine"
+    (refinement from the best standard grid); `restarts` > 1 also refines from the
     next-best starts and keeps the best. `problem`: a name, a Problem or a
     Model (diffsolve.problems.resolve; a Model without a `shape` attribute needs `shape=`). Held-out
     error on `heldout_seeds` (never used for tuning). Deterministic given the seeds.
@@ -202,6 +224,13 @@ def tune(
     if solver_obj.adaptive or solver_obj.stochastic:
         raise DiffsolveError(f"tuning needs a fixed-step deterministic solver; {solver!r} is "
                              f"{'adaptive' if solver_obj.adaptive else 'stochastic'}; pick e.g. ipndm or dpmpp2m")
+    if optimizer not in OPTIMIZERS:
+        raise DiffsolveError(unknown_name("tuning optimizer", optimizer, list(OPTIMIZERS)))
+    if eval_times is None:
+        eval_times = solver_obj.evaluates_at_nodes and method != "dp"
+    elif eval_times and not solver_obj.evaluates_at_nodes:
+        raise DiffsolveError(f"eval_times=True needs a solver that calls the model once per grid node; {solver!r} "
+                             f"does not (pass eval_times=False, or a multistep solver such as ipndm)")
     if isinstance(restarts, bool) or not isinstance(restarts, int) or restarts < 1:
         raise DiffsolveError(f"restarts must be a positive integer, got {restarts!r}; e.g. restarts=2")
     if not train_seeds:
@@ -243,23 +272,44 @@ def tune(
     scored = sorted((error(g), name) for name, g in starts.items())
     start_err, start_name = scored[0]
     best, best_err = starts[start_name], start_err
-    if method != "dp" and steps > 1:
-        for e0, name in scored[:restarts]:  # Nelder–Mead from each of the best `restarts` starts; keep the best
-            theta, err = _nelder_mead(lambda th: error(_lam_grid(sched, lam0, lam1, th, t0, t1)),
-                                      _theta_of(starts[name]), e0, max_evals or 150 * steps)
+    if method != "dp" and (steps > 1 or eval_times):
+        def grid_of(params: np.ndarray) -> Grid:
+            return _lam_grid(sched, lam0, lam1, params, t0, t1, steps)
+
+        def objective(params: np.ndarray) -> float:
+            try:
+                return error(grid_of(params))
+            except GridError:  # steps below float resolution: not a grid
+                return math.inf
+
+        refine = _lbfgs if optimizer == "lbfgs" else _nelder_mead
+        for e0, name in scored[:restarts]:  # refined from each of the best `restarts` starts; keep the best
+            p0 = _params_of(starts[name], eval_times)
+            params, err = refine(objective, p0, e0, max_evals or 100 * len(p0))
             if err < best_err:  # never worse than the start
-                best, best_err = _lam_grid(sched, lam0, lam1, theta, t0, t1), err
+                best, best_err = grid_of(params), err
     cost_nfe, seconds, cpu = model.nfe - nfe_before, time.perf_counter() - clock, time.process_time() - cpu
     held = held_start = None
     if heldout_seeds:
         x_h, ref_h = draws(list(heldout_seeds))
         held, held_start = error(best, x_h, ref_h), error(starts[start_name], x_h, ref_h)
-    grid = Grid(sched, best.t, "tuned")
+    grid = Grid(sched, best.t, "tuned", best.t_eval)
     return TunedGrid(grid=grid, solver=solver_obj.name, options=dict(solver_options), nfe=int(nfe),
                      variable=variable, problem=prob.name, fingerprint=prob.fingerprint(), train_error=best_err,
                      heldout_error=held, start=start_name, start_train_error=start_err,
                      start_heldout_error=held_start, cost_nfe=cost_nfe, cost_seconds=seconds, cost_cpu_seconds=cpu,
-                     method=method, train_seeds=list(train_seeds), heldout_seeds=list(heldout_seeds or []), n=n)
+                     method=method, optimizer=optimizer, decoupled=best.decoupled, train_seeds=list(train_seeds),
+                     heldout_seeds=list(heldout_seeds or []), n=n)
+
+
+def _lbfgs(f: Any, p0: np.ndarray, f0: float, budget: int) -> tuple[np.ndarray, float]:
+    """L-BFGS-B on f² (the mean squared error) with forward-difference gradients, within `budget` evaluations."""
+    from scipy.optimize import minimize
+
+    res = minimize(lambda p: f(p) ** 2, p0, method="L-BFGS-B",
+                   options={"maxfun": budget, "eps": 1e-5, "ftol": 1e-10 * f0 * f0, "gtol": 0.0})
+    value = math.sqrt(float(res.fun)) if math.isfinite(res.fun) else math.inf
+    return (np.asarray(res.x), value) if value < f0 else (p0, f0)
 
 
 def _nelder_mead(f: Any, theta0: np.ndarray, f0: float, budget: int) -> tuple[np.ndarray, float]:

@@ -1,6 +1,7 @@
 """The bench's `tuned` grid spec: each cell tunes its grid on training draws and is measured on its own.
 
-`tuned` (keys n, candidates, max_evals, seed_offset: `tuned:n=512`) tunes the cell's solver, options,
+`tuned` (keys n, candidates, max_evals, seed_offset, eval_times: `tuned:n=512`, `tuned:eval_times=0` for step
+times alone) tunes the cell's solver, options,
 NFE, variable and schedule with diffsolve.tuning.tune on the training seed `cell.seed + seed_offset`
 (default 1000, disjoint from every benchmark seed below it) with n draws (default 1024); the cell's own
 draws (seed `cell.seed`) are the held-out set, measured as in every other cell. Tuned grids are kept in
@@ -25,16 +26,17 @@ if TYPE_CHECKING:
     from .cells import Inputs
     from .suite import Cell
 
-DEFAULTS = {"n": 1024, "candidates": 64, "max_evals": 0, "seed_offset": 1000}  # max_evals 0: the tuner's default
+# max_evals 0: the tuner's default; eval_times 1: decoupled evaluation times too where the solver takes them
+DEFAULTS = {"n": 1024, "candidates": 64, "max_evals": 0, "seed_offset": 1000, "eval_times": 1}
 COST_FIELDS = ("tune_nfe", "tune_seconds", "tune_cpu_seconds", "tune_train_error", "tune_start")
 
 
 def settings(spec: grids_mod.GridSpec) -> dict[str, int]:
     """The spec's tuning parameters over DEFAULTS, as integers."""
     out = {**DEFAULTS, **{k: int(v) for k, v in spec.params}}
-    if out["n"] < 1 or out["candidates"] < 3 or out["max_evals"] < 0:
-        raise grids_mod.GridError(f"grid spec {spec.text!r}: n >= 1, candidates >= 3, max_evals >= 0 expected; "
-                                  f"e.g. 'tuned:n=512'")
+    if out["n"] < 1 or out["candidates"] < 3 or out["max_evals"] < 0 or out["eval_times"] not in (0, 1):
+        raise grids_mod.GridError(f"grid spec {spec.text!r}: n >= 1, candidates >= 3, max_evals >= 0, eval_times 0 "
+                                  f"or 1 expected; e.g. 'tuned:n=512'")
     return out
 
 
@@ -50,7 +52,8 @@ def _tune_for(cell: Cell, inputs: Inputs, spec: grids_mod.GridSpec) -> TunedGrid
     def make() -> TunedGrid:
         return tune(prob, solver.name, cell.nfe, train_seeds=[cell.seed + opts["seed_offset"]], heldout_seeds=None,
                     n=opts["n"], variable=cell.variable, schedule=sched, candidates=opts["candidates"],
-                    teacher_tol=max(cell.ref_tol, 1e-10), max_evals=opts["max_evals"] or None, **dict(cell.options))
+                    teacher_tol=max(cell.ref_tol, 1e-10), max_evals=opts["max_evals"] or None,
+                    eval_times=bool(opts["eval_times"]) and solver.evaluates_at_nodes, **dict(cell.options))
 
     if inputs.cache_dir is None:
         return inputs._memo(("tuned", key), make)
@@ -70,7 +73,7 @@ def _tune_for(cell: Cell, inputs: Inputs, spec: grids_mod.GridSpec) -> TunedGrid
 def tuned_grid(cell: Cell, inputs: Inputs, spec: grids_mod.GridSpec) -> tuple[Grid, dict[str, Any]]:
     """(the cell's tuned grid, its cost fields for the record: tuning NFE, seconds, CPU seconds, training error)."""
     tuned = _tune_for(cell, inputs, spec)
-    grid = Grid(tuned.grid.schedule, tuned.grid.t, spec.text)
+    grid = Grid(tuned.grid.schedule, tuned.grid.t, spec.text, tuned.grid.t_eval)
     cost = {"tune_nfe": tuned.cost_nfe, "tune_seconds": tuned.cost_seconds, "tune_cpu_seconds": tuned.cost_cpu_seconds,
             "tune_train_error": tuned.train_error, "tune_start": tuned.start}
     return grid, cost

@@ -28,6 +28,7 @@ class Solver(ABC):
     family: str = ""
     order: float = 1.0
     adaptive: bool = False
+    evaluates_at_nodes: bool = False  # one model call per grid node: accepts grids with decoupled t_eval
     min_steps: int = 1
     schema: tuple[Option, ...] = ()
     renamed: dict[str, str] = {}  # old option name → new one (rejected with the new name)
@@ -101,7 +102,8 @@ class Solver(ABC):
         the grid has enough steps: a pass is remembered under those, so a repeated solve skips the checks."""
         key = None if options else (self, type(dynamics), dynamics.variable, dynamics.stochastic,
                                     dynamics.model is None, dynamics.semilinear, dynamics.additive_noise,
-                                    dynamics.time_reversed, grid.steps >= self.min_steps)
+                                    dynamics.time_reversed, grid.steps >= self.min_steps,
+                                    grid.decoupled)
         if key is not None and key in _PASSED:
             return
         self._check(dynamics, grid, options)
@@ -112,6 +114,13 @@ class Solver(ABC):
 
     def _check(self, dynamics: Dynamics, grid: Grid, options: dict[str, Any]) -> None:
         self.check_options(options)
+        if grid.decoupled and not self.evaluates_at_nodes:
+            takes = sorted(name for name, s in SOLVERS.items() if s.evaluates_at_nodes)
+            raise SolverError(
+                f"grid {grid.name!r} has decoupled evaluation times (t_eval), which only solvers that call the model "
+                f"once per grid node use; {self.name!r} does not. Use one of {takes}, or the grid's times alone: "
+                f"Grid(schedule, grid.t)"
+            )
         need = self.integrates_for(**options)
         shown = ", ".join(f"{k}={v!r}" for k, v in options.items())
         because = "" if need.stochastic == self.stochastic else f" with {shown}"

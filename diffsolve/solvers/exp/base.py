@@ -104,6 +104,7 @@ class ExpSolver(Solver):
     DEIS, UniPC, adaptive DPM-Solver). `form` is the default form; solvers that offer both take a `form` option."""
 
     family = "exponential"
+    evaluates_at_nodes = True
     integrates = EXPONENTIAL_ODE
     schema = COMMON
     form = "noise"
@@ -143,7 +144,7 @@ class ExpSolver(Solver):
         key = ("exp-plan", self, form, freeze(options))
         plan = shared(grid, key, self.plan_values(grid), lambda: self.plan(dynamics, grid, form, **options))
         noise = noise_source if plan.noisy else None
-        x_end, trajectory = run(fn, x, grid.points, plan, record, noise)
+        x_end, trajectory = run(fn, x, grid.eval_points, plan, record, noise)  # the network's times
         if to_zero and dynamics.model.coords == "ve":
             x_end = x_end * grid.points[-1].alpha  # solve() maps back with 1/α(t_end): the user receives x̂0 itself
         return x_end, trajectory
@@ -190,7 +191,9 @@ def run(
     fn: Prediction, x: Tensor, points: list[Point], plan: Plan, record: bool,
     noise: Callable[[int], Tensor] | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
-    """The step loop: evaluate, correct, stages, predict, noise. Pure tensor arithmetic with precomputed floats."""
+    """The step loop: evaluate, correct, stages, predict, noise. Pure tensor arithmetic with precomputed floats.
+
+    `points[i]`: where the model is evaluated at node i (the grid's points, or its decoupled t_eval points)."""
     history: list[Tensor] = []
     trajectory: list[Tensor] = []
     x_prev: Tensor | None = None

@@ -44,6 +44,7 @@ class DPMAdaptive(ExpSolver):
     name = "dpm_adaptive"
     order = 3
     adaptive = True
+    evaluates_at_nodes = False  # its steps are its own, not the grid's
     schema = (
         Option("order", "int", 3, "the order of the accepted steps (embedded pair order − 1 / order)", low=2, high=3),
         Option("rtol", "float", 0.05, "relative tolerance of the error control", low=0.0, open_low=True),

@@ -80,6 +80,7 @@ class DPMSinglestep(ExpSolver):
     """Singlestep DPM-Solver-k: k evaluations per step (pattern= or nfe= choose the order of each step)."""
 
     renamed = {"orders": "pattern"}
+    evaluates_at_nodes = False  # its intermediate stages call the model between the nodes
 
     def __init__(self, name: str, order: int, form: str):
         self.name, self.order, self.form = name, order, form
