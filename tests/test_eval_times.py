@@ -113,3 +113,12 @@ def test_tuning_decouples_the_evaluation_times_where_the_solver_allows_it(tmp_pa
         ds.grids.tune("gmm-2d", "heun", 4, eval_times=True, **kw)
     with pytest.raises(DiffsolveError, match="tuning optimizer"):
         ds.grids.tune("gmm-2d", "ipndm", 4, optimizer="adam", **kw)
+
+
+def test_the_bench_tuned_spec_takes_eval_times_zero_or_one():
+    from diffsolve.bench.tuned import settings
+
+    assert settings(ds.grids.parse("tuned"))["eval_times"] == 1
+    assert settings(ds.grids.parse("tuned:eval_times=0"))["eval_times"] == 0
+    with pytest.raises(GridError, match="eval_times 0 or 1"):
+        settings(ds.grids.parse("tuned:eval_times=2"))
