@@ -9,7 +9,7 @@ draws of x_T; the error of the tuned grid on held-out draws is reported beside i
 (b) Refinement: the best of the DP grid and the standard grids (by the solver's own training error) is
     refined by L-BFGS-B with finite-difference gradients (or Nelder–Mead) on the K step lengths in λ
     (softmax parameters: every grid is strictly monotone with exact end points) and, for solvers that call
-    the model once per node, on K decoupled evaluation times λ'_i = λ_i − δ_i (the network sees t'_i at node i
+    the model once per node, on K − 1 decoupled evaluation times λ'_i = λ_i − δ_i (the network sees t'_i at node i
     while the step uses t_i: time-shifted sampling), minimising the solver's training error itself,
     multistep history included.
 """
@@ -63,6 +63,9 @@ class TunedGrid:
     method: str = "dp+refine"
     optimizer: str = "lbfgs"
     decoupled: bool = False  # the grid carries decoupled evaluation times (grid.t_eval)
+    chosen: str = ""  # which stage won on the validation draws: "start", "steps" or "steps+eval"
+    validation_error: float | None = None
+    validation_seeds: list[int] = field(default_factory=list)
     n: int = 0
     train_seeds: list[int] = field(default_factory=list)
     heldout_seeds: list[int] = field(default_factory=list)
@@ -156,7 +159,8 @@ def dp_path(cost: np.ndarray, steps: int) -> list[int]:
 def _lam_grid(schedule: Schedule, lam0: float, lam1: float, params: np.ndarray, t0: float, t1: float,
               steps: int) -> Grid:
     """Grid whose λ-steps are softmax([θ, 0]) of the λ span (θ = params[:K−1]), end points exactly t0 and t1;
-    with K more parameters δ, the evaluation times λ'_i = λ_i − δ_i (clipped to the span) at nodes 0…K−1."""
+    with K − 1 more parameters δ, the evaluation times λ'_i = λ_i − δ_i (clipped to the span) at nodes 1…K−1
+    (node 0 is t_max itself: it is evaluated there, and the last node is never evaluated)."""
     theta, delta = params[:steps - 1], params[steps - 1:]
     logits = np.concatenate([theta, [0.0]])
     w = np.exp(logits - logits.max())
@@ -166,11 +170,11 @@ def _lam_grid(schedule: Schedule, lam0: float, lam1: float, params: np.ndarray, 
     t[0], t[-1] = t0, t1
     if not len(delta):
         return Grid(schedule, t, "tuned")
-    lam_eval = np.clip(lam[:-1] - delta, min(lam0, lam1), max(lam0, lam1))
+    lam_eval = np.clip(lam[1:-1] - delta, min(lam0, lam1), max(lam0, lam1))
     shifted = schedule.t_from_lambda(torch.tensor(lam_eval, dtype=F64))
     keep = torch.as_tensor(delta == 0)
-    shifted[keep] = t[:-1][keep]  # an unshifted node is evaluated at exactly its own time
-    t_eval = torch.cat([shifted, t[-1:]])
+    shifted[keep] = t[1:-1][keep]  # an unshifted node is evaluated at exactly its own time
+    t_eval = torch.cat([t[:1], shifted, t[-1:]])
     return Grid(schedule, t, "tuned", t_eval)
 
 
@@ -179,7 +183,7 @@ def _params_of(grid: Grid, eval_times: bool) -> np.ndarray:
     d = np.diff(grid.lam.numpy())
     logd = np.log(d / d.sum())
     theta = logd[:-1] - logd[-1]
-    return np.concatenate([theta, np.zeros(grid.steps)]) if eval_times else theta
+    return np.concatenate([theta, np.zeros(grid.steps - 1)]) if eval_times else theta
 
 
 METHODS = ("dp+refine", "dp", "refine")
@@ -203,6 +207,7 @@ def tune(
     restarts: int = 1,
     eval_times: bool | None = None,
     optimizer: str = "lbfgs",
+    validation_seeds: list[int] | None = None,
     shape: tuple[int, ...] | None = None,
     **solver_options: Any,
 ) -> TunedGrid:
@@ -212,8 +217,11 @@ def tune(
     gradients; `optimizer="nelder-mead"` for derivative-free) on the step lengths from the best of (a) and the
     standard grids, and with `eval_times` (default: whenever the solver calls the model once per grid node)
     on decoupled evaluation times too. `method`: "dp+refine" (both), "dp" (the DP grid alone), "refine"
-    (refinement from the best standard grid); `restarts` > 1 also refines from the
-    next-best starts and keeps the best. `problem`: a name, a Problem or a
+    (refinement from the best standard grid); `restarts` > 1 also refines from the next-best starts.
+    The step times alone and the step and evaluation times are refined from the same start; the start and each
+    refinement are compared on draws from `validation_seeds` (default: each training seed + 7919, moved off
+    the training and held-out seeds; [] compares training errors) and the best is returned. `problem`: a name,
+    a Problem or a
     Model (diffsolve.problems.resolve; a Model without a `shape` attribute needs `shape=`). Held-out
     error on `heldout_seeds` (never used for tuning). Deterministic given the seeds.
     """
@@ -238,6 +246,7 @@ def tune(
     if heldout_seeds and set(train_seeds) & set(heldout_seeds):
         raise DiffsolveError(f"train_seeds {list(train_seeds)} and heldout_seeds {list(heldout_seeds)} overlap; "
                              f"held-out draws must not be used for tuning")
+    val_seeds = _validation_seeds(list(train_seeds), list(heldout_seeds or []), validation_seeds)
     sched = schedule or prob.default_schedule()
     steps = solver_obj.steps_for(int(nfe))
     options = {**solver_obj.budget_options(int(nfe)), **solver_options}
@@ -271,8 +280,8 @@ def tune(
         starts.update((name, grids_mod.make(name, sched, steps)) for name in STANDARD_GRIDS)
     scored = sorted((error(g), name) for name, g in starts.items())
     start_err, start_name = scored[0]
-    best, best_err = starts[start_name], start_err
-    if method != "dp" and (steps > 1 or eval_times):
+    found: list[tuple[str, Grid, float]] = [("start", starts[start_name], start_err)]  # (stage, grid, train error)
+    if method != "dp" and steps > 1:
         def grid_of(params: np.ndarray) -> Grid:
             return _lam_grid(sched, lam0, lam1, params, t0, t1, steps)
 
@@ -283,11 +292,25 @@ def tune(
                 return math.inf
 
         refine = _lbfgs if optimizer == "lbfgs" else _nelder_mead
-        for e0, name in scored[:restarts]:  # refined from each of the best `restarts` starts; keep the best
-            p0 = _params_of(starts[name], eval_times)
-            params, err = refine(objective, p0, e0, max_evals or 100 * len(p0))
-            if err < best_err:  # never worse than the start
-                best, best_err = grid_of(params), err
+        for e0, name in scored[:restarts]:  # refined from each of the best `restarts` starts
+            p0 = _params_of(starts[name], False)  # the step times alone, and (from the same start) with the
+            params, err = refine(objective, p0, e0, max_evals or 100 * len(p0))  # evaluation times
+            found.append(("steps", grid_of(params), err))
+            if eval_times:
+                p0 = _params_of(starts[name], True)
+                params, err = refine(objective, p0, e0, max_evals or 100 * len(p0))
+                found.append(("steps+eval", grid_of(params), err))
+    # the choice among start and refinements: by the error on validation draws (other seeds than training and
+    # held-out: the decoupled times can fit the training draws' few mode-boundary samples), else by training
+    val_err = None
+    if val_seeds:
+        x_v, ref_v = draws(val_seeds)
+        scores = [error(g, x_v, ref_v) for _, g, _ in found]
+        pick = min(range(len(found)), key=lambda i: (scores[i], found[i][2]))
+        val_err = scores[pick]
+    else:
+        pick = min(range(len(found)), key=lambda i: found[i][2])
+    chosen, best, best_err = found[pick]
     cost_nfe, seconds, cpu = model.nfe - nfe_before, time.perf_counter() - clock, time.process_time() - cpu
     held = held_start = None
     if heldout_seeds:
@@ -298,8 +321,31 @@ def tune(
                      variable=variable, problem=prob.name, fingerprint=prob.fingerprint(), train_error=best_err,
                      heldout_error=held, start=start_name, start_train_error=start_err,
                      start_heldout_error=held_start, cost_nfe=cost_nfe, cost_seconds=seconds, cost_cpu_seconds=cpu,
-                     method=method, optimizer=optimizer, decoupled=best.decoupled, train_seeds=list(train_seeds),
+                     method=method, optimizer=optimizer, decoupled=best.decoupled, chosen=chosen,
+                     validation_error=val_err, validation_seeds=val_seeds, train_seeds=list(train_seeds),
                      heldout_seeds=list(heldout_seeds or []), n=n)
+
+
+VALIDATION_OFFSET = 7919
+
+
+def _validation_seeds(train: list[int], heldout: list[int], given: list[int] | None) -> list[int]:
+    """The validation seeds: `given` (checked disjoint from training and held-out), or each training seed
+    + 7919, moved up past any training or held-out seed."""
+    if given is not None:
+        clash = set(given) & (set(train) | set(heldout))
+        if clash:
+            raise DiffsolveError(f"validation_seeds {list(given)} overlap the training or held-out seeds "
+                                 f"({sorted(clash)}); pick other seeds, or [] for no validation")
+        return list(given)
+    taken, out = set(train) | set(heldout), []
+    for s in train:
+        v = s + VALIDATION_OFFSET
+        while v in taken:
+            v += 1
+        taken.add(v)
+        out.append(v)
+    return out
 
 
 def _lbfgs(f: Any, p0: np.ndarray, f0: float, budget: int) -> tuple[np.ndarray, float]:

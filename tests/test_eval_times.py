@@ -98,10 +98,14 @@ def test_a_decoupled_grid_round_trips_through_a_file_and_samples_the_same(tmp_pa
 
 def test_tuning_decouples_the_evaluation_times_where_the_solver_allows_it(tmp_path):
     kw = dict(train_seeds=[3], heldout_seeds=[4], n=64, candidates=16, max_evals=60)
-    tuned = ds.grids.tune("gmm-2d", "ipndm", 4, order=3, **kw)
-    assert tuned.decoupled and tuned.grid.t_eval is not None and tuned.optimizer == "lbfgs"
+    one = ds.grids.tune("gmm-2d", "ipndm", 1, **kw)  # one step: nothing to refine (node 0 is evaluated at t_max)
+    assert one.chosen == "start" and not one.decoupled
+    tuned = ds.grids.tune("gmm-2d", "ipndm", 4, order=3, validation_seeds=[], **kw)
+    assert tuned.chosen == "steps+eval" and tuned.decoupled and tuned.optimizer == "lbfgs"
     SCHED.check_times(tuned.grid.t_eval)
     assert float(tuned.grid.t_eval[-1]) == float(tuned.grid.t[-1])  # the last node is never evaluated
+    assert float(tuned.grid.t_eval[0]) == float(tuned.grid.t[0])  # the first is evaluated at t_max
+    assert bool((tuned.grid.t_eval[1:-1] != tuned.grid.t[1:-1]).any())
     assert tuned.train_error <= tuned.start_train_error
     back = ds.tuning.TunedGrid.load(tuned.save(tmp_path / "t.json"), SCHED, tuned.fingerprint)
     assert torch.equal(back.grid.t_eval, tuned.grid.t_eval) and back.decoupled

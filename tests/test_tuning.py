@@ -219,3 +219,27 @@ def test_bench_runs_a_tuned_file_and_refuses_one_of_another_model(tuned, tmp_pat
     assert ok["status"] == "ok" and ok["nfe"] == 4
     other = ds.bench.run("gmm-64", **kw).records[0]
     assert other["status"] == "failed" and "fingerprint" in other["error"]
+
+
+def test_the_choice_is_made_on_validation_draws_of_other_seeds(tuned):
+    from diffsolve.tuning import VALIDATION_OFFSET
+
+    assert tuned.validation_seeds == [3 + VALIDATION_OFFSET] and tuned.chosen in ("start", "steps", "steps+eval")
+    prob = ds.problems.get("gmm-2d")
+    sched = tuned.grid.schedule
+    x = prob.x_T(64, tuned.validation_seeds[0], sched)
+    ref = prob.reference(x, sched, rtol=1e-8, atol=1e-8)
+    sol = ds.solve(ds.ode(prob.model(sched, dtype=torch.float64), "lambda"), x, tuned.grid, "dpmpp2m")
+    assert float(torch.sqrt(torch.mean((sol.x - ref) ** 2))) == pytest.approx(tuned.validation_error, rel=1e-9)
+
+
+def test_validation_seeds_avoid_training_and_heldout_and_can_be_turned_off():
+    from diffsolve.tuning import VALIDATION_OFFSET, _validation_seeds
+
+    assert _validation_seeds([0, 1], [VALIDATION_OFFSET], None) == [VALIDATION_OFFSET + 1, VALIDATION_OFFSET + 2]
+    with pytest.raises(DiffsolveError, match="validation_seeds .* overlap"):
+        _validation_seeds([0], [1], [1])
+    plain = tune("gmm-2d", "dpmpp2m", 4, train_seeds=[3], heldout_seeds=None, n=32, candidates=12, max_evals=20,
+                 validation_seeds=[])
+    assert plain.validation_error is None and plain.validation_seeds == []
+    assert plain.chosen != "start" or plain.train_error == plain.start_train_error
