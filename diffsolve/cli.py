@@ -413,6 +413,9 @@ def _tune_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--nfe", type=int, required=True, help="the NFE budget the grid is tuned for")
     p.add_argument("--train-seeds", default="10", help="seeds of the training draws (comma-separated)")
     p.add_argument("--heldout-seeds", default="0", help="seeds of the held-out draws ('' for none)")
+    p.add_argument("--validation-seeds", default=None,
+                   help="seeds of the validation draws that choose among start and refinements (default: each "
+                        "training seed + 7919; '' for none: the training error chooses)")
     p.add_argument("--n", type=int, default=1024, help="draws per seed")
     p.add_argument("--method", choices=METHODS, default="dp+refine")
     p.add_argument("--candidates", type=int, default=64, help="candidate times of the dynamic programme")
@@ -445,14 +448,18 @@ def _tune(args: argparse.Namespace) -> int:
     tuned = tune(args.problem, args.solver, positive_int(args.nfe, "--nfe", "give the NFE budget, e.g. 6"),
                  train_seeds=_ints(args.train_seeds, "train-seeds"),
                  heldout_seeds=_ints(args.heldout_seeds, "heldout-seeds"),
+                 validation_seeds=None if args.validation_seeds is None else _ints(args.validation_seeds,
+                                                                                  "validation-seeds"),
                  n=positive_int(args.n, "--n", "give the draws per seed, e.g. 1024"), method=args.method,
                  candidates=args.candidates, max_evals=args.max_evals, shape=args.shape, optimizer=args.optimizer,
                  eval_times=False if args.no_eval_times else None, **options)
     path = tuned.save(args.out)
     held = "—" if tuned.heldout_error is None else f"{tuned.heldout_error:.4g}"
     held0 = "—" if tuned.start_heldout_error is None else f"{tuned.start_heldout_error:.4g}"
+    val = "" if tuned.validation_error is None else f", validation {tuned.validation_error:.4g}"
     print(f"{tuned.solver} NFE {tuned.nfe} on {tuned.problem}: RMSE train {tuned.train_error:.4g} "
-          f"(start {tuned.start}: {tuned.start_train_error:.4g}), held-out {held} (start {held0})")
+          f"(start {tuned.start}: {tuned.start_train_error:.4g}){val}, held-out {held} (start {held0}); "
+          f"chosen: {tuned.chosen}{' (decoupled evaluation times)' if tuned.decoupled else ''}")
     print(f"cost: {tuned.cost_nfe} model evaluations, {tuned.cost_seconds:.1f} s wall, "
           f"{tuned.cost_cpu_seconds:.1f} s CPU; wrote {path} (use --grid file:{path})")
     return EXIT_OK
