@@ -34,7 +34,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from overhead import load_k_diffusion_sampling  # noqa: E402
-from tuned_grids import STANDARD, TUNED, config, heldout_error  # noqa: E402
+from tuned_grids import common_arguments, config, heldout_error, write  # noqa: E402
 
 import diffsolve as ds  # noqa: E402
 from diffsolve.bench.metrics import rel_err  # noqa: E402
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         rows.append(row)
         print(summary_line(row), flush=True)
         if args.out:
-            write(args.out, rows)
+            write(args.out, rows, markdown)
     return rows
 
 
@@ -182,22 +182,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write(out: str, rows: list[dict[str, Any]]) -> None:
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out + ".json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-    Path(out + ".md").write_text(markdown(rows) + "\n", encoding="utf-8")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--problem", default="gmm-64")
-    p.add_argument("--nfe", type=lambda s: [int(v) for v in s.split(",")], default=[4, 5, 6, 8, 10, 15, 20])
-    p.add_argument("--standard", type=lambda s: s.split(","), default=list(STANDARD))
-    p.add_argument("--tuned", type=lambda s: s.split(","), default=list(TUNED))
-    p.add_argument("--n-eval", type=int, default=256)
-    p.add_argument("--n-train", type=int, default=1024)
-    p.add_argument("--train-seed", type=int, default=10)
-    p.add_argument("--heldout-seed", type=int, default=0)
+    common_arguments(p)
     p.add_argument("--out", default=None, help="write OUT.json and OUT.md (after every NFE)")
     p.add_argument("--render", default=None, help="only print the table of a finished run's OUT.json")
     args = p.parse_args()

@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
             rec = {"config": text, "err": e, "start": tg.start, "train_rmse": tg.train_error,
                    "start_train_rmse": tg.start_train_error, "cost_nfe": tg.cost_nfe, "seconds": tg.cost_seconds,
                    "cpu_seconds": tg.cost_cpu_seconds, "times": tg.grid.t.tolist(),
-                   "eval_times": None if tg.grid.t_eval is None else tg.grid.t_eval.tolist()}
+                   "eval_times": None if tg.grid.t_eval is None else tg.grid.t_eval.tolist(),
+                   "chosen": tg.chosen, "validation_rmse": tg.validation_error}
             if big is not None:
                 rec["large"] = large_set(model, *big, solver, opts, tg.grid, nfe)
             row.setdefault("tuned_all", []).append(rec)
@@ -125,10 +126,23 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def write(out: str, rows: list[dict[str, Any]]) -> None:
+def write(out: str, rows: list[dict[str, Any]], render: Any = None) -> None:
+    """OUT.json (the rows) and OUT.md (their table, by `render`, default this script's markdown)."""
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out + ".json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-    Path(out + ".md").write_text(markdown(rows) + "\n", encoding="utf-8")
+    Path(out + ".md").write_text((render or markdown)(rows) + "\n", encoding="utf-8")
+
+
+def common_arguments(p: argparse.ArgumentParser) -> None:
+    """The options this script shares with peers_accuracy.py: problem, NFE, configurations, draws, seeds."""
+    p.add_argument("--problem", default="gmm-64")
+    p.add_argument("--nfe", type=lambda s: [int(v) for v in s.split(",")], default=[4, 5, 6, 8, 10, 15, 20])
+    p.add_argument("--standard", type=lambda s: s.split(","), default=list(STANDARD))
+    p.add_argument("--tuned", type=lambda s: s.split(","), default=list(TUNED))
+    p.add_argument("--n-eval", type=int, default=256)
+    p.add_argument("--n-train", type=int, default=1024)
+    p.add_argument("--train-seed", type=int, default=10)
+    p.add_argument("--heldout-seed", type=int, default=0)
 
 
 def markdown_large(rows: list[dict[str, Any]]) -> str:
@@ -187,18 +201,11 @@ def defaults(runs: list[list[dict[str, Any]]]) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--problem", default="gmm-64")
-    p.add_argument("--nfe", type=lambda s: [int(v) for v in s.split(",")], default=[4, 5, 6, 8, 10, 15, 20])
-    p.add_argument("--standard", type=lambda s: s.split(","), default=list(STANDARD))
-    p.add_argument("--tuned", type=lambda s: s.split(","), default=list(TUNED))
+    common_arguments(p)
     p.add_argument("--tune-nfe", type=lambda s: [int(v) for v in s.split(",")], default=None,
                    help="tune only at these NFE (default: every --nfe)")
-    p.add_argument("--n-eval", type=int, default=256)
     p.add_argument("--n-eval-large", type=int, default=0,
                    help="also measure on this many draws of seed --heldout-seed + 1: rel. error, flips, median")
-    p.add_argument("--n-train", type=int, default=1024)
-    p.add_argument("--train-seed", type=int, default=10)
-    p.add_argument("--heldout-seed", type=int, default=0)
     p.add_argument("--candidates", type=int, default=64)
     p.add_argument("--teacher-tol", type=float, default=1e-8)
     p.add_argument("--max-evals", type=int, default=None,
