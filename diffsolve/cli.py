@@ -429,12 +429,17 @@ def _tune_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a solver option (repeatable), e.g. --option order=3")
     p.add_argument("--shape", type=_shape, default=None, help="shape of one sample for a bare Model")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op CPU threads (default 1)")
     p.add_argument("--out", required=True, help="the grid file to write")
     return p
 
 
 def _tune(args: argparse.Namespace) -> int:
+    import torch
+
     from .tuning import tune
+
+    torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
 
     options: dict[str, Any] = {}
     for pair in args.option:

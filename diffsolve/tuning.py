@@ -190,6 +190,7 @@ METHODS = ("dp+refine", "dp", "refine")
 OPTIMIZERS = ("lbfgs", "nelder-mead")
 
 
+@torch.no_grad()  # no autograd graph through the user's network: tuning only evaluates it
 def tune(
     problem: Problem | Model | str,
     solver: str,
@@ -223,7 +224,9 @@ def tune(
     the training and held-out seeds; [] compares training errors) and the best is returned. `problem`: a name,
     a Problem or a
     Model (diffsolve.problems.resolve; a Model without a `shape` attribute needs `shape=`). Held-out
-    error on `heldout_seeds` (never used for tuning). Deterministic given the seeds.
+    error on `heldout_seeds` (never used for tuning). Deterministic given the seeds and the machine: the
+    number of torch threads changes the round-off of reductions, which the finite-difference gradients
+    follow, so other thread counts can end in another local optimum.
     """
     if method not in METHODS:
         raise DiffsolveError(unknown_name("tuning method", method, list(METHODS)))
