@@ -227,8 +227,9 @@ sample's RMSE), ref_err (the reference's own accuracy), sw2 (sliced W2 to exact 
 p_t_end), sw2_floor (sliced W2 between two exact sets). A NaN or Inf anywhere is stored as null
 and named in nonfinite (object: field → "nan"/"inf"/"-inf"); such a record has status "failed".
 Cells on the `tuned` grid also carry the tuning's cost: tune_nfe (model evaluations), tune_seconds
-(wall), tune_cpu_seconds, tune_train_error (RMSE on the training draws) and tune_start (the grid the
-refinement started from); a cached tuned grid reports the cost of its original tuning."""
+(wall), tune_cpu_seconds, tune_train_error (RMSE on the training draws), tune_start (the grid the
+refinement started from) and tune_chosen (start, steps or steps+eval: which won on the validation draws);
+a cached tuned grid reports the cost of its original tuning."""
 
 
 def run_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 # max_evals 0: the tuner's default; eval_times 1: decoupled evaluation times too where the solver takes them
 DEFAULTS = {"n": 1024, "candidates": 64, "max_evals": 0, "seed_offset": 1000, "eval_times": 1}
-COST_FIELDS = ("tune_nfe", "tune_seconds", "tune_cpu_seconds", "tune_train_error", "tune_start")
+COST_FIELDS = ("tune_nfe", "tune_seconds", "tune_cpu_seconds", "tune_train_error", "tune_start", "tune_chosen")
 
 
 def settings(spec: grids_mod.GridSpec) -> dict[str, int]:
@@ -75,5 +75,5 @@ def tuned_grid(cell: Cell, inputs: Inputs, spec: grids_mod.GridSpec) -> tuple[Gr
     tuned = _tune_for(cell, inputs, spec)
     grid = Grid(tuned.grid.schedule, tuned.grid.t, spec.text, tuned.grid.t_eval)
     cost = {"tune_nfe": tuned.cost_nfe, "tune_seconds": tuned.cost_seconds, "tune_cpu_seconds": tuned.cost_cpu_seconds,
-            "tune_train_error": tuned.train_error, "tune_start": tuned.start}
+            "tune_train_error": tuned.train_error, "tune_start": tuned.start, "tune_chosen": tuned.chosen}
     return grid, cost
