@@ -168,7 +168,6 @@ def test_bench_tuned_cells_tune_on_other_seeds_report_cost_and_reuse_the_cache(t
     saved = TunedGrid.load(files[0], schedule=ds.VPLinear())
     assert saved.train_seeds == [2 + 1000] and saved.solver == "ipndm" and saved.nfe == 4
     assert tuned_rec["tune_chosen"] == saved.chosen and saved.validation_seeds == [2 + 1000 + 7919]
-    assert saved.validation_seeds[0] not in (2, 2 + 1000)
     assert "tuning cost per cell" in first.markdown()
     (tmp_path / "results.jsonl").unlink()  # a rerun of the cells must read the tuned grid, not tune again
 
