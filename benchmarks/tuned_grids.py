@@ -28,18 +28,23 @@ from diffsolve.solve import dynamics_for
 from diffsolve.solvers import get_solver
 from diffsolve.tuning import STANDARD_GRIDS, tune
 
-STANDARD = ("dpmpp2m:lower_order_final=1", "dpmpp3m:lower_order_final=1", "unipc:lower_order_final=1", "unipc",
-            "deis:lower_order_final=1", "ipndm:order=2", "ipndm:order=3", "ipndm", "ipndm_v:order=3", "ipndm_v:order=2")
+# every choice the solvers' automatic defaults would make is pinned, so that the committed results rerun as they were
+STANDARD = ("dpmpp2m:lower_order_final=1", "dpmpp3m:lower_order_final=1:variant=taylor", "unipc:lower_order_final=1",
+            "unipc:lower_order_final=0", "deis:lower_order_final=1", "ipndm:order=2", "ipndm:order=3", "ipndm",
+            "ipndm_v:order=3", "ipndm_v:order=2")
 TUNED = ("ipndm:order=3", "unipc:lower_order_final=1")
 
 
 def config(text: str) -> tuple[str, dict[str, Any]]:
-    """'solver:key=value:…' → (solver, options), values read as JSON (1 → 1, true → True)."""
+    """'solver:key=value:…' → (solver, options), values read as JSON (1 → 1, true → True) or else as text."""
     name, *pairs = text.split(":")
     opts = {}
     for pair in pairs:
         k, _, v = pair.partition("=")
-        value = json.loads(v)
+        try:
+            value = json.loads(v)
+        except json.JSONDecodeError:
+            value = v  # variant=taylor
         opts[k] = bool(value) if k == "lower_order_final" else value
     return name, opts
 
