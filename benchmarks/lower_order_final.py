@@ -24,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tuned_grids import heldout_error  # noqa: E402
+from tuned_grids import heldout_error, output_arguments, rendered  # noqa: E402
 
 from diffsolve.problems import resolve  # noqa: E402
 from diffsolve.schedules import F64  # noqa: E402
@@ -88,11 +88,9 @@ def main() -> None:
     p.add_argument("--problems", default="gmm-64,gmm-2d,toy-2d")
     p.add_argument("--nfe", type=lambda s: [int(v) for v in s.split(",")],
                    default=[4, 5, 6, 8, 10, 15, 20, 30, 40, 60, 100, 150])
-    p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
-    p.add_argument("--render", default=None, help="only print the table of a finished run's OUT.json")
+    output_arguments(p)
     args = p.parse_args()
-    if args.render:
-        print(markdown(json.loads(Path(args.render).read_text(encoding="utf-8"))))
+    if rendered(args, markdown):
         return
     torch.set_num_threads(1)
     data = measure(args.problems.split(","), args.nfe)

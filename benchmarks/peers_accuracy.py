@@ -20,7 +20,6 @@ Relative error ‖x − ref‖/‖ref‖ on the held-out draws (seed --heldout-s
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -34,7 +33,7 @@ from torch import Tensor
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from overhead import load_k_diffusion_sampling  # noqa: E402
-from tuned_grids import common_arguments, config, heldout_error, write  # noqa: E402
+from tuned_grids import common_arguments, config, heldout_error, output_arguments, rendered, write  # noqa: E402
 
 import diffsolve as ds  # noqa: E402
 from diffsolve.bench.metrics import rel_err  # noqa: E402
@@ -185,11 +184,9 @@ def markdown(rows: list[dict[str, Any]]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common_arguments(p)
-    p.add_argument("--out", default=None, help="write OUT.json and OUT.md (after every NFE)")
-    p.add_argument("--render", default=None, help="only print the table of a finished run's OUT.json")
+    output_arguments(p)
     args = p.parse_args()
-    if args.render:
-        print(markdown(json.loads(Path(args.render).read_text(encoding="utf-8"))))
+    if rendered(args, markdown):
         return
     torch.set_num_threads(1)
     print(markdown(run(args)))

@@ -138,6 +138,19 @@ def write(out: str, rows: list[dict[str, Any]], render: Any = None) -> None:
     Path(out + ".md").write_text((render or markdown)(rows) + "\n", encoding="utf-8")
 
 
+def output_arguments(p: argparse.ArgumentParser) -> None:
+    """--out OUT (OUT.json and OUT.md, written as rows finish) and --render OUT.json (print its table only)."""
+    p.add_argument("--out", default=None, help="write OUT.json and OUT.md (as the rows finish)")
+    p.add_argument("--render", default=None, help="only print the table of a finished run's OUT.json")
+
+
+def rendered(args: argparse.Namespace, render: Any) -> bool:
+    """With --render, print render(rows of that file) and return True."""
+    if args.render:
+        print(render(json.loads(Path(args.render).read_text(encoding="utf-8"))))
+    return bool(args.render)
+
+
 def common_arguments(p: argparse.ArgumentParser) -> None:
     """The options this script shares with peers_accuracy.py: problem, NFE, configurations, draws, seeds."""
     p.add_argument("--problem", default="gmm-64")
@@ -216,15 +229,13 @@ def main() -> None:
     p.add_argument("--max-evals", type=int, default=None,
                    help="refinement budget in solver runs (default 100 per tuned parameter)")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--out", default=None, help="write OUT.json and OUT.md")
-    p.add_argument("--render", default=None, help="only print the table of a finished run's OUT.json")
+    output_arguments(p)
     p.add_argument("--defaults", default=None, help="comma-separated OUT.json files: print the default-table choice")
     args = p.parse_args()
     if args.defaults:
         print(defaults([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.defaults.split(",")]))
         return
-    if args.render:
-        print(markdown(json.loads(Path(args.render).read_text(encoding="utf-8"))))
+    if rendered(args, markdown):
         return
     torch.set_num_threads(args.threads)
     rows = run(args)
