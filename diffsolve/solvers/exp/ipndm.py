@@ -58,7 +58,7 @@ class IPNDM(ExpSolver):
     form = "noise"
     family = "adams-bashforth"
     integrates = DDIM_ODE_IN_SIGMA
-    # lower_order_final off by default: measured worse for iPNDM at NFE ≥ 6 (err ratio 1.1–1.6, RESULTS.md)
+    # lower_order_final off by default: worse at NFE ≥ 6 on gmm-64/gmm-2d/toy-2d (1.1–1.6; better on digits, RESULTS.md)
     schema = (FIXED_ORDER_FINAL,) + COMMON[1:] + (
         Option("order", "int", 4, "the highest Adams–Bashforth order (warm-up below it)", low=1, high=4),)
 
