@@ -126,3 +126,16 @@ def test_the_bench_tuned_spec_takes_eval_times_zero_or_one():
     assert settings(ds.grids.parse("tuned:eval_times=0"))["eval_times"] == 0
     with pytest.raises(GridError, match="eval_times 0 or 1"):
         settings(ds.grids.parse("tuned:eval_times=2"))
+
+
+def test_tuning_on_a_flow_schedule_gives_a_valid_decoupled_grid_there():
+    flow = ds.Flow(shift=3.0)
+    tuned = ds.grids.tune("gmm-2d", "ipndm", 4, order=3, schedule=flow, train_seeds=[3], heldout_seeds=None,
+                          n=64, candidates=16, max_evals=60, validation_seeds=[])
+    assert tuned.grid.schedule == flow and tuned.train_error <= tuned.start_train_error
+    flow.check_times(tuned.grid.t)
+    if tuned.decoupled:
+        flow.check_times(tuned.grid.t_eval)
+    x = PROB.x_T(8, 5, flow)
+    sol = ds.solve(ds.ode(PROB.model(flow, dtype=F64), "sigma"), x, tuned.grid, "ipndm", order=3)
+    assert sol.nfe == 4 and bool(torch.isfinite(sol.x).all())
