@@ -295,18 +295,17 @@ def tune(
                 return math.inf
 
         refine = _lbfgs if optimizer == "lbfgs" else _nelder_mead
-        for e0, name in scored[:restarts]:  # refined from each of the best `restarts` starts
-            p0 = _params_of(starts[name], False)  # the step times alone, and (from the same start) with the
-            params, err = refine(objective, p0, e0, max_evals or 100 * len(p0))  # evaluation times
-            found.append(("steps", grid_of(params), err))
-            if eval_times:
-                p0 = _params_of(starts[name], True)
+        # from each of the best `restarts` starts: the step times alone, and (from the same start) with the
+        # evaluation times
+        for e0, name in scored[:restarts]:
+            for stage, decouple in (("steps", False), ("steps+eval", True))[:1 + eval_times]:
+                p0 = _params_of(starts[name], decouple)
                 params, err = refine(objective, p0, e0, max_evals or 100 * len(p0))
-                found.append(("steps+eval", grid_of(params), err))
+                found.append((stage, grid_of(params), err))
     # the choice among start and refinements: by the error on validation draws (other seeds than training and
     # held-out: the decoupled times can fit the training draws' few mode-boundary samples), else by training
     val_err = None
-    if val_seeds:
+    if val_seeds and len(found) > 1:
         x_v, ref_v = draws(val_seeds)
         scores = [error(g, x_v, ref_v) for _, g, _ in found]
         pick = min(range(len(found)), key=lambda i: (scores[i], found[i][2]))
