@@ -13,7 +13,6 @@ err(taylor)/err(diffusers) at equal lower_order_final. The measurement behind th
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections import defaultdict
@@ -24,7 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from tuned_grids import heldout_error, output_arguments, rendered  # noqa: E402
+from tuned_grids import heldout_error, output_arguments, rendered, write  # noqa: E402
 
 from diffsolve.problems import resolve  # noqa: E402
 from diffsolve.schedules import F64  # noqa: E402
@@ -97,8 +96,7 @@ def main() -> None:
     table = markdown(data)
     print(table)
     if args.out:
-        Path(args.out + ".json").write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-        Path(args.out + ".md").write_text(table + "\n", encoding="utf-8")
+        write(args.out, data, markdown)
 
 
 if __name__ == "__main__":

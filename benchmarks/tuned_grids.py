@@ -131,7 +131,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return rows
 
 
-def write(out: str, rows: list[dict[str, Any]], render: Any = None) -> None:
+def write(out: str, rows: Any, render: Any = None) -> None:
     """OUT.json (the rows) and OUT.md (their table, by `render`, default this script's markdown)."""
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out + ".json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
