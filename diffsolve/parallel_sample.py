@@ -23,8 +23,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from . import distributed, problems
-from .bench.locking import locked, unique_temp
 from .errors import DiffsolveError
+from .locking import locked, unique_temp
 from .points import make_point
 from .solve import sample
 from .solvers import get_solver

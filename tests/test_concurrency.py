@@ -123,7 +123,7 @@ def test_ctrl_c_anywhere_in_a_command_is_one_line_and_status_130(monkeypatch, ca
 
 
 def test_a_claim_is_exclusive_and_its_file_goes_only_when_the_work_is_done(tmp_path):
-    from diffsolve.bench.locking import claim, locked
+    from diffsolve.locking import claim, locked
 
     with claim(tmp_path, "cell") as mine:
         with claim(tmp_path, "cell") as again, claim(tmp_path, "other") as other:
@@ -139,7 +139,7 @@ def test_a_claim_is_exclusive_and_its_file_goes_only_when_the_work_is_done(tmp_p
 def test_without_working_file_locks_the_store_warns_once_and_goes_on(tmp_path, monkeypatch):
     import errno
 
-    from diffsolve.bench import locking
+    from diffsolve import locking
 
     def no_locks(fd, op):
         raise OSError(errno.ENOLCK, "No locks available")

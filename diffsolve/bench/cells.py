@@ -26,13 +26,13 @@ from .. import grids as grids_mod
 from .. import problems as problems_mod
 from ..dynamics import ode
 from ..errors import DiffsolveError, unknown_name
+from ..locking import locked, unique_temp
 from ..points import make_point
 from ..problems import Problem
 from ..schedules import SCHEDULES, Schedule
 from ..solve import solve
 from ..solvers import get_solver
 from . import metrics
-from .locking import locked, unique_temp
 from .suite import MODEL_SCHEDULE, Cell
 from .tuned import tuned_grid
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DiffsolveError
-from .locking import claim, locked, unique_temp
+from ..locking import claim, locked, unique_temp
 
 Record = dict[str, Any]
 STATUSES = ("ok", "failed")

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from .. import grids as grids_mod
 from ..grids import Grid
+from ..locking import locked, unique_temp
 from ..solvers import get_solver
-from .locking import locked, unique_temp
 
 if TYPE_CHECKING:
     from ..tuning import TunedGrid
