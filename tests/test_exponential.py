@@ -208,7 +208,7 @@ def test_wrong_inputs_raise_clear_errors():
     dyn, sde = ds.ode(model, "lambda"), ds.VPSDE(schedule).reverse(model)
     grid = grids.logsnr(schedule, 3)
     cases = [
-        (dict(solver="unipc", variant="bh3"), "variant='bh3'"),
+        (dict(solver="unipc", variant="bh3"), "variant must be one of 'bh1', 'bh2', got 'bh3'"),
         (dict(solver="unipc", order=5), "order=1…4"),
         (dict(solver="unipc", order=1), "order=1 with the corrector is not possible"),
         (dict(solver="unipc", order=4, corrector=False), "order=4 without the corrector is not possible"),

@@ -7,12 +7,13 @@ from typing import Any
 
 from torch import Tensor
 
+from ..checks import Option
 from ..dynamics import Dynamics
 from ..errors import SolverError, unknown_name
 from ..grids import Grid
 from ..points import Point
 from .contract import ANY_ODE, Integrates
-from .options import Option, check_options
+from .options import check_options
 
 
 class Solver(ABC):

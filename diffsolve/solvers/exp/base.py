@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import Tensor
 
+from ...checks import Option
 from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
@@ -22,7 +23,7 @@ from ...points import Point
 from ..base import Solver, freeze, node_points
 from ..cache import node_values, shared
 from ..contract import EXPONENTIAL_ODE
-from ..options import FORM_DOC, THRESHOLD, Option
+from ..options import FORM_DOC, THRESHOLD
 from .coeffs import FORMS, ZERO, Combo, Node
 from .threshold import Prediction, prediction_fn
 

@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 
+from ...checks import Option
 from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point, make_points
 from ..base import node_points, register
 from ..cache import time_values
-from ..options import THRESHOLD, Option
+from ..options import THRESHOLD
 from .base import ExpSolver, Plan, Stage, StepPlan
 from .coeffs import Combo, Node, first_order, linear_part
 from .phi import phi
