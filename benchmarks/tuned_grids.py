@@ -22,9 +22,9 @@ import torch
 
 import diffsolve as ds
 from diffsolve.bench.metrics import rel_err
+from diffsolve.plan import dynamics_for
 from diffsolve.problems import resolve
 from diffsolve.schedules import F64
-from diffsolve.solve import dynamics_for
 from diffsolve.solvers import get_solver
 from diffsolve.tuning import STANDARD_GRIDS, tune
 

@@ -369,8 +369,10 @@ def parse(spec: str | GridSpec) -> GridSpec:
     return GridSpec(text, name, params=tuple(sorted(params)))
 
 
-def build(spec: str | GridSpec | Grid, schedule: Schedule, steps: int | None = None) -> Grid:
-    """A grid from a spec (or a Grid, checked against the schedule) on `schedule` with `steps` steps."""
+def build(spec: str | GridSpec | Grid, schedule: Schedule, steps: int | None = None,
+          fingerprint: str | None = None) -> Grid:
+    """A grid from a spec (or a Grid, checked against the schedule) on `schedule` with `steps` steps; a grid file
+    made for another problem `fingerprint` (when given) is refused."""
     if isinstance(spec, Grid):
         if spec.schedule != schedule:
             raise GridError(f"the grid was built on {spec.schedule!r} but the solve uses {schedule!r}; "
@@ -378,7 +380,7 @@ def build(spec: str | GridSpec | Grid, schedule: Schedule, steps: int | None = N
         if steps is not None and steps != spec.steps:
             raise GridError(f"the grid has {spec.steps} steps but {steps} were asked for; drop steps= / nfe=")
         return spec
-    return parse(spec).build(schedule, steps)
+    return parse(spec).build(schedule, steps, fingerprint)
 
 
 def make(name: str, schedule: Schedule, steps: int, **kwargs: float) -> Grid:

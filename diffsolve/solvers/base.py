@@ -62,10 +62,15 @@ class Solver(ABC):
     def nfe_for(self, steps: int) -> int | None:
         """Network evaluations spent on `steps` steps (None when adaptive)."""
 
-    def steps_for(self, nfe: int) -> int:
-        """The number of steps that spends at most `nfe` evaluations (fixed-step solvers)."""
+    def steps_for(self, nfe: int, **options: Any) -> int:
+        """The number of steps that spends at most `nfe` evaluations (fixed-step solvers) with these options."""
         if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
             raise SolverError(f"an NFE budget must be a positive integer, got {nfe!r}; pass e.g. nfe=20")
+        if options.get("to_zero"):  # the step to σ = 0 spends one evaluation of the budget
+            if nfe < 2:
+                raise SolverError(f"solver {self.name!r} with to_zero (end='zero') spends one evaluation on the step "
+                                  f"to σ = 0, so it needs nfe >= 2, got {nfe}; raise the NFE or end at σ_min")
+            nfe -= 1
         per_step = self.nfe_for(1)
         if per_step is None and self.adaptive:
             raise SolverError(f"solver {self.name!r} is adaptive: give it tolerances, not an NFE budget")

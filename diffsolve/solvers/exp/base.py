@@ -41,7 +41,8 @@ FIXED_ORDER_FINAL = Option(
     "the last steps at order ≤ steps left (the last one first order); off by default (measured worse here)",
     optional=True,
 )
-TO_ZERO = Option("to_zero", "bool", False, "one more step (and evaluation) from the grid's end to σ = 0: x̂0 itself")
+TO_ZERO = Option("to_zero", "bool", False, "one more step from the grid's end to σ = 0 (x̂0 itself); its evaluation "
+                 "counts in an NFE budget (the grid gets one step fewer)")
 COMMON = (LOWER_ORDER_FINAL, TO_ZERO) + THRESHOLD
 
 

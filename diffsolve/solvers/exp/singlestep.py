@@ -116,7 +116,7 @@ class DPMSinglestep(ExpSolver):
         """The pattern depends on the budget: pass nfe= so that it spends exactly `nfe`."""
         return {"nfe": nfe}
 
-    def steps_for(self, nfe: int) -> int:
+    def steps_for(self, nfe: int, **options: Any) -> int:
         """Outer steps of the pattern that spends exactly `nfe` evaluations."""
         if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
             raise SolverError(f"solver {self.name!r} needs an NFE budget of at least 1, got {nfe!r}")
