@@ -7,8 +7,9 @@ Sampling grids run from noisy (large t) to clean (small t); forward-SDE grids th
 Wherever a grid is named it may be a spec: `karras` or `karras:rho=5` (parameters KEY=VALUE joined
 by ':'), `custom:1.0,0.5,0.1,0.001` (the times themselves) or `file:grid.json` (a JSON object with
 "times" and "schedule" (Schedule.to_config()), optionally "solver", "nfe", "fingerprint"…; it refuses a
-solve on another schedule, and another problem's fingerprint where the problem is known). `tune(…)` writes
-such files tuned to a model and solver (diffsolve.tuning). `register(name, factory)` adds a named grid,
+solve on another schedule, and another problem's fingerprint where the problem is known). `ds.grids.tune(…)`
+(diffsolve.tuning.tune, bound here by the package) writes such files tuned to a model and solver.
+`register(name, factory)` adds a named grid,
 factory(schedule, steps, **params) → Grid.
 """
 
@@ -211,8 +212,9 @@ GRIDS: dict[str, Callable[..., Grid]] = {
     "karras": karras,
 }
 FIXED_KINDS = ("custom", "file")  # specs that carry their own times (and so their own step count)
-TUNED = "tuned"  # the bench's per-cell tuned grid (diffsolve.bench.tuned); its spec keys:
-TUNED_PARAMS = ("n", "candidates", "max_evals", "seed_offset", "eval_times")
+# Spec names that a higher layer resolves (the bench's per-cell `tuned` grid): name → (parameter keys, what to
+# do elsewhere). Parsed here like any spec; building one here is an error that says what to do instead.
+DEFERRED: dict[str, tuple[tuple[str, ...], str]] = {}
 _ENDS = ("schedule", "steps", "t_start", "t_end")
 
 
@@ -238,11 +240,19 @@ def register(name: str, factory: Callable[..., Grid]) -> None:
     """Add a named grid: factory(schedule, steps, **params) → Grid; its keyword parameters become spec keys."""
     if not isinstance(name, str) or not name.isidentifier():
         raise GridError(f"a grid name must be an identifier such as 'my_grid', got {name!r}")
-    if name in GRIDS or name in FIXED_KINDS or name == TUNED:
+    if name in GRIDS or name in FIXED_KINDS or name in DEFERRED:
         raise GridError(f"a grid named {name!r} is already registered; pick another name")
     if not callable(factory):
         raise GridError(f"grid {name!r}: the factory must be callable as factory(schedule, steps, **params)")
     GRIDS[name] = factory
+
+
+def register_deferred(name: str, params: tuple[str, ...], elsewhere: str) -> None:
+    """Let specs named `name` (with keys `params`) parse here while a higher layer builds them; building one
+    anywhere else raises "grid SPEC <elsewhere>" (say what to do instead)."""
+    if name in GRIDS or name in FIXED_KINDS or name in DEFERRED:
+        raise GridError(f"a grid named {name!r} is already registered; pick another name")
+    DEFERRED[name] = (tuple(params), elsewhere)
 
 
 def grid_params(name: str) -> list[str]:
@@ -302,9 +312,8 @@ class GridSpec:
                                 f"drop the step count (or NFE), or give a grid of {steps} steps")
             object.__setattr__(grid, "name", self.text)
             return grid
-        if self.name == TUNED:
-            raise GridError(f"grid {self.text!r} is tuned per benchmark cell (diffsolve bench --grid tuned); "
-                            f"elsewhere tune one with `diffsolve tune … --out g.json` and pass 'file:g.json'")
+        if self.name in DEFERRED:
+            raise GridError(f"grid {self.text!r} {DEFERRED[self.name][1]}")
         if steps is None:
             raise GridError(f"grid {self.text!r} needs a step count; pass steps= or nfe=")
         factory = GRIDS[self.name]
@@ -350,11 +359,11 @@ def parse(spec: str | GridSpec) -> GridSpec:
         if not rest.strip():
             raise _spec_error(text, "no file named", "write 'file:path/to/grid.json'")
         return GridSpec(text, name, path=rest.strip())
-    if name not in GRIDS and name != TUNED:
-        raise GridError(unknown_name("grid", name, [*GRIDS, TUNED])
+    if name not in GRIDS and name not in DEFERRED:
+        raise GridError(unknown_name("grid", name, [*GRIDS, *DEFERRED])
                         + f", or custom:T0,T1,… or file:GRID.json (in grid spec {text!r}); parameters follow ':', "
                           f"e.g. 'karras:rho=5'")
-    accepted = list(TUNED_PARAMS) if name == TUNED else grid_params(name)
+    accepted = list(DEFERRED[name][0]) if name in DEFERRED else grid_params(name)
     params: list[tuple[str, Any]] = []
     for pair in filter(None, (p.strip() for p in rest.split(":"))) if rest else ():
         key, eq, value = pair.partition("=")
@@ -452,14 +461,3 @@ def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
         data["eval_times"] = grid.t_eval.tolist()
     p.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return p
-
-
-def tune(problem_or_model: Any, solver: str, nfe: int, *, train_seeds: Any, method: str = "dp+refine",
-         **options: Any) -> Any:
-    """A grid tuned to `solver` at `nfe` on a problem (name, Problem or Model): see diffsolve.tuning.tune.
-
-    Returns a diffsolve.tuning.TunedGrid (`.grid`, train/held-out error, cost; `.save(path)` writes a grid file).
-    """
-    from .tuning import tune as _tune
-
-    return _tune(problem_or_model, solver, nfe, train_seeds=train_seeds, method=method, **options)
