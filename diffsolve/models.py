@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from .errors import ModelError
-from .points import Point, make_point, time_input_dtype
+from .points import Point, filled, make_point, time_input_dtype
 from .schedules import Schedule
 
 Net = Callable[..., Tensor]
@@ -137,7 +137,7 @@ class Model:
     # ---- the one network call ---------------------------------------------------------
     def _time_arg(self, x: Tensor, p: Point) -> Tensor:
         if self.time_input_fn is not None:
-            return self.time_input_fn(torch.full((x.shape[0],), p.t, dtype=torch.float64, device=x.device))
+            return self.time_input_fn(filled(p.t, x.shape[0], x.device, torch.float64))
         ti = p.time_input(x.shape[0], x.device, time_input_dtype(x.dtype))
         return ti if self.time_scale == 1.0 else ti * self.time_scale
 
@@ -267,6 +267,16 @@ class Model:
             )
 
 
+def add_scaled(x: Tensor, y: Tensor, c: float | Tensor) -> Tensor:
+    """x + c·y: fused for a float c; for a 0-d tensor c (a differentiable point, diffsolve.points) out of place."""
+    return x + y * c if isinstance(c, Tensor) else torch.add(x, y, alpha=c)
+
+
+def scaled(x: Tensor, c: float | Tensor) -> Tensor:
+    """x·c, in place for a float c (x a fresh temporary), out of place for a 0-d tensor c (its gradient kept)."""
+    return x * c if isinstance(c, Tensor) else x.mul_(c)
+
+
 def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
     """shape matches expected, where None in expected matches any size."""
     return len(shape) == len(expected) and all(e is None or e == d for d, e in zip(shape, expected))
@@ -281,7 +291,7 @@ class EpsModel(Model):
         return out
 
     def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
-        return torch.add(x, out, alpha=-p.sigma).mul_(1.0 / p.alpha)
+        return scaled(add_scaled(x, out, -p.sigma), 1.0 / p.alpha)
 
 
 class X0Model(Model):
@@ -290,7 +300,7 @@ class X0Model(Model):
     prediction = "x0"
 
     def _to_eps(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
-        return torch.add(x, out, alpha=-p.alpha).mul_(1.0 / p.sigma)
+        return scaled(add_scaled(x, out, -p.alpha), 1.0 / p.sigma)
 
     def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
         return out
@@ -302,10 +312,10 @@ class VModel(Model):
     prediction = "v"
 
     def _to_eps(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
-        return torch.add(out * p.alpha, x, alpha=p.sigma)
+        return add_scaled(out * p.alpha, x, p.sigma)
 
     def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
-        return torch.add(x * p.alpha, out, alpha=-p.sigma)
+        return add_scaled(x * p.alpha, out, -p.sigma)
 
 
 class ScoreModel(Model):
@@ -318,7 +328,7 @@ class ScoreModel(Model):
 
     def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
         # x0 = (x − σ ε)/α = (x + σ² s)/α
-        return torch.add(x, out, alpha=p.sigma * p.sigma).mul_(1.0 / p.alpha)
+        return scaled(add_scaled(x, out, p.sigma * p.sigma), 1.0 / p.alpha)
 
 
 class FlowModel(Model):
@@ -337,11 +347,11 @@ class FlowModel(Model):
 
     def _to_eps(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
         d = p.alpha * p.d_sigma - p.sigma * p.d_alpha
-        return torch.add(out * (p.alpha / d), x, alpha=-p.d_alpha / d)
+        return add_scaled(out * (p.alpha / d), x, -p.d_alpha / d)
 
     def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
         d = p.alpha * p.d_sigma - p.sigma * p.d_alpha
-        return torch.add(x * (p.d_sigma / d), out, alpha=-p.sigma / d)
+        return add_scaled(x * (p.d_sigma / d), out, -p.sigma / d)
 
     def velocity(self, x: Tensor, t: float | Tensor) -> Tensor:
         """v(x, t), the network's own output (one call)."""

@@ -1,7 +1,8 @@
 """Time points: every schedule quantity at one t, computed once in float64, held as Python floats.
 
 Solvers build all their points before the step loop, so the loop reads plain floats (no device
-scalars, no `.item()`), and the network's time input is a tensor made once per point.
+scalars, no `.item()`), and the network's time input is a tensor made once per point. Differentiable points
+(`differentiable_points`, for tuning) hold 0-d float64 tensors instead, functions of times that require grad.
 """
 
 from __future__ import annotations
@@ -48,9 +49,18 @@ class Point:
         """The network's time argument, a (batch,) tensor, created once and cached."""
         ti = self._time_input
         if ti is None or ti.dtype is not dtype or ti.shape[0] != batch or ti.device != device:
+            if isinstance(self.model_time, Tensor):  # a differentiable point: never cached (its graph is per call)
+                return filled(self.model_time, batch, device, dtype)
             ti = torch.full((batch,), self.model_time, device=device, dtype=dtype)
             self._time_input = ti
         return ti
+
+
+def filled(value: float | Tensor, batch: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """A (batch,) tensor of one value: torch.full of a float, or a 0-d tensor expanded (its gradient kept)."""
+    if isinstance(value, Tensor):
+        return value.to(device=device, dtype=dtype).expand(batch)
+    return torch.full((batch,), value, device=device, dtype=dtype)
 
 
 def time_input_dtype(state_dtype: torch.dtype) -> torch.dtype:
@@ -67,6 +77,17 @@ def make_points(schedule: Schedule, t: Tensor | float | list[float]) -> list[Poi
                c["d_alpha"], c["d_sigma"], schedule.model_time(t))
     rows = zip(*(col.tolist() for col in columns))
     return [Point(*row) for row in rows]
+
+
+def differentiable_points(schedule: Schedule, t: Tensor) -> list[Point]:
+    """Points whose values are 0-d float64 tensors, functions of the 1-D times t (which may require grad): the nodes
+    of a differentiable plan (diffsolve.solvers.exp.weighted). Not shared, not cached: their graphs are per call."""
+    t = as_f64(t).reshape(-1)
+    schedule.check_times(t)
+    c = schedule.point_columns(t)
+    columns = (t, c["log_alpha"], c["alpha"], c["sigma"], c["lam"], c["sigma_bar"], c["f"], c["g2"],
+               c["d_alpha"], c["d_sigma"], schedule.model_time(t))
+    return [Point(*(col[i] for col in columns)) for i in range(t.numel())]
 
 
 def shared_points(schedule: Schedule, t: Tensor) -> list[Point]:

@@ -80,6 +80,16 @@ class Plan:
         self.noisy = any(step.noise_std > 0.0 for step in self.steps)  # whether the loop needs a noise source
         # whether step i must keep its starting state: the next step corrects it (UniPC)
         self.keeps_state = [nxt.correct is not None for nxt in self.steps[1:]] + [False]
+        # a differentiable plan (weighted.py): some coefficient is a tensor; the loop then combines out of place
+        self.weighted = any(isinstance(v, Tensor) for combo in self.combos() for v in (combo.a, *combo.w))
+
+    def combos(self) -> list[Combo]:
+        """Every step's combinations in loop order: corrector, stages, predictor."""
+        out: list[Combo] = []
+        for step in self.steps:
+            out += ([step.correct] if step.correct is not None else []) + [s.combo for s in step.stages]
+            out.append(step.predict)
+        return out
 
 
 def nodes_of(points: list[Point], to_zero: bool) -> list[Node]:
@@ -101,6 +111,17 @@ def step_orders(order: int, steps: int, lower_order_final: bool) -> list[int]:
         if lower_order_final:
             k = min(k, steps - i)
         out.append(k)
+    return out
+
+
+def weighted_combine(x: Tensor | None, combo: Combo, ms: list[Tensor]) -> Tensor:
+    """a·x + Σ_j w_j m_j out of place, with 0-d tensor (or float) coefficients: differentiable in a and w, every term
+    kept (a zero weight still has a gradient); only a Python-float a = 0 is dropped. The state's dtype is kept."""
+    out = None if (x is None or (not isinstance(combo.a, Tensor) and combo.a == 0.0)) else x * combo.a
+    for w, m in zip(combo.w, ms):
+        out = m * w if out is None else out + m * w
+    if out is None:
+        raise SolverError("internal: an exponential step with no terms")
     return out
 
 
@@ -182,13 +203,17 @@ class ExpSolver(Solver):
         order = float(options.get("order", self.order))
         return min(order, 2.0) if options.get("lower_order_final") is True else order
 
-    def plan(self, dynamics: Dynamics, grid: Grid, form: str, *, lower_order_final: bool | None = None,
-             to_zero: bool = False, **options: Any) -> Plan:
-        """The step plan on this grid: nodes (plus σ = 0 with to_zero) compiled by `build`."""
-        nodes = nodes_of(node_points(dynamics, grid), to_zero)
+    def plan(self, dynamics: Dynamics, grid: Grid, form: str, *, to_zero: bool = False, **options: Any) -> Plan:
+        """The step plan on this grid: nodes (plus σ = 0 with to_zero) compiled by `compile`."""
+        return self.compile(nodes_of(node_points(dynamics, grid), to_zero), grid.steps, form, **options)
+
+    def compile(self, nodes: list[Node], steps: int, form: str, *, lower_order_final: bool | None = None,
+                **options: Any) -> Plan:
+        """The plan over `nodes` (a grid of `steps` steps, plus σ = 0 with to_zero), by `build`; the nodes' values
+        are Python floats (every solve) or 0-d tensors (a differentiable plan, weighted.py)."""
         if lower_order_final is None:
             default = next((o.default for o in self.schema if o.name == "lower_order_final"), False)
-            lower_order_final = resolve_lower_order_final(default, grid.steps)
+            lower_order_final = resolve_lower_order_final(default, steps)
         return self.build(nodes, form, lower_order_final=lower_order_final, **options)
 
 
@@ -212,24 +237,26 @@ def run(
     fn: Prediction, x: Tensor, points: list[Point], plan: Plan, record: bool,
     noise: Callable[[int], Tensor] | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
-    """The step loop: evaluate, correct, stages, predict, noise. Pure tensor arithmetic with precomputed floats.
+    """The step loop: evaluate, correct, stages, predict, noise. Pure tensor arithmetic with precomputed floats
+    (or, for a weighted plan, 0-d tensor coefficients combined out of place: differentiable).
 
     `points[i]`: where the model is evaluated at node i (the grid's points, or its decoupled t_eval points)."""
     history: list[Tensor] = []
     trajectory: list[Tensor] = []
     x_prev: Tensor | None = None
     grid_steps, keep = len(points) - 1, plan.keep
+    mix = weighted_combine if plan.weighted else combine
     for i, (step, keeps_state) in enumerate(zip(plan.steps, plan.keeps_state)):
         m = fn(x, points[i])
         if step.correct is not None:
-            x = combine(x_prev, step.correct, [m] + history)
+            x = mix(x_prev, step.correct, [m] + history)
             if record:
                 trajectory[-1] = x
         history.insert(0, m)
         del history[keep:]
         # the state before the step is kept only when the next step corrects it (UniPC): one state less in memory
         x_prev = x if keeps_state else None
-        x = take_step(fn, x, m, step, history)[0] if step.stages else combine(x, step.predict, history)
+        x = take_step(fn, x, m, step, history)[0] if step.stages else mix(x, step.predict, history)
         if step.noise_std > 0.0:
             x = x.add_(noise(i), alpha=step.noise_std)  # type: ignore[misc]
         if record and i < grid_steps:

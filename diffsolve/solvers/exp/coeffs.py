@@ -1,4 +1,4 @@
-"""Step coefficients of exponential integrators in λ, computed in float64 (Python floats) before any loop.
+"""Step coefficients of exponential integrators in λ, computed in float64 before any loop.
 
 In VP coordinates, over one step s → t with h = λ_t − λ_s, the ODE's linear part is solved exactly:
   noise form (m = ε_θ):  x_t = (α_t/α_s) x_s − σ_t Σ_k h^{k+1} φ_{k+1}(h)  m^{(k)}(λ_s)
@@ -6,6 +6,8 @@ In VP coordinates, over one step s → t with h = λ_t − λ_s, the ODE's linea
 i.e. x_t = a x_s + c Σ_k h^{k+1} φ_{k+1}(z) m^{(k)}, with (a, c, z) = (α_t/α_s, −σ_t, h) or (σ_t/σ_s, α_t, −h).
 Every solver here is a choice of how the derivatives m^{(k)} are estimated from evaluations; each step
 then reduces to x_t = a x_s + Σ_j w_j m_j, a linear combination with precomputed weights.
+The formulas take Python floats (the plan of every solve) or 0-d float64 tensors (a differentiable plan, whose
+weights are functions of the grid: diffsolve.solvers.exp.weighted); scalar.py dispatches exp/expm1/√.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 
 from ...errors import SolverError
 from .phi import phi
+from .scalar import Scalar
 
 FORMS = ("noise", "data")
 
@@ -23,13 +26,13 @@ FORMS = ("noise", "data")
 class Node:
     """α, σ, λ at one time; σ = 0 (λ = +∞) is the clean end reached by a final step 'to zero'."""
 
-    alpha: float
-    sigma: float
-    lam: float
+    alpha: Scalar
+    sigma: Scalar
+    lam: Scalar
 
     @property
     def zero(self) -> bool:
-        return self.sigma == 0.0
+        return bool(self.sigma == 0.0)
 
 
 ZERO = Node(alpha=1.0, sigma=0.0, lam=math.inf)
@@ -37,13 +40,13 @@ ZERO = Node(alpha=1.0, sigma=0.0, lam=math.inf)
 
 @dataclass(frozen=True)
 class Combo:
-    """x_new = a·x + Σ_j w_j m_j (m_0 the newest model output, m_1 the one before, …)."""
+    """x_new = a·x + Σ_j w_j m_j (m_0 the newest model output, m_1 the one before, …); floats or 0-d tensors."""
 
-    a: float
-    w: tuple[float, ...]
+    a: Scalar
+    w: tuple[Scalar, ...]
 
 
-def linear_part(form: str, s: Node, t: Node) -> tuple[float, float, float, float]:
+def linear_part(form: str, s: Node, t: Node) -> tuple[Scalar, Scalar, Scalar, Scalar]:
     """(a, c, z, h) of the step s → t (t not the zero node)."""
     h = t.lam - s.lam
     if form == "noise":
@@ -66,19 +69,19 @@ def first_order(form: str, s: Node, t: Node) -> Combo:
     return Combo(a, (c * h * phi(1, z),))
 
 
-def _poly_mul(p: list[float], q: list[float]) -> list[float]:
-    out = [0.0] * (len(p) + len(q) - 1)
+def _poly_mul(p: list[Scalar], q: list[Scalar]) -> list[Scalar]:
+    out: list[Scalar] = [0.0] * (len(p) + len(q) - 1)
     for i, pi in enumerate(p):
         for j, qj in enumerate(q):
             out[i + j] += pi * qj
     return out
 
 
-def lagrange_coefficients(v: list[float]) -> list[list[float]]:
+def lagrange_coefficients(v: list[Scalar]) -> list[list[Scalar]]:
     """Power-series coefficients c[j][k] of the Lagrange basis L_j(v) = Σ_k c[j][k] v^k on nodes v."""
     rows = []
     for j, vj in enumerate(v):
-        poly = [1.0]
+        poly: list[Scalar] = [1.0]
         for m, vm in enumerate(v):
             if m != j:
                 poly = _poly_mul(poly, [-vm / (vj - vm), 1.0 / (vj - vm)])

@@ -18,6 +18,7 @@ from ..base import register
 from .base import COMMON, ExpSolver, Plan, StepPlan, form_option, step_orders
 from .coeffs import Combo, Node, to_zero
 from .phi import phi
+from .scalar import expm1
 
 VARIANTS = ("bh1", "bh2")
 
@@ -50,7 +51,7 @@ def _linear(form: str, s: Node, t: Node, variant: str) -> tuple[float, float, fl
         a, c, hh = t.sigma / s.sigma, t.alpha, -h
     else:
         a, c, hh = t.alpha / s.alpha, t.sigma, h
-    return a, c, hh, (hh if variant == "bh1" else math.expm1(hh))
+    return a, c, hh, (hh if variant == "bh1" else expm1(hh))
 
 
 def unip(form: str, history: list[Node], t: Node, variant: str) -> Combo:
@@ -61,7 +62,7 @@ def unip(form: str, history: list[Node], t: Node, variant: str) -> Combo:
     a, c, hh, b_h = _linear(form, s, t, variant)
     h = t.lam - s.lam
     rks = [(n.lam - s.lam) / h for n in history[1:]]
-    w0 = -c * math.expm1(hh)
+    w0 = -c * expm1(hh)
     if p == 1:
         return Combo(a, (w0,))
     rhos = [0.5] if p == 2 else _solve(rks, _rhs(hh, b_h, p))
@@ -77,7 +78,7 @@ def unic(form: str, history: list[Node], t: Node, variant: str) -> Combo:
     rks = [(n.lam - s.lam) / h for n in history[1:]] + [1.0]
     rhos = [0.5] if p == 1 else _solve(rks, _rhs(hh, b_h, p))
     ws = [-c * b_h * rho / r for rho, r in zip(rhos, rks)]  # the last one is the new output's (r = 1)
-    w0 = -c * math.expm1(hh) - sum(ws)
+    w0 = -c * expm1(hh) - sum(ws)
     return Combo(a, (ws[-1], w0) + tuple(ws[:-1]))
 
 
