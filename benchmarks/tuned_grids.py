@@ -108,7 +108,8 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         for text in args.tuned if args.tune_nfe is None or nfe in args.tune_nfe else ():
             solver, opts = config(text)
             tg = tune(prob, solver, nfe, train_seeds=[args.train_seed], heldout_seeds=None, n=args.n_train,
-                      candidates=args.candidates, teacher_tol=args.teacher_tol, max_evals=args.max_evals, **opts)
+                      candidates=args.candidates, teacher_tol=args.teacher_tol, max_evals=args.max_evals,
+                      progress=False, **opts)
             e = heldout_error(prob, model, x, ref, solver, opts, tg.grid, nfe)
             rec = {"config": text, "err": e, "start": tg.start, "train_rmse": tg.train_error,
                    "start_train_rmse": tg.start_train_error, "cost_nfe": tg.cost_nfe, "seconds": tg.cost_seconds,
@@ -225,9 +226,10 @@ def main() -> None:
     p.add_argument("--n-eval-large", type=int, default=0,
                    help="also measure on this many draws of seed --heldout-seed + 1: rel. error, flips, median")
     p.add_argument("--candidates", type=int, default=64)
-    p.add_argument("--teacher-tol", type=float, default=1e-8)
+    p.add_argument("--teacher-tol", type=float, default=None,
+                   help="the RMSE the tuner's teacher must reach (default: 0.1× the training error reached)")
     p.add_argument("--max-evals", type=int, default=None,
-                   help="refinement budget in solver runs (default 100 per tuned parameter)")
+                   help="refinement budget in objective evaluations per stage (default: the tuner's)")
     p.add_argument("--threads", type=int, default=1)
     output_arguments(p)
     p.add_argument("--defaults", default=None, help="comma-separated OUT.json files: print the default-table choice")

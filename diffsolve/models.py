@@ -62,7 +62,7 @@ class FiniteChecks:
         """One host sync: raise a ModelError naming the first non-finite check, then forget them all."""
         if not self._sums:
             return
-        stacked = torch.stack(self._sums)
+        stacked = torch.stack(self._sums).detach()  # (a differentiable solve's sums carry a graph)
         if math.isfinite(float(stacked.sum())):  # every sum finite (a finite total can only come from those)
             self.clear()
             return

@@ -11,7 +11,9 @@ import torch
 
 import diffsolve as ds
 from diffsolve.errors import DiffsolveError, GridError
-from diffsolve.tuning import TunedGrid, candidate_times, ddim_costs, dp_path, teacher_path, tune
+from diffsolve.tuning import TunedGrid, dp_path, tune
+from diffsolve.tuning.dp import ddim_sq_errors, rmse_costs
+from diffsolve.tuning.teacher import Teacher, solve_teacher
 
 
 def brute_force(cost: np.ndarray, steps: int) -> tuple[float, list[int]]:
@@ -41,23 +43,27 @@ def test_dp_refuses_impossible_step_counts():
         dp_path(np.zeros((6, 6)), 6)
 
 
-def test_ddim_costs_vanish_on_a_linear_eps():
-    # For data N(μ, 0) … use the exact one-step property instead: a DDIM step t_i → t_j from the teacher state
-    # of a single Gaussian with s → 0 is exact (ε is constant along the flow), so every cost is ~0.
+def test_ddim_costs_vanish_on_a_point_mass():
+    # a single Gaussian with s → 0: ε is constant along the flow, so a DDIM step between any two teacher states is
+    # exact and every cost is ~0; the teacher records its states and ε at the candidate nodes as it runs
     sched = ds.VPLinear()
     mix = ds.problems.GaussianMixture(torch.ones(1), torch.full((1, 3), 0.4, dtype=torch.float64),
                                       torch.full((1, 3), 1e-6, dtype=torch.float64), name="point")
-    times = candidate_times(sched, 6)
-    x = mix.x_T(8, 0, sched)
-    path = teacher_path(mix, x, sched, times, 1e-10)
-    cost = ddim_costs(mix.model(sched), path, times)
+    teacher = Teacher(nfe=20, candidates=6)
+    rec = solve_teacher(mix.model(sched), teacher, mix.x_T(8, 0, sched), record=True)
+    times = teacher.grid(sched).t[teacher.nodes()]
+    cost = rmse_costs(ddim_sq_errors(sched, times, rec.path, rec.eps), 8 * 3)
     finite = cost[np.isfinite(cost)]
     assert finite.size == 15 and finite.max() < 1e-6
 
 
+KW = dict(progress=False)
+
+
 @pytest.fixture(scope="module")
-def tuned() -> TunedGrid:
-    return tune("gmm-2d", "dpmpp2m", 4, train_seeds=[3], heldout_seeds=[4], n=64, candidates=16, max_evals=40)
+def tuned(tmp_path_factory) -> TunedGrid:
+    KW["cache_dir"] = tmp_path_factory.mktemp("teachers")
+    return tune("gmm-2d", "dpmpp2m", 4, train_seeds=[3], heldout_seeds=[4], n=64, candidates=16, max_evals=40, **KW)
 
 
 def test_tuned_grid_is_a_valid_grid_with_exact_ends(tuned):
@@ -76,13 +82,13 @@ def test_tuning_reports_train_and_heldout_separately_and_never_worse_than_its_st
 
 
 def test_tuning_is_deterministic_given_its_seeds(tuned):
-    again = tune("gmm-2d", "dpmpp2m", 4, train_seeds=[3], heldout_seeds=[4], n=64, candidates=16, max_evals=40)
+    again = tune("gmm-2d", "dpmpp2m", 4, train_seeds=[3], heldout_seeds=[4], n=64, candidates=16, max_evals=40, **KW)
     assert torch.equal(again.grid.t, tuned.grid.t) and again.train_error == tuned.train_error
 
 
 def test_heldout_seeds_must_not_overlap_training():
     with pytest.raises(DiffsolveError, match="overlap"):
-        tune("gmm-2d", "dpmpp2m", 4, train_seeds=[1, 2], heldout_seeds=[2])
+        tune("gmm-2d", "dpmpp2m", 4, train_seeds=[1, 2], heldout_seeds=[2], **KW)
 
 
 def test_grid_file_round_trips_and_refuses_a_mismatch(tuned, tmp_path):
@@ -127,20 +133,22 @@ def test_public_tune_accepts_a_model_and_each_method():
     prob = ds.problems.get("gmm-2d")
     model = prob.model(prob.default_schedule())
     by_dp = ds.grids.tune(model, "ipndm", 4, train_seeds=[3], heldout_seeds=None, n=32, candidates=12,
-                          method="dp", shape=(2,))
+                          method="dp", shape=(2,), **KW)
     assert by_dp.start == "dp" and by_dp.method == "dp" and by_dp.heldout_error is None
     assert by_dp.train_error == by_dp.start_train_error
     by_nm = ds.grids.tune(model, "ipndm", 4, train_seeds=[3], heldout_seeds=None, n=32, max_evals=30,
-                          method="refine", shape=(2,))
+                          method="refine", shape=(2,), **KW)
     assert by_nm.start in ("logsnr", "time", "quadratic", "karras") and by_nm.train_error <= by_nm.start_train_error
     with pytest.raises(DiffsolveError, match="restarts must be a positive integer"):
-        ds.grids.tune(model, "ipndm", 4, train_seeds=[3], restarts=0, shape=(2,))
+        ds.grids.tune(model, "ipndm", 4, train_seeds=[3], restarts=0, shape=(2,), **KW)
     with pytest.raises(DiffsolveError, match="tuning method"):
-        ds.grids.tune(model, "ipndm", 4, train_seeds=[3], method="gradient", shape=(2,))
+        ds.grids.tune(model, "ipndm", 4, train_seeds=[3], method="gradient", shape=(2,), **KW)
 
 
-def test_cli_tune_writes_a_grid_file_and_prints_both_errors(tmp_path, capsys):
+def test_cli_tune_writes_a_grid_file_and_prints_both_errors(tmp_path, capsys, monkeypatch):
     from diffsolve.cli import main
+
+    monkeypatch.setenv("DIFFSOLVE_CACHE", str(tmp_path / "cache"))
 
     out = tmp_path / "g.json"
     rc = main(["tune", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--train-seeds", "3", "--heldout-seeds", "4",
@@ -224,23 +232,26 @@ def test_bench_runs_a_tuned_file_and_refuses_one_of_another_model(tuned, tmp_pat
 
 def test_the_choice_is_made_on_validation_draws_of_other_seeds(tuned):
     from diffsolve.tuning import VALIDATION_OFFSET
+    from diffsolve.tuning.teacher import Teacher
 
     assert tuned.validation_seeds == [3 + VALIDATION_OFFSET] and tuned.chosen in ("start", "steps", "steps+eval")
     prob = ds.problems.get("gmm-2d")
     sched = tuned.grid.schedule
+    model = prob.model(sched, dtype=torch.float64)
     x = prob.x_T(64, tuned.validation_seeds[0], sched)
-    ref = prob.reference(x, sched, rtol=1e-8, atol=1e-8)
-    sol = ds.solve(ds.ode(prob.model(sched, dtype=torch.float64), "lambda"), x, tuned.grid, "dpmpp2m")
+    ref = solve_teacher(model, Teacher(tuned.teacher["nfe"], 16), x, record=False).end  # against the same teacher
+    sol = ds.solve(ds.ode(model, "lambda"), x, tuned.grid, "dpmpp2m")
     assert float(torch.sqrt(torch.mean((sol.x - ref) ** 2))) == pytest.approx(tuned.validation_error, rel=1e-9)
 
 
 def test_validation_seeds_avoid_training_and_heldout_and_can_be_turned_off():
-    from diffsolve.tuning import VALIDATION_OFFSET, _validation_seeds
+    from diffsolve.tuning import VALIDATION_OFFSET
+    from diffsolve.tuning.settings import validation_seeds as _validation_seeds
 
     assert _validation_seeds([0, 1], [VALIDATION_OFFSET], None) == [VALIDATION_OFFSET + 1, VALIDATION_OFFSET + 2]
     with pytest.raises(DiffsolveError, match="validation_seeds .* overlap"):
         _validation_seeds([0], [1], [1])
     plain = tune("gmm-2d", "dpmpp2m", 4, train_seeds=[3], heldout_seeds=None, n=32, candidates=12, max_evals=20,
-                 validation_seeds=[])
+                 validation_seeds=[], **KW)
     assert plain.validation_error is None and plain.validation_seeds == []
     assert plain.chosen != "start" or plain.train_error == plain.start_train_error

@@ -1,12 +1,12 @@
 """The bench's `tuned` grid spec: each cell tunes its grid on training draws and is measured on its own.
 
 `tuned` (keys n, candidates, max_evals, seed_offset, eval_times: `tuned:n=512`, `tuned:eval_times=0` for step
-times alone) tunes the cell's solver, options,
-NFE, variable and schedule with diffsolve.tuning.tune on the training seed `cell.seed + seed_offset`
-(default 1000, disjoint from every benchmark seed below it) with n draws (default 1024); the cell's own
-draws (seed `cell.seed`) are the held-out set, measured as in every other cell. Tuned grids are kept in
-`cache_dir/tuned-<hash>.json` (grid files), keyed by the problem's fingerprint, the schedule's config,
-solver, options, NFE, variable, teacher tolerance and the tuning parameters, so a rerun does not retune.
+times alone) tunes the cell's solver, options, NFE, variable and schedule with diffsolve.tuning.tune on the
+training seed `cell.seed + seed_offset` (default 1000, disjoint from every benchmark seed below it) with n draws
+(default: tune's own, 256); the cell's own draws (seed `cell.seed`) are the held-out set, measured as in every
+other cell. Tuned grids are kept in `cache_dir/tuned-<hash>.json` (grid files), keyed by the problem's
+fingerprint, the schedule's config, solver, options, NFE, variable and the tuning parameters, so a rerun does not
+retune; the tuner's teachers in `cache_dir/teachers`.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from .. import grids as grids_mod
 from ..grids import Grid
 from ..locking import locked, unique_temp
 from ..solvers import get_solver
+from ..tuning.settings import DEFAULTS as TUNE_DEFAULTS
 
 if TYPE_CHECKING:
     from ..tuning import TunedGrid
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
     from .suite import Cell
 
 # max_evals 0: the tuner's default; eval_times 1: decoupled evaluation times too where the solver takes them
-DEFAULTS = {"n": 1024, "candidates": 64, "max_evals": 0, "seed_offset": 1000, "eval_times": 1}
+DEFAULTS = {"n": TUNE_DEFAULTS["n"], "candidates": TUNE_DEFAULTS["candidates"], "max_evals": 0, "seed_offset": 1000,
+            "eval_times": 1}
 TUNED = "tuned"
 grids_mod.register_deferred(TUNED, tuple(DEFAULTS), "is tuned per benchmark cell (diffsolve bench --grid tuned); "
                             "elsewhere tune one with `diffsolve tune … --out g.json` and pass 'file:g.json'")
@@ -50,12 +52,13 @@ def _tune_for(cell: Cell, inputs: Inputs, spec: grids_mod.GridSpec) -> TunedGrid
     sched, prob, opts = inputs.schedule(cell), inputs.problem(cell), settings(spec)
     solver = get_solver(cell.solver)
     key = json.dumps([prob.fingerprint(), sched.to_config(), solver.name, dict(cell.options), cell.nfe,
-                      cell.variable, cell.ref_tol, opts], sort_keys=True, default=str)
+                      cell.variable, opts, "tuner-2"], sort_keys=True, default=str)
+    teachers = False if inputs.cache_dir is None else inputs.cache_dir / "teachers"
 
     def make() -> TunedGrid:
         return tune(prob, solver.name, cell.nfe, train_seeds=[cell.seed + opts["seed_offset"]], heldout_seeds=None,
                     n=opts["n"], variable=cell.variable, schedule=sched, candidates=opts["candidates"],
-                    teacher_tol=max(cell.ref_tol, 1e-10), max_evals=opts["max_evals"] or None,
+                    max_evals=opts["max_evals"] or None, cache_dir=teachers, progress=False,
                     eval_times=bool(opts["eval_times"]) and solver.evaluates_at_nodes, **dict(cell.options))
 
     if inputs.cache_dir is None:

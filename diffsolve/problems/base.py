@@ -122,6 +122,11 @@ class Problem(ABC):
         """The schedule used when none is given (continuous linear VP)."""
         return VPLinear()
 
+    def network_dtype(self) -> torch.dtype:
+        """The dtype the problem's network computes in (its weights'), which tuning solves in; float64 for a closed
+        form (the default)."""
+        return F64
+
     @abstractmethod
     def model(self, schedule: Schedule | None = None, dtype: torch.dtype = F64) -> Model:
         """A diffsolve Model (fresh NFE counter) of this problem's denoiser on `schedule`."""

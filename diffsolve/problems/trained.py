@@ -95,6 +95,8 @@ class TrainedProblem(Problem):
             {k: ckpt[k] for k in ("arch", "config", "schedule", "state_dict")} | {"prediction": ckpt.get("prediction")},
             "checkpoint")
         self._models: dict[torch.dtype, Model] = {}
+        self._dtype = next((v.dtype for v in ckpt["state_dict"].values() if isinstance(v, Tensor)
+                            and v.is_floating_point()), torch.float32)
 
     @classmethod
     def pretrained(cls, name: str) -> TrainedProblem:
@@ -103,6 +105,10 @@ class TrainedProblem(Problem):
 
     def fingerprint(self) -> str:
         return self._fingerprint
+
+    def network_dtype(self) -> torch.dtype:
+        """The dtype of the checkpoint's weights."""
+        return self._dtype
 
     def _trained(self, dtype: torch.dtype) -> Model:
         if dtype not in self._models:

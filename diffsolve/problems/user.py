@@ -76,6 +76,12 @@ class UserProblem(Problem):
     def default_schedule(self) -> Schedule:
         return self._user.schedule
 
+    def network_dtype(self) -> torch.dtype:
+        """The dtype of the network's first floating parameter (float64 for a network without parameters)."""
+        net = self._user.net
+        params = list(net.parameters()) if isinstance(net, nn.Module) else []
+        return next((p.dtype for p in params if p.is_floating_point()), F64)
+
     def _cast(self, dtype: torch.dtype) -> Model:
         """The user's model on flat states, its network (if an nn.Module) cast to dtype (built once)."""
         if dtype not in self._models:
