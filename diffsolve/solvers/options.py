@@ -38,6 +38,8 @@ def check_options(
 SEED = Option("seed", "seed", None, "seeds the shared Brownian path (None: a fresh one); a list, one seed per "
               "sample, draws each sample's noise on the grid from its own generator", optional=True)
 PATH = Option("bm", "path", None, "a Brownian path to read the noise from instead of seed=", optional=True)
+GENERATOR = Option("generator", "generator", None, "draw z by torch.randn per step instead (as diffusers does)",
+                   optional=True)
 THRESHOLD = (
     Option("threshold", "float", None, "dynamic thresholding: the quantile ratio of |x̂0| clipped (Imagen: 0.995)",
            low=0.0, high=1.0, open_low=True, optional=True),
