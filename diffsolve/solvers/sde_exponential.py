@@ -67,7 +67,6 @@ class ReverseSDEExponential(ExpSolver):
 
     family = "sde-exponential"
     integrates = EXPONENTIAL_SDE
-    evaluates_at_nodes = False
     form = "data"
 
     def __init__(self, name: str, second_order: bool, description: str):
