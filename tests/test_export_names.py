@@ -5,6 +5,7 @@ Karras sigmas — from the same x_T (≤ 1e-5 relative; diffusers rounds its coe
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 import torch
@@ -33,6 +34,11 @@ def test_names_resolve_case_insensitively_and_unknown_names_list_the_known():
         resolve("heun").config(ds.DiscreteDDPM(), 10)
     rows = table_markdown().splitlines()
     assert len(rows) == len(NAMES) + 2 and all(n.name in table_markdown() for n in NAMES)
+
+
+def test_the_readme_shows_the_table():
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    assert table_markdown() in readme
 
 
 def test_the_budget_counts_the_step_to_zero():
