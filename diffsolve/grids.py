@@ -222,15 +222,16 @@ _ENDS = ("schedule", "steps", "t_start", "t_end")
 # and later builds are copies sharing its memo (points, plans: functions of the grid's values); bounded by points
 PURE = frozenset(GRIDS.values())
 _BUILT = ValueCache(4096, weigh=len)
-_PARAMS: dict[Callable[..., Grid], list[str]] = {}
+_PARAMS = ValueCache(256)  # a grid factory → the keyword parameters of its spec
 
 
 def _copy(grid: Grid, name: str) -> Grid:
-    """A Grid equal to `grid` (checked when it was built) with its own copy of the times and the shared memo."""
+    """A Grid equal to `grid` (checked when it was built) with its own times and its own memo (what it computes is
+    shared by value: points and solver plans live in value caches)."""
     new = object.__new__(Grid)
     t_eval = None if grid.t_eval is None else grid.t_eval.clone()
     for key, value in (("schedule", grid.schedule), ("t", grid.t.clone()), ("name", name), ("t_eval", t_eval),
-                       ("_memo", grid._memo)):
+                       ("_memo", {})):
         object.__setattr__(new, key, value)
     new.__dict__["decreasing"] = grid.decreasing
     return new
@@ -258,11 +259,12 @@ def register_deferred(name: str, params: tuple[str, ...], elsewhere: str) -> Non
 def grid_params(name: str) -> list[str]:
     """The keyword parameters a named grid takes in a spec (e.g. ['rho'] for karras)."""
     factory = GRIDS[name]
-    if factory not in _PARAMS:
+
+    def read() -> list[str]:
         sig = inspect.signature(factory)
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        _PARAMS[factory] = [p for p in sig.parameters if p not in _ENDS and sig.parameters[p].kind in kinds]
-    return list(_PARAMS[factory])
+        return [p for p in sig.parameters if p not in _ENDS and sig.parameters[p].kind in kinds]
+    return list(_PARAMS.get(factory, read))
 
 
 @dataclass(frozen=True)
