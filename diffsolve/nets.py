@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from .errors import ModelError
 from .models import Model, wrap
-from .schedules import SCHEDULES, Schedule
+from .schedules import from_config
 from .valuecache import ValueCache
 
 PRETRAINED = ("toy-2d", "digits-8x8", "toy-2d-flow")
@@ -173,13 +173,6 @@ ARCHS: dict[str, type[nn.Module]] = {"mlp": MLPEps, "unet": TinyUNet}
 
 
 # ---- checkpoints --------------------------------------------------------------------------
-def schedule_from_config(cfg: dict[str, Any]) -> Schedule:
-    """Rebuild a schedule from {'kind': name, **kwargs} (kinds of diffsolve.schedules.SCHEDULES)."""
-    kw = dict(cfg)
-    kind = kw.pop("kind")
-    return SCHEDULES[kind](**kw)
-
-
 def build_net(arch: str, config: dict[str, Any]) -> nn.Module:
     """An untrained network of a named architecture."""
     if arch not in ARCHS:
@@ -200,7 +193,7 @@ def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32,
     net.load_state_dict(ckpt["state_dict"])
     net.to(device=device, dtype=dtype).eval().requires_grad_(False)
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return wrap(net, schedule_from_config(ckpt["schedule"]), ckpt.get("prediction", "eps")), meta
+    return wrap(net, from_config(ckpt["schedule"]), ckpt.get("prediction", "eps")), meta
 
 
 def load_pretrained(name: str, *, dtype: torch.dtype = torch.float32,

@@ -34,6 +34,7 @@ class Solver(ABC):
     min_steps: int = 1
     schema: tuple[Option, ...] = ()
     renamed: dict[str, str] = {}  # old option name → new one (rejected with the new name)
+    fixed: dict[str, str] = {}  # options its name fixes (e.g. dpmpp2m: order, form) → the value and the alternative
     integrates: Integrates = ANY_ODE
     description: str = ""
 
@@ -95,7 +96,7 @@ class Solver(ABC):
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Validate option names and values against the schema, then the rules joining several options."""
-        check_options(self.name, self.schema, self.renamed, options)
+        check_options(self.name, self.schema, self.renamed, options, self.fixed)
         self.check_together(options)
 
     def check_together(self, options: dict[str, Any]) -> None:
