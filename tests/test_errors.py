@@ -1,4 +1,4 @@
-"""Every wrong input of DESIGN §5 raises an error that names the value and the fix."""
+"""Every wrong input of docs/design.md §5 raises an error that names the value and the fix."""
 
 import pytest
 import torch
