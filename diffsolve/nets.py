@@ -9,7 +9,6 @@ toy-2d-flow: the toy-2d MLP trained as a velocity v_θ(x, σ) = ε − x0 on the
 
 from __future__ import annotations
 
-import functools
 import math
 from importlib import resources
 from pathlib import Path
@@ -21,6 +20,7 @@ from torch import Tensor, nn
 from .errors import ModelError
 from .models import Model, wrap
 from .schedules import SCHEDULES, Schedule
+from .valuecache import ValueCache
 
 PRETRAINED = ("toy-2d", "digits-8x8", "toy-2d-flow")
 DIGIT_LEVELS = 17  # sklearn's digits take the integer values 0…16
@@ -52,12 +52,16 @@ def toy_2d_logp(x: Tensor, t_alpha: float = 1.0, t_sigma: float = 0.0) -> Tensor
     return torch.logsumexp(-0.5 * d2 / var, 1) - math.log(RING_MODES) - math.log(2 * math.pi * var)
 
 
-@functools.cache
+_DATASETS = ValueCache(4)
+
+
 def _digit_images() -> Tensor:
     """sklearn's 8×8 digits (1797, 8, 8), values 0…16, loaded once per process (callers index it: a copy)."""
-    from sklearn.datasets import load_digits
+    def load() -> Tensor:
+        from sklearn.datasets import load_digits
 
-    return torch.as_tensor(load_digits().images, dtype=torch.float32)
+        return torch.as_tensor(load_digits().images, dtype=torch.float32)
+    return _DATASETS.get(("sklearn.datasets.load_digits", "images", "float32"), load)
 
 
 def digits_levels(split: str = "train") -> Tensor:

@@ -85,7 +85,7 @@ def test_bits_per_dim_and_errors():
 def test_bad_tolerances_and_probe_counts_are_refused():
     model = ds.EpsModel(lambda x, t: 0.1 * x, ds.VPLinear())
     x = torch.zeros(2, 2, dtype=torch.float64)
-    for kw, match in (({"rtol": -1.0}, "rtol must be a finite number > 0"), ({"atol": float("nan")}, "atol"),
+    for kw, match in (({"rtol": -1.0}, "rtol must be a finite number > 0 and < 1"), ({"atol": float("nan")}, "atol"),
                       ({"rtol": "1e-3"}, "rtol"), ({"probes": 0, "divergence": "hutchinson"}, "probes")):
         with pytest.raises(ds.DiffsolveError, match=match):
             log_likelihood(model, x, **kw)

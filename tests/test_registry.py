@@ -7,7 +7,7 @@ import torch
 
 import diffsolve as ds
 from diffsolve import grids
-from diffsolve.solve import dynamics_for
+from diffsolve.plan import dynamics_for
 from diffsolve.solvers.exp.multistep import DPMMultistep
 from tests.gaussian import GaussianData
 
@@ -67,23 +67,24 @@ def test_the_report_groups_by_family_not_by_module_path():
 
 
 BAD_OPTIONS = [  # (solver, options, words the message must contain) — issue 15 §1 for solvers
-    ("ddim", {"eta": float("nan")}, "eta=nan is not valid; expected a finite number eta >= 0"),
-    ("ddim", {"eta": "abc"}, "eta='abc' is not valid"),
-    ("ddim", {"eta": True}, "eta=True is not valid"),
-    ("ddim", {"seed": "0"}, "seed='0' is not valid; expected a non-negative integer"),
-    ("dpmpp2m", {"threshold": float("inf")}, "threshold=inf is not valid"),
-    ("dopri5", {"rtol": -1.0, "atol": -1.0}, "rtol=-1.0 is not valid; expected a finite number rtol > 0"),
-    ("dopri5", {"rtol": 0.0}, "rtol=0.0 is not valid"),
-    ("dopri5", {"rtol": "1e-3"}, "rtol='1e-3' is not valid"),
+    ("ddim", {"eta": float("nan")}, "eta must be a finite number >= 0, got nan"),
+    ("ddim", {"eta": "abc"}, "eta must be a finite number >= 0, got 'abc'"),
+    ("ddim", {"eta": True}, "got True"),
+    ("ddim", {"seed": "0"}, "seed must be a non-negative integer, or one per sample (a list or 1-D integer "
+                             "tensor) or None, got '0'"),
+    ("dpmpp2m", {"threshold": float("inf")}, "threshold must be a finite number > 0 and <= 1 or None, got inf"),
+    ("dopri5", {"rtol": -1.0, "atol": -1.0}, "rtol must be a finite number > 0, got -1.0"),
+    ("dopri5", {"rtol": 0.0}, "got 0.0"),
+    ("dopri5", {"rtol": "1e-3"}, "got '1e-3'"),
     ("dopri5", {"options": {"frist_step": 0.1}}, "unknown key(s): frist_step"),
     ("torchdiffeq_rk4", {"options": {"step_t": [0.5]}}, "unknown key(s): step_t"),
-    ("dpm_adaptive", {"theta": 1.5}, "theta=1.5 is not valid"),
-    ("dpm_adaptive", {"max_trials": 2.5}, "max_trials=2.5 is not valid; expected an integer"),
-    ("unipc", {"corrector": "yes"}, "corrector='yes' is not valid; expected True or False"),
-    ("dpm3", {"pattern": [3, "2"]}, "pattern=[3, '2'] is not valid"),
-    ("sde_dpmpp2m", {"variant": "heun"}, "variant='heun' is not valid; expected one of 'midpoint', 'taylor'"),
+    ("dpm_adaptive", {"theta": 1.5}, "theta must be a finite number > 0 and <= 1, got 1.5"),
+    ("dpm_adaptive", {"max_trials": 2.5}, "max_trials must be an integer >= 1, got 2.5"),
+    ("unipc", {"corrector": "yes"}, "corrector must be True or False, got 'yes'"),
+    ("dpm3", {"pattern": [3, "2"]}, "got [3, '2']"),
+    ("sde_dpmpp2m", {"variant": "heun"}, "variant must be one of 'midpoint', 'taylor', got 'heun'"),
     ("sde_dpmpp2m", {"solver_type": "heun"}, "solver_type → variant"),
-    ("euler_maruyama", {"seed": -1}, "seed=-1 is not valid"),
+    ("euler_maruyama", {"seed": -1}, "got -1"),
 ]
 
 

@@ -300,7 +300,7 @@ def test_wrong_inputs_raise_clear_errors() -> None:
     x = exact_p_T(4)
     with pytest.raises(ds.SolverError, match="reverse VP-SDE"):
         ds.solve(ds.VPSDE(SCHED), x, ds.grids.time(SCHED, 4, t_start=SCHED.t_min, t_end=SCHED.t_max), "ddpm")
-    with pytest.raises(ds.SolverError, match="variant='rk4'"):
+    with pytest.raises(ds.SolverError, match="variant must be one of 'midpoint', 'taylor', got 'rk4'"):
         ds.solve(dyn, x, grid, "sde_dpmpp2m", variant="rk4")
     with pytest.raises(ds.SolverError, match="solver_type → variant"):
         ds.solve(dyn, x, grid, "sde_dpmpp2m", solver_type="heun")

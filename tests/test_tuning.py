@@ -185,7 +185,7 @@ def test_bench_tuned_cells_tune_on_other_seeds_report_cost_and_reuse_the_cache(t
 
 @pytest.mark.parametrize("nfe", [1, 3, 4, 5, 6, 8, 10, 15, 20, 50])
 def test_sample_without_a_solver_follows_the_documented_table(nfe):
-    from diffsolve.solve import DEFAULT_CONFIGS, default_config
+    from diffsolve.plan import DEFAULT_CONFIGS, default_config
 
     prob = ds.problems.get("gmm-2d")
     model = prob.model(prob.default_schedule())
@@ -199,7 +199,7 @@ def test_sample_without_a_solver_follows_the_documented_table(nfe):
 
 
 def test_sample_without_a_solver_keeps_an_explicit_grid_and_options_and_needs_a_budget():
-    from diffsolve.solve import default_config
+    from diffsolve.plan import default_config
 
     prob = ds.problems.get("gmm-2d")
     model = prob.model(prob.default_schedule())

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from .cells import Inputs
+from .inputs import Inputs
 from .report import legend, markdown, plot, series
 from .store import ResultStore, json_safe
 from .suite import Suite

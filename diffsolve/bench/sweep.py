@@ -24,7 +24,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..distributed import Rank, deal
-from .cells import Inputs, run_cell
+from .cells import run_cell
+from .inputs import Inputs
 from .store import ResultStore, check_line, shard_paths, signals_deferred
 from .suite import Cell
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from torch import Tensor
 
+from ..checks import Option
 from ..dynamics import Dynamics
 from ..errors import SolverError
 from ..grids import Grid
@@ -32,7 +33,7 @@ from ..points import Point
 from .base import Solver, node_points, register
 from .brownian import check_seed_or_path, grid_taus, path_for
 from .contract import EXPONENTIAL_SDE
-from .options import PATH, SEED, Option
+from .options import PATH, SEED
 
 VARIANTS = ("midpoint", "taylor")
 

@@ -13,11 +13,11 @@ import torch
 import torchdiffeq
 from torch import Tensor
 
+from ..checks import Option
 from ..dynamics import Dynamics
 from ..grids import Grid
 from ..points import make_point
 from .base import Solver, node_points, register
-from .options import Option
 
 ADAPTIVE_METHODS = {
     "dopri5": 5,

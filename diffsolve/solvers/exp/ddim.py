@@ -16,13 +16,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ...checks import Option
 from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ..base import register
 from ..brownian import check_seed_or_path, grid_taus, path_for
 from ..contract import EXPONENTIAL_ODE, EXPONENTIAL_SDE, Integrates
-from ..options import PATH, SEED, Option
+from ..options import PATH, SEED
 from .base import COMMON, ExpSolver, Plan, StepPlan
 from .coeffs import Combo, Node, first_order
 

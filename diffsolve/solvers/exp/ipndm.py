@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...checks import Option
 from ..base import register
 from ..contract import Integrates
-from ..options import Option
 from .base import COMMON, FIXED_ORDER_FINAL, ExpSolver, Plan, StepPlan, step_orders
 from .coeffs import Combo, Node, lagrange_coefficients
 

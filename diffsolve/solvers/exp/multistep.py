@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...checks import Option
 from ..base import register
-from ..options import Option
 from .base import COMMON, ExpSolver, Plan, StepPlan, step_orders
 from .coeffs import Combo, Node, dpm_multistep, lagrange
 

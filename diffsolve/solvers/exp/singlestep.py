@@ -17,13 +17,14 @@ from typing import Any
 
 import torch
 
+from ...checks import Option
 from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point, make_points
 from ..base import node_points, register
 from ..cache import time_values
-from ..options import THRESHOLD, Option
+from ..options import THRESHOLD
 from .base import ExpSolver, Plan, Stage, StepPlan
 from .coeffs import Combo, Node, first_order, linear_part
 from .phi import phi
@@ -115,7 +116,7 @@ class DPMSinglestep(ExpSolver):
         """The pattern depends on the budget: pass nfe= so that it spends exactly `nfe`."""
         return {"nfe": nfe}
 
-    def steps_for(self, nfe: int) -> int:
+    def steps_for(self, nfe: int, **options: Any) -> int:
         """Outer steps of the pattern that spends exactly `nfe` evaluations."""
         if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
             raise SolverError(f"solver {self.name!r} needs an NFE budget of at least 1, got {nfe!r}")

@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ...checks import Option
 from ...errors import SolverError
 from ..base import register
-from ..options import Option
 from .base import COMMON, ExpSolver, Plan, StepPlan, form_option, step_orders
 from .coeffs import Combo, Node, to_zero
 from .phi import phi
