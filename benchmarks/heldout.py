@@ -14,9 +14,8 @@ import torch
 
 import diffsolve as ds
 from diffsolve.bench.metrics import rel_err
+from diffsolve.plan import plan
 from diffsolve.schedules import F64
-from diffsolve.solve import dynamics_for
-from diffsolve.solvers import get_solver
 
 # every choice the solvers' automatic defaults would make is pinned, so that the committed results rerun as they were
 STANDARD = ("dpmpp2m:lower_order_final=1", "dpmpp3m:lower_order_final=1:variant=taylor", "unipc:lower_order_final=1",
@@ -45,11 +44,9 @@ def label(solver: str, opts: dict[str, Any]) -> str:
 
 
 def solve_heldout(model: Any, x: torch.Tensor, solver: str, opts: dict[str, Any], grid: Any, nfe: int) -> torch.Tensor:
-    """`solver` on `grid` (a spec or a Grid) at `nfe` from the held-out x_T, float64."""
-    method = get_solver(solver)
-    options = {**method.budget_options(nfe), **opts}
-    g = ds.grids.build(grid, model.schedule, None if isinstance(grid, ds.grids.Grid) else method.steps_for(nfe))
-    return ds.solve(dynamics_for(model, method, options), x, g, method, **options).x.to(F64)
+    """`solver` on `grid` (a spec or a Grid) at `nfe` from the held-out x_T, float64 (diffsolve.plan's cell)."""
+    cell = plan(model, solver, nfe=nfe, grid=grid, options=opts)
+    return ds.solve(cell.dynamics, x, cell.grid, cell.solver, **cell.options).x.to(F64)
 
 
 def heldout_error(model: Any, x: torch.Tensor, ref: torch.Tensor, solver: str, opts: dict[str, Any], grid: Any,

@@ -26,9 +26,9 @@ import torch
 
 import diffsolve as ds
 from diffsolve.bench.metrics import rel_err
+from diffsolve.plan import default_config
 from diffsolve.problems import resolve
 from diffsolve.schedules import F64
-from diffsolve.solve import default_config
 from diffsolve.tuning import STANDARD_GRIDS, tune
 
 from .common import Claims, output_arguments, read_json, report, smoke_argument, smoke_sizes, write
