@@ -399,11 +399,11 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise GridError(f"grid file {str(path)!r} does not exist; write one with diffsolve.grids.save(grid, path)")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # not JSON, or not UTF-8
         raise GridError(f"grid file {str(path)!r} is not valid JSON ({e}); write it with "
                         f"diffsolve.grids.save") from None
     times = data.get("times") if isinstance(data, dict) else None
-    if not isinstance(times, list) or not all(isinstance(t, (int, float)) for t in times):
+    if not isinstance(times, list) or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
         raise GridError(f"grid file {str(path)!r} needs \"times\": a list of numbers; write it with "
                         f"diffsolve.grids.save")
     if not isinstance(data.get("schedule"), dict):
@@ -438,7 +438,7 @@ def eval_times_of(data: dict[str, Any], path: str | Path) -> Tensor | None:
     te = data.get("eval_times")
     if te is None:
         return None
-    if not isinstance(te, list) or not all(isinstance(t, (int, float)) for t in te):
+    if not isinstance(te, list) or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in te):
         raise GridError(f"grid file {str(path)!r}: \"eval_times\" must be a list of numbers (one per time) or absent")
     return as_f64(te)
 

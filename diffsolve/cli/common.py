@@ -52,8 +52,9 @@ def check(args: argparse.Namespace, options: Sequence[Option]) -> None:
     DiffsolveError naming the flag, the value and what was expected."""
     for option in options:
         dest = option.name.lstrip("-").replace("-", "_")
-        setattr(args, dest, option.check(getattr(args, dest), fix=f"give a valid {option.name} or leave it out"
-                                         + ("" if option.default is None else f" for {option.default}")))
+        default = (f" or leave it out for {option.default}" if option.default is not None
+                   else " or leave it out" if option.optional else "")
+        setattr(args, dest, option.check(getattr(args, dest), fix=f"give a valid {option.name}{default}"))
 
 
 def add_problem(p: argparse.ArgumentParser, *, required: bool = False, many: bool = False, extra: str = "") -> None:
@@ -124,8 +125,8 @@ def shape(text: str) -> list[int]:
     except ValueError:
         dims = []
     if not dims or any(d < 1 for d in dims):
-        raise argparse.ArgumentTypeError(f"--shape takes the shape of one sample as positive integers, e.g. "
-                                         f"3,32,32; got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected one sample's shape as positive integers, e.g. 3,32,32; got "
+                                         f"{text!r}")
     return dims
 
 

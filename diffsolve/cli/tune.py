@@ -51,12 +51,12 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                           help=option.doc + (f" (default {d[dest]})" if d.get(dest) is not None else ""))
     for flag, doc in SEEDS.items():
         dest = flag.lstrip("-").replace("-", "_")
-        shown = "" if dest == "validation_seeds" else f" (default {','.join(map(str, d[dest] or ()))})"
+        shown = "" if d.get(dest) is None else f" (default {','.join(map(str, d[dest]))})"
         p.add_argument(flag, help=f"{doc}, comma-separated{shown}")
     p.add_argument("--variable", help="the ODE's integration variable: t, sigma or lambda (default: the solver's own)")
-    p.add_argument("--method", choices=METHODS, help=f"default {d['method']}")
+    p.add_argument("--method", choices=METHODS, help=f"default {d.get('method')}")
     p.add_argument("--optimizer", choices=OPTIMIZERS, help="the refinement: L-BFGS-B with finite-difference "
-                   f"gradients, or Nelder–Mead (default {d['optimizer']})")
+                   f"gradients, or Nelder–Mead (default {d.get('optimizer')})")
     p.add_argument("--no-eval-times", action="store_true", help="tune the step times alone (default: also the "
                    "times the network is evaluated at, for solvers that call it once per grid node)")
     common.add_shape(p)
