@@ -7,8 +7,9 @@ Sampling grids run from noisy (large t) to clean (small t); forward-SDE grids th
 Wherever a grid is named it may be a spec: `karras` or `karras:rho=5` (parameters KEY=VALUE joined
 by ':'), `custom:1.0,0.5,0.1,0.001` (the times themselves) or `file:grid.json` (a JSON object with
 "times" and "schedule" (Schedule.to_config()), optionally "solver", "nfe", "fingerprint"…; it refuses a
-solve on another schedule, and another problem's fingerprint where the problem is known). `tune(…)` writes
-such files tuned to a model and solver (diffsolve.tuning). `register(name, factory)` adds a named grid,
+solve on another schedule, and another problem's fingerprint where the problem is known). `ds.grids.tune(…)`
+(diffsolve.tuning.tune, bound here by the package) writes such files tuned to a model and solver.
+`register(name, factory)` adds a named grid,
 factory(schedule, steps, **params) → Grid.
 """
 
@@ -211,8 +212,9 @@ GRIDS: dict[str, Callable[..., Grid]] = {
     "karras": karras,
 }
 FIXED_KINDS = ("custom", "file")  # specs that carry their own times (and so their own step count)
-TUNED = "tuned"  # the bench's per-cell tuned grid (diffsolve.bench.tuned); its spec keys:
-TUNED_PARAMS = ("n", "candidates", "max_evals", "seed_offset", "eval_times")
+# Spec names that a higher layer resolves (the bench's per-cell `tuned` grid): name → (parameter keys, what to
+# do elsewhere). Parsed here like any spec; building one here is an error that says what to do instead.
+DEFERRED: dict[str, tuple[tuple[str, ...], str]] = {}
 _ENDS = ("schedule", "steps", "t_start", "t_end")
 
 
@@ -220,15 +222,16 @@ _ENDS = ("schedule", "steps", "t_start", "t_end")
 # and later builds are copies sharing its memo (points, plans: functions of the grid's values); bounded by points
 PURE = frozenset(GRIDS.values())
 _BUILT = ValueCache(4096, weigh=len)
-_PARAMS: dict[Callable[..., Grid], list[str]] = {}
+_PARAMS = ValueCache(256)  # a grid factory → the keyword parameters of its spec
 
 
 def _copy(grid: Grid, name: str) -> Grid:
-    """A Grid equal to `grid` (checked when it was built) with its own copy of the times and the shared memo."""
+    """A Grid equal to `grid` (checked when it was built) with its own times and its own memo (what it computes is
+    shared by value: points and solver plans live in value caches)."""
     new = object.__new__(Grid)
     t_eval = None if grid.t_eval is None else grid.t_eval.clone()
     for key, value in (("schedule", grid.schedule), ("t", grid.t.clone()), ("name", name), ("t_eval", t_eval),
-                       ("_memo", grid._memo)):
+                       ("_memo", {})):
         object.__setattr__(new, key, value)
     new.__dict__["decreasing"] = grid.decreasing
     return new
@@ -238,21 +241,30 @@ def register(name: str, factory: Callable[..., Grid]) -> None:
     """Add a named grid: factory(schedule, steps, **params) → Grid; its keyword parameters become spec keys."""
     if not isinstance(name, str) or not name.isidentifier():
         raise GridError(f"a grid name must be an identifier such as 'my_grid', got {name!r}")
-    if name in GRIDS or name in FIXED_KINDS or name == TUNED:
+    if name in GRIDS or name in FIXED_KINDS or name in DEFERRED:
         raise GridError(f"a grid named {name!r} is already registered; pick another name")
     if not callable(factory):
         raise GridError(f"grid {name!r}: the factory must be callable as factory(schedule, steps, **params)")
     GRIDS[name] = factory
 
 
+def register_deferred(name: str, params: tuple[str, ...], elsewhere: str) -> None:
+    """Let specs named `name` (with keys `params`) parse here while a higher layer builds them; building one
+    anywhere else raises "grid SPEC <elsewhere>" (say what to do instead)."""
+    if name in GRIDS or name in FIXED_KINDS or name in DEFERRED:
+        raise GridError(f"a grid named {name!r} is already registered; pick another name")
+    DEFERRED[name] = (tuple(params), elsewhere)
+
+
 def grid_params(name: str) -> list[str]:
     """The keyword parameters a named grid takes in a spec (e.g. ['rho'] for karras)."""
     factory = GRIDS[name]
-    if factory not in _PARAMS:
+
+    def read() -> list[str]:
         sig = inspect.signature(factory)
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        _PARAMS[factory] = [p for p in sig.parameters if p not in _ENDS and sig.parameters[p].kind in kinds]
-    return list(_PARAMS[factory])
+        return [p for p in sig.parameters if p not in _ENDS and sig.parameters[p].kind in kinds]
+    return list(_PARAMS.get(factory, read))
 
 
 @dataclass(frozen=True)
@@ -302,9 +314,8 @@ class GridSpec:
                                 f"drop the step count (or NFE), or give a grid of {steps} steps")
             object.__setattr__(grid, "name", self.text)
             return grid
-        if self.name == TUNED:
-            raise GridError(f"grid {self.text!r} is tuned per benchmark cell (diffsolve bench --grid tuned); "
-                            f"elsewhere tune one with `diffsolve tune … --out g.json` and pass 'file:g.json'")
+        if self.name in DEFERRED:
+            raise GridError(f"grid {self.text!r} {DEFERRED[self.name][1]}")
         if steps is None:
             raise GridError(f"grid {self.text!r} needs a step count; pass steps= or nfe=")
         factory = GRIDS[self.name]
@@ -350,11 +361,11 @@ def parse(spec: str | GridSpec) -> GridSpec:
         if not rest.strip():
             raise _spec_error(text, "no file named", "write 'file:path/to/grid.json'")
         return GridSpec(text, name, path=rest.strip())
-    if name not in GRIDS and name != TUNED:
-        raise GridError(unknown_name("grid", name, [*GRIDS, TUNED])
+    if name not in GRIDS and name not in DEFERRED:
+        raise GridError(unknown_name("grid", name, [*GRIDS, *DEFERRED])
                         + f", or custom:T0,T1,… or file:GRID.json (in grid spec {text!r}); parameters follow ':', "
                           f"e.g. 'karras:rho=5'")
-    accepted = list(TUNED_PARAMS) if name == TUNED else grid_params(name)
+    accepted = list(DEFERRED[name][0]) if name in DEFERRED else grid_params(name)
     params: list[tuple[str, Any]] = []
     for pair in filter(None, (p.strip() for p in rest.split(":"))) if rest else ():
         key, eq, value = pair.partition("=")
@@ -452,14 +463,3 @@ def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
         data["eval_times"] = grid.t_eval.tolist()
     p.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return p
-
-
-def tune(problem_or_model: Any, solver: str, nfe: int, *, train_seeds: Any, method: str = "dp+refine",
-         **options: Any) -> Any:
-    """A grid tuned to `solver` at `nfe` on a problem (name, Problem or Model): see diffsolve.tuning.tune.
-
-    Returns a diffsolve.tuning.TunedGrid (`.grid`, train/held-out error, cost; `.save(path)` writes a grid file).
-    """
-    from .tuning import tune as _tune
-
-    return _tune(problem_or_model, solver, nfe, train_seeds=train_seeds, method=method, **options)

@@ -8,7 +8,9 @@ Every network call is counted in `nfe`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -58,6 +60,11 @@ class FiniteChecks:
         self._sums.clear()
         self._labels.clear()
 
+    def truncate(self, n: int) -> None:
+        """Forget the checks recorded after the first n."""
+        del self._sums[n:]
+        del self._labels[n:]
+
     def raise_if_bad(self) -> None:
         """One host sync: raise a ModelError naming the first non-finite check, then forget them all."""
         if not self._sums:
@@ -86,6 +93,14 @@ class FiniteChecks:
             f"the time range (t_end too close to 0 divides by a tiny σ) and the input scale; "
             f"pass check_finite=False to the model to skip"
         )
+
+
+@dataclass
+class CallRecord:
+    """Network calls set aside by `Model.set_aside`: how many, and their finiteness checks (sum, what, t)."""
+
+    nfe: int = 0
+    checks: list[tuple[Tensor, str, float]] = field(default_factory=list)
 
 
 class Model:
@@ -132,7 +147,7 @@ class Model:
         self._fitting_shapes: set[tuple[int, ...]] = set()  # trailing state shapes the network has accepted
         self.nfe = 0
         self.finite_checks = FiniteChecks()
-        self.graph_cache: Any = None  # diffsolve.graphs.GraphCache, made on the first cuda_graph=True solve
+        self.graph_cache: Any = None  # diffsolve.graphs' captures (a ValueCache), made on the first cuda_graph solve
 
     # ---- the one network call ---------------------------------------------------------
     def _time_arg(self, x: Tensor, p: Point) -> Tensor:
@@ -219,6 +234,24 @@ class Model:
         return x if self.coords == "vp" else x * (1.0 / p.alpha)
 
     # ---- bookkeeping ---------------------------------------------------------------------
+    @contextmanager
+    def set_aside(self) -> Iterator[CallRecord]:
+        """Network calls made inside the block are not counted and their finiteness checks are not queued: the
+        record yielded holds them afterwards (a CUDA graph's warm-up is dropped, its capture replayed)."""
+        nfe, checks = self.nfe, len(self.finite_checks)
+        record = CallRecord()
+        try:
+            yield record
+        finally:
+            record.nfe, record.checks = self.nfe - nfe, self.finite_checks.since(checks)
+            self.nfe = nfe
+            self.finite_checks.truncate(checks)
+
+    def replay(self, record: CallRecord) -> None:
+        """Count a record's network calls again and queue its checks (a replay runs them without Python)."""
+        self.nfe += record.nfe
+        self.finite_checks.extend(record.checks)
+
     def reset(self) -> None:
         """Zero the NFE counter and forget pending finiteness checks."""
         self.nfe = 0

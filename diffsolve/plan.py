@@ -146,16 +146,21 @@ def plan(
     return Plan(method, dynamics_for(model, method, options, variable), g, options, nfe)
 
 
+def own_variable(solver: str | Solver, options: dict[str, Any]) -> str:
+    """The variable `solver` with `options` steps in when none is asked for: t for stochastic solvers (the reverse
+    SDE), the one variable it declares (λ for exponential integrators, σ̄ for iPNDM), else σ̄ (the DDIM ODE)."""
+    need = get_solver(solver).integrates_for(**options)
+    return need.variables[0] if need.variables is not None and len(need.variables) == 1 else "sigma"
+
+
 def dynamics_for(model: Model, solver: str | Solver, options: dict[str, Any], variable: str | None = None) -> Dynamics:
     """What `solver` with `options` integrates, built on `model`: the reverse SDE for stochastic ones (in t), else
-    the ODE in `variable` (default: the one variable the solver steps in, λ for exponential integrators, else σ̄)."""
+    the ODE in `variable` (default: `own_variable`)."""
     method = get_solver(solver)
     method.check_options(options)
-    need = method.integrates_for(**options)
-    if need.stochastic:
+    if method.integrates_for(**options).stochastic:
         if variable not in (None, "t"):
             raise SolverError(f"solver {method.name!r} samples the reverse SDE, which runs in t; got "
                               f"variable={variable!r}: leave variable out (or pass variable='t')")
         return VPSDE(model.schedule).reverse(model)
-    own = need.variables[0] if need.variables is not None and len(need.variables) == 1 else "sigma"
-    return ode(model, own if variable is None else variable)
+    return ode(model, own_variable(method, options) if variable is None else variable)

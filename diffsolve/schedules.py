@@ -543,9 +543,13 @@ class Flow(Schedule):
 
 
 def from_config(config: dict[str, Any]) -> Schedule:
-    """Rebuild a schedule from `Schedule.to_config()`; an unknown type or parameter is a ScheduleError."""
+    """Rebuild a schedule from `Schedule.to_config()` ({"type": class name, **parameters}, the one format written);
+    checkpoints of earlier versions wrote {"kind": registered name, …}, which is still read. An unknown type or
+    parameter is a ScheduleError."""
+    if isinstance(config, dict) and "type" not in config and config.get("kind") in SCHEDULES:
+        config = {"type": SCHEDULES[config["kind"]].__name__, **{k: v for k, v in config.items() if k != "kind"}}
     if not isinstance(config, dict) or "type" not in config:
-        raise ScheduleError(f"a schedule config is a dict with a 'type' key, got {config!r}")
+        raise ScheduleError(f"a schedule config is a dict with a 'type' key (Schedule.to_config()), got {config!r}")
     kinds = {cls.__name__: cls for cls in SCHEDULES.values()}
     name = config["type"]
     if name not in kinds:

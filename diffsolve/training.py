@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from . import nets
 from .checks import Option, positive_float, positive_int
 from .errors import DiffsolveError
-from .schedules import Schedule
+from .schedules import Flow, Schedule, VPLinear, from_config
 
 
 @dataclass
@@ -49,8 +49,8 @@ TASKS: dict[str, Task] = {
                        data="sklearn digits, train split (1,500 images), x = 2(v+u)/17 - 1",
                        extra={"data_scale": 2.0 / nets.DIGIT_LEVELS, "levels": nets.DIGIT_LEVELS}),
 }
-SCHEDULE_CONFIG = {"kind": "linear", "beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3, "t_max": 1.0}
-FLOW_SCHEDULE_CONFIG = {"kind": "flow", "t_min": 1e-3, "t_max": 1.0 - 1e-3, "shift": 1.0}
+SCHEDULE_CONFIG = VPLinear(0.1, 20.0, 1e-3, 1.0).to_config()  # written as Schedule.to_config(), the one format
+FLOW_SCHEDULE_CONFIG = Flow(1e-3, 1.0 - 1e-3, 1.0).to_config()
 # --schedule NAME → (schedule config, what the network predicts, checkpoint suffix)
 TRAIN_SCHEDULES: dict[str, tuple[dict[str, Any], str, str]] = {
     "linear": (SCHEDULE_CONFIG, "eps", ""),
@@ -107,7 +107,7 @@ def train(name: str, *, steps: int | None = None, batch: int | None = None, lr: 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     schedule_config, prediction, suffix = TRAIN_SCHEDULES[schedule]
-    sched_obj = nets.schedule_from_config(schedule_config)
+    sched_obj = from_config(schedule_config)
     net = nets.build_net(task.arch, task.config)
     avg = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=lr)

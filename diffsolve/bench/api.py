@@ -29,7 +29,7 @@ from ..checks import positive_int
 from ..distributed import Rank
 from ..errors import DiffsolveError
 from . import report
-from .cells import Inputs
+from .inputs import Inputs
 from .ranks import sweep_into
 from .store import MemoryStore
 from .suite import Suite

@@ -25,7 +25,7 @@ from typing import Any
 from .. import distributed
 from ..distributed import Rank
 from ..errors import DiffsolveError
-from .cells import Inputs
+from .inputs import Inputs
 from .store import ResultStore, clear_store, shard_paths
 from .suite import Cell
 from .sweep import run_sweep, sigterm_as_interrupt

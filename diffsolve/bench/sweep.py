@@ -28,7 +28,8 @@ from tqdm.auto import tqdm
 from ..distributed import Rank, deal
 from ..errors import DiffsolveError
 from ..problems import check_first_call
-from .cells import DTYPE, Inputs, run_cell
+from .cells import run_cell
+from .inputs import DTYPE, Inputs
 from .store import ResultStore
 from .suite import Cell
 

@@ -21,13 +21,14 @@ import torch
 
 from ..errors import DiffsolveError, ModelError, unknown_name
 from ..models import Model
+from ..valuecache import ValueCache
 from .base import Problem
 from .gmm import GaussianMixture
 
 PROBLEMS: dict[str, Callable[[], Problem]] = {}
-_BUILT: dict[str, Problem] = {}
-_RESOLVED: dict[tuple[Any, ...], Problem] = {}
-_LIVE: dict[tuple[str, str], Problem] = {}  # (label, fingerprint) → problem, for the cells of this process
+_BUILT = ValueCache(64)  # (name, factory) → the problem it built
+_RESOLVED = ValueCache(64)  # (spec, shape, fingerprint, file stamp) → the problem a reference names
+_LIVE = ValueCache(None)  # (label, fingerprint) → problem, for the cells of this process (never evicted)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 SPEC_HELP = ("a registered name, pkg.module:attr, path/to/file.py:attr or a checkpoint written by "
              "`diffsolve train` (attr: a Problem, a diffsolve Model, or a zero-argument function returning one)")
@@ -46,9 +47,8 @@ def get(name: str | Problem) -> Problem:
         return name
     if name not in PROBLEMS:
         raise DiffsolveError(unknown_name("problem", str(name), list(PROBLEMS)))
-    if name not in _BUILT:
-        _BUILT[name] = PROBLEMS[name]()
-    return _BUILT[name]
+    factory = PROBLEMS[name]
+    return _BUILT.get((name, factory), factory)
 
 
 def _exec_file(spec: str, target: str) -> Any:
@@ -145,31 +145,35 @@ def resolve(spec: str | Problem | Model, *, shape: Sequence[int] | None = None,
     path = Path(spec.rpartition(":")[0] if ":" in spec and not Path(spec).is_file() else spec)
     stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
     key = (spec, tuple(shape) if shape else None, fingerprint, stamp)
-    if key not in _RESOLVED:
-        if ":" not in spec and (spec.endswith(CHECKPOINT_SUFFIXES) or path.is_file()):
-            from .trained import TrainedProblem
+    return _RESOLVED.get(key, lambda: _resolve_reference(spec, path, shape, fingerprint))
 
-            _RESOLVED[key] = TrainedProblem(spec)
-        elif ":" in spec:
-            _RESOLVED[key] = _from_reference(spec, shape, fingerprint)
-            _RESOLVED[key].name = spec
-        else:
-            raise DiffsolveError(unknown_name("problem", spec, list(PROBLEMS)) + f"; or give {SPEC_HELP}")
-    return _RESOLVED[key]
+
+def _resolve_reference(spec: str, path: Path, shape: Sequence[int] | None, fingerprint: str | None) -> Problem:
+    """The Problem of a checkpoint path or a module/file reference (loaded now)."""
+    if ":" not in spec and (spec.endswith(CHECKPOINT_SUFFIXES) or path.is_file()):
+        from .trained import TrainedProblem
+
+        return TrainedProblem(spec)
+    if ":" in spec:
+        prob = _from_reference(spec, shape, fingerprint)
+        prob.name = spec
+        return prob
+    raise DiffsolveError(unknown_name("problem", spec, list(PROBLEMS)) + f"; or give {SPEC_HELP}")
 
 
 def adopt(problem: Problem, label: str, key: str | None = None) -> str:
     """Remember `problem` under (label, its fingerprint — or `key`, e.g. a cell's with a grid file's hash) for
     `lookup`; returns that fingerprint."""
     fp = problem.fingerprint() if key is None else key
-    _LIVE[(label, fp)] = problem
+    _LIVE.put((label, fp), problem)
     return fp
 
 
 def lookup(label: str, fingerprint: str = "") -> Problem:
     """The problem of a cell: the one adopted under (label, fingerprint), else `resolve(label)`."""
-    if (label, fingerprint) in _LIVE:
-        return _LIVE[(label, fingerprint)]
+    live = _LIVE.peek((label, fingerprint))
+    if live is not None:
+        return live
     prob = resolve(label)
     if fingerprint and prob.fingerprint() != fingerprint:
         raise DiffsolveError(f"problem {label!r} has changed since its cells were made (fingerprint "
