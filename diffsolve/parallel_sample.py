@@ -168,15 +168,17 @@ def sample_batch(job: SampleJob, problem: problems.Problem, start: int, end: int
     return sol.x.cpu(), sol.nfe
 
 
-def run(job: SampleJob, out: str | Path, rank: distributed.Rank, *, progress: bool = True) -> Path | None:
+def run(job: SampleJob, out: str | Path, rank: distributed.Rank, *, progress: bool = True,
+        problem: problems.Problem | None = None) -> Path | None:
     """Sample this rank's batches into OUT/batches (skipping those there); the leader then writes OUT/samples.pt.
 
-    Returns the path of samples.pt once every batch is there, else None.
+    Returns the path of samples.pt once every batch is there, else None. `problem`: the job's, from `prepare(job)`
+    (prepared here when not given).
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DiffsolveError(f"--out {str(out)!r} is a file; give a folder for the samples (created if missing)")
-    problem = prepare(job)  # before the manifest: a wrong input must not claim the folder
+    problem = problem or prepare(job)  # before the manifest: a wrong input must not claim the folder
     (out / "batches").mkdir(parents=True, exist_ok=True)
     _check_manifest(out, job.manifest(problem.fingerprint()))
     mine = [b for b in distributed.deal(job.batches(), rank) if not batch_path(out, *b).exists()]

@@ -14,10 +14,9 @@ from .common import EXIT_ALL_FAILED, EXIT_OK, EXIT_SOME_FAILED
 DEFAULT_AXES = {"problem": "gmm-64", "solver": "euler,heun", "grid": "logsnr", "variable": "t,sigma,lambda",
                 "nfe": "5,10,20,50,100"}
 EXIT_DOC = """\
-Exit status: 0 every cell succeeded; 1 an internal error (its traceback is kept in a log file named on
-stderr); 2 a wrong input (nothing ran); 3 some cells failed (they are listed, the others are reported);
-4 every cell failed (the first failures are printed in full, no report is written); 130 interrupted by
-Ctrl-C, 143 terminated by SIGTERM (finished cells are kept and reported; rerun to resume)."""
+Exit status: 0 every cell succeeded; 1 an internal error (its traceback is kept in a log file named on stderr);
+2 a wrong input (nothing ran); 3 some cells failed (listed; the others are reported); 4 every cell failed (the first
+failures in full, no report); 130 Ctrl-C, 143 SIGTERM (finished cells are kept and reported; rerun to resume)."""
 OPTIONS = (Option("--n", "int", None, "samples per cell (default: the suite's, else the problem's: 256, digits-8x8 "
                   "32, a user's model 64)", low=2, optional=True),
            Option("--repeats", "int", None, "solve each cell this many times and record the median wall time "
@@ -62,7 +61,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("md", "csv", "json"), default=None, help="what stdout gets: md the report's "
                    "tables (default), csv its rows, json one JSON object per cell per line as cells finish")
     p.add_argument("--json", action="store_true", help="the same as --format json")
-    p.add_argument("--fresh", action="store_true", help="delete OUT's results and cached references first")
+    p.add_argument("--fresh", action="store_true", help="delete OUT's results, report and cached references first")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells stored as failed")
     p.add_argument("--repair", action="store_true", help="move bad lines of OUT/results.jsonl (not JSON, wrong "
                    "schema, no measurements) to OUT/results.bad.jsonl and rerun their cells")
@@ -126,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
         from ..bench import Results
         from ..bench.ranks import merge
 
-        records = merge(common.writable_folder(args.merge, "--merge"), suite.cells, repair=args.repair)
+        records = merge(args.merge, suite.cells, repair=args.repair)
         print(f"merged {len(records)} cells into {args.merge}/results.jsonl", file=sys.stderr)
         return finish(args, Results(records, suite), fmt)
     out = common.writable_folder(args.out or f"bench-results/{suite.name}", "--out")

@@ -47,10 +47,10 @@ def run(args: argparse.Namespace) -> int:
                                     batch=args.batch, grid=args.grid, dtype=args.dtype, options=options,
                                     device=args.device or distributed.default_device(),
                                     shape=None if args.shape is None else tuple(args.shape))
-    parallel_sample.prepare(job)  # before joining the process group: a wrong input stops every rank before any work
+    problem = parallel_sample.prepare(job)  # before joining the process group: a wrong input stops every rank
     out = common.writable_folder(args.out, "--out")
     with distributed.ranked(args.shard) as rank:
-        done = parallel_sample.run(job, out, rank, progress=not args.no_progress)
+        done = parallel_sample.run(job, out, rank, progress=not args.no_progress, problem=problem)
     if done is not None:
         print(f"wrote {done} ({job.n} samples)", file=sys.stderr)
     elif not rank.group:
