@@ -262,18 +262,8 @@ class Model:
         self.finite_checks.raise_if_bad()
 
     def check_input(self, x: Tensor) -> None:
-        """Raise if x cannot be fed to the network: not floating, or not on its device/dtype."""
-        if not isinstance(x, Tensor) or not torch.is_floating_point(x):
-            raise ModelError(
-                f"the state must be a floating-point tensor, got {type(x).__name__}"
-                + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else "")
-                + "; convert it with torch.as_tensor(x, dtype=torch.float32)"
-            )
-        if x.ndim < 1 or x.shape[0] < 1:
-            raise ModelError(
-                f"the state must have a batch dimension of at least one sample, got shape {tuple(x.shape)}"
-                + ("; use x[None] for a single sample" if x.ndim == 0 or x.shape[0] != 0 else "; draw n >= 1 samples")
-            )
+        """Raise if x cannot be fed to the network: not a batch of floats (check_state), or not on its device/dtype."""
+        check_state(x)
         expected = getattr(self.net, "data_shape", None)
         if expected is not None and not _fits(tuple(x.shape[1:]), tuple(expected)):
             raise ModelError(
@@ -298,6 +288,23 @@ class Model:
                 f"(x_T.to({first.dtype}) or net.to({self.net_dtype or x.dtype})), or keep the state in {x.dtype} "
                 f"and pass net_dtype={first.dtype} to the model (mixed precision)"
             )
+
+
+def check_state(x: Any) -> None:
+    """Raise unless x is a floating-point tensor with a batch dimension of at least one sample."""
+    if not isinstance(x, Tensor) or not torch.is_floating_point(x):
+        raise ModelError(
+            f"the state must be a floating-point tensor, got {type(x).__name__}"
+            + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else "")
+            + "; convert it with torch.as_tensor(x, dtype=torch.float32)"
+        )
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ModelError(
+            f"the state must have a batch dimension of at least one sample, got shape {tuple(x.shape)}"
+            + ("; use x[None] for a single sample" if x.ndim == 0 or x.shape[0] != 0 else "; draw n >= 1 samples")
+        )
+    if x.device.type == "meta":
+        raise ModelError("the state is on the 'meta' device (no data); create it on 'cpu' or 'cuda'")
 
 
 def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:

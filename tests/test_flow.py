@@ -1,4 +1,4 @@
-"""Rectified-flow paths (DESIGN §6): velocity models, FlowMatch Euler, one ODE in (x̄, σ̄), orders, marginals."""
+"""Rectified-flow paths (docs/design.md §6): velocity models, FlowMatch Euler, one ODE in (x̄, σ̄), orders, marginals."""
 
 import pytest
 import torch

@@ -135,7 +135,7 @@ def test_from_config_errors_name_the_problem():
         from_config({"type": "VPLinear", "rho": 3})
 
 
-# ---- any Gaussian path (DESIGN §6) ---------------------------------------------------------------
+# ---- any Gaussian path (docs/design.md §6) ---------------------------------------------------------------
 @pytest.mark.parametrize("name", PATHS)
 def test_path_identities_f_and_g2_from_derivatives(name):
     """λ = log α/σ, σ̄ = σ/α, f = d log α/dt and g² = dσ²/dt − 2fσ², by autograd of α and σ (interior times)."""
