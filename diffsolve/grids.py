@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checks import Option
 from .errors import GridError, unknown_name
 from .points import shared_points
 from .schedules import F64, Schedule, as_f64
@@ -50,6 +52,8 @@ class Grid:
 
     def __post_init__(self) -> None:
         t = as_f64(self.t).detach().cpu().reshape(-1)
+        if torch.isfinite(t).all():
+            t = self.schedule.snap_times(t)  # a float32 end a rounding beyond the schedule's is that end
         object.__setattr__(self, "t", t)
         if self.t_eval is not None:
             object.__setattr__(self, "t_eval", self._checked_eval_times(t))
@@ -71,6 +75,8 @@ class Grid:
 
     def _checked_eval_times(self, t: Tensor) -> Tensor:
         te = as_f64(self.t_eval).detach().cpu().reshape(-1)
+        if torch.isfinite(te).all():
+            te = self.schedule.snap_times(te)
         if te.numel() != t.numel():
             raise GridError(f"t_eval has {te.numel()} times but the grid has {t.numel()}; give one evaluation "
                             f"time per grid time (or t_eval=None)")
@@ -190,11 +196,14 @@ def karras(
 ) -> Grid:
     """Karras et al. (EDM): uniform in σ̄^{1/ρ}."""
     _check_steps(steps)
-    if rho <= 0:
-        raise GridError(f"karras rho must be positive, got {rho}; EDM uses 7")
+    rho = Option("rho", "float", 7.0, "the Karras grid's exponent: uniform in σ̄^(1/ρ)", low=0.0, open_low=True).check(
+        rho, owner="grid 'karras'", fix="EDM uses rho=7", error=GridError)
     t0, t1 = _ends(schedule, t_start, t_end)
-    schedule.check_times(torch.tensor([t0, t1], dtype=F64), "grid end")
     s0, s1 = float(schedule.sigma_bar(t0)), float(schedule.sigma_bar(t1))
+    widest = max(abs(math.log(s0)), abs(math.log(s1)))
+    if widest / rho > 700:  # σ̄^(1/ρ) would overflow a float64
+        raise GridError(f"grid 'karras': rho={rho!r} is too small for σ̄ in [{s1:.4g}, {s0:.4g}] (σ̄^(1/ρ) overflows); "
+                        f"use rho >= {widest / 700:.3g} (EDM uses 7)")
     ramp = torch.linspace(0.0, 1.0, steps + 1, dtype=F64)
     sb = (s0 ** (1 / rho) + ramp * (s1 ** (1 / rho) - s0 ** (1 / rho))) ** rho
     return _finish(schedule, schedule.t_from_sigma_bar(sb), t0, t1, "karras")
@@ -403,6 +412,11 @@ def make(name: str, schedule: Schedule, steps: int, **kwargs: float) -> Grid:
     return build(name, schedule, steps)
 
 
+def _numbers(values: Any) -> bool:
+    """A JSON list of numbers (true/false are not numbers here)."""
+    return isinstance(values, list) and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in values)
+
+
 def read_file(path: str | Path) -> dict[str, Any]:
     """The JSON object of a grid file, checked to hold 'times' (numbers) and 'schedule' (a config)."""
     p = Path(path)
@@ -410,11 +424,13 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise GridError(f"grid file {str(path)!r} does not exist; write one with diffsolve.grids.save(grid, path)")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except ValueError as e:  # not JSON, or not UTF-8
-        raise GridError(f"grid file {str(path)!r} is not valid JSON ({e}); write it with "
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GridError(f"grid file {str(path)!r} is not valid JSON in UTF-8 ({type(e).__name__}: {e}); write it with "
                         f"diffsolve.grids.save") from None
+    except OSError as e:
+        raise GridError(f"grid file {str(path)!r} cannot be read ({e.strerror or e}); check its permissions") from None
     times = data.get("times") if isinstance(data, dict) else None
-    if not isinstance(times, list) or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in times):
+    if not _numbers(times):
         raise GridError(f"grid file {str(path)!r} needs \"times\": a list of numbers; write it with "
                         f"diffsolve.grids.save")
     if not isinstance(data.get("schedule"), dict):
@@ -449,7 +465,7 @@ def eval_times_of(data: dict[str, Any], path: str | Path) -> Tensor | None:
     te = data.get("eval_times")
     if te is None:
         return None
-    if not isinstance(te, list) or not all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in te):
+    if not _numbers(te):
         raise GridError(f"grid file {str(path)!r}: \"eval_times\" must be a list of numbers (one per time) or absent")
     return as_f64(te)
 
@@ -457,6 +473,9 @@ def eval_times_of(data: dict[str, Any], path: str | Path) -> Tensor | None:
 def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
     """Write a grid file: its times, its schedule's config and any extra JSON fields (solver, nfe, fingerprint…)."""
     p = Path(path)
+    if p.is_dir():
+        raise GridError(f"cannot write the grid file {str(path)!r}: it is a folder; give a file name, e.g. "
+                        f"{str(p / 'grid.json')!r}")
     p.parent.mkdir(parents=True, exist_ok=True)
     data = {"times": grid.t.tolist(), "schedule": grid.schedule.to_config(), **extra}
     if grid.t_eval is not None:

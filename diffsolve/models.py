@@ -42,7 +42,8 @@ class FiniteChecks:
         return list(self._sums)
 
     def record(self, value: Tensor, t: float, what: str = "output") -> None:
-        """Queue a check of `value` at time t; `what` is "output" (a network call) or "input" (the state)."""
+        """Queue a check of `value` at time t; `what` is "output" (a network call), "input" (the state before any
+        call) or "state" (the solver's state after the loop)."""
         self._sums.append(value.sum(dtype=_F64 if value.dtype is _F64 else _F32))
         self._labels.append((what, t))
 
@@ -85,6 +86,13 @@ class FiniteChecks:
             raise ModelError(
                 f"the input state at t = {t:.6g} holds NaN or Inf (before any network call); "
                 f"check x_T (e.g. torch.isfinite(x_T).all()) and whatever produced it"
+            )
+        if what == "state":
+            raise ModelError(
+                f"the solver's state at t = {t:.6g} holds NaN or Inf after {calls} network calls whose outputs were "
+                f"all finite: the step arithmetic overflowed (outputs too large for the state's dtype, e.g. a "
+                f"network returning ~1e307, or a step too long for the solver); check the network's output scale "
+                f"and its prediction type, or use more steps"
             )
         raise ModelError(
             f"the network returned NaN or Inf (its sum is not finite) at network call {calls} "

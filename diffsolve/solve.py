@@ -104,6 +104,8 @@ def solve(
         else:
             x_end, traj = method.integrate(dynamics, x_vp, grid, record=trajectory, **options)
     if model is not None:
+        if model.check_finite:  # NaN/Inf made by the step arithmetic itself (e.g. huge but finite outputs)
+            model.finite_checks.record(x_end, end.t, "state")
         model.raise_if_not_finite()
         nfe = model.nfe - nfe_before if graph_nfe is None else graph_nfe
         to_user = model.from_vp
