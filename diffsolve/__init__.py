@@ -49,12 +49,23 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_NAMES) | set(_SUBMODULES))
 
 
+def _tune_grid(*args: Any, **kwargs: Any) -> Any:
+    """`ds.grids.tune`: a step grid tuned to a model and a solver at an NFE (diffsolve.tuning.tune, same arguments)."""
+    from .tuning import tune
+
+    return tune(*args, **kwargs)
+
+
 class _Package(types.ModuleType):
-    """The package module: importing the submodule `diffsolve.solve` must not replace the function `ds.solve`."""
+    """The package module. The import system binds each submodule on its package through this __setattr__:
+    the function `ds.solve` wins over the submodule `diffsolve.solve`, and the grids module gets `tune` (the
+    tuner sits above the grids, so it is bound from the top instead of imported by grids.py)."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "solve" and isinstance(value, types.ModuleType):
-            value = value.solve  # the import system binds each submodule on its package; the function wins
+            value = value.solve
+        elif name == "grids" and isinstance(value, types.ModuleType):
+            value.tune = _tune_grid
         super().__setattr__(name, value)
 
 

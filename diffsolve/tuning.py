@@ -27,10 +27,10 @@ import torch
 from torch import Tensor
 
 from . import grids as grids_mod
-from .dynamics import ode
 from .errors import DiffsolveError, GridError, unknown_name
 from .grids import Grid
 from .models import Model
+from .plan import own_variable, plan
 from .points import make_points
 from .problems import Problem
 from .problems import resolve as resolve_problem
@@ -43,7 +43,7 @@ STANDARD_GRIDS = ("logsnr", "time", "quadratic", "karras")
 
 @dataclass
 class TunedGrid:
-    """A tuned grid with what it was tuned for and what it cost (DESIGN §8); `save`/`load` as JSON."""
+    """A tuned grid with what it was tuned for and what it cost (docs/design.md §8); `save`/`load` as JSON."""
 
     grid: Grid
     solver: str
@@ -89,10 +89,12 @@ class TunedGrid:
         if missing:
             raise GridError(f"grid file {str(path)!r} is a plain grid, not a tuned one (no {', '.join(missing)}); "
                             f"use it as 'file:{path}', or write a tuned grid with diffsolve tune")
-        defaults = {"options": {}, "variable": "sigma_bar", "problem": "", "fingerprint": "", "heldout_error": None,
+        defaults = {"options": {}, "problem": "", "fingerprint": "", "heldout_error": None,
                     "start": "", "start_train_error": math.nan, "start_heldout_error": None, "cost_nfe": 0,
                     "cost_seconds": 0.0}
         values = {**defaults, **{k: v for k, v in data.items() if k in known}}
+        if "variable" not in values:  # written before files named it: the variable the solver steps in
+            values["variable"] = own_variable(values["solver"], values["options"])
         try:
             sched = from_config(data["schedule"])
         except (KeyError, TypeError, ValueError, DiffsolveError) as e:
@@ -109,13 +111,7 @@ def candidate_times(schedule: Schedule, count: int, t_start: float | None = None
 
 def teacher_path(problem: Problem, x_T: Tensor, schedule: Schedule, times: Tensor, tol: float) -> Tensor:
     """The float64 reference flow from x_T through every time in `times`, VP coordinates, shape (T, n, …)."""
-    own = getattr(problem, "reference_path", None)
-    if own is not None:
-        return own(x_T, schedule, times, tol, tol)
-    model = problem.model(schedule, dtype=F64)
-    sol = solve(ode(model, "lambda"), x_T.to(F64), grids_mod.custom(schedule, times), "dopri8",
-                trajectory=True, rtol=tol, atol=tol)
-    return sol.trajectory
+    return problem.reference_path(x_T, schedule, times, tol, tol)
 
 
 def ddim_costs(model: Model, path: Tensor, times: Tensor) -> np.ndarray:
@@ -251,12 +247,9 @@ def tune(
                              f"held-out draws must not be used for tuning")
     val_seeds = _validation_seeds(list(train_seeds), list(heldout_seeds or []), validation_seeds)
     sched = schedule or prob.default_schedule()
-    steps = solver_obj.steps_for(int(nfe))
-    options = {**solver_obj.budget_options(int(nfe)), **solver_options}
-    declared = solver_obj.integrates_for(**options).variables
-    variable = variable or (declared[0] if declared else "sigma")
     model = prob.model(sched, dtype=F64)
-    dyn = ode(model, variable)
+    cell = plan(model, solver_obj, nfe=int(nfe), variable=variable, options=solver_options)
+    steps, options, dyn, variable = cell.steps, cell.options, cell.dynamics, cell.dynamics.variable
     t0, t1 = sched.t_max, sched.t_min
     lam0, lam1 = float(sched.lam(t0)), float(sched.lam(t1))
     clock, cpu = time.perf_counter(), time.process_time()

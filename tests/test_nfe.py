@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import diffsolve as ds
-from diffsolve.solve import dynamics_for
+from diffsolve.plan import dynamics_for
 
 
 @pytest.mark.parametrize("name", sorted(ds.SOLVERS))

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import diffsolve as ds
-from diffsolve.solve import dynamics_for
+from diffsolve.plan import dynamics_for
 from diffsolve.solvers.options import Option
 
 F64 = torch.float64

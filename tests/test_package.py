@@ -37,11 +37,11 @@ def test_solve_stays_the_function_when_its_module_is_imported_first():
     got = run_python(
         "import json, types\n"
         "import diffsolve as ds\n"
-        "from diffsolve.solve import dynamics_for\n"  # binds the submodule on the package
+        "from diffsolve.solve import Solution\n"  # binds the submodule on the package
         "import diffsolve.solve\n"
         "from diffsolve import solve\n"
         "print(json.dumps([isinstance(ds.solve, types.FunctionType), solve is ds.solve,\n"
-        "                  ds.solve.__module__, dynamics_for.__module__]))\n"
+        "                  ds.solve.__module__, Solution.__module__]))\n"
     )
     assert got == [True, True, "diffsolve.solve", "diffsolve.solve"]
 

@@ -7,7 +7,7 @@ import torch
 
 import diffsolve as ds
 from diffsolve import grids
-from diffsolve.solve import dynamics_for
+from diffsolve.plan import dynamics_for
 from diffsolve.solvers.exp.multistep import DPMMultistep
 from tests.gaussian import GaussianData
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
@@ -53,7 +54,9 @@ def test_sde_cell_strong_error_is_measured_on_the_reference_path() -> None:
 
 
 def test_sde_cell_rejects_wrong_settings() -> None:
-    bad_var = run_cell(_cells(solvers=["ddpm"], nfe=[4], variables=["sigma"])[0], Inputs())
+    cell = _cells(solvers=["ddpm"], nfe=[4], variables=["sigma"])[0]
+    assert cell.variable == "t"  # a stochastic solver is expanded only into the variable it declares
+    bad_var = run_cell(dataclasses.replace(cell, variable="sigma"), Inputs())
     assert bad_var["status"] == "failed" and "variables = ['t']" in bad_var["error"]
     bad_param = run_cell(_cells(solvers=["ddpm"], nfe=[4], params={"ref_step": 4})[0], Inputs())
     assert bad_param["status"] == "failed" and "ref_steps" in bad_param["error"]

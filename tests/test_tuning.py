@@ -143,15 +143,14 @@ def test_cli_tune_writes_a_grid_file_and_prints_both_errors(tmp_path, capsys):
     from diffsolve.cli import main
 
     out = tmp_path / "g.json"
-    rc = main(["tune", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--train-seeds", "3", "--heldout-seeds", "4",
-               "--n", "32", "--candidates", "12", "--max-evals", "20", "--option", "order=2", "--out", str(out)])
+    rc = main(["tune", "--problem", "gmm-2d", "--solver", "ipndm:order=2", "--nfe", "4", "--train-seeds", "3",
+               "--heldout-seeds", "4", "--n", "32", "--candidates", "12", "--max-evals", "20", "--out", str(out)])
     text = capsys.readouterr().out
     assert rc == 0 and "held-out" in text and "model evaluations" in text
     back = TunedGrid.load(out, schedule=ds.problems.get("gmm-2d").default_schedule())
     assert back.solver == "ipndm" and back.options == {"order": 2} and back.grid.steps == 4
     assert back.train_seeds == [3] and back.heldout_seeds == [4] and back.n == 32
-    assert main(["tune", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--option", "order", "--out",
-                 str(out)]) == 2
+    assert main(["tune", "--problem", "gmm-2d", "--solver", "ipndm:order", "--nfe", "4", "--out", str(out)]) == 2
 
 
 def test_bench_tuned_cells_tune_on_other_seeds_report_cost_and_reuse_the_cache(tmp_path, monkeypatch):
@@ -185,7 +184,7 @@ def test_bench_tuned_cells_tune_on_other_seeds_report_cost_and_reuse_the_cache(t
 
 @pytest.mark.parametrize("nfe", [1, 3, 4, 5, 6, 8, 10, 15, 20, 50])
 def test_sample_without_a_solver_follows_the_documented_table(nfe):
-    from diffsolve.solve import DEFAULT_CONFIGS, default_config
+    from diffsolve.plan import DEFAULT_CONFIGS, default_config
 
     prob = ds.problems.get("gmm-2d")
     model = prob.model(prob.default_schedule())
@@ -199,7 +198,7 @@ def test_sample_without_a_solver_follows_the_documented_table(nfe):
 
 
 def test_sample_without_a_solver_keeps_an_explicit_grid_and_options_and_needs_a_budget():
-    from diffsolve.solve import default_config
+    from diffsolve.plan import default_config
 
     prob = ds.problems.get("gmm-2d")
     model = prob.model(prob.default_schedule())

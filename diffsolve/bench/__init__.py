@@ -9,7 +9,8 @@ New cell kinds (e.g. stochastic solvers' strong/weak errors) plug in with `regis
 
 from . import metrics, report
 from .api import Results, run
-from .cells import CELL_KINDS, Inputs, ode_cell, register_kind, run_cell, solve_cell
+from .cells import CELL_KINDS, ode_cell, register_kind, run_cell, solve_cell
+from .inputs import Inputs
 from .store import ResultStore
 from .suite import Cell, Suite, expand_run, parse_solver
 from .sweep import run_sweep

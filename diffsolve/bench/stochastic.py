@@ -23,15 +23,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import grids as grids_mod
-from ..dynamics import VPSDE
 from ..errors import DiffsolveError
-from ..points import make_point
+from ..plan import plan
 from ..solve import solve
 from ..solvers import get_solver
 from ..solvers.brownian import grid_path
 from . import metrics
-from .cells import DTYPE, Inputs, register_kind
+from .cells import register_kind
+from .inputs import DTYPE, Inputs
 from .report import Record, series
 from .suite import Cell
 
@@ -58,25 +57,25 @@ def _params(cell: Cell) -> dict[str, Any]:
     return p
 
 
-def solve_reverse_sde(
-    cell: Cell, inputs: Inputs, solver: str, grid: grids_mod.Grid, device: str, path: str = "dyadic"
-) -> tuple[Tensor, int, float]:
-    """The reverse SDE from the cell's x_T on the cell's path: (x at t_end in VP coords float64, NFE, seconds)."""
-    sched = inputs.schedule(cell)
-    dtype = DTYPE[cell.dtype]
+def solve_reverse_sde(cell: Cell, inputs: Inputs, solver: str, grid: str, device: str, path: str = "dyadic", *,
+                      nfe: int | None = None, steps: int | None = None) -> tuple[Tensor, int, int, float]:
+    """The reverse SDE from the cell's x_T on the cell's path, planned like every cell (diffsolve.plan) at `nfe`
+    (or `steps`) on `grid`: (x at t_end in VP coords float64, NFE, steps, seconds)."""
+    sched, dtype = inputs.schedule(cell), DTYPE[cell.dtype]
     model = inputs.problem(cell).model(sched, dtype=dtype)
+    p = plan(model, solver, nfe=nfe, steps=steps, grid=grid, variable="t",
+             options=dict(cell.options) if solver == cell.solver else {},
+             fingerprint=inputs.problem(cell).fingerprint())
     x_T = inputs.x_T(cell).to(device=device, dtype=dtype)
-    start, end = make_point(sched, grid.t[0]), make_point(sched, grid.t[-1])
-    dyn = VPSDE(sched).reverse(model)
+    start, end = p.grid.points[0], p.grid.points[-1]
     noise: dict[str, Any] = {"seed": path_seed(cell.seed)}
     if path == "grid":
-        noise = {"bm": grid_path(dyn, grid, tuple(x_T.shape), dtype, device, path_seed(cell.seed))}
+        noise = {"bm": grid_path(p.dynamics, p.grid, tuple(x_T.shape), dtype, device, path_seed(cell.seed))}
     t0 = time.perf_counter()
-    sol = solve(dyn, model.from_vp(x_T, start), grid, solver, **noise,
-                **(cell.options if solver == cell.solver else {}))
+    sol = solve(p.dynamics, model.from_vp(x_T, start), p.grid, p.solver, **noise, **p.options)
     if device != "cpu":
         torch.cuda.synchronize()
-    return model.to_vp(sol.x, end).to("cpu", F64), sol.nfe, time.perf_counter() - t0
+    return model.to_vp(sol.x, end).to("cpu", F64), sol.nfe, p.grid.steps, time.perf_counter() - t0
 
 
 def reference(cell: Cell, inputs: Inputs) -> tuple[Tensor, float]:
@@ -85,34 +84,21 @@ def reference(cell: Cell, inputs: Inputs) -> tuple[Tensor, float]:
 
     def make() -> tuple[Tensor, float]:
         t0 = time.perf_counter()
-        sched = inputs.schedule(cell)
-        fine = grids_mod.make(p["ref_grid"], sched, int(p["ref_steps"]))
-        half = grids_mod.make(p["ref_grid"], sched, int(p["ref_steps"]) // 2)
-        ref = solve_reverse_sde(cell, inputs, p["ref_solver"], fine, p["device"])[0]
-        coarse = solve_reverse_sde(cell, inputs, p["ref_solver"], half, p["device"])[0]
+        steps = int(p["ref_steps"])
+        ref = solve_reverse_sde(cell, inputs, p["ref_solver"], p["ref_grid"], p["device"], steps=steps)[0]
+        coarse = solve_reverse_sde(cell, inputs, p["ref_solver"], p["ref_grid"], p["device"], steps=steps // 2)[0]
         inputs.reference_seconds += time.perf_counter() - t0
         return ref, metrics.rmse(ref, coarse)
 
     key = ("sde-ref", cell.problem, cell.fingerprint, cell.schedule, cell.n, cell.seed, cell.dtype,
            p["ref_solver"], int(p["ref_steps"]), p["ref_grid"], p["device"])
-    return inputs._memo(key, make)
+    return inputs.memo(key, make)
 
 
 def exact_moments(cell: Cell, inputs: Inputs) -> tuple[Tensor, Tensor] | None:
-    """Mean and covariance of p_{t_end} in VP coordinates, for Gaussian-mixture problems (else None).
-
-    p_t = law of α x0 + σ z: mean α Σ w_k μ_k, covariance α² (Σ w_k (diag s_k² + μ_k μ_kᵀ) − m mᵀ) + σ² I.
-    """
-    prob = inputs.problem(cell)
-    if not all(hasattr(prob, a) for a in ("weights", "means", "var")):
-        return None
+    """Mean and covariance of p_{t_end} in VP coordinates, where the problem declares them (else None)."""
     sched = inputs.schedule(cell)
-    p = make_point(sched, sched.t_min)
-    w, mu, var = prob.weights.to(F64).cpu(), prob.means.to(F64).cpu(), prob.var.to(F64).cpu()
-    m0 = w @ mu
-    second = torch.diag(w @ var) + (mu * w[:, None]).T @ mu
-    cov = p.alpha**2 * (second - torch.outer(m0, m0)) + p.sigma**2 * torch.eye(mu.shape[1], dtype=F64)
-    return p.alpha * m0, cov
+    return inputs.problem(cell).exact_moments(sched, sched.t_min)
 
 
 def moment_errors(x: Tensor, mean: Tensor, cov: Tensor) -> tuple[float, float]:
@@ -132,10 +118,9 @@ def sde_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
             f"Give variables = ['t'] for 'sde' cells"
         )
     p = _params(cell)
-    sched, solver = inputs.schedule(cell), get_solver(cell.solver)
-    steps = solver.steps_for(cell.nfe)
-    x, nfe, seconds = solve_reverse_sde(cell, inputs, cell.solver, grids_mod.make(cell.grid, sched, steps),
-                                        p["device"], p["path"])
+    solver = get_solver(cell.solver)
+    x, nfe, steps, seconds = solve_reverse_sde(cell, inputs, cell.solver, cell.grid, p["device"], p["path"],
+                                               nfe=cell.nfe)
     out: dict[str, Any] = {
         "nfe": nfe, "steps": steps, "seconds": seconds, "rmse": None, "rel_err": None, "max_err": None,
         "ref_err": None, "order_theory": solver.order, "sw2": None, "sw2_floor": None,

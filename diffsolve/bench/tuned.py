@@ -23,11 +23,14 @@ from ..solvers import get_solver
 
 if TYPE_CHECKING:
     from ..tuning import TunedGrid
-    from .cells import Inputs
+    from .inputs import Inputs
     from .suite import Cell
 
 # max_evals 0: the tuner's default; eval_times 1: decoupled evaluation times too where the solver takes them
 DEFAULTS = {"n": 1024, "candidates": 64, "max_evals": 0, "seed_offset": 1000, "eval_times": 1}
+TUNED = "tuned"
+grids_mod.register_deferred(TUNED, tuple(DEFAULTS), "is tuned per benchmark cell (diffsolve bench --grid tuned); "
+                            "elsewhere tune one with `diffsolve tune … --out g.json` and pass 'file:g.json'")
 COST_FIELDS = ("tune_nfe", "tune_seconds", "tune_cpu_seconds", "tune_train_error", "tune_start", "tune_chosen")
 
 
@@ -56,7 +59,7 @@ def _tune_for(cell: Cell, inputs: Inputs, spec: grids_mod.GridSpec) -> TunedGrid
                     eval_times=bool(opts["eval_times"]) and solver.evaluates_at_nodes, **dict(cell.options))
 
     if inputs.cache_dir is None:
-        return inputs._memo(("tuned", key), make)
+        return inputs.memo(("tuned", key), make)
     path = inputs.cache_dir / f"tuned-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -67,7 +70,7 @@ def _tune_for(cell: Cell, inputs: Inputs, spec: grids_mod.GridSpec) -> TunedGrid
                 make().save(tmp)
                 os.replace(tmp, path)
         return TunedGrid.load(path, sched, prob.fingerprint())
-    return inputs._memo(("tuned", key), read)
+    return inputs.memo(("tuned", key), read)
 
 
 def tuned_grid(cell: Cell, inputs: Inputs, spec: grids_mod.GridSpec) -> tuple[Grid, dict[str, Any]]:

@@ -4,8 +4,7 @@ Each name is (solver, options, grid recipe, end): the diffsolve solver that comp
 default options, how the peer spaces its steps (export/peers.py) and where it ends ("zero": a last step to σ = 0
 that returns x̂0, diffusers' final_sigmas_type="zero" and k-diffusion's trailing 0; "sigma_min": the grid's last
 time). `resolve(name)` finds a name case-insensitively; `.config(schedule, nfe)` builds the grid for an NFE budget
-(the step to σ = 0 counted in it) and `.sample_kwargs(schedule, nfe)` gives ds.sample's keywords (end="zero" as
-to_zero=True until sample() takes end=). tests/test_export_names.py checks each available name against its
+(the step to σ = 0 counted in it) and `.sample_kwargs(schedule, nfe)` gives ds.sample's keywords. tests/test_export_names.py checks each available name against its
 peers' default samplers (same x_T, ≤ 1e-5 relative).
 """
 
@@ -59,9 +58,9 @@ class NamedSampler:
         return Config(self.solver, grid, self.options_for(nfe), self.end)
 
     def sample_kwargs(self, schedule: Schedule, nfe: int) -> dict[str, Any]:
-        """ds.sample's keywords for this name at `nfe` calls: solver, grid and options (to_zero for end="zero")."""
+        """ds.sample's keywords for this name at `nfe` calls: solver, grid (spending them), options and end."""
         c = self.config(schedule, nfe)
-        return {"solver": c.solver, "grid": c.grid, **c.options, **({"to_zero": True} if c.end == "zero" else {})}
+        return {"solver": c.solver, "grid": c.grid, "end": c.end, **c.options}
 
 
 _MULTISTEP, _MULTISTEP_KARRAS = GridRecipe("linspace"), GridRecipe("karras")

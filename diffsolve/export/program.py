@@ -20,7 +20,7 @@ from ..errors import SolverError
 from ..grids import Grid
 from ..models import Model
 from ..points import Point
-from ..solve import dynamics_for
+from ..plan import dynamics_for
 from ..solvers import SOLVERS, get_solver
 from ..solvers.base import Solver
 from ..solvers.exp.base import Carry, ExpSolver, Plan, plan_step

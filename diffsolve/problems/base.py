@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..dynamics import ode
 from ..errors import DiffsolveError, ScheduleError
-from ..models import FiniteChecks, Model
+from ..models import CFG, FiniteChecks, Model
 from ..points import Point
 from ..schedules import Schedule, VPLinear
 
@@ -49,7 +49,7 @@ def _feed(h: Any, value: Any, where: str) -> None:
             raise Unhashable(f"{where}.time_input (a function)")
         for k in ("schedule", "net", "model_kwargs"):
             _feed(h, getattr(value, k), f"{where}.{k}")
-        if hasattr(value, "inner"):  # classifier-free guidance: its scale and inner model
+        if isinstance(value, CFG):  # classifier-free guidance: its scale and inner model
             _feed(h, [value.scale, value.inner], f"{where}.inner")
     elif isinstance(value, dict):
         h.update(b"{")
@@ -154,6 +154,24 @@ class Problem(ABC):
             model = Watched(model, on_eval)
         sol = solve(ode(model, "lambda"), x_T.to(F64), custom(schedule, [t0, t1]), "dopri8", rtol=rtol, atol=atol)
         return sol.x
+
+    def reference_path(
+        self, x_T: Tensor, schedule: Schedule, times: Tensor | list[float], rtol: float = 1e-10, atol: float = 1e-10
+    ) -> Tensor:
+        """The reference flow from x_T at times[0] through every later time, VP coordinates, shape (T, n, …):
+        a float64 dopri8 solve of the model in λ, its trajectory at `times` (override with a closed form)."""
+        from ..grids import custom
+        from ..solve import solve
+
+        model = self.model(schedule, dtype=F64)
+        sol = solve(ode(model, "lambda"), x_T.to(F64), custom(schedule, times), "dopri8", trajectory=True,
+                    rtol=rtol, atol=atol)
+        assert sol.trajectory is not None
+        return sol.trajectory
+
+    def exact_moments(self, schedule: Schedule, t: float) -> tuple[Tensor, Tensor] | None:
+        """Mean and covariance of p_t in VP coordinates, flat, float64, where the data law is known (else None)."""
+        return None
 
     def reference_error(
         self, x_T: Tensor, schedule: Schedule | None = None, t_start: float | None = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import math
+from collections.abc import Callable
 
 import torch
 import torchdiffeq
@@ -20,6 +21,7 @@ from torch import Tensor
 
 from ..errors import DiffsolveError
 from ..models import EpsModel, FlowModel, Model
+from ..points import Point, make_point
 from ..schedules import Schedule, as_f64
 from .base import F64, Problem, generator, time_range
 
@@ -245,15 +247,26 @@ class GaussianMixture(Problem):
     def reference(
         self, x_T: Tensor, schedule: Schedule | None = None, t_start: float | None = None,
         t_end: float | None = None, rtol: float = 1e-10, atol: float = 1e-10,
+        on_eval: Callable[[Point], None] | None = None,
     ) -> Tensor:
         """x(t_end) of dx̄/dσ̄ = ε(x̄, σ̄), solved by dopri8 in u = log σ̄ (dx̄/du = σ̄ ε), float64.
 
         The flow in (x̄, σ̄) does not depend on the schedule; only the end points and the
-        conversion x = α x̄ do.
+        conversion x = α x̄ do. The closed-form ε is fast: `on_eval` (a progress hook) is not called.
         """
         schedule = schedule or self.default_schedule()
         t0, t1 = time_range(schedule, t_start, t_end)
         return self.reference_path(x_T, schedule, [t0, t1], rtol, atol)[-1]
+
+    def exact_moments(self, schedule: Schedule, t: float) -> tuple[Tensor, Tensor]:
+        """Mean and covariance of p_t = law of α x0 + σ z (VP coordinates): mean α Σ w_k μ_k, covariance
+        α² (Σ w_k (diag s_k² + μ_k μ_kᵀ) − m mᵀ) + σ² I."""
+        p = make_point(schedule, t)
+        w, mu, var = self.weights.to(F64).cpu(), self.means.to(F64).cpu(), self.var.to(F64).cpu()
+        m0 = w @ mu
+        second = torch.diag(w @ var) + (mu * w[:, None]).T @ mu
+        cov = p.alpha**2 * (second - torch.outer(m0, m0)) + p.sigma**2 * torch.eye(mu.shape[1], dtype=F64)
+        return p.alpha * m0, cov
 
     def reference_path(
         self, x_T: Tensor, schedule: Schedule, times: Tensor | list[float], rtol: float = 1e-10, atol: float = 1e-10

@@ -10,7 +10,6 @@ makes strong errors (coarse vs fine solution on one path) meaningful.
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from torch import Tensor
 from ..dynamics import Dynamics
 from ..errors import SolverError
 from ..grids import Grid
+from ..valuecache import ValueCache
 
 LEVY_AREA = "space-time"  # one kind for all solvers: W's samples depend on it, so it must not vary by solver
 
@@ -134,11 +134,15 @@ def mix64_(z: Tensor) -> Tensor:
     return z
 
 
-@functools.lru_cache(maxsize=64)
+COUNTER_WORDS = ValueCache(64)
+
+
 def counter_words(first: int, count: int, offset: int, device: torch.device) -> Tensor:
     """mix64(γ(c + offset)) for counters c = first … first+count−1 (shared by every row and batch; never mutate)."""
-    ctr = torch.arange(first + offset, first + offset + count, dtype=torch.int64, device=device)
-    return mix64_(ctr.mul_(GAMMA))
+    def make() -> Tensor:
+        ctr = torch.arange(first + offset, first + offset + count, dtype=torch.int64, device=device)
+        return mix64_(ctr.mul_(GAMMA))
+    return COUNTER_WORDS.get((first, count, offset, device), make)
 
 
 def step_normals(keys: Tensor, first: int, steps: int, dim: int, dtype: torch.dtype) -> Tensor:

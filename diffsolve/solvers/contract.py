@@ -51,10 +51,11 @@ EXPONENTIAL_ODE = Integrates(
 EXPONENTIAL_SDE = Integrates(
     "the reverse VP-SDE of a model (model-backed, semi-linear, additive noise, noise → data)",
     "pass the reverse VP-SDE diffsolve.VPSDE(schedule).reverse(model)",
-    stochastic=True, model=True, semilinear=True, additive_noise=True, reverse=True,
+    stochastic=True, variables=("t",), model=True, semilinear=True, additive_noise=True, reverse=True,
 )
-ANY_SDE = Integrates("any SDE", "pass an SDE such as diffsolve.VPSDE(schedule).reverse(model)", stochastic=True)
+ANY_SDE = Integrates("any SDE", "pass an SDE such as diffsolve.VPSDE(schedule).reverse(model)", stochastic=True,
+                     variables=("t",))
 ADDITIVE_SDE = Integrates(
     "an SDE with additive noise (diffusion independent of the state)",
-    "use 'euler_maruyama' for state-dependent noise", stochastic=True, additive_noise=True,
+    "use 'euler_maruyama' for state-dependent noise", stochastic=True, variables=("t",), additive_noise=True,
 )

@@ -15,10 +15,17 @@ from ..errors import SolverError
 
 
 def check_options(
-    solver: str, schema: tuple[Option, ...], renamed: Mapping[str, str], options: Mapping[str, Any]
+    solver: str, schema: tuple[Option, ...], renamed: Mapping[str, str], options: Mapping[str, Any],
+    fixed: Mapping[str, str] | None = None,
 ) -> None:
-    """Unknown or renamed names first (listing the accepted ones), then every value against its Option."""
+    """Unknown, renamed or fixed-by-name options first (listing the accepted ones), then every value against its
+    Option. `fixed`: options the solver's name fixes (e.g. dpmpp2m's order and form) → what to use instead."""
     by_name = {o.name: o for o in schema}
+    pinned = sorted(k for k in options if fixed and k in fixed and k not in by_name)
+    if pinned:
+        reasons = "; ".join(f"{k}: {fixed[k]}" for k in pinned)  # type: ignore[index]
+        raise SolverError(f"solver {solver!r} takes no option(s) {', '.join(pinned)}, its name fixes them ({reasons}); "
+                          f"drop {', '.join(pinned)}")
     old = sorted(k for k in options if k in renamed and k not in by_name)
     if old:
         raise SolverError(

@@ -20,7 +20,8 @@ from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point
-from ..base import Solver, freeze, node_points
+from ...valuecache import value_key
+from ..base import Solver, node_points
 from ..cache import node_values, shared
 from ..contract import EXPONENTIAL_ODE
 from ..options import FORM_DOC, THRESHOLD
@@ -41,7 +42,8 @@ FIXED_ORDER_FINAL = Option(
     "the last steps at order ≤ steps left (the last one first order); off by default (measured worse here)",
     optional=True,
 )
-TO_ZERO = Option("to_zero", "bool", False, "one more step (and evaluation) from the grid's end to σ = 0: x̂0 itself")
+TO_ZERO = Option("to_zero", "bool", False, "one more step from the grid's end to σ = 0 (x̂0 itself); its evaluation "
+                 "counts in an NFE budget (the grid gets one step fewer)")
 COMMON = (LOWER_ORDER_FINAL, TO_ZERO) + THRESHOLD
 
 
@@ -157,7 +159,7 @@ class ExpSolver(Solver):
         noise_source = self.noise_source(dynamics, grid, x, options)  # pops the noise options (ddim)
         to_zero = options.get("to_zero", False)
         # keyed by the solver object (compared by value), every option that shapes the plan, and the grid's values
-        key = ("exp-plan", self, form, freeze(options))
+        key = ("exp-plan", self, form, value_key(options))
         plan = shared(grid, key, self.plan_values(grid), lambda: self.plan(dynamics, grid, form, **options))
         noise = noise_source if plan.noisy else None
         x_end, trajectory = run(fn, x, grid.eval_points, plan, record, noise)  # the network's times

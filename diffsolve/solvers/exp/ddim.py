@@ -22,8 +22,8 @@ from ...grids import Grid
 from ..base import register
 from ..brownian import check_noise_options, step_noise
 from ..contract import EXPONENTIAL_ODE, EXPONENTIAL_SDE, Integrates
-from ..options import GENERATOR, PATH, SEED
-from .base import COMMON, ExpSolver, Plan, StepPlan
+from ..options import GENERATOR, PATH, SEED, THRESHOLD
+from .base import TO_ZERO, ExpSolver, Plan, StepPlan
 from .coeffs import Combo, Node, first_order
 
 
@@ -51,7 +51,10 @@ class DDIM(ExpSolver):
     name = "ddim"
     order = 1
     form = "noise"
-    schema = COMMON + (
+    fixed = {"lower_order_final": "DDIM is first order at every step, there is nothing to lower",
+             "order": "1; dpmpp2m, unipc or ipndm reach a higher order at one evaluation per step",
+             "form": "DDIM is the same step in both forms"}
+    schema = (TO_ZERO,) + THRESHOLD + (
         Option("eta", "float", 0.0, "the noise level: 0 deterministic DDIM, 1 DDPM's posterior (stochastic if > 0)",
                low=0.0),
         SEED, PATH, GENERATOR,

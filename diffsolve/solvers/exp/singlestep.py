@@ -85,6 +85,8 @@ class DPMSinglestep(ExpSolver):
 
     def __init__(self, name: str, order: int, form: str):
         self.name, self.order, self.form = name, order, form
+        self.fixed = {"order": f"{order}; pattern=[…] sets the order of each step",
+                      "form": f"{form!r}; dpm2 and dpm3 are the noise form, dpmpp2s the data form"}
         what = "ε (DPM-Solver)" if form == "noise" else "x̂0 (DPM-Solver++)"
         self.description = (
             f"singlestep exponential integrator of order {order} on {what}, {order} evaluations per step; "
@@ -116,7 +118,7 @@ class DPMSinglestep(ExpSolver):
         """The pattern depends on the budget: pass nfe= so that it spends exactly `nfe`."""
         return {"nfe": nfe}
 
-    def steps_for(self, nfe: int) -> int:
+    def steps_for(self, nfe: int, **options: Any) -> int:
         """Outer steps of the pattern that spends exactly `nfe` evaluations."""
         if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
             raise SolverError(f"solver {self.name!r} needs an NFE budget of at least 1, got {nfe!r}")

@@ -1,0 +1,166 @@
+"""The cell plan: (model, solver spec, budget, grid spec, variable) → what is solved, in one place.
+
+Every caller that turns "this solver at this NFE on this grid" into a solve — `ds.sample`, the bench's ODE
+and SDE cells, tuning, `diffsolve sample` and the exporters — goes through `plan()`, so they agree on:
+- the solver's options: the budget's own (`solver.budget_options(nfe)`, e.g. a singlestep pattern) under
+  the caller's, and `end="zero"` as the solver's `to_zero` step (which counts against the budget);
+- the grid: a Grid (checked against the schedule), a spec built with `solver.steps_for(nfe)` steps, or a spec
+  with its own times (custom, file: checked against the schedule and, when known, the problem's fingerprint);
+  adaptive solvers get the end points only; at most MAX_STEPS steps;
+- the dynamics the solver declares (`dynamics_for`): the reverse SDE for stochastic solvers (in t), else the
+  sampling ODE in `variable` (default: the one variable the solver steps in, λ for exponential integrators,
+  σ̄ otherwise).
+With no solver, the measured table DEFAULT_CONFIGS picks solver, grid and options for the budget.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import grids as grids_mod
+from .dynamics import VPSDE, Dynamics, ode
+from .errors import GridError, SolverError
+from .grids import Grid
+from .models import Model
+from .solvers import SOLVERS, get_solver
+from .solvers.base import Solver
+
+# The configuration when no solver is given: the first entry whose NFE bound covers the budget.
+# Chosen by measurement (benchmarks/tuned_grids.py, benchmarks/RESULTS.md "Tuned grids"): the configuration
+# with the smallest geometric mean of (its relative error / the best standard one's) over gmm-64, gmm-2d,
+# toy-2d and digits-8x8 on held-out draws. (max NFE, solver, grid, options); no tuning at call time.
+# Measured at NFE 4, 5, 6, 8, 10, 15, 20 over dpmpp2m, dpmpp3m, unipc (lower_order_final) and ipndm order 2, 3;
+# NFE 7 and NFE > 20 follow their neighbours unmeasured.
+DEFAULT_CONFIGS: tuple[tuple[float, str, str, dict[str, Any]], ...] = (
+    (4, "dpmpp2m", "quadratic", {"lower_order_final": True}),
+    (5, "dpmpp3m", "quadratic", {"lower_order_final": True, "variant": "taylor"}),  # the variant measured
+    (6, "ipndm", "quadratic", {"order": 2}),
+    (float("inf"), "ipndm", "quadratic", {"order": 3}),
+)
+MAX_STEPS = 10**7  # a grid's steps at most: ~2 GB of Python-float points and coefficients
+ENDS = ("sigma_min", "zero")  # where sampling ends: the grid's last time, or σ = 0 (one more, first-order step)
+DEFAULT_GRID = "logsnr"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One solve: `solver` integrates `dynamics` over `grid` with `options` (the budget's included)."""
+
+    solver: Solver
+    dynamics: Dynamics
+    grid: Grid
+    options: dict[str, Any] = field(default_factory=dict)
+    nfe: int | None = None  # the budget asked for (None: steps, a grid's own times, or an adaptive solver)
+
+    @property
+    def steps(self) -> int:
+        """The grid's step count."""
+        return self.grid.steps
+
+
+def default_config(budget: int) -> tuple[str, str, dict[str, Any]]:
+    """(solver, grid, options) used at this NFE (or step count) when no solver is given."""
+    for bound, solver, grid, options in DEFAULT_CONFIGS:
+        if budget <= bound:
+            return solver, grid, dict(options)
+    raise GridError(f"no default configuration for nfe={budget}; pass solver=")
+
+
+def _budget(label: str, value: Any) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise GridError(f"{label} must be a positive integer, got {value!r}; pass e.g. {label}=20")
+
+
+def _end_options(method: Solver, end: str | None, options: dict[str, Any]) -> dict[str, Any]:
+    """`end="zero"` as the solver's to_zero option; "sigma_min" (the default) leaves the options alone."""
+    if end is None or end == "sigma_min":
+        return options
+    if end != "zero":
+        raise GridError(f"end must be one of {', '.join(map(repr, ENDS))}, got {end!r}: 'sigma_min' ends at the grid's "
+                        f"last time (k-diffusion's and diffsolve's default), 'zero' adds a step to σ = 0 (diffusers')")
+    if "to_zero" not in method.options:
+        takes = sorted(name for name, s in SOLVERS.items() if "to_zero" in s.options)
+        raise SolverError(f"solver {method.name!r} cannot end at σ = 0 (end='zero'); solvers that can: {takes}. Or "
+                          f"leave end out to stop at the grid's last time")
+    if options.get("to_zero") is False:
+        raise SolverError("end='zero' and to_zero=False contradict each other; give one of them")
+    return {**options, "to_zero": True}
+
+
+def _grid_for(method: Solver, model: Model, grid: str | Grid, nfe: int | None, steps: int | None,
+              options: dict[str, Any], fingerprint: str | None) -> tuple[Grid, dict[str, Any]]:
+    """(the grid, the options with the budget's own) for a fixed-step solver, or the end points for an adaptive one."""
+    sched = model.schedule
+    if method.adaptive:
+        if nfe is not None or steps is not None:
+            raise SolverError(f"solver {method.name!r} is adaptive: it picks its own steps; give rtol=/atol= "
+                              f"instead of nfe={nfe}, steps={steps}")
+        return grids_mod.custom(sched, [sched.t_max, sched.t_min]), options
+    own_times = isinstance(grid, Grid) or grids_mod.parse(grid).fixed
+    if own_times and nfe is None and steps is None:
+        return grids_mod.build(grid, sched, fingerprint=fingerprint), options
+    if (nfe is None) == (steps is None):
+        raise GridError(f"give exactly one of nfe= or steps=, got nfe={nfe}, steps={steps}")
+    if steps is None:
+        steps = method.steps_for(nfe, **options)
+        options = {**method.budget_options(nfe), **options}
+    if steps > MAX_STEPS:
+        raise GridError(f"{steps} steps would need about {steps * 200 / 2**30:.3g} GiB for the grid's points and "
+                        f"coefficients alone; use at most {MAX_STEPS} steps (if you mean it, raise "
+                        f"diffsolve.plan.MAX_STEPS)")
+    return grids_mod.build(grid, sched, steps, fingerprint=fingerprint), options
+
+
+def plan(
+    model: Model,
+    solver: str | Solver | None = None,
+    *,
+    nfe: int | None = None,
+    steps: int | None = None,
+    grid: str | Grid | None = None,
+    variable: str | None = None,
+    options: dict[str, Any] | None = None,
+    end: str | None = None,
+    fingerprint: str | None = None,
+) -> Plan:
+    """What `solver` (with `options`) solves on `model` at an NFE budget (or a step count, or a grid's own times).
+
+    `grid`: a Grid or a spec (default logsnr; with no solver, the default table's); `variable`: the ODE's
+    integration variable (t, sigma, lambda; default the solver's own); `end`: "sigma_min" (default) or "zero"
+    (one more step to σ = 0, counted in the budget); `fingerprint`: the problem's, checked against a grid file's.
+    """
+    _budget("nfe", nfe)
+    _budget("steps", steps)
+    options = dict(options or {})
+    if solver is None:
+        if (nfe is None) == (steps is None):
+            raise GridError(f"give exactly one of nfe= or steps= (with no solver= the budget picks the solver), "
+                            f"got nfe={nfe}, steps={steps}")
+        solver, table_grid, table_options = default_config(nfe if nfe is not None else steps)
+        grid, options = table_grid if grid is None else grid, {**table_options, **options}
+    method = get_solver(solver)
+    options = _end_options(method, end, options)
+    method.check_options(options)  # before any work (and before steps_for and integrates_for read them)
+    g, options = _grid_for(method, model, DEFAULT_GRID if grid is None else grid, nfe, steps, options, fingerprint)
+    return Plan(method, dynamics_for(model, method, options, variable), g, options, nfe)
+
+
+def own_variable(solver: str | Solver, options: dict[str, Any]) -> str:
+    """The variable `solver` with `options` steps in when none is asked for: t for stochastic solvers (the reverse
+    SDE), the one variable it declares (λ for exponential integrators, σ̄ for iPNDM), else σ̄ (the DDIM ODE)."""
+    need = get_solver(solver).integrates_for(**options)
+    return need.variables[0] if need.variables is not None and len(need.variables) == 1 else "sigma"
+
+
+def dynamics_for(model: Model, solver: str | Solver, options: dict[str, Any], variable: str | None = None) -> Dynamics:
+    """What `solver` with `options` integrates, built on `model`: the reverse SDE for stochastic ones (in t), else
+    the ODE in `variable` (default: `own_variable`)."""
+    method = get_solver(solver)
+    method.check_options(options)
+    if method.integrates_for(**options).stochastic:
+        if variable not in (None, "t"):
+            raise SolverError(f"solver {method.name!r} samples the reverse SDE, which runs in t; got "
+                              f"variable={variable!r}: leave variable out (or pass variable='t')")
+        return VPSDE(model.schedule).reverse(model)
+    return ode(model, own_variable(method, options) if variable is None else variable)
