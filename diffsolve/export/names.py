@@ -4,7 +4,8 @@ Each name is (solver, options, grid recipe, end): the diffsolve solver that comp
 default options, how the peer spaces its steps (export/peers.py) and where it ends ("zero": a last step to σ = 0
 that returns x̂0, diffusers' final_sigmas_type="zero" and k-diffusion's trailing 0; "sigma_min": the grid's last
 time). `resolve(name)` finds a name case-insensitively; `.config(schedule, nfe)` builds the grid for an NFE budget
-(the step to σ = 0 counted in it) and `.sample_kwargs(schedule, nfe)` gives ds.sample's keywords. tests/test_export_names.py checks each available name against its
+(the step to σ = 0 counted in it) and `.sample_kwargs(schedule, nfe)` gives ds.sample's keywords.
+tests/test_export_names.py checks each available name against its
 peers' default samplers (same x_T, ≤ 1e-5 relative).
 """
 

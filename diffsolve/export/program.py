@@ -19,8 +19,8 @@ from torch import Tensor
 from ..errors import SolverError
 from ..grids import Grid
 from ..models import Model
-from ..points import Point
 from ..plan import dynamics_for
+from ..points import Point
 from ..solvers import SOLVERS, get_solver
 from ..solvers.base import Solver
 from ..solvers.exp.base import Carry, ExpSolver, Plan, plan_step
