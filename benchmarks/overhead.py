@@ -14,7 +14,12 @@ k-diffusion gets its own grid builder per call (`get_sigmas_exponential`, unifor
 logSNR grid, same σ̄ range, ending at σ̄_min like diffsolve's); diffusers its `set_timesteps`. Beside each
 pair, a bare loop of the same tensor operations with precomputed Python floats (no grid, no checks) is the
 floor of what the arithmetic costs. Every implementation's NFE is counted on an untimed run and must equal
-the budget. Exits 1 on a wrong NFE or a non-finite sample, 2 when a peer is not installed.
+the budget.
+
+Checked (exit 1 when one fails): every implementation spends exactly the NFE budget and returns a finite sample; and
+diffsolve's µs per NFE with the grid built per call is ≤ --max-ratio (0.5) × the fastest peer's for every pair (the
+invariant of issue 19 for dpmpp2m, heun and ddim; asserted at full size only). Exit 2 when a peer is not installed
+(in smoke mode its pairs are left out with a note).
 
 Peers: `pip install diffusers` and `pip install --no-deps k-diffusion` (its own dependencies pull torchvision
 and a newer torch: never let them in). Only k_diffusion/sampling.py is loaded, by file path.
@@ -23,15 +28,14 @@ With --warm, each pair also times diffsolve's `solve()` on a grid built once (wh
 Times are this process's CPU time by default (--clock cpu): on a shared machine, wall time also counts the waits
 for a free core, which fall on whichever run is unlucky; --clock wall times the wall clock.
 
-Run (any directory):
-  OMP_NUM_THREADS=1 python benchmarks/overhead.py [--only dpmpp2m,heun] [--nfe 20] [--warm] [--clock cpu|wall]
+Run (from the repository root):
+  OMP_NUM_THREADS=1 python -m benchmarks.overhead [--only dpmpp2m,heun] [--nfe 20] [--warm] [--clock cpu|wall]
+  python -m benchmarks.overhead --smoke          (tiny sizes, one repeat: checks NFE and finiteness)
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
-import importlib.util
 import math
 import os
 import statistics
@@ -40,80 +44,24 @@ import time
 import types
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's diffsolve, from any directory
+import diffsolve as ds
 
-import diffsolve as ds  # noqa: E402
+from .common import Claims, out_path, smoke_argument, smoke_sizes, write
+from .peers import MissingPeer, load_diffusers, load_k_diffusion_sampling, missing_note
 
 Net = Callable[[Tensor, Tensor], Tensor]
 VARIABLE = {"dpmpp2m": "lambda", "heun": "sigma", "ddim": "lambda", "unipc": "lambda"}  # diffsolve's, per pair
-INSTALL = {"k-diffusion": "pip install --no-deps k-diffusion", "diffusers": "pip install diffusers"}
-
-
-class MissingPeer(Exception):
-    """A peer library is not installed."""
+PEER = {"dpmpp2m": "k-diffusion", "heun": "k-diffusion", "ddim": "diffusers", "unipc": "diffusers"}
 
 
 def trivial_net(x: Tensor, t: Tensor) -> Tensor:
     """The trivial network: 0·x (one kernel)."""
     return 0 * x
-
-
-# ---- peers ------------------------------------------------------------------------------------------------
-def _load_file(name: str, path: Path) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[name]
-        raise
-    return module
-
-
-def load_k_diffusion_sampling() -> tuple[types.ModuleType, str]:
-    """k_diffusion/sampling.py loaded by file path (the package __init__ needs torchvision and more).
-
-    Its `from . import utils` gets the real utils.py when that imports; otherwise (utils.py imports
-    torchvision, PIL, safetensors) a stand-in holding `append_dims`, the one name sampling.py uses.
-    Returns (the module, a note on how it was loaded).
-    """
-    spec = importlib.util.find_spec("k_diffusion")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingPeer("k-diffusion")
-    root = Path(list(spec.submodule_search_locations)[0])
-    pkg = types.ModuleType("_peer_k_diffusion")
-    pkg.__path__ = [str(root)]
-    sys.modules[pkg.__name__] = pkg
-    try:
-        pkg.utils = _load_file(f"{pkg.__name__}.utils", root / "utils.py")
-        note = "k_diffusion/sampling.py with its own utils.py"
-    except ImportError as e:
-        utils = types.ModuleType(f"{pkg.__name__}.utils")
-
-        def append_dims(x: Tensor, target_dims: int) -> Tensor:
-            """x with trailing singleton dimensions up to `target_dims`."""
-            return x[(...,) + (None,) * (target_dims - x.ndim)]
-
-        utils.append_dims = append_dims
-        pkg.utils = sys.modules[utils.__name__] = utils
-        note = f"k_diffusion/sampling.py; its utils.py does not import here ({e}), so a stand-in gave append_dims"
-    sampling = _load_file(f"{pkg.__name__}.sampling", root / "sampling.py")
-    version = importlib.metadata.version("k-diffusion")
-    return sampling, f"k-diffusion {version}: {note}"
-
-
-def _diffusers():
-    try:
-        import diffusers
-    except ImportError:
-        raise MissingPeer("diffusers") from None
-    return diffusers
 
 
 # ---- the runs -----------------------------------------------------------------------------------------------
@@ -176,7 +124,7 @@ def k_diffusion_impl(setup: Setup, sampling: types.ModuleType, name: str, steps:
 
 def diffusers_impl(setup: Setup, scheduler_name: str, **config) -> Impl:
     """diffusers' documented loop: set_timesteps, then scale_model_input, net, step for every timestep."""
-    scheduler = getattr(_diffusers(), scheduler_name)(**config)
+    scheduler = getattr(load_diffusers(), scheduler_name)(**config)
 
     def make(net: Net) -> Callable[[], Tensor]:
         def run() -> Tensor:
@@ -255,15 +203,28 @@ def bare_heun(setup: Setup) -> Impl:
     return Impl("bare loop (Heun update in σ̄, precomputed floats)", "floor", make)
 
 
-def pairs(setup: Setup, only: list[str], warm: bool = False) -> tuple[dict[str, list[Impl]], list[str]]:
-    """The comparisons asked for: name → implementations (diffsolve first), and notes on how peers loaded."""
-    notes: list[str] = []
-    kd: types.ModuleType | None = None
-    if {"dpmpp2m", "heun"} & set(only):
-        kd, note = load_k_diffusion_sampling()
-        notes.append(note)
-    if {"ddim", "unipc"} & set(only):
-        notes.append(f"diffusers {_diffusers().__version__}")
+def load_peers(only: list[str], smoke: bool) -> tuple[list[str], types.ModuleType | None, list[str]]:
+    """(the pairs whose peer loads, k-diffusion's sampling module, notes). A missing peer raises MissingPeer,
+    except in smoke mode, where its pairs are left out with a note."""
+    kd, notes, kept = None, [], []
+    for name in only:
+        try:
+            if PEER[name] == "k-diffusion" and kd is None:
+                kd, note = load_k_diffusion_sampling()
+                notes.append(note)
+            elif PEER[name] == "diffusers":
+                version = f"diffusers {load_diffusers().__version__}"
+                notes += [] if version in notes else [version]
+            kept.append(name)
+        except MissingPeer as e:
+            if not smoke:
+                raise
+            notes.append(f"{name} left out: {missing_note(e)}")
+    return kept, kd, notes
+
+
+def pairs(setup: Setup, only: list[str], kd: types.ModuleType | None, warm: bool = False) -> dict[str, list[Impl]]:
+    """The comparisons asked for: name → implementations (diffsolve first, then the peers and the bare loop)."""
     peers: dict[str, Callable[[], list[Impl]]] = {
         "dpmpp2m": lambda: [k_diffusion_impl(setup, kd, "sample_dpmpp_2m", setup.nfe), bare_dpmpp2m(setup)],
         "heun": lambda: [k_diffusion_impl(setup, kd, "sample_heun", setup.nfe // 2), bare_heun(setup)],
@@ -277,7 +238,7 @@ def pairs(setup: Setup, only: list[str], warm: bool = False) -> tuple[dict[str, 
         if warm:  # the same solve on a grid built once
             ours.append(diffsolve_impl(setup, name, VARIABLE[name], warm=True))
         groups[name] = ours + peers[name]()
-    return groups, notes
+    return groups
 
 
 # ---- measuring ---------------------------------------------------------------------------------------------
@@ -326,7 +287,7 @@ def rotated_medians(runs: list[Callable[[], Tensor]], repeats: int, clock: Calla
     return [statistics.median(t) for t in times]
 
 
-def main(argv: list[str] | None = None) -> int:
+def parser() -> argparse.ArgumentParser:
     names = list(VARIABLE)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--only", default=",".join(names), help=f"comma-separated pairs among {', '.join(names)}")
@@ -338,19 +299,57 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--warm", action="store_true", help="add diffsolve rows that reuse a grid built once")
     ap.add_argument("--clock", choices=list(CLOCKS), default="cpu",
                     help="cpu: this process's CPU time (a shared machine's waits for a core left out); wall: wall time")
+    ap.add_argument("--max-ratio", type=float, default=0.5,
+                    help="the claim checked: diffsolve (grid built per call) ≤ this × the fastest peer")
+    ap.add_argument("--out", default=None, help="also write OUT.json (the rows) and OUT.md (the table)")
+    smoke_argument(ap)
+    return ap
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    lines = ["| pair | implementation | µs / NFE | ratio to the fastest peer |", "|---|---|---:|---:|"]
+    lines += [f"| {r['pair']} | {r['implementation']} | {r['us_per_nfe']:.1f} | {r['ratio']:.2f}× |" for r in rows]
+    return "\n".join(lines)
+
+
+def time_pairs(groups: dict[str, list[Impl]], setup: Setup, args: argparse.Namespace,
+               claims: Claims) -> list[dict[str, Any]]:
+    """Time every pair, print its rows, check NFE and finiteness, and diffsolve's ratio to the fastest peer."""
+    rows = []
+    print("\n| pair | implementation | µs / NFE | ratio to the fastest peer |\n|---|---|---:|---:|")
+    for name, group in groups.items():
+        per_nfe, problems = measure(group, setup, args.repeats, args.clock)
+        claims.check(not problems, f"{name}: every implementation spent {setup.nfe} NFE and returned a finite sample"
+                     + (f"; not so: {'; '.join(problems)}" if problems else ""))
+        fastest = min(v for impl, v in zip(group, per_nfe) if impl.kind == "peer")
+        for impl, v in zip(group, per_nfe):
+            rows.append({"pair": name, "implementation": impl.label, "kind": impl.kind, "us_per_nfe": v,
+                         "ratio": v / fastest})
+            print(f"| {name} | {impl.label} | {v:.1f} | {v / fastest:.2f}× |", flush=True)
+        ratio = per_nfe[0] / fastest
+        claims.check(ratio <= args.max_ratio, f"{name}: {group[0].label} (grid built per call) {ratio:.2f}× the "
+                                              f"fastest peer ≤ {args.max_ratio:g}×", full_size_only=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = parser()
     args = ap.parse_args(argv)
+    names = list(VARIABLE)
     only = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in only if n not in names]
     if unknown or not only or args.nfe < 2 or args.nfe % 2:
         ap.error(f"--only takes pairs among {names} (got {args.only!r}); --nfe must be even and ≥ 2 (got {args.nfe})")
+    smoke_sizes(args, nfe=4, repeats=1, batch=8, dim=4)
+    claims = Claims("overhead", args.smoke)
     torch.set_num_threads(args.threads)
+    try:
+        only, kd, notes = load_peers(only, args.smoke)
+    except MissingPeer as e:
+        print(f"{missing_note(e)}  (or leave its pairs out with --only)", file=sys.stderr)
+        return 2
     x_T = torch.randn(args.batch, args.dim, generator=torch.Generator().manual_seed(0))
     setup = Setup(ds.DiscreteDDPM(), x_T, args.nfe)
-    try:
-        groups, notes = pairs(setup, only, args.warm)
-    except MissingPeer as e:
-        print(f"{e} is not installed: {INSTALL[str(e)]}  (or leave its pairs out with --only)", file=sys.stderr)
-        return 2
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     print(f"torch {torch.__version__}, {args.threads} thread(s), batch {args.batch} × {args.dim} float32, "
           f"NFE {args.nfe}, grid built per call, median of {args.repeats} interleaved repeats (rotated order), "
@@ -358,19 +357,13 @@ def main(argv: list[str] | None = None) -> int:
           + (f"; load average {load[0]:.1f} at start" if load else ""))
     for note in notes:
         print(f"peer: {note}")
-    print("\n| pair | implementation | µs / NFE | ratio to the fastest peer |\n|---|---|---:|---:|")
-    failures: list[str] = []
-    for name, group in groups.items():
-        per_nfe, problems = measure(group, setup, args.repeats, args.clock)
-        failures += problems
-        fastest = min(v for impl, v in zip(group, per_nfe) if impl.kind == "peer")
-        for impl, v in zip(group, per_nfe):
-            print(f"| {name} | {impl.label} | {v:.1f} | {v / fastest:.2f}× |", flush=True)
+    rows = time_pairs(pairs(setup, only, kd, args.warm), setup, args, claims)
     if load:
         print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
-    for f in failures:
-        print("FAILED:", f, file=sys.stderr)
-    return 1 if failures else 0
+    out = out_path(args, "overhead")
+    if out:
+        write(out, rows, markdown)
+    return claims.exit_status()
 
 
 if __name__ == "__main__":

@@ -3,67 +3,39 @@
 Standard side: every solver configuration in --standard on every standard grid (logsnr, time, quadratic,
 karras), relative error ‖x − ref‖/‖ref‖ on the held-out draws (seed --heldout-seed, n --n-eval) against
 the float64 reference; the best per NFE is reported. Tuned side: each configuration in --tuned is tuned
-(diffsolve.tuning.tune, DP + Nelder–Mead) on the training draws (seed --train-seed, n --n-train) and
+(diffsolve.tuning.tune, DP + L-BFGS-B) on the training draws (seed --train-seed, n --n-train) and
 measured on the same held-out draws. Tuning cost: model evaluations, wall and CPU seconds per (solver, NFE).
 
-    python benchmarks/tuned_grids.py --problem gmm-64 --nfe 4,5,6,8,10,15,20 --out benchmarks/results/tuned-gmm-64
+Checked (exit 1 when one fails): every tuned grid is no worse on the held-out draws than the best standard grid of
+its own solver configuration, and no worse on its training draws than the grid its refinement started from; with
+--defaults, the table's choice at each NFE is diffsolve.solve.DEFAULT_CONFIGS's.
+
+    python -m benchmarks.tuned_grids --problem gmm-64 --nfe 4,5,6,8,10,15,20 --out benchmarks/results/tuned-gmm-64
+    python -m benchmarks.tuned_grids --smoke          (tiny sizes into a temporary folder)
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import torch
 
 import diffsolve as ds
 from diffsolve.bench.metrics import rel_err
-from diffsolve.plan import dynamics_for
+from diffsolve.plan import default_config
 from diffsolve.problems import resolve
 from diffsolve.schedules import F64
-from diffsolve.solvers import get_solver
 from diffsolve.tuning import STANDARD_GRIDS, tune
 
-# every choice the solvers' automatic defaults would make is pinned, so that the committed results rerun as they were
-STANDARD = ("dpmpp2m:lower_order_final=1", "dpmpp3m:lower_order_final=1:variant=taylor", "unipc:lower_order_final=1",
-            "unipc:lower_order_final=0", "deis:lower_order_final=1", "ipndm:order=2", "ipndm:order=3", "ipndm",
-            "ipndm_v:order=3", "ipndm_v:order=2")
-TUNED = ("ipndm:order=3", "unipc:lower_order_final=1")
-
-
-def config(text: str) -> tuple[str, dict[str, Any]]:
-    """'solver:key=value:…' → (solver, options), values read as JSON (1 → 1, true → True) or else as text."""
-    name, *pairs = text.split(":")
-    opts = {}
-    for pair in pairs:
-        k, _, v = pair.partition("=")
-        try:
-            value = json.loads(v)
-        except json.JSONDecodeError:
-            value = v  # variant=taylor
-        opts[k] = bool(value) if k == "lower_order_final" else value
-    return name, opts
-
-
-def solve_heldout(model: Any, x: torch.Tensor, solver: str, opts: dict[str, Any], grid: Any, nfe: int) -> torch.Tensor:
-    """`solver` on `grid` (a spec or a Grid) at `nfe` from the held-out x_T, float64."""
-    method = get_solver(solver)
-    options = {**method.budget_options(nfe), **opts}
-    g = ds.grids.build(grid, model.schedule, None if isinstance(grid, ds.grids.Grid) else method.steps_for(nfe))
-    return ds.solve(dynamics_for(model, method, options), x, g, method, **options).x.to(F64)
-
-
-def heldout_error(problem: Any, model: Any, x: torch.Tensor, ref: torch.Tensor, solver: str,
-                  opts: dict[str, Any], grid: Any, nfe: int) -> float:
-    """Relative error ‖x − ref‖/‖ref‖ of `solver` on `grid` at `nfe` from the held-out x_T."""
-    return rel_err(solve_heldout(model, x, solver, opts, grid, nfe), ref)
-
+from .common import Claims, output_arguments, read_json, report, smoke_argument, smoke_sizes, write
+from .heldout import common_arguments, config, heldout_error, nfe_list, solve_heldout
 
 FLIP = 0.5  # a sample whose own relative error exceeds this ended in another mode than the reference's
+SLACK = 1e-9  # relative round-off allowed in "no worse than" (a tuned grid equal to its start gives the same error)
 
 
 def large_set(model: Any, x: torch.Tensor, ref: torch.Tensor, solver: str, opts: dict[str, Any], grid: Any,
@@ -74,7 +46,40 @@ def large_set(model: Any, x: torch.Tensor, ref: torch.Tensor, solver: str, opts:
     return {"err": rel_err(out, ref), "flips": int((per > FLIP).sum()), "median": float(per.median())}
 
 
-def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+def standard_side(model: Any, x: torch.Tensor, ref: torch.Tensor, configs: list[str], nfe: int) -> dict[str, float]:
+    """'configuration / grid' → held-out error, for every configuration on every standard grid it accepts."""
+    every = {}
+    for text in configs:
+        solver, opts = config(text)
+        for grid in STANDARD_GRIDS:
+            try:
+                every[f"{text} / {grid}"] = heldout_error(model, x, ref, solver, opts, grid, nfe)
+            except ds.errors.DiffsolveError:
+                continue
+    return every
+
+
+def tuned_record(args: argparse.Namespace, prob: Any, model: Any, x: torch.Tensor, ref: torch.Tensor, text: str,
+                 nfe: int, big: Any) -> dict[str, Any]:
+    """Tune `text` at `nfe` on the training draws; its held-out error, start, cost and grid."""
+    solver, opts = config(text)
+    tg = tune(prob, solver, nfe, train_seeds=[args.train_seed], heldout_seeds=None, n=args.n_train,
+              candidates=args.candidates, teacher_tol=args.teacher_tol, max_evals=args.max_evals, progress=False,
+              **opts)
+    e = heldout_error(model, x, ref, solver, opts, tg.grid, nfe)
+    rec = {"config": text, "err": e, "start": tg.start, "train_rmse": tg.train_error,
+           "start_train_rmse": tg.start_train_error, "cost_nfe": tg.cost_nfe, "seconds": tg.cost_seconds,
+           "cpu_seconds": tg.cost_cpu_seconds, "times": tg.grid.t.tolist(),
+           "eval_times": None if tg.grid.t_eval is None else tg.grid.t_eval.tolist(),
+           "chosen": tg.chosen, "validation_rmse": tg.validation_error}
+    if big is not None:
+        rec["large"] = large_set(model, *big, solver, opts, tg.grid, nfe)
+    print(f"  NFE {nfe} tuned {text}: held-out rel {e:.4g} (start {tg.start}), {tg.cost_nfe} NFE, "
+          f"{tg.cost_seconds:.1f} s wall, {tg.cost_cpu_seconds:.1f} s CPU", flush=True)
+    return rec
+
+
+def run(args: argparse.Namespace, out: Any) -> list[dict[str, Any]]:
     prob = resolve(args.problem)
     sched = prob.default_schedule()
     model = prob.model(sched, dtype=F64)
@@ -88,80 +93,41 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
         big = (x_big, prob.reference(x_big, sched, rtol=prob.default_ref_tol, atol=prob.default_ref_tol))
     rows = []
     for nfe in args.nfe:
-        best, every = (float("inf"), ""), {}
-        for text in args.standard:
-            solver, opts = config(text)
-            for grid in STANDARD_GRIDS:
-                try:
-                    e = heldout_error(prob, model, x, ref, solver, opts, grid, nfe)
-                except ds.errors.DiffsolveError:
-                    continue
-                every[f"{text} / {grid}"] = e
-                best = min(best, (e, f"{text} / {grid}"))
-        row: dict[str, Any] = {"problem": prob.name, "nfe": nfe, "standard": best[1], "standard_err": best[0],
+        every = standard_side(model, x, ref, args.standard, nfe)
+        err, name = min(((e, k) for k, e in every.items()), default=(math.inf, ""))
+        row: dict[str, Any] = {"problem": prob.name, "nfe": nfe, "standard": name, "standard_err": err,
                                "standard_all": every}
         if big is not None:
-            large = {name: large_set(model, *big, *config(name.split(" / ")[0]), name.split(" / ")[1], nfe)
-                     for name in every}
+            large = {k: large_set(model, *big, *config(k.split(" / ")[0]), k.split(" / ")[1], nfe) for k in every}
             row["standard_large"] = min(large.items(), key=lambda kv: kv[1]["err"])
-        tuned_best = None
-        for text in args.tuned if args.tune_nfe is None or nfe in args.tune_nfe else ():
-            solver, opts = config(text)
-            tg = tune(prob, solver, nfe, train_seeds=[args.train_seed], heldout_seeds=None, n=args.n_train,
-                      candidates=args.candidates, teacher_tol=args.teacher_tol, max_evals=args.max_evals,
-                      progress=False, **opts)
-            e = heldout_error(prob, model, x, ref, solver, opts, tg.grid, nfe)
-            rec = {"config": text, "err": e, "start": tg.start, "train_rmse": tg.train_error,
-                   "start_train_rmse": tg.start_train_error, "cost_nfe": tg.cost_nfe, "seconds": tg.cost_seconds,
-                   "cpu_seconds": tg.cost_cpu_seconds, "times": tg.grid.t.tolist(),
-                   "eval_times": None if tg.grid.t_eval is None else tg.grid.t_eval.tolist(),
-                   "chosen": tg.chosen, "validation_rmse": tg.validation_error}
-            if big is not None:
-                rec["large"] = large_set(model, *big, solver, opts, tg.grid, nfe)
-            row.setdefault("tuned_all", []).append(rec)
-            print(f"  NFE {nfe} tuned {text}: held-out rel {e:.4g} (start {tg.start}), {tg.cost_nfe} NFE, "
-                  f"{tg.cost_seconds:.1f} s wall, {tg.cost_cpu_seconds:.1f} s CPU", flush=True)
-            if tuned_best is None or e < tuned_best["err"]:
-                tuned_best = rec
-        row["tuned"] = tuned_best
+        tuning = args.tuned if args.tune_nfe is None or nfe in args.tune_nfe else ()
+        if tuning:
+            row["tuned_all"] = [tuned_record(args, prob, model, x, ref, text, nfe, big) for text in tuning]
+        row["tuned"] = min(row.get("tuned_all", []), key=lambda r: r["err"], default=None)
         rows.append(row)
-        if args.out:  # finished rows are kept even if a later NFE is interrupted
-            write(args.out, rows)
-        tb = "" if tuned_best is None else f" | tuned {tuned_best['config']} {tuned_best['err']:.4g}"
-        print(f"NFE {nfe}: standard {best[1]} {best[0]:.4g}{tb}", flush=True)
+        if out:  # finished rows are kept even if a later NFE is interrupted
+            write(out, rows, markdown)
+        tb = "" if row["tuned"] is None else f" | tuned {row['tuned']['config']} {row['tuned']['err']:.4g}"
+        print(f"NFE {nfe}: standard {name} {err:.4g}{tb}", flush=True)
     return rows
 
 
-def write(out: str, rows: Any, render: Any = None) -> None:
-    """OUT.json (the rows) and OUT.md (their table, by `render`, default this script's markdown)."""
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    Path(out + ".json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
-    Path(out + ".md").write_text((render or markdown)(rows) + "\n", encoding="utf-8")
-
-
-def output_arguments(p: argparse.ArgumentParser) -> None:
-    """--out OUT (OUT.json and OUT.md, written as rows finish) and --render OUT.json (print its table only)."""
-    p.add_argument("--out", default=None, help="write OUT.json and OUT.md (as the rows finish)")
-    p.add_argument("--render", default=None, help="only print the table of a finished run's OUT.json")
-
-
-def rendered(args: argparse.Namespace, render: Any) -> bool:
-    """With --render, print render(rows of that file) and return True."""
-    if args.render:
-        print(render(json.loads(Path(args.render).read_text(encoding="utf-8"))))
-    return bool(args.render)
-
-
-def common_arguments(p: argparse.ArgumentParser) -> None:
-    """The options this script shares with peers_accuracy.py: problem, NFE, configurations, draws, seeds."""
-    p.add_argument("--problem", default="gmm-64")
-    p.add_argument("--nfe", type=lambda s: [int(v) for v in s.split(",")], default=[4, 5, 6, 8, 10, 15, 20])
-    p.add_argument("--standard", type=lambda s: s.split(","), default=list(STANDARD))
-    p.add_argument("--tuned", type=lambda s: s.split(","), default=list(TUNED))
-    p.add_argument("--n-eval", type=int, default=256)
-    p.add_argument("--n-train", type=int, default=1024)
-    p.add_argument("--train-seed", type=int, default=10)
-    p.add_argument("--heldout-seed", type=int, default=0)
+def check(rows: list[dict[str, Any]], claims: Claims) -> None:
+    """Each tuned grid: held-out error ≤ its configuration's best standard grid's; training error ≤ its start's."""
+    for r in rows:
+        for t in r.get("tuned_all", []):
+            own = {k: v for k, v in r["standard_all"].items() if k.startswith(t["config"] + " / ")}
+            where = f"{r['problem']} NFE {r['nfe']} {t['config']}"
+            if own:
+                grid, best = min(own.items(), key=lambda kv: kv[1])
+                claims.check(t["err"] <= best * (1 + SLACK),
+                             f"{where}: tuned held-out error {t['err']:.4g} ≤ its best standard grid's "
+                             f"({grid.split(' / ')[1]} {best:.4g})")
+            else:
+                claims.skip(f"{where}: tuned vs its best standard grid", "the configuration is not in --standard")
+            claims.check(t["train_rmse"] <= t["start_train_rmse"] * (1 + SLACK),
+                         f"{where}: tuned training error {t['train_rmse']:.4g} ≤ its start's ({t['start']} "
+                         f"{t['start_train_rmse']:.4g})")
 
 
 def markdown_large(rows: list[dict[str, Any]]) -> str:
@@ -179,7 +145,8 @@ def markdown_large(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def markdown(rows: list[dict[str, Any]]) -> str:
+def markdown_main(rows: list[dict[str, Any]]) -> str:
+    """Per NFE: the best standard configuration, the best tuned one, its own best standard grid, the tuning cost."""
     lines = ["| NFE | best standard (solver / grid) | rel. err | tuned solver | its best standard grid | tuned "
              "rel. err | tuned / best standard | tuning cost (NFE, s wall, s CPU) |",
              "|---|---|---|---|---|---|---|---|"]
@@ -194,9 +161,28 @@ def markdown(rows: list[dict[str, Any]]) -> str:
         lines.append(f"| {r['nfe']} | {r['standard']} | {r['standard_err']:.3g} | {t['config']} | {mine_txt} | "
                      f"{t['err']:.3g} | {t['err'] / r['standard_err']:.2f}× | {t['cost_nfe']}, {t['seconds']:.0f}, "
                      f"{t['cpu_seconds']:.0f} |")
-    if any("standard_large" in r for r in rows):
-        lines += ["", markdown_large(rows)]
     return "\n".join(lines)
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    """The main table, and the large held-out set's when it was measured."""
+    if any("standard_large" in r for r in rows):
+        return markdown_main(rows) + "\n\n" + markdown_large(rows)
+    return markdown_main(rows)
+
+
+def default_choices(runs: list[list[dict[str, Any]]]) -> list[tuple[int, list[tuple[str, float, float]]]]:
+    """Per NFE every run measured: the standard configurations every run holds, ranked by the geometric mean over
+    runs of err / best err, as (configuration / grid, mean, worst)."""
+    out = []
+    for nfe in sorted(set.intersection(*({r["nfe"] for r in rows} for rows in runs))):
+        per = [next(r for r in rows if r["nfe"] == nfe) for rows in runs]
+        scored = []
+        for c in set.intersection(*(set(r["standard_all"]) for r in per)):
+            ratios = [r["standard_all"][c] / r["standard_err"] for r in per]
+            scored.append((c, math.exp(sum(map(math.log, ratios)) / len(ratios)), max(ratios)))
+        out.append((nfe, sorted(scored, key=lambda s: s[1])))
+    return out
 
 
 def defaults(runs: list[list[dict[str, Any]]]) -> str:
@@ -204,47 +190,48 @@ def defaults(runs: list[list[dict[str, Any]]]) -> str:
     (over the configurations every run measured): the measurement behind diffsolve.solve.DEFAULT_CONFIGS."""
     lines = ["| NFE | configuration | geometric mean of err / best | worst err / best | runner-up (its mean) |",
              "|---|---|---|---|---|"]
-    nfes = sorted(set.intersection(*({r["nfe"] for r in rows} for rows in runs)))
-    for nfe in nfes:
-        per = [next(r for r in rows if r["nfe"] == nfe) for rows in runs]
-        common = set.intersection(*(set(r["standard_all"]) for r in per))
-        score = {}
-        for c in common:
-            ratios = [r["standard_all"][c] / r["standard_err"] for r in per]
-            score[c] = (math.exp(sum(map(math.log, ratios)) / len(ratios)), max(ratios))
-        ranked = sorted(score.items(), key=lambda kv: kv[1][0])
-        (best, (gm, worst)), (second, (gm2, _)) = ranked[0], ranked[1]
+    for nfe, ranked in default_choices(runs):
+        (best, gm, worst), (second, gm2, _) = ranked[0], ranked[1]
         lines.append(f"| {nfe} | {best} | {gm:.3f} | {worst:.2f} | {second} ({gm2:.3f}) |")
     return "\n".join(lines)
 
 
-def main() -> None:
+def check_defaults(runs: list[list[dict[str, Any]]], claims: Claims) -> None:
+    """The measured choice at each NFE is what sample() without a solver uses (diffsolve.solve.default_config)."""
+    for nfe, ranked in default_choices(runs):
+        text, grid = ranked[0][0].split(" / ")
+        solver, opts = config(text)
+        used = default_config(nfe)
+        claims.check(used == (solver, grid, opts),
+                     f"NFE {nfe}: the measured choice {ranked[0][0]} is sample()'s default {used}")
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     common_arguments(p)
-    p.add_argument("--tune-nfe", type=lambda s: [int(v) for v in s.split(",")], default=None,
-                   help="tune only at these NFE (default: every --nfe)")
+    p.add_argument("--tune-nfe", type=nfe_list, default=None, help="tune only at these NFE (default: every --nfe)")
     p.add_argument("--n-eval-large", type=int, default=0,
                    help="also measure on this many draws of seed --heldout-seed + 1: rel. error, flips, median")
-    p.add_argument("--candidates", type=int, default=64)
-    p.add_argument("--teacher-tol", type=float, default=None,
-                   help="the RMSE the tuner's teacher must reach (default: 0.1× the training error reached)")
-    p.add_argument("--max-evals", type=int, default=None,
-                   help="refinement budget in objective evaluations per stage (default: the tuner's)")
     p.add_argument("--threads", type=int, default=1)
     output_arguments(p)
     p.add_argument("--defaults", default=None, help="comma-separated OUT.json files: print the default-table choice")
-    args = p.parse_args()
+    smoke_argument(p)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    claims = Claims("tuned_grids", args.smoke)
     if args.defaults:
-        print(defaults([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.defaults.split(",")]))
-        return
-    if rendered(args, markdown):
-        return
+        runs = [read_json(f) for f in args.defaults.split(",")]
+        print(defaults(runs))
+        check_defaults(runs, claims)
+        return claims.exit_status()
+    smoke_sizes(args, problem="gmm-2d", nfe=[5], standard=["ipndm:order=3", "dpmpp2m:lower_order_final=1"],
+                tuned=["ipndm:order=3"], n_eval=32, n_train=32, n_eval_large=0, candidates=16, max_evals=24)
     torch.set_num_threads(args.threads)
-    rows = run(args)
-    print(markdown(rows))
-    if args.out:
-        write(args.out, rows)
+    return report(args, claims, lambda out: run(args, out), markdown, check)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

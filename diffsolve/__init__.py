@@ -29,8 +29,8 @@ _NAMES = {
     **dict.fromkeys(("SOLVERS", "get_solver"), "solvers"),
 }
 # submodules reachable as attributes (`ds.grids`); `solve` is not among them: `ds.solve` is the function
-_SUBMODULES = ("bench", "checks", "cli", "dynamics", "graphs", "grids", "interop", "likelihood", "models", "nets",
-               "points", "problems", "schedules", "solvers", "syncguard", "training", "tuning")
+_SUBMODULES = ("bench", "checks", "cli", "dynamics", "export", "graphs", "grids", "interop", "likelihood", "models",
+               "nets", "points", "problems", "schedules", "solvers", "syncguard", "training", "tuning")
 
 
 def __getattr__(name: str) -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checks import Option
 from .errors import GridError, unknown_name
 from .points import shared_points
 from .schedules import F64, Schedule, as_f64
@@ -50,6 +52,8 @@ class Grid:
 
     def __post_init__(self) -> None:
         t = as_f64(self.t).detach().cpu().reshape(-1)
+        if torch.isfinite(t).all():
+            t = self.schedule.snap_times(t)  # a float32 end a rounding beyond the schedule's is that end
         object.__setattr__(self, "t", t)
         if self.t_eval is not None:
             object.__setattr__(self, "t_eval", self._checked_eval_times(t))
@@ -71,6 +75,8 @@ class Grid:
 
     def _checked_eval_times(self, t: Tensor) -> Tensor:
         te = as_f64(self.t_eval).detach().cpu().reshape(-1)
+        if torch.isfinite(te).all():
+            te = self.schedule.snap_times(te)
         if te.numel() != t.numel():
             raise GridError(f"t_eval has {te.numel()} times but the grid has {t.numel()}; give one evaluation "
                             f"time per grid time (or t_eval=None)")
@@ -190,11 +196,14 @@ def karras(
 ) -> Grid:
     """Karras et al. (EDM): uniform in σ̄^{1/ρ}."""
     _check_steps(steps)
-    if rho <= 0:
-        raise GridError(f"karras rho must be positive, got {rho}; EDM uses 7")
+    rho = Option("rho", "float", 7.0, "the Karras grid's exponent: uniform in σ̄^(1/ρ)", low=0.0, open_low=True).check(
+        rho, owner="grid 'karras'", fix="EDM uses rho=7", error=GridError)
     t0, t1 = _ends(schedule, t_start, t_end)
-    schedule.check_times(torch.tensor([t0, t1], dtype=F64), "grid end")
     s0, s1 = float(schedule.sigma_bar(t0)), float(schedule.sigma_bar(t1))
+    widest = max(abs(math.log(s0)), abs(math.log(s1)))
+    if widest / rho > 700:  # σ̄^(1/ρ) would overflow a float64
+        raise GridError(f"grid 'karras': rho={rho!r} is too small for σ̄ in [{s1:.4g}, {s0:.4g}] (σ̄^(1/ρ) overflows); "
+                        f"use rho >= {widest / 700:.3g} (EDM uses 7)")
     ramp = torch.linspace(0.0, 1.0, steps + 1, dtype=F64)
     sb = (s0 ** (1 / rho) + ramp * (s1 ** (1 / rho) - s0 ** (1 / rho))) ** rho
     return _finish(schedule, schedule.t_from_sigma_bar(sb), t0, t1, "karras")
@@ -222,15 +231,16 @@ _ENDS = ("schedule", "steps", "t_start", "t_end")
 # and later builds are copies sharing its memo (points, plans: functions of the grid's values); bounded by points
 PURE = frozenset(GRIDS.values())
 _BUILT = ValueCache(4096, weigh=len)
-_PARAMS: dict[Callable[..., Grid], list[str]] = {}
+_PARAMS = ValueCache(256)  # a grid factory → the keyword parameters of its spec
 
 
 def _copy(grid: Grid, name: str) -> Grid:
-    """A Grid equal to `grid` (checked when it was built) with its own copy of the times and the shared memo."""
+    """A Grid equal to `grid` (checked when it was built) with its own times and its own memo (what it computes is
+    shared by value: points and solver plans live in value caches)."""
     new = object.__new__(Grid)
     t_eval = None if grid.t_eval is None else grid.t_eval.clone()
     for key, value in (("schedule", grid.schedule), ("t", grid.t.clone()), ("name", name), ("t_eval", t_eval),
-                       ("_memo", grid._memo)):
+                       ("_memo", {})):
         object.__setattr__(new, key, value)
     new.__dict__["decreasing"] = grid.decreasing
     return new
@@ -258,11 +268,12 @@ def register_deferred(name: str, params: tuple[str, ...], elsewhere: str) -> Non
 def grid_params(name: str) -> list[str]:
     """The keyword parameters a named grid takes in a spec (e.g. ['rho'] for karras)."""
     factory = GRIDS[name]
-    if factory not in _PARAMS:
+
+    def read() -> list[str]:
         sig = inspect.signature(factory)
         kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-        _PARAMS[factory] = [p for p in sig.parameters if p not in _ENDS and sig.parameters[p].kind in kinds]
-    return list(_PARAMS[factory])
+        return [p for p in sig.parameters if p not in _ENDS and sig.parameters[p].kind in kinds]
+    return list(_PARAMS.get(factory, read))
 
 
 @dataclass(frozen=True)
@@ -401,6 +412,11 @@ def make(name: str, schedule: Schedule, steps: int, **kwargs: float) -> Grid:
     return build(name, schedule, steps)
 
 
+def _numbers(values: Any) -> bool:
+    """A JSON list of numbers (true/false are not numbers here)."""
+    return isinstance(values, list) and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in values)
+
+
 def read_file(path: str | Path) -> dict[str, Any]:
     """The JSON object of a grid file, checked to hold 'times' (numbers) and 'schedule' (a config)."""
     p = Path(path)
@@ -408,11 +424,13 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise GridError(f"grid file {str(path)!r} does not exist; write one with diffsolve.grids.save(grid, path)")
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
-        raise GridError(f"grid file {str(path)!r} is not valid JSON ({e}); write it with "
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise GridError(f"grid file {str(path)!r} is not valid JSON in UTF-8 ({type(e).__name__}: {e}); write it with "
                         f"diffsolve.grids.save") from None
+    except OSError as e:
+        raise GridError(f"grid file {str(path)!r} cannot be read ({e.strerror or e}); check its permissions") from None
     times = data.get("times") if isinstance(data, dict) else None
-    if not isinstance(times, list) or not all(isinstance(t, (int, float)) for t in times):
+    if not _numbers(times):
         raise GridError(f"grid file {str(path)!r} needs \"times\": a list of numbers; write it with "
                         f"diffsolve.grids.save")
     if not isinstance(data.get("schedule"), dict):
@@ -447,7 +465,7 @@ def eval_times_of(data: dict[str, Any], path: str | Path) -> Tensor | None:
     te = data.get("eval_times")
     if te is None:
         return None
-    if not isinstance(te, list) or not all(isinstance(t, (int, float)) for t in te):
+    if not _numbers(te):
         raise GridError(f"grid file {str(path)!r}: \"eval_times\" must be a list of numbers (one per time) or absent")
     return as_f64(te)
 
@@ -455,6 +473,9 @@ def eval_times_of(data: dict[str, Any], path: str | Path) -> Tensor | None:
 def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
     """Write a grid file: its times, its schedule's config and any extra JSON fields (solver, nfe, fingerprint…)."""
     p = Path(path)
+    if p.is_dir():
+        raise GridError(f"cannot write the grid file {str(path)!r}: it is a folder; give a file name, e.g. "
+                        f"{str(p / 'grid.json')!r}")
     p.parent.mkdir(parents=True, exist_ok=True)
     data = {"times": grid.t.tolist(), "schedule": grid.schedule.to_config(), **extra}
     if grid.t_eval is not None:

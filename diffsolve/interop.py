@@ -20,20 +20,32 @@ from torch import Tensor, nn
 from . import grids
 from .errors import ModelError, ScheduleError
 from .models import FlowModel, Model, wrap
-from .schedules import F64, DiscreteDDPM, Flow
+from .schedules import F64, DiscreteDDPM, Flow, Schedule
 
 PREDICTION_TYPES = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
 
 
+def is_diffusers_model(net: Any) -> bool:
+    """Whether `net` is a diffusers model (a diffusers.ModelMixin; diffusers is loaded if the user made one)."""
+    import sys
+
+    diffusers = sys.modules.get("diffusers")
+    return diffusers is not None and isinstance(net, diffusers.ModelMixin)
+
+
 class DiffusersNet(nn.Module):
-    """net(x, t) = unet(x, t, **kwargs).sample, keeping the first C channels when the UNet also
-    predicts a variance (out_channels = 2C)."""
+    """net(x, t) = unet(x, timestep=t, **kwargs).sample for a diffusers model (keeping the first C channels when
+    the UNet also predicts a variance, out_channels = 2C); a plain module is called as net(x, t, **kwargs)."""
 
     def __init__(self, unet: nn.Module):
         super().__init__()
         self.unet = unet
+        self.by_keyword = is_diffusers_model(unet)
 
     def forward(self, x: Tensor, t: Tensor, **kwargs: Any) -> Tensor:
+        if not self.by_keyword:  # the user's own network: net(x, t) → prediction (or a tuple led by it)
+            out = self.unet(x, t, **kwargs)
+            return out[0] if isinstance(out, (tuple, list)) else out
         # by keyword: UNets take (sample, timestep, …), transformers (hidden_states, encoder_hidden_states, …)
         out = self.unet(x, timestep=t, return_dict=False, **kwargs)[0]
         if out.ndim == x.ndim and out.shape[1] == 2 * x.shape[1]:
@@ -75,9 +87,12 @@ def betas_from_config(cfg: Mapping[str, Any]) -> Tensor:
 
 
 def is_flow_scheduler(scheduler: Any) -> bool:
-    """Whether a diffusers scheduler (object or config dict) is a flow-matching one."""
+    """Whether a diffusers scheduler (object or config dict) is a flow-matching one: its class says so, or its
+    config holds a FlowMatch `shift` (a live scheduler's `.config` has no "_class_name")."""
     name = type(scheduler).__name__ if not isinstance(scheduler, Mapping) else ""
-    return "FlowMatch" in name or "FlowMatch" in str(_config(scheduler).get("_class_name", ""))
+    cfg = _config(scheduler)
+    return ("FlowMatch" in name or "FlowMatch" in str(cfg.get("_class_name", ""))
+            or (cfg.get("shift") is not None and "use_dynamic_shifting" in cfg))
 
 
 def flow_schedule_from_diffusers(scheduler: Any, shift: float | None = None) -> Flow:
@@ -116,24 +131,33 @@ def from_diffusers(unet: nn.Module, scheduler: Any, *, prediction_type: str | No
         raise ModelError(f"unet must be a torch.nn.Module (a diffusers UNet), got {type(unet).__name__}")
     cfg = _config(scheduler)
     if is_flow_scheduler(scheduler):
+        return diffusers_model(unet, flow_schedule_from_diffusers(scheduler, shift), cfg,
+                               prediction_type=prediction_type, timestep_scale=timestep_scale, **model_kwargs)
+    if shift is not None or timestep_scale is not None:
+        raise ModelError("shift= and timestep_scale= apply to flow-matching schedulers only; drop them")
+    return diffusers_model(unet, schedule_from_diffusers(scheduler), cfg, prediction_type=prediction_type,
+                           **model_kwargs)
+
+
+def diffusers_model(unet: nn.Module, schedule: Schedule, cfg: Mapping[str, Any], *, prediction_type: str | None = None,
+                    timestep_scale: float | None = None, **model_kwargs: Any) -> Model:
+    """The Model of a diffusers network on `schedule`: on a Flow, the velocity at timestep_scale·σ (default the
+    config's num_train_timesteps); else the config's (or the given) prediction_type at the schedule's model time."""
+    if isinstance(schedule, Flow):
         if prediction_type not in (None, "velocity", "flow_prediction"):
             raise ModelError(
                 f"a flow-matching scheduler's model predicts the velocity v = ε − x0, got "
                 f"prediction_type={prediction_type!r}; drop prediction_type"
             )
         scale = float(cfg.get("num_train_timesteps", 1000)) if timestep_scale is None else timestep_scale
-        return FlowModel(DiffusersNet(unet), flow_schedule_from_diffusers(scheduler, shift), time_scale=scale,
-                         model_kwargs=model_kwargs)
-    if shift is not None or timestep_scale is not None:
-        raise ModelError("shift= and timestep_scale= apply to flow-matching schedulers only; drop them")
+        return FlowModel(DiffusersNet(unet), schedule, time_scale=scale, model_kwargs=model_kwargs)
     kind = prediction_type or cfg.get("prediction_type", "epsilon")
     if kind not in PREDICTION_TYPES:
         raise ModelError(
             f"unsupported prediction_type {kind!r}; diffusers' types that diffsolve takes are "
             f"{', '.join(PREDICTION_TYPES)}"
         )
-    return wrap(DiffusersNet(unet), schedule_from_diffusers(scheduler), PREDICTION_TYPES[kind],
-                model_kwargs=model_kwargs)
+    return wrap(DiffusersNet(unet), schedule, PREDICTION_TYPES[kind], model_kwargs=model_kwargs)
 
 
 def grid_from_sigmas(schedule: Flow, sigmas: Tensor | list[float]) -> grids.Grid:

@@ -8,7 +8,9 @@ Every network call is counted in `nfe`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -40,7 +42,8 @@ class FiniteChecks:
         return list(self._sums)
 
     def record(self, value: Tensor, t: float, what: str = "output") -> None:
-        """Queue a check of `value` at time t; `what` is "output" (a network call) or "input" (the state)."""
+        """Queue a check of `value` at time t; `what` is "output" (a network call), "input" (the state before any
+        call) or "state" (the solver's state after the loop)."""
         self._sums.append(value.sum(dtype=_F64 if value.dtype is _F64 else _F32))
         self._labels.append((what, t))
 
@@ -57,6 +60,11 @@ class FiniteChecks:
     def clear(self) -> None:
         self._sums.clear()
         self._labels.clear()
+
+    def truncate(self, n: int) -> None:
+        """Forget the checks recorded after the first n."""
+        del self._sums[n:]
+        del self._labels[n:]
 
     def raise_if_bad(self) -> None:
         """One host sync: raise a ModelError naming the first non-finite check, then forget them all."""
@@ -79,6 +87,13 @@ class FiniteChecks:
                 f"the input state at t = {t:.6g} holds NaN or Inf (before any network call); "
                 f"check x_T (e.g. torch.isfinite(x_T).all()) and whatever produced it"
             )
+        if what == "state":
+            raise ModelError(
+                f"the solver's state at t = {t:.6g} holds NaN or Inf after {calls} network calls whose outputs were "
+                f"all finite: the step arithmetic overflowed (outputs too large for the state's dtype, e.g. a "
+                f"network returning ~1e307, or a step too long for the solver); check the network's output scale "
+                f"and its prediction type, or use more steps"
+            )
         raise ModelError(
             f"the network returned NaN or Inf (its sum is not finite) at network call {calls} "
             f"(t = {t:.6g}), from a finite input state; check the network and its dtype "
@@ -86,6 +101,14 @@ class FiniteChecks:
             f"the time range (t_end too close to 0 divides by a tiny σ) and the input scale; "
             f"pass check_finite=False to the model to skip"
         )
+
+
+@dataclass
+class CallRecord:
+    """Network calls set aside by `Model.set_aside`: how many, and their finiteness checks (sum, what, t)."""
+
+    nfe: int = 0
+    checks: list[tuple[Tensor, str, float]] = field(default_factory=list)
 
 
 class Model:
@@ -132,7 +155,7 @@ class Model:
         self._fitting_shapes: set[tuple[int, ...]] = set()  # trailing state shapes the network has accepted
         self.nfe = 0
         self.finite_checks = FiniteChecks()
-        self.graph_cache: Any = None  # diffsolve.graphs.GraphCache, made on the first cuda_graph=True solve
+        self.graph_cache: Any = None  # diffsolve.graphs' captures (a ValueCache), made on the first cuda_graph solve
 
     # ---- the one network call ---------------------------------------------------------
     def _time_arg(self, x: Tensor, p: Point) -> Tensor:
@@ -219,6 +242,24 @@ class Model:
         return x if self.coords == "vp" else x * (1.0 / p.alpha)
 
     # ---- bookkeeping ---------------------------------------------------------------------
+    @contextmanager
+    def set_aside(self) -> Iterator[CallRecord]:
+        """Network calls made inside the block are not counted and their finiteness checks are not queued: the
+        record yielded holds them afterwards (a CUDA graph's warm-up is dropped, its capture replayed)."""
+        nfe, checks = self.nfe, len(self.finite_checks)
+        record = CallRecord()
+        try:
+            yield record
+        finally:
+            record.nfe, record.checks = self.nfe - nfe, self.finite_checks.since(checks)
+            self.nfe = nfe
+            self.finite_checks.truncate(checks)
+
+    def replay(self, record: CallRecord) -> None:
+        """Count a record's network calls again and queue its checks (a replay runs them without Python)."""
+        self.nfe += record.nfe
+        self.finite_checks.extend(record.checks)
+
     def reset(self) -> None:
         """Zero the NFE counter and forget pending finiteness checks."""
         self.nfe = 0
@@ -229,18 +270,8 @@ class Model:
         self.finite_checks.raise_if_bad()
 
     def check_input(self, x: Tensor) -> None:
-        """Raise if x cannot be fed to the network: not floating, or not on its device/dtype."""
-        if not isinstance(x, Tensor) or not torch.is_floating_point(x):
-            raise ModelError(
-                f"the state must be a floating-point tensor, got {type(x).__name__}"
-                + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else "")
-                + "; convert it with torch.as_tensor(x, dtype=torch.float32)"
-            )
-        if x.ndim < 1 or x.shape[0] < 1:
-            raise ModelError(
-                f"the state must have a batch dimension of at least one sample, got shape {tuple(x.shape)}"
-                + ("; use x[None] for a single sample" if x.ndim == 0 or x.shape[0] != 0 else "; draw n >= 1 samples")
-            )
+        """Raise if x cannot be fed to the network: not a batch of floats (check_state), or not on its device/dtype."""
+        check_state(x)
         expected = getattr(self.net, "data_shape", None)
         if expected is not None and not _fits(tuple(x.shape[1:]), tuple(expected)):
             raise ModelError(
@@ -275,6 +306,23 @@ def add_scaled(x: Tensor, y: Tensor, c: float | Tensor) -> Tensor:
 def scaled(x: Tensor, c: float | Tensor) -> Tensor:
     """x·c, in place for a float c (x a fresh temporary), out of place for a 0-d tensor c (its gradient kept)."""
     return x * c if isinstance(c, Tensor) else x.mul_(c)
+
+
+def check_state(x: Any) -> None:
+    """Raise unless x is a floating-point tensor with a batch dimension of at least one sample."""
+    if not isinstance(x, Tensor) or not torch.is_floating_point(x):
+        raise ModelError(
+            f"the state must be a floating-point tensor, got {type(x).__name__}"
+            + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else "")
+            + "; convert it with torch.as_tensor(x, dtype=torch.float32)"
+        )
+    if x.ndim < 1 or x.shape[0] < 1:
+        raise ModelError(
+            f"the state must have a batch dimension of at least one sample, got shape {tuple(x.shape)}"
+            + ("; use x[None] for a single sample" if x.ndim == 0 or x.shape[0] != 0 else "; draw n >= 1 samples")
+        )
+    if x.device.type == "meta":
+        raise ModelError("the state is on the 'meta' device (no data); create it on 'cpu' or 'cuda'")
 
 
 def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:

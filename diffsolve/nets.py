@@ -9,7 +9,6 @@ toy-2d-flow: the toy-2d MLP trained as a velocity v_θ(x, σ) = ε − x0 on the
 
 from __future__ import annotations
 
-import functools
 import math
 from importlib import resources
 from pathlib import Path
@@ -20,7 +19,8 @@ from torch import Tensor, nn
 
 from .errors import ModelError
 from .models import Model, wrap
-from .schedules import SCHEDULES, Schedule
+from .schedules import from_config
+from .valuecache import ValueCache
 
 PRETRAINED = ("toy-2d", "digits-8x8", "toy-2d-flow")
 DIGIT_LEVELS = 17  # sklearn's digits take the integer values 0…16
@@ -52,12 +52,16 @@ def toy_2d_logp(x: Tensor, t_alpha: float = 1.0, t_sigma: float = 0.0) -> Tensor
     return torch.logsumexp(-0.5 * d2 / var, 1) - math.log(RING_MODES) - math.log(2 * math.pi * var)
 
 
-@functools.cache
+_DATASETS = ValueCache(4)
+
+
 def _digit_images() -> Tensor:
     """sklearn's 8×8 digits (1797, 8, 8), values 0…16, loaded once per process (callers index it: a copy)."""
-    from sklearn.datasets import load_digits
+    def load() -> Tensor:
+        from sklearn.datasets import load_digits
 
-    return torch.as_tensor(load_digits().images, dtype=torch.float32)
+        return torch.as_tensor(load_digits().images, dtype=torch.float32)
+    return _DATASETS.get(("sklearn.datasets.load_digits", "images", "float32"), load)
 
 
 def digits_levels(split: str = "train") -> Tensor:
@@ -169,13 +173,6 @@ ARCHS: dict[str, type[nn.Module]] = {"mlp": MLPEps, "unet": TinyUNet}
 
 
 # ---- checkpoints --------------------------------------------------------------------------
-def schedule_from_config(cfg: dict[str, Any]) -> Schedule:
-    """Rebuild a schedule from {'kind': name, **kwargs} (kinds of diffsolve.schedules.SCHEDULES)."""
-    kw = dict(cfg)
-    kind = kw.pop("kind")
-    return SCHEDULES[kind](**kw)
-
-
 def build_net(arch: str, config: dict[str, Any]) -> nn.Module:
     """An untrained network of a named architecture."""
     if arch not in ARCHS:
@@ -196,7 +193,7 @@ def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32,
     net.load_state_dict(ckpt["state_dict"])
     net.to(device=device, dtype=dtype).eval().requires_grad_(False)
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
-    return wrap(net, schedule_from_config(ckpt["schedule"]), ckpt.get("prediction", "eps")), meta
+    return wrap(net, from_config(ckpt["schedule"]), ckpt.get("prediction", "eps")), meta
 
 
 def load_pretrained(name: str, *, dtype: torch.dtype = torch.float32,

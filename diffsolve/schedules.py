@@ -187,10 +187,19 @@ class Schedule(ABC):
             lo, hi = float(t.min()), float(t.max())
         if not (lo >= self.t_min - slack and hi <= self.t_max + slack):
             raise ScheduleError(
-                f"{what} range [{lo:.6g}, {hi:.6g}] lies outside the schedule {self!r}, "
-                f"whose range is [{self.t_min:.6g}, {self.t_max:.6g}]; "
+                f"{what} range [{lo:.17g}, {hi:.17g}] lies outside the schedule {self!r}, "
+                f"whose range is [{self.t_min:.17g}, {self.t_max:.17g}]; "
                 f"choose t_start/t_end inside it or build the schedule with a wider range"
             )
+
+    def snap_times(self, t: Tensor, rel: float = 1e-6) -> Tensor:
+        """t with the values that overshoot [t_min, t_max] by at most `rel` relative (the rounding of a float32
+        time, e.g. torch.linspace(0.999, 0.001, 11)) set to that end; other values unchanged (a copy)."""
+        t = as_f64(t).detach().clone()
+        lo_tol, hi_tol = rel * max(abs(self.t_min), 1e-300), rel * max(abs(self.t_max), 1e-300)
+        t[(t < self.t_min) & (t >= self.t_min - lo_tol)] = self.t_min
+        t[(t > self.t_max) & (t <= self.t_max + hi_tol)] = self.t_max
+        return t
 
 
 
@@ -543,9 +552,13 @@ class Flow(Schedule):
 
 
 def from_config(config: dict[str, Any]) -> Schedule:
-    """Rebuild a schedule from `Schedule.to_config()`; an unknown type or parameter is a ScheduleError."""
+    """Rebuild a schedule from `Schedule.to_config()` ({"type": class name, **parameters}, the one format written);
+    checkpoints of earlier versions wrote {"kind": registered name, …}, which is still read. An unknown type or
+    parameter is a ScheduleError."""
+    if isinstance(config, dict) and "type" not in config and config.get("kind") in SCHEDULES:
+        config = {"type": SCHEDULES[config["kind"]].__name__, **{k: v for k, v in config.items() if k != "kind"}}
     if not isinstance(config, dict) or "type" not in config:
-        raise ScheduleError(f"a schedule config is a dict with a 'type' key, got {config!r}")
+        raise ScheduleError(f"a schedule config is a dict with a 'type' key (Schedule.to_config()), got {config!r}")
     kinds = {cls.__name__: cls for cls in SCHEDULES.values()}
     name = config["type"]
     if name not in kinds:

@@ -13,7 +13,7 @@ from . import grids as grids_mod
 from .dynamics import Dynamics
 from .errors import GridError, ModelError, SolverError
 from .grids import Grid
-from .models import Model
+from .models import Model, check_state
 from .plan import plan
 from .solvers import get_solver
 from .solvers.base import Solver
@@ -83,16 +83,7 @@ def solve(
     _check_direction(dynamics, grid)
     method.check(dynamics, grid, options)
     model: Model | None = dynamics.model
-    if not isinstance(x, Tensor) or not torch.is_floating_point(x):
-        raise ModelError(
-            f"x must be a floating-point tensor, got {type(x).__name__}"
-            + (f" of dtype {x.dtype}" if isinstance(x, Tensor) else "")
-            + "; convert it with torch.as_tensor(x, dtype=torch.float32)"
-        )
-    if x.ndim < 1:
-        raise ModelError(f"x must have a leading batch dimension, got shape {tuple(x.shape)}; use x[None]")
-    if x.shape[0] < 1:
-        raise ModelError(f"x has an empty batch (shape {tuple(x.shape)}); draw at least one sample")
+    check_state(x)
     start, end = grid.points[0], grid.points[-1]
     nfe_before = 0
     if model is not None:
@@ -113,6 +104,8 @@ def solve(
         else:
             x_end, traj = method.integrate(dynamics, x_vp, grid, record=trajectory, **options)
     if model is not None:
+        if model.check_finite:  # NaN/Inf made by the step arithmetic itself (e.g. huge but finite outputs)
+            model.finite_checks.record(x_end, end.t, "state")
         model.raise_if_not_finite()
         nfe = model.nfe - nfe_before if graph_nfe is None else graph_nfe
         to_user = model.from_vp

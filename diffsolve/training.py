@@ -24,9 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from . import nets
-from .checks import positive_float, positive_int
+from .checks import Option, positive_float, positive_int
 from .errors import DiffsolveError
-from .schedules import Schedule
+from .schedules import Flow, Schedule, VPLinear, from_config
 
 
 @dataclass
@@ -49,8 +49,8 @@ TASKS: dict[str, Task] = {
                        data="sklearn digits, train split (1,500 images), x = 2(v+u)/17 - 1",
                        extra={"data_scale": 2.0 / nets.DIGIT_LEVELS, "levels": nets.DIGIT_LEVELS}),
 }
-SCHEDULE_CONFIG = {"kind": "linear", "beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3, "t_max": 1.0}
-FLOW_SCHEDULE_CONFIG = {"kind": "flow", "t_min": 1e-3, "t_max": 1.0 - 1e-3, "shift": 1.0}
+SCHEDULE_CONFIG = VPLinear(0.1, 20.0, 1e-3, 1.0).to_config()  # written as Schedule.to_config(), the one format
+FLOW_SCHEDULE_CONFIG = Flow(1e-3, 1.0 - 1e-3, 1.0).to_config()
 # --schedule NAME → (schedule config, what the network predicts, checkpoint suffix)
 TRAIN_SCHEDULES: dict[str, tuple[dict[str, Any], str, str]] = {
     "linear": (SCHEDULE_CONFIG, "eps", ""),
@@ -101,10 +101,13 @@ def train(name: str, *, steps: int | None = None, batch: int | None = None, lr: 
     steps = positive_int(task.steps if steps is None else steps, "steps", f"omit it for the task's {task.steps}")
     batch = positive_int(task.batch if batch is None else batch, "batch", f"omit it for the task's {task.batch}")
     lr = positive_float(task.lr if lr is None else lr, "lr (Adam's learning rate)", f"omit it for the task's {task.lr}")
+    seed = Option("seed", "int", 0, "seeds init, data, t and noise", low=0).check(seed)
+    ema = Option("ema", "float", 0.999, "decay of the weights' moving average", low=0, high=1,
+                 open_high=True).check(ema)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     schedule_config, prediction, suffix = TRAIN_SCHEDULES[schedule]
-    sched_obj = nets.schedule_from_config(schedule_config)
+    sched_obj = from_config(schedule_config)
     net = nets.build_net(task.arch, task.config)
     avg = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -178,10 +181,16 @@ def default_out(args: argparse.Namespace) -> str:
     return f"{args.task}{TRAIN_SCHEDULES[args.schedule][2]}.pt"
 
 
-def run(args: argparse.Namespace) -> int:
-    """Train and save; returns an exit code."""
-    torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
-    target = Path(args.out or default_out(args))
+def destination(args: argparse.Namespace) -> Path:
+    """The checkpoint path: --out, else ./<task>.pt (./<task>-flow.pt for --schedule flow)."""
+    return Path(args.out or default_out(args))
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The command line's threads and destination, checked before any training (the task's numbers are checked by
+    `train` before its first step)."""
+    positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1")
+    target = destination(args)
     if target.is_dir():
         raise DiffsolveError(f"--out {str(target)!r} is a folder; give a checkpoint file such as "
                              f"{target / args.task}.pt")
@@ -189,9 +198,15 @@ def run(args: argparse.Namespace) -> int:
         raise DiffsolveError(f"--out {str(target)!r} is inside the packaged checkpoints folder; diffsolve train never "
                              f"overwrites the shipped models: write elsewhere, e.g. --out {args.task}.pt, and "
                              f"benchmark it with `diffsolve bench --problem {args.task}.pt`")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and save; returns an exit code."""
+    check_arguments(args)
+    torch.set_num_threads(args.threads)
     net, ckpt = train(args.task, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                       schedule=args.schedule)
-    out = save(net, ckpt, target, command_line(args))
+    out = save(net, ckpt, destination(args), command_line(args))
     print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 

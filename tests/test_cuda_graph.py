@@ -49,8 +49,9 @@ def test_graph_capture_of_a_compiled_network():
     assert torch.allclose(graphed.x, eager.x, rtol=1e-4, atol=1e-4)
 
 
-def test_graph_cache_keys_options_by_value_and_the_solver_by_object():
-    from diffsolve.graphs import GraphCache, value_key
+def test_graph_cache_keys_options_and_the_solver_by_value():
+    from diffsolve.graphs import loop_key
+    from diffsolve.valuecache import value_key
 
     assert value_key({"eta": 1.0, "order": 2}) == value_key({"order": 2, "eta": 1.0})
     assert len({value_key(1), value_key(1.0), value_key(True)}) == 3  # equal in Python, different options
@@ -60,25 +61,28 @@ def test_graph_cache_keys_options_by_value_and_the_solver_by_object():
     model = ds.EpsModel(lambda x, t: 0.1 * x, S)
     grid, x = ds.grids.logsnr(S, 4), torch.randn(2, 3)
     heun, euler = ds.get_solver("heun"), ds.get_solver("euler")
-    k = GraphCache.key(heun, ds.ode(model, "lambda"), grid, x, False, {"a": 1.0})
-    assert k == GraphCache.key(heun, ds.ode(model, "lambda"), grid, x.clone(), False, {"a": 1.0})
-    assert k != GraphCache.key(euler, ds.ode(model, "lambda"), grid, x, False, {"a": 1.0})
-    assert k != GraphCache.key(heun, ds.ode(model, "sigma"), grid, x, False, {"a": 1.0})
-    assert k != GraphCache.key(heun, ds.ode(model, "lambda"), grid, x, False, {"a": 1})
-    assert k != GraphCache.key(heun, ds.ode(model, "lambda"), ds.grids.logsnr(S, 5), x, False, {"a": 1.0})
+    k = loop_key(heun, ds.ode(model, "lambda"), grid, x, False, {"a": 1.0})
+    assert k == loop_key(heun, ds.ode(model, "lambda"), ds.grids.logsnr(S, 4), x.clone(), False, {"a": 1.0})
+    same = type(heun)(heun.name, heun.tableau, heun.description)  # another object, equal by value
+    assert k == loop_key(same, ds.ode(model, "lambda"), grid, x, False, {"a": 1.0})
+    assert k != loop_key(euler, ds.ode(model, "lambda"), grid, x, False, {"a": 1.0})
+    assert k != loop_key(heun, ds.ode(model, "sigma"), grid, x, False, {"a": 1.0})
+    assert k != loop_key(heun, ds.ode(model, "lambda"), grid, x, False, {"a": 1})
+    assert k != loop_key(heun, ds.ode(model, "lambda"), ds.grids.logsnr(S, 5), x, False, {"a": 1.0})
 
 
 def test_graph_cache_is_held_by_the_model_and_evicts_least_recent():
-    from diffsolve.graphs import GraphCache, cache_of, clear_cache
+    from diffsolve.graphs import cache_of, clear_cache
+    from diffsolve.valuecache import ValueCache
 
     a, b = ds.EpsModel(lambda x, t: x, S), ds.EpsModel(lambda x, t: x, S)
     assert a.graph_cache is None
     cache = cache_of(a)
     assert cache_of(a) is cache and cache_of(b) is not cache  # one per model: no global keyed by id
-    small = GraphCache(size=2)
+    small = ValueCache(2)
     for key in ("k1", "k2", "k3"):
         small.put((key,), object())
-    assert small.get(("k1",)) is None and small.get(("k3",)) is not None and len(small) == 2
+    assert small.peek(("k1",)) is None and small.peek(("k3",)) is not None and len(small) == 2
     cache.put(("k",), object())
     clear_cache(a)
     assert len(cache) == 0

@@ -1,4 +1,4 @@
-"""One Euler step of the DDIM ODE in σ̄ is exactly the DDIM (η = 0) update (DESIGN §1)."""
+"""One Euler step of the DDIM ODE in σ̄ is exactly the DDIM (η = 0) update (docs/design.md §1)."""
 
 import pytest
 import torch

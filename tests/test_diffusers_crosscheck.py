@@ -60,7 +60,8 @@ def compare(setup, scheduler, solver: str, steps: int, to_zero: bool, **options)
     want = run_diffusers(scheduler, net, x_T, steps, options.pop("f64", False), **options.pop("diffusers_step", {}))
     grid = diffsolve_grid(schedule, scheduler, to_zero)
     # the fixed order to the end unless a case says otherwise (diffsolve's default is automatic: on below 50 steps)
-    options.setdefault("lower_order_final", False)
+    if "lower_order_final" in ds.get_solver(solver).options:
+        options.setdefault("lower_order_final", False)
     model = ds.wrap(net, schedule, "eps")
     # what the solver declares it integrates: the ODE in λ, or (ddim with eta > 0) the reverse SDE
     dynamics = ds.VPSDE(schedule).reverse(model) if ds.get_solver(solver).stochastic_for(**options) \

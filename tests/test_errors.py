@@ -1,4 +1,4 @@
-"""Every wrong input of DESIGN §5 raises an error that names the value and the fix."""
+"""Every wrong input of docs/design.md §5 raises an error that names the value and the fix."""
 
 import pytest
 import torch
@@ -75,11 +75,13 @@ def test_dtype_mismatch_with_the_network():
 
 
 def test_device_mismatch_with_the_network():
-    net = torch.nn.Linear(3, 3)
-    model = ds.EpsModel(net, S)
-    x = torch.empty(4, 3, device="meta")
-    with pytest.raises(ds.ModelError, match=r"on meta but the network's parameters are on cpu; move one"):
+    model = ds.EpsModel(torch.nn.Linear(3, 3, device="meta"), S)  # a network on another device than the state
+    x = torch.randn(4, 3)
+    with pytest.raises(ds.ModelError, match=r"on cpu but the network's parameters are on meta; move one"):
         ds.solve(ds.ode(model), x, ds.grids.logsnr(S, 4), "euler")
+    with pytest.raises(ds.ModelError, match=r"state is on the 'meta' device \(no data\)"):  # a state without data
+        ds.solve(ds.ode(ds.EpsModel(torch.nn.Linear(3, 3), S)), torch.empty(4, 3, device="meta"),
+                 ds.grids.logsnr(S, 4), "euler")
 
 
 def test_non_float_state():

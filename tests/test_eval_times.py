@@ -28,6 +28,8 @@ def shifted(grid: ds.grids.Grid, factor: float = 0.9) -> ds.grids.Grid:
 
 def run(grid: ds.grids.Grid, solver: str, **options) -> torch.Tensor:
     method = ds.solvers.get_solver(solver)
+    if method.stochastic_for(**options):  # ddpm, sde_dpmpp2m: the reverse SDE on a fixed path
+        return ds.solve(ds.VPSDE(SCHED).reverse(MODEL), X, grid, solver, seed=0, **options).x
     variable = method.integrates.variables[0] if method.integrates.variables else "lambda"
     return ds.solve(ds.ode(MODEL, variable), X, grid, solver, **options).x
 

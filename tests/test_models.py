@@ -142,7 +142,7 @@ def test_cfg_refuses_bad_scales_and_mismatched_batches():
 
 def test_empty_batch_is_not_answered_with_x_none():
     model = ds.EpsModel(lambda x, t: x, S)
-    with pytest.raises(ds.ModelError, match="empty batch"):
+    with pytest.raises(ds.ModelError, match=r"at least one sample, got shape \(0, 2\); draw n >= 1 samples"):
         ds.solve(ds.ode(model), torch.zeros(0, 2), ds.grids.logsnr(S, 3), "euler")
 
 

@@ -16,7 +16,7 @@ def test_training_lowers_loss_and_checkpoint_round_trips(name, batch, tmp_path):
     assert last < 0.8 * first, ckpt["loss_history"]
     path = training.save(net, ckpt, tmp_path / f"{name}.pt", f"diffsolve train {name} --steps 60")
     model, meta = nets.load_checkpoint(path)
-    assert meta["command"].endswith("--steps 60") and meta["seed"] == 3 and meta["schedule"]["kind"] == "linear"
+    assert meta["command"].endswith("--steps 60") and meta["seed"] == 3 and meta["schedule"]["type"] == "VPLinear"
     x = torch.randn((5, 2) if name == "toy-2d" else (5, 1, 8, 8))
     t = torch.full((5,), 0.3)
     torch.testing.assert_close(model.eps(x, 0.3), net(x, t), rtol=0, atol=0)

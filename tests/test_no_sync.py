@@ -1,4 +1,4 @@
-"""No fixed-step solver loop reads device values on the host (DESIGN §4), checked on the CPU."""
+"""No fixed-step solver loop reads device values on the host (docs/design.md §4), checked on the CPU."""
 
 import pytest
 import torch

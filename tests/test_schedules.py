@@ -135,7 +135,7 @@ def test_from_config_errors_name_the_problem():
         from_config({"type": "VPLinear", "rho": 3})
 
 
-# ---- any Gaussian path (DESIGN §6) ---------------------------------------------------------------
+# ---- any Gaussian path (docs/design.md §6) ---------------------------------------------------------------
 @pytest.mark.parametrize("name", PATHS)
 def test_path_identities_f_and_g2_from_derivatives(name):
     """λ = log α/σ, σ̄ = σ/α, f = d log α/dt and g² = dσ²/dt − 2fσ², by autograd of α and σ (interior times)."""
@@ -214,3 +214,14 @@ def test_model_views_outside_the_time_range_raise():
         model.x0(torch.ones(2, 2), 1.5)
     with pytest.raises(ds.ScheduleError, match="outside the schedule DiscreteDDPM"):
         ds.DiscreteDDPM().alpha(5.0)
+
+
+def test_one_schedule_config_format_and_old_checkpoints_still_read():
+    """Schedules are written as {"type": class name, …} (to_config); the {"kind": name, …} of earlier checkpoints
+    (the shipped ones among them) reads back to the same schedule."""
+    from diffsolve.schedules import Flow, VPLinear, from_config
+
+    for s in (VPLinear(), Flow(shift=3.0)):
+        assert from_config(s.to_config()) == s and s.to_config()["type"] == type(s).__name__
+    assert from_config({"kind": "linear", "beta_min": 0.1, "beta_max": 20.0, "t_min": 1e-3, "t_max": 1.0}) == VPLinear()
+    assert from_config({"kind": "flow", "t_min": 1e-3, "t_max": 1 - 1e-3, "shift": 1.0}) == Flow()

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ..dynamics import ode
 from ..errors import DiffsolveError, ScheduleError
-from ..models import FiniteChecks, Model
+from ..models import CFG, FiniteChecks, Model
 from ..points import Point
 from ..schedules import Schedule, VPLinear
 
@@ -49,7 +49,7 @@ def _feed(h: Any, value: Any, where: str) -> None:
             raise Unhashable(f"{where}.time_input (a function)")
         for k in ("schedule", "net", "model_kwargs"):
             _feed(h, getattr(value, k), f"{where}.{k}")
-        if hasattr(value, "inner"):  # classifier-free guidance: its scale and inner model
+        if isinstance(value, CFG):  # classifier-free guidance: its scale and inner model
             _feed(h, [value.scale, value.inner], f"{where}.inner")
     elif isinstance(value, dict):
         h.update(b"{")

@@ -56,6 +56,7 @@ class UserProblem(Problem):
         self.description = description or f"{type(model).__name__} on {model.schedule!r}, samples of shape {shape}"
         self.default_ref_tol, self.default_n = float(ref_tol), int(n)
         self._fixed_fp = fingerprint
+        self._random_fp: str | None = None  # made once when the model cannot be hashed
         self._models: dict[torch.dtype, Model] = {}
 
     def fingerprint(self) -> str:
@@ -65,7 +66,7 @@ class UserProblem(Problem):
         try:
             return "UserProblem:" + state_hash([self._user, list(self.shape)], self.name)
         except Unhashable as e:
-            if not hasattr(self, "_random_fp"):
+            if self._random_fp is None:
                 warnings.warn(
                     f"model {self.name!r} cannot be fingerprinted ({e} cannot be hashed), so its stored results "
                     f"and cached references will not be reused by another run; pass fingerprint='…' (a string "

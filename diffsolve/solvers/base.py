@@ -12,6 +12,7 @@ from ..dynamics import Dynamics
 from ..errors import SolverError, unknown_name
 from ..grids import Grid
 from ..points import Point
+from ..valuecache import ValueCache, value_key
 from .contract import ANY_ODE, Integrates
 from .options import check_options
 
@@ -33,6 +34,7 @@ class Solver(ABC):
     min_steps: int = 1
     schema: tuple[Option, ...] = ()
     renamed: dict[str, str] = {}  # old option name → new one (rejected with the new name)
+    fixed: dict[str, str] = {}  # options its name fixes (e.g. dpmpp2m: order, form) → the value and the alternative
     integrates: Integrates = ANY_ODE
     description: str = ""
 
@@ -94,7 +96,7 @@ class Solver(ABC):
 
     def check_options(self, options: dict[str, Any]) -> None:
         """Validate option names and values against the schema, then the rules joining several options."""
-        check_options(self.name, self.schema, self.renamed, options)
+        check_options(self.name, self.schema, self.renamed, options, self.fixed)
         self.check_together(options)
 
     def check_together(self, options: dict[str, Any]) -> None:
@@ -114,9 +116,7 @@ class Solver(ABC):
             return
         self._check(dynamics, grid, options)
         if key is not None:
-            if len(_PASSED) >= 4096:
-                _PASSED.clear()
-            _PASSED.add(key)
+            _PASSED.put(key, True)
 
     def _check(self, dynamics: Dynamics, grid: Grid, options: dict[str, Any]) -> None:
         self.check_options(options)
@@ -171,7 +171,7 @@ class Solver(ABC):
         Solvers do not change after construction, so the tuple is built once (cache keys hash it every call)."""
         cached = self.__dict__.get("_identity")
         if cached is None:
-            attrs = tuple(sorted((k, freeze(v)) for k, v in vars(self).items() if k != "_identity"))
+            attrs = tuple(sorted((k, value_key(v)) for k, v in vars(self).items() if k != "_identity"))
             cached = (type(self), attrs, hash((type(self), attrs)))
             self.__dict__["_identity"] = cached
         return cached[:2]
@@ -187,22 +187,13 @@ class Solver(ABC):
         return f"<solver {self.name}: order {self.order}>"
 
 
-def freeze(value: Any) -> Any:
-    """A hashable value-equal copy of an option or attribute (lists → tuples, dicts → sorted item tuples)."""
-    if isinstance(value, dict):
-        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
-    if isinstance(value, (list, tuple)):
-        return tuple(freeze(v) for v in value)
-    return value
-
-
 def node_points(dynamics: Dynamics, grid: Grid) -> list[Point]:
     """The schedule quantities at every grid time, computed once per grid (cached on it)."""
     return grid.points
 
 
 SOLVERS: dict[str, Solver] = {}
-_PASSED: set[tuple] = set()  # option-free checks that passed (Solver.check)
+_PASSED = ValueCache(4096)  # option-free checks that passed (Solver.check)
 
 
 def register(solver: Solver) -> Solver:

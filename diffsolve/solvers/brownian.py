@@ -10,10 +10,9 @@ makes strong errors (coarse vs fine solution on one path) meaningful.
 
 from __future__ import annotations
 
-import functools
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -23,6 +22,7 @@ from torch import Tensor
 from ..dynamics import Dynamics
 from ..errors import SolverError
 from ..grids import Grid
+from ..valuecache import ValueCache
 
 LEVY_AREA = "space-time"  # one kind for all solvers: W's samples depend on it, so it must not vary by solver
 
@@ -134,11 +134,15 @@ def mix64_(z: Tensor) -> Tensor:
     return z
 
 
-@functools.lru_cache(maxsize=64)
+COUNTER_WORDS = ValueCache(64)
+
+
 def counter_words(first: int, count: int, offset: int, device: torch.device) -> Tensor:
     """mix64(γ(c + offset)) for counters c = first … first+count−1 (shared by every row and batch; never mutate)."""
-    ctr = torch.arange(first + offset, first + offset + count, dtype=torch.int64, device=device)
-    return mix64_(ctr.mul_(GAMMA))
+    def make() -> Tensor:
+        ctr = torch.arange(first + offset, first + offset + count, dtype=torch.int64, device=device)
+        return mix64_(ctr.mul_(GAMMA))
+    return COUNTER_WORDS.get((first, count, offset, device), make)
 
 
 def step_normals(keys: Tensor, first: int, steps: int, dim: int, dtype: torch.dtype) -> Tensor:
@@ -290,3 +294,28 @@ def check_seed_or_path(options: dict[str, Any]) -> None:
 def increments(bm: Any, taus: list[float]) -> list[Tensor]:
     """ΔW_i = W(τ_{i+1}) − W(τ_i) on consecutive grid times, each of shape (batch, dim)."""
     return [bm(a, b) for a, b in zip(taus[:-1], taus[1:])]
+
+
+def check_noise_options(solver: str, options: dict[str, Any]) -> None:
+    """seed=, bm= and generator= each fix the noise of a grid-stepping sampler: at most one of them."""
+    check_seed_or_path(options)
+    given = [k for k in ("seed", "bm") if options.get(k) is not None]
+    if given and options.get("generator") is not None:
+        raise SolverError(f"{solver} takes {given[0]}= or generator=, not both: each fixes the noise")
+
+
+def step_noise(
+    dynamics: Dynamics, grid: Grid, x: Tensor, seed: Any = None, bm: Any = None, generator: Any = None,
+) -> Callable[[int], Tensor]:
+    """z_i ~ N(0, I) of grid step i: ΔW_i/√Δτ_i on the shared Brownian path (seed=/bm=), or torch.randn of x's
+    shape from `generator` (drawn per step, as diffusers does)."""
+    if generator is not None:
+        def drawn(i: int) -> Tensor:
+            return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return drawn
+    path, taus = path_for(dynamics, grid, x, seed, bm), grid_taus(dynamics, grid)
+    scale = [1.0 / math.sqrt(b - a) for a, b in zip(taus[:-1], taus[1:])]
+
+    def brownian(i: int) -> Tensor:
+        return path(taus[i], taus[i + 1]).reshape(x.shape).mul(scale[i])  # out of place: the path caches it
+    return brownian

@@ -15,10 +15,17 @@ from ..errors import SolverError
 
 
 def check_options(
-    solver: str, schema: tuple[Option, ...], renamed: Mapping[str, str], options: Mapping[str, Any]
+    solver: str, schema: tuple[Option, ...], renamed: Mapping[str, str], options: Mapping[str, Any],
+    fixed: Mapping[str, str] | None = None,
 ) -> None:
-    """Unknown or renamed names first (listing the accepted ones), then every value against its Option."""
+    """Unknown, renamed or fixed-by-name options first (listing the accepted ones), then every value against its
+    Option. `fixed`: options the solver's name fixes (e.g. dpmpp2m's order and form) → what to use instead."""
     by_name = {o.name: o for o in schema}
+    pinned = sorted(k for k in options if fixed and k in fixed and k not in by_name)
+    if pinned:
+        reasons = "; ".join(f"{k}: {fixed[k]}" for k in pinned)  # type: ignore[index]
+        raise SolverError(f"solver {solver!r} takes no option(s) {', '.join(pinned)}, its name fixes them ({reasons}); "
+                          f"drop {', '.join(pinned)}")
     old = sorted(k for k in options if k in renamed and k not in by_name)
     if old:
         raise SolverError(
@@ -38,6 +45,8 @@ def check_options(
 SEED = Option("seed", "seed", None, "seeds the shared Brownian path (None: a fresh one); a list, one seed per "
               "sample, draws each sample's noise on the grid from its own generator", optional=True)
 PATH = Option("bm", "path", None, "a Brownian path to read the noise from instead of seed=", optional=True)
+GENERATOR = Option("generator", "generator", None, "draw z by torch.randn per step instead (as diffusers does)",
+                   optional=True)
 THRESHOLD = (
     Option("threshold", "float", None, "dynamic thresholding: the quantile ratio of |x̂0| clipped (Imagen: 0.995)",
            low=0.0, high=1.0, open_low=True, optional=True),

@@ -47,7 +47,7 @@ class _TorchsdeAdapter(torch.nn.Module):
     def __init__(self, dynamics: Dynamics, shape: tuple[int, ...], sign: float, points: dict[float, Point]):
         super().__init__()
         self.dynamics, self.shape, self.sign, self.points = dynamics, shape, sign, points
-        self.noise_type = "additive" if getattr(dynamics, "additive_noise", False) else "diagonal"
+        self.noise_type = "additive" if dynamics.additive_noise else "diagonal"
         self._memo: tuple[float, Tensor, Tensor] | None = None
 
     def _point(self, tau: Tensor | float) -> Point:

@@ -20,7 +20,8 @@ from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point
-from ..base import Solver, freeze, node_points
+from ...valuecache import value_key
+from ..base import Solver, node_points
 from ..cache import node_values, shared
 from ..contract import EXPONENTIAL_ODE
 from ..options import FORM_DOC, THRESHOLD
@@ -179,7 +180,7 @@ class ExpSolver(Solver):
         noise_source = self.noise_source(dynamics, grid, x, options)  # pops the noise options (ddim)
         to_zero = options.get("to_zero", False)
         # keyed by the solver object (compared by value), every option that shapes the plan, and the grid's values
-        key = ("exp-plan", self, form, freeze(options))
+        key = ("exp-plan", self, form, value_key(options))
         plan = shared(grid, key, self.plan_values(grid), lambda: self.plan(dynamics, grid, form, **options))
         noise = noise_source if plan.noisy else None
         x_end, trajectory = run(fn, x, grid.eval_points, plan, record, noise)  # the network's times
@@ -233,32 +234,57 @@ def take_step(
     return combine(x, step.predict, terms), terms
 
 
+@dataclass
+class Carry:
+    """What the step loop carries from step to step: the newest model outputs (newest first, at most plan.keep)
+    and, when the next step corrects it (UniPC), the state before the step just taken."""
+
+    outputs: list[Tensor] = field(default_factory=list)
+    x_prev: Tensor | None = None
+
+
+def plan_step(
+    plan: Plan, i: int, x: Tensor, m: Tensor, carry: Carry, fn: Prediction | None = None,
+    noise: Callable[[int], Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Step i of the plan from x_i with m = model(x_i): (x_i corrected, x_{i+1}). Updates `carry`.
+
+    Correct x_i with m (UniPC), remember m, predict x_{i+1} (`fn` evaluates a singlestep method's stages), add
+    noise_std·z_i. Pure tensor arithmetic with precomputed floats; the one step of `run` and of the exporters."""
+    step, history = plan.steps[i], carry.outputs
+    mix = weighted_combine if plan.weighted else combine
+    if step.correct is not None:
+        x = mix(carry.x_prev, step.correct, [m] + history)
+    history.insert(0, m)
+    del history[plan.keep:]
+    # the state before the step is kept only when the next step corrects it (UniPC): one state less in memory
+    carry.x_prev = x if plan.keeps_state[i] else None
+    if step.stages:
+        if fn is None:
+            raise SolverError("internal: a step with stages needs the prediction function")
+        x_next = take_step(fn, x, m, step, history)[0]
+    else:
+        x_next = mix(x, step.predict, history)
+    if step.noise_std > 0.0:
+        x_next = x_next.add_(noise(i), alpha=step.noise_std)  # type: ignore[misc]
+    return x, x_next
+
+
 def run(
     fn: Prediction, x: Tensor, points: list[Point], plan: Plan, record: bool,
     noise: Callable[[int], Tensor] | None = None,
 ) -> tuple[Tensor, list[Tensor]]:
-    """The step loop: evaluate, correct, stages, predict, noise. Pure tensor arithmetic with precomputed floats
-    (or, for a weighted plan, 0-d tensor coefficients combined out of place: differentiable).
+    """The step loop: evaluate, then `plan_step` (correct, stages, predict, noise): pure tensor arithmetic with
+    precomputed floats, or for a weighted plan 0-d tensor coefficients combined out of place (differentiable).
 
     `points[i]`: where the model is evaluated at node i (the grid's points, or its decoupled t_eval points)."""
-    history: list[Tensor] = []
+    carry = Carry()
     trajectory: list[Tensor] = []
-    x_prev: Tensor | None = None
-    grid_steps, keep = len(points) - 1, plan.keep
-    mix = weighted_combine if plan.weighted else combine
-    for i, (step, keeps_state) in enumerate(zip(plan.steps, plan.keeps_state)):
-        m = fn(x, points[i])
-        if step.correct is not None:
-            x = mix(x_prev, step.correct, [m] + history)
-            if record:
-                trajectory[-1] = x
-        history.insert(0, m)
-        del history[keep:]
-        # the state before the step is kept only when the next step corrects it (UniPC): one state less in memory
-        x_prev = x if keeps_state else None
-        x = take_step(fn, x, m, step, history)[0] if step.stages else mix(x, step.predict, history)
-        if step.noise_std > 0.0:
-            x = x.add_(noise(i), alpha=step.noise_std)  # type: ignore[misc]
+    grid_steps = len(points) - 1
+    for i, step in enumerate(plan.steps):
+        x_corrected, x = plan_step(plan, i, x, fn(x, points[i]), carry, fn, noise)
+        if record and step.correct is not None:
+            trajectory[-1] = x_corrected
         if record and i < grid_steps:
             trajectory.append(x)
     return x, trajectory

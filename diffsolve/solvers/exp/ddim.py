@@ -13,7 +13,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import torch
 from torch import Tensor
 
 from ...checks import Option
@@ -21,10 +20,10 @@ from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ..base import register
-from ..brownian import check_seed_or_path, grid_taus, path_for
+from ..brownian import check_noise_options, step_noise
 from ..contract import EXPONENTIAL_ODE, EXPONENTIAL_SDE, Integrates
-from ..options import PATH, SEED
-from .base import COMMON, ExpSolver, Plan, StepPlan
+from ..options import GENERATOR, PATH, SEED, THRESHOLD
+from .base import TO_ZERO, ExpSolver, Plan, StepPlan
 from .coeffs import Combo, Node, first_order
 
 
@@ -52,12 +51,13 @@ class DDIM(ExpSolver):
     name = "ddim"
     order = 1
     form = "noise"
-    schema = COMMON + (
+    fixed = {"lower_order_final": "DDIM is first order at every step, there is nothing to lower",
+             "order": "1; dpmpp2m, unipc or ipndm reach a higher order at one evaluation per step",
+             "form": "DDIM is the same step in both forms"}
+    schema = (TO_ZERO,) + THRESHOLD + (
         Option("eta", "float", 0.0, "the noise level: 0 deterministic DDIM, 1 DDPM's posterior (stochastic if > 0)",
                low=0.0),
-        SEED, PATH,
-        Option("generator", "generator", None, "draw z by torch.randn per step instead (as diffusers does)",
-               optional=True),
+        SEED, PATH, GENERATOR,
     )
     description = (
         "DDIM (= DPM-Solver-1) with eta >= 0 (eta > 0: samples the reverse SDE; noise from seed=/bm= on the shared "
@@ -73,10 +73,7 @@ class DDIM(ExpSolver):
         return 1.0
 
     def check_together(self, options: dict[str, Any]) -> None:
-        check_seed_or_path(options)
-        given = [k for k in ("seed", "bm") if options.get(k) is not None]
-        if given and options.get("generator") is not None:
-            raise SolverError(f"ddim takes {given[0]}= or generator=, not both: each fixes the noise")
+        check_noise_options(self.name, options)
 
     def noise_source(
         self, dynamics: Dynamics, grid: Grid, x: Tensor, options: dict[str, Any]
@@ -85,16 +82,7 @@ class DDIM(ExpSolver):
         seed, bm, generator = options.pop("seed", None), options.pop("bm", None), options.pop("generator", None)
         if options.get("eta", 0.0) == 0.0:
             return None
-        if generator is not None:
-            def drawn(i: int) -> Tensor:
-                return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-            return drawn
-        path, taus = path_for(dynamics, grid, x, seed, bm), grid_taus(dynamics, grid)
-        scale = [1.0 / math.sqrt(b - a) for a, b in zip(taus[:-1], taus[1:])]
-
-        def brownian(i: int) -> Tensor:
-            return path(taus[i], taus[i + 1]).reshape(x.shape).mul(scale[i])  # out of place: the path caches it
-        return brownian
+        return step_noise(dynamics, grid, x, seed, bm, generator)
 
     def build(self, nodes: list[Node], form: str, *, lower_order_final: bool, eta: float = 0.0) -> Plan:
         steps = [ddim_step(nodes[i], nodes[i + 1], float(eta)) for i in range(len(nodes) - 1)]

@@ -40,6 +40,9 @@ class DPMMultistep(ExpSolver):
 
     def __init__(self, name: str, order: int, form: str):
         self.name, self.order, self.form = name, order, form
+        family, other = ("dpmpp", "dpm") if form == "data" else ("dpm", "dpmpp")
+        self.fixed = {"order": f"{order}; {family}{5 - order}m is order {5 - order}",
+                      "form": f"{form!r}; {other}{order}m is the {'noise' if form == 'data' else 'data'} form"}
         # 3M: automatic for DPM-Solver++ (measured); taylor for the ε-form DPM-Solver-3M (unmeasured across problems;
         # the published weights were worse on the default suite's gmm-64 cells, e.g. 0.0874 vs 0.0845 at NFE 5)
         self.default_variant = "midpoint" if order == 2 else (None if form == "data" else "taylor")

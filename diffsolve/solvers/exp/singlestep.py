@@ -85,6 +85,8 @@ class DPMSinglestep(ExpSolver):
 
     def __init__(self, name: str, order: int, form: str):
         self.name, self.order, self.form = name, order, form
+        self.fixed = {"order": f"{order}; pattern=[…] sets the order of each step",
+                      "form": f"{form!r}; dpm2 and dpm3 are the noise form, dpmpp2s the data form"}
         what = "ε (DPM-Solver)" if form == "noise" else "x̂0 (DPM-Solver++)"
         self.description = (
             f"singlestep exponential integrator of order {order} on {what}, {order} evaluations per step; "

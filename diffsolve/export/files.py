@@ -1,0 +1,70 @@
+"""Write a (tuned) grid where other libraries read it: `write_exports(tuned, "out/g", ["diffusers", "sigmas"])`.
+
+- "sigmas":      STEM.sigmas.json — {"sigmas": [...]}: the noise levels, descending (with a final 0 when the grid's
+                 solver ends at σ = 0), for diffusers' `sigmas=` (drop the 0) or any loop that takes sigmas;
+- "k-diffusion": STEM.k-diffusion.json — {"sigmas": [..., 0?], "sampler": "k_sampler(...)"}: the list and the
+                 k-diffusion sampler that runs the grid's solver on it;
+- "diffusers":   STEM.diffusers/scheduler_config.json — a DiffsolveScheduler (solver, options, the grid's times and
+                 evaluation times, its schedule): DiffsolveScheduler.from_pretrained(dir, prediction_type=…).
+A grid with decoupled evaluation times has no plain list ("sigmas", "k-diffusion" refuse it); "diffusers" keeps them.
+`diffsolve tune … --export KIND` calls this beside the grid file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from ..errors import GridError
+from ..grids import Grid
+from .schedules import sigmas
+
+KINDS = ("diffusers", "k-diffusion", "sigmas")
+
+
+def _parts(tuned_or_grid: Any) -> tuple[Grid, str | None, dict[str, Any]]:
+    """(grid, solver, options) of a TunedGrid, or of a plain Grid (no solver)."""
+    if isinstance(tuned_or_grid, Grid):
+        return tuned_or_grid, None, {}
+    grid = getattr(tuned_or_grid, "grid", None)
+    if not isinstance(grid, Grid):
+        raise GridError(f"write_exports takes a diffsolve Grid or a TunedGrid (diffsolve.grids.tune), got "
+                        f"{type(tuned_or_grid).__name__}")
+    return grid, tuned_or_grid.solver, dict(tuned_or_grid.options or {})
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def write_exports(tuned_or_grid: Any, path_stem: str | Path, kinds: list[str] | tuple[str, ...]) -> list[Path]:
+    """Write each kind of export of the grid beside `path_stem` (e.g. "out/g" for out/g.json); returns the paths."""
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise GridError(f"unknown export kind(s) {unknown}; valid ones are {', '.join(KINDS)}")
+    grid, solver, options = _parts(tuned_or_grid)
+    stem = Path(path_stem)
+    end = "zero" if options.get("to_zero") else "sigma_min"
+    written = []
+    for kind in kinds:
+        if kind == "diffusers":
+            from .scheduler import DiffsolveScheduler  # needs diffusers
+
+            scheduler = DiffsolveScheduler(
+                solver=solver, options=options, grid=grid.name, grid_times=grid.t.tolist(),
+                grid_eval_times=None if grid.t_eval is None else grid.t_eval.tolist(),
+                grid_schedule=grid.schedule.to_config(), schedule=grid.schedule.to_config())
+            target = stem.parent / f"{stem.name}.diffusers"
+            scheduler.save_pretrained(target)
+            written.append(target / "scheduler_config.json")
+            continue
+        levels = sigmas(grid, end=end).tolist()
+        data: dict[str, Any] = {"sigmas": levels, "end": end, "schedule": grid.schedule.to_config()}
+        if kind == "k-diffusion":
+            extra = "".join(f", {k}={v!r}" for k, v in options.items() if k != "to_zero")
+            data["sampler"] = f"diffsolve.export.k_sampler({(solver or 'dpmpp2m')!r}{extra})"
+        written.append(_write_json(stem.parent / f"{stem.name}.{kind}.json", data))
+    return written

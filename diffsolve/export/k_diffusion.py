@@ -1,0 +1,83 @@
+"""diffsolve's samplers with k-diffusion's signature: `k_sampler("ipndm")(model, x, sigmas, extra_args, callback,
+disable)`, usable wherever k-diffusion samplers plug in.
+
+k-diffusion's convention: x̄ = x/α, noise levels σ̄, a denoiser D(x̄, σ̄) = x̂0. On the EDM schedule (t = σ̄, α =
+1/√(1 + σ̄²)) that denoiser is a diffsolve X0Model with coords="ve", so the sampler is `ds.solve` of the solver on
+the grid t = σ̄_i of the given sigmas — the same compiled plan (export/program.py), stepped here so that the
+callback sees every step. `sigmas` descend and end with 0 (then the last step returns x̂0, to_zero) or at σ_min.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import trange
+
+from ..errors import GridError, SolverError
+from ..grids import custom
+from ..models import X0Model
+from ..schedules import EDM, F64
+from ..solvers.exp.base import Carry
+from .program import Program, resolve_solver
+
+Sampler = Callable[..., Tensor]
+
+
+def sigma_grid_schedule(levels: list[float]) -> EDM:
+    """The EDM schedule spanning the positive noise levels (a single level gets a range around it)."""
+    low, high = min(levels), max(levels)
+    return EDM(sigma_min=low, sigma_max=high if high > low else 2.0 * low)
+
+
+def checked_sigmas(sigmas: Any) -> tuple[list[float], bool]:
+    """(the positive levels, whether the list ends with 0), refused unless strictly descending and positive."""
+    values = torch.as_tensor(sigmas).detach().to("cpu", F64).reshape(-1).tolist()
+    if len(values) < 2:
+        raise GridError(f"sigmas needs at least two noise levels (one step), got {values}")
+    if any(b >= a for a, b in zip(values[:-1], values[1:])):
+        raise GridError(f"sigmas must be strictly descending (noise → data), got {values}; pass them from the "
+                        f"noisiest to the cleanest (e.g. sigmas.flip(0)), ending with 0 or σ_min")
+    to_zero = values[-1] == 0.0
+    levels = values[:-1] if to_zero else values
+    if not levels or levels[-1] <= 0.0:
+        raise GridError(f"sigmas must be positive, but for a final 0, got {values}")
+    return levels, to_zero
+
+
+def k_sampler(solver: str, **options: Any) -> Sampler:
+    """A k-diffusion sampler running diffsolve's `solver` (with `options`): sample(model, x, sigmas, extra_args=None,
+    callback=None, disable=None, noise_sampler=None) → x̂ at the last sigma (x̂0 when the sigmas end with 0).
+
+    Stochastic solvers (ddim eta > 0, ddpm, sde_dpmpp2m) draw z_i = noise_sampler(σ_i, σ_{i+1}) (default
+    torch.randn_like(x), as k-diffusion's ancestral samplers)."""
+    resolve_solver(solver, options, "a k-diffusion sampler")  # unsupported solvers and options fail here
+    if "to_zero" in options:
+        raise SolverError("k_sampler: the sigmas decide the end (a final 0 steps to σ = 0); drop to_zero=")
+
+    @torch.no_grad()
+    def sample(model: Callable[..., Tensor], x: Tensor, sigmas: Any, extra_args: dict[str, Any] | None = None,
+               callback: Callable[[dict[str, Any]], None] | None = None, disable: bool | None = None,
+               noise_sampler: Callable[[Any, Any], Tensor] | None = None) -> Tensor:
+        levels, to_zero = checked_sigmas(sigmas)
+        schedule = sigma_grid_schedule(levels)
+        denoiser = X0Model(model, schedule, coords="ve", model_kwargs=extra_args, check_finite=False)
+        program = Program.compile(denoiser, solver, custom(schedule, levels), {**options, "to_zero": to_zero},
+                                  "a k-diffusion sampler")
+        draw = noise_sampler or (lambda s, s_next: torch.randn_like(x))
+        points, carry = program.points, Carry()
+        y = x * points[0].alpha  # x̄ → the plan's VP coordinates (x = α x̄)
+        for i in trange(program.steps, disable=disable):
+            m = program.fn(y, program.eval_points[i])
+            if callback is not None:
+                callback({"x": y * (1.0 / points[i].alpha), "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i],
+                          "denoised": program.x0(y, m, i)})
+            z = draw(sigmas[i], sigmas[i + 1]) if program.needs_noise(i) else None
+            y = program.step(i, y, m, carry, None if z is None else (lambda _, z=z: z))
+        return y if to_zero else y * (1.0 / points[-1].alpha)  # the step to σ = 0 ends at x̂0 itself
+
+    sample.__name__ = f"sample_diffsolve_{solver}"
+    sample.__doc__ = f"diffsolve's {solver!r} ({options or 'default options'}) as a k-diffusion sampler."
+    return sample

@@ -1,0 +1,410 @@
+"""diffsolve's samplers as a diffusers scheduler: `pipe.scheduler = DiffsolveScheduler.from_config(
+pipe.scheduler.config, solver="ipndm", grid="file:g.json")`.
+
+diffusers' protocol is stateful (set_timesteps, then step once per network call); diffsolve's loop is a pure
+function of a plan. `set_timesteps` compiles the plan once (export/program.py: what ds.solve runs for the same
+model, solver, grid and options); `step` is one plan step, and the only state is the carried model outputs and
+the step index. The pipeline's `sample` is the model's own x (VP: x = α x0 + σ ε; a flow: (1 − σ) x0 + σ ε), so
+init_noise_sigma = 1 and scale_model_input is the identity. The timestep handed to the network is the node's
+evaluation time mapped exactly as diffsolve.interop.from_diffusers maps it (N·t − 1 on a DDPM table, N·σ on a
+FlowMatch one); the step arithmetic uses the node's own time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .. import grids as grids_mod
+from ..errors import GridError, ModelError, SolverError
+from ..grids import Grid
+from ..interop import diffusers_model, flow_schedule_from_diffusers, is_flow_scheduler, schedule_from_diffusers
+from ..models import Model
+from ..schedules import F64, Schedule, from_config
+from ..solvers.exp.base import Carry
+from .program import Program, resolve_solver
+from .schedules import network_times, noise_levels, times_from_network, times_from_noise_levels
+
+try:
+    from diffusers.configuration_utils import ConfigMixin, register_to_config
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+    from diffusers.utils import BaseOutput
+    from diffusers.utils.torch_utils import randn_tensor
+except ImportError as e:  # pragma: no cover - exercised only without diffusers
+    raise ModelError(f"diffsolve.export.DiffsolveScheduler needs diffusers ({e}); install it with "
+                     f"`pip install diffusers` (or diffsolve's extra: `pip install 'diffsolve[diffusers]'`)") from e
+
+# The DDPM-family and FlowMatch schedulers whose configs DiffsolveScheduler.from_config reads (their other keys,
+# timestep_spacing, final_sigmas_type, …, do not apply: the solver, grid and options decide).
+COMPATIBLES = ["DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler",
+               "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "HeunDiscreteScheduler", "PNDMScheduler",
+               "LMSDiscreteScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
+               "FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler"]
+PIPELINE_STEP_KWARGS = ("eta", "use_clipped_model_output")  # what DDIMPipeline passes to every step
+
+
+@dataclass
+class DiffsolveSchedulerOutput(BaseOutput):
+    """prev_sample: x at the next node; pred_original_sample: x̂0 at this node (the network's own view)."""
+
+    prev_sample: Tensor
+    pred_original_sample: Tensor | None = None
+
+
+class ModelOutput(nn.Module):
+    """A stand-in network: returns the output the pipeline's own network already computed for this step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.output: Tensor | None = None
+
+    def forward(self, sample: Tensor, timestep: Any = None, return_dict: bool = False, **kwargs: Any) -> tuple:
+        return (self.output,)
+
+
+class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
+    """Any diffsolve solver that calls the model once per step, on any diffsolve grid, as a diffusers scheduler.
+
+    solver: ddim, dpmpp2m/3m, dpm2m/3m, deis, unipc, ipndm, ipndm_v, euler (= ddim), and the stochastic ddim
+    (eta > 0), ddpm, sde_dpmpp2m (noise from step's generator=). grid: a spec ("logsnr", "karras:rho=7",
+    "custom:…", "file:g.json"); a file's times and evaluation times are copied into the config, so
+    save_pretrained/from_pretrained carry them bit for bit. options: the solver's (e.g. {"to_zero": True} to end
+    at σ = 0 as diffusers' final_sigmas_type="zero": num_inference_steps then counts that step). The schedule: the
+    config's DDPM table (num_train_timesteps, beta_*, trained_betas) or, with `shift`, a FlowMatch one; or
+    `schedule`, a diffsolve Schedule.to_config().
+    """
+
+    _compatibles = COMPATIBLES
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        solver: str | None = None,
+        grid: str = "logsnr",
+        options: dict[str, Any] | None = None,
+        grid_times: list[float] | None = None,
+        grid_eval_times: list[float] | None = None,
+        grid_schedule: dict[str, Any] | None = None,
+        schedule: dict[str, Any] | None = None,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas: list[float] | None = None,
+        prediction_type: str = "epsilon",
+        shift: float | None = None,
+        use_dynamic_shifting: bool = False,
+        time_shift_type: str = "exponential",
+    ):
+        if grid_times is None and grids_mod.parse(grid).path is not None:
+            self._copy_grid_file(grids_mod.parse(grid).path or "", solver, options)
+        elif solver is None:
+            self.register_to_config(solver="dpmpp2m")
+        resolve_solver(self.config.solver, dict(self.config.options or {}), "DiffsolveScheduler")
+        self._output = ModelOutput()  # the network's output of the current step, read once by the model view
+        self.init_noise_sigma = 1.0
+        self.timesteps = torch.empty(0)
+        self.sigmas = torch.empty(0)
+        self.num_inference_steps: int | None = None
+        self.model: Model | None = None if use_dynamic_shifting else self._model(None)
+        self.program: Program | None = None
+        self._carry = Carry()
+        self._index = 0
+        self._begin_index: int | None = None
+        self._begin = 0
+        self._grid: Grid | None = None
+        self._expected: list[float] = []
+        self._mismatch: Tensor | None = None
+        if self.model is not None and self.config.grid_times is not None:
+            self._stored_grid(self.model.schedule)  # a wrong schedule is refused here, not at the first call
+
+    # ---- configuration ----------------------------------------------------------------------------------------
+    @classmethod
+    def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any) -> Any:
+        """ConfigMixin.from_config, keeping a FlowMatch config's `shift` even when it is that scheduler's default
+        (diffusers drops keys listed in _use_default_values, and a flow is told apart by its shift)."""
+        if isinstance(config, Mapping) and "shift" not in kwargs and is_flow_scheduler(config):
+            kwargs["shift"] = float(config["shift"])
+        return super().from_config(config, return_unused_kwargs, **kwargs)
+
+    def _copy_grid_file(self, path: str, solver: str | None, options: dict[str, Any] | None) -> None:
+        """Copy a grid file's times, evaluation times and schedule into the config (and, when no solver is given,
+        the solver and options it was tuned for)."""
+        data = grids_mod.read_file(path)
+        eval_times = grids_mod.eval_times_of(data, path)
+        self.register_to_config(grid_times=[float(t) for t in data["times"]], grid_schedule=data["schedule"],
+                                grid_eval_times=None if eval_times is None else eval_times.tolist())
+        if solver is None:
+            tuned_options = data.get("options") if isinstance(data.get("options"), dict) else {}
+            self.register_to_config(solver=data.get("solver") or "dpmpp2m",
+                                    options=options if options is not None else tuned_options)
+
+    @property
+    def flow(self) -> bool:
+        """Whether the model is a rectified flow (a FlowMatch config: `shift` set, or a Flow schedule)."""
+        if self.config.schedule is not None:
+            return self.config.schedule.get("type") == "Flow"
+        return is_flow_scheduler(self.config)
+
+    def _schedule(self, mu: float | None) -> Schedule:
+        cfg = self.config
+        if cfg.schedule is not None:
+            return from_config(dict(cfg.schedule))
+        if not self.flow:
+            return schedule_from_diffusers(cfg)
+        if cfg.use_dynamic_shifting:
+            if mu is None:
+                raise ModelError("this FlowMatch config shifts its times by resolution (use_dynamic_shifting=True): "
+                                 "pass mu= to set_timesteps (the pipeline does), or set shift and "
+                                 "use_dynamic_shifting=False")
+            shift = float(torch.tensor(mu, dtype=F64).exp()) if cfg.time_shift_type == "exponential" else float(mu)
+            return flow_schedule_from_diffusers(cfg, shift)
+        return flow_schedule_from_diffusers(cfg)
+
+    def _model(self, mu: float | None) -> Model:
+        """The diffsolve Model of the pipeline's network on this config (interop.diffusers_model), whose network
+        is a stand-in returning the step's model_output."""
+        model = diffusers_model(self._output, self._schedule(mu), self.config,
+                                prediction_type=None if self.flow else self.config.prediction_type)
+        model.check_finite = False  # the pipeline owns the network; its outputs are not re-read here
+        return model
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(self.config.options or {})
+
+    @property
+    def alphas_cumprod(self) -> Tensor | None:
+        """ᾱ_n of the DDPM table (float32, as diffusers' schedulers hold it); None for a flow."""
+        if self.flow:
+            return None
+        return schedule_from_diffusers(self.config).alphas_cumprod.to(torch.float32)
+
+    # ---- the grid --------------------------------------------------------------------------------------------
+    def _stored_grid(self, schedule: Schedule) -> Grid:
+        cfg = self.config
+        if cfg.grid_schedule is not None:
+            grids_mod.check_file({"schedule": dict(cfg.grid_schedule)}, cfg.grid, schedule)
+        eval_times = None if cfg.grid_eval_times is None else torch.tensor(cfg.grid_eval_times, dtype=F64)
+        return Grid(schedule, torch.tensor(cfg.grid_times, dtype=F64), cfg.grid, eval_times)
+
+    def _build_grid(self, schedule: Schedule, n: int | None, timesteps: Any, sigmas: Any) -> Grid:
+        """The grid of this call: the config's own times, a spec with the steps that spend n calls, or a list."""
+        given = [k for k, v in (("num_inference_steps", n), ("timesteps", timesteps), ("sigmas", sigmas))
+                 if v is not None]
+        to_zero = bool(self.options.get("to_zero", False))
+        if self.config.grid_times is not None:
+            if timesteps is not None or sigmas is not None:
+                raise GridError(f"this scheduler runs its own grid ({self.config.grid!r}); drop timesteps=/sigmas=, "
+                                f"or make a scheduler with grid='custom:…'")
+            grid = self._stored_grid(schedule)
+            calls = grid.steps + int(to_zero)
+            if n is not None and n != calls:
+                raise GridError(f"grid {self.config.grid!r} makes {calls} network calls, but num_inference_steps={n} "
+                                f"was asked for; pass num_inference_steps={calls} (or leave it out)")
+            return grid
+        spec = grids_mod.parse(self.config.grid)
+        if spec.fixed and timesteps is None and sigmas is None:  # custom:… carries its own times
+            grid = grids_mod.build(spec, schedule)
+            if n is not None and n != grid.steps + int(to_zero):
+                raise GridError(f"grid {self.config.grid!r} makes {grid.steps + int(to_zero)} network calls, but "
+                                f"num_inference_steps={n} was asked for; leave it out")
+            return grid
+        if len(given) != 1:
+            raise GridError(f"set_timesteps takes exactly one of num_inference_steps, timesteps or sigmas; got "
+                            f"{', '.join(given) or 'none'}")
+        if n is not None:
+            steps = n - 1 if to_zero else n
+            if isinstance(n, bool) or not isinstance(n, int) or steps < 1:
+                raise GridError(f"num_inference_steps must be an integer >= {2 if to_zero else 1}"
+                                f"{' (one call goes to the step to σ = 0)' if to_zero else ''}, got {n!r}")
+            return grids_mod.build(self.config.grid, schedule, steps)
+        return self._grid_from_list(schedule, timesteps, sigmas, to_zero)
+
+    def _grid_from_list(self, schedule: Schedule, timesteps: Any, sigmas: Any, to_zero: bool) -> Grid:
+        """One node per listed value (one network call each); the last step goes to σ = 0 (to_zero, or a listed
+        final sigma 0) or to the schedule's σ_min."""
+        what = "timesteps" if timesteps is not None else "sigmas"
+        values = torch.as_tensor(timesteps if timesteps is not None else sigmas).detach().cpu().to(F64).reshape(-1)
+        if values.numel() > 1 and not bool((values[1:] < values[:-1]).all()):
+            raise GridError(f"{what} must be strictly descending (noise → data), got {values.tolist()}; pass them "
+                            f"from the noisiest to the cleanest (reversed)")
+        if sigmas is not None and values.numel() and float(values[-1]) == 0.0:
+            if self.options.get("to_zero") is False:
+                raise GridError("the sigmas end with 0 (a last step to σ = 0) but the options say to_zero=False; "
+                                "drop the final 0 or the option")
+            values, to_zero = values[:-1], True
+            self.register_to_config(options={**self.options, "to_zero": True})
+        if values.numel() == 0:
+            raise GridError(f"{what} is empty; give at least one value")
+        t = (times_from_network(schedule, values, self.model.time_scale) if timesteps is not None  # type: ignore
+             else times_from_noise_levels(schedule, values))
+        if not to_zero:
+            t = torch.cat([t, torch.tensor([schedule.t_min], dtype=F64)])
+        return grids_mod.custom(schedule, t)
+
+    def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
+                      timesteps: list[float] | None = None, sigmas: list[float] | None = None,
+                      mu: float | None = None) -> None:
+        """Compile the plan for num_inference_steps network calls (or the listed timesteps / sigmas, or the
+        config's own grid) and start over. mu: the resolution shift of a dynamically shifted FlowMatch config."""
+        if self.model is None or mu is not None:
+            self.model = self._model(mu)
+        grid = self._build_grid(self.model.schedule, num_inference_steps, timesteps, sigmas)
+        self._grid = grid
+        self._compile(0)
+        calls = self.program.steps  # type: ignore[union-attr]
+        net = network_times(self.model, grid.t_eval if grid.decoupled else grid.t)[:calls]
+        dtype = torch.float32 if torch.device(device or "cpu").type == "mps" else F64
+        self.timesteps = net.to(device=device, dtype=dtype)
+        self._expected = net.tolist()
+        levels = noise_levels(grid.schedule, grid.t)
+        if calls > grid.steps:
+            levels = torch.cat([levels, torch.zeros(1, dtype=F64)])
+        self.sigmas = levels
+        self.num_inference_steps = calls
+
+    def _compile(self, begin: int) -> None:
+        """The plan from node `begin` on (warm-up restarts there), and an empty carry."""
+        grid = self._grid
+        assert grid is not None and self.model is not None
+        if begin:
+            last = grid.steps + int(bool(self.options.get("to_zero", False))) - 1
+            if begin > min(last, grid.steps - 1):
+                raise SolverError(f"cannot begin at step {begin}: the plan has {last + 1} steps and a start needs at "
+                                  f"least one grid step after it; begin earlier")
+            grid = Grid(grid.schedule, grid.t[begin:], grid.name,
+                        None if grid.t_eval is None else grid.t_eval[begin:])
+        self.program = Program.compile(self.model, self.config.solver, grid, self.options, "DiffsolveScheduler")
+        self._carry, self._index, self._begin, self._mismatch = Carry(), begin, begin, None
+
+    # ---- the protocol ----------------------------------------------------------------------------------------
+    @property
+    def step_index(self) -> int | None:
+        """The index of the next step in `timesteps` (None before set_timesteps)."""
+        return None if self.program is None else self._index
+
+    @property
+    def begin_index(self) -> int | None:
+        return self._begin_index
+
+    def set_begin_index(self, begin_index: int = 0) -> None:
+        """Start at timesteps[begin_index] (image-to-image); the multistep warm-up restarts there."""
+        if self.program is None:
+            raise SolverError("call set_timesteps before set_begin_index")
+        self._begin_index = begin_index
+        self._compile(begin_index)
+
+    def scale_model_input(self, sample: Tensor, timestep: Any = None) -> Tensor:
+        """The identity: the sample is already the network's input x (init_noise_sigma = 1)."""
+        return sample
+
+    def __len__(self) -> int:
+        return int(self.config.num_train_timesteps)
+
+    def _check_timestep(self, timestep: Any) -> int:
+        """The index of this step; a timestep out of order is refused (on the host at once; a device timestep is
+        compared on the device and checked, with one read, at the last step)."""
+        i, program = self._index, self.program
+        if program is None:
+            raise SolverError("call set_timesteps(num_inference_steps) before step()")
+        if i >= self._begin + program.steps:
+            raise SolverError(f"all {len(self._expected)} steps are done; call set_timesteps(...) to sample again")
+        if isinstance(timestep, Tensor) and timestep.device.type != "cpu":
+            expected = self.timesteps.to(timestep.device)
+            off = (expected - timestep.reshape(-1)[0]).abs().argmin() != i
+            self._mismatch = off if self._mismatch is None else self._mismatch | off
+        else:
+            value = float(timestep.reshape(-1)[0]) if isinstance(timestep, Tensor) else float(timestep)
+            nearest = min(range(len(self._expected)), key=lambda k: abs(self._expected[k] - value))
+            if nearest != i:
+                raise SolverError(
+                    f"step() was called with timestep {value:g} (timesteps[{nearest}]) but the next step is "
+                    f"timesteps[{i}] = {self._expected[i]:g}; call step once per timestep, in the order of "
+                    f"scheduler.timesteps (set_timesteps starts over; to start later, set_begin_index first)")
+        return i
+
+    def _check_deferred(self) -> None:
+        if self._mismatch is not None and bool(self._mismatch):
+            raise SolverError("step() was called with a timestep out of order (another entry of scheduler.timesteps "
+                              "than the next one); call step once per timestep, in order (set_timesteps starts over)")
+
+    def step(self, model_output: Tensor, timestep: Any, sample: Tensor, generator: Any = None,
+             return_dict: bool = True, variance_noise: Tensor | None = None, **pipeline_kwargs: Any) -> Any:
+        """x at the next node from the network's output at this one: one plan step (x ← a·x + Σ_j w_j m_j + std·z),
+        z from `variance_noise` or drawn from `generator` (stochastic solvers)."""
+        self._check_pipeline_kwargs(pipeline_kwargs)
+        i = self._check_timestep(timestep)
+        program = self.program
+        assert program is not None and self.model is not None
+        k = i - self._begin
+        self._output.output = model_output
+        try:
+            m = program.fn(sample, program.eval_points[k])
+        finally:
+            self._output.output = None
+        x0 = program.x0(sample, m, k)
+        noise = None
+        if program.needs_noise(k):
+            z = variance_noise if variance_noise is not None else randn_tensor(
+                sample.shape, generator=generator, device=sample.device, dtype=sample.dtype)
+            noise = lambda _: z.to(sample.dtype)  # noqa: E731
+        prev = program.step(k, sample, m, self._carry, noise)
+        self._index = i + 1
+        if k == program.steps - 1:
+            self._check_deferred()
+        if not return_dict:
+            return prev, x0
+        return DiffsolveSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
+
+    def _check_pipeline_kwargs(self, kwargs: dict[str, Any]) -> None:
+        unknown = sorted(set(kwargs) - set(PIPELINE_STEP_KWARGS))
+        if unknown:
+            raise SolverError(f"DiffsolveScheduler.step takes no argument(s) {', '.join(unknown)}; solver options go "
+                              f"to the scheduler: DiffsolveScheduler(..., options={{...}})")
+        eta = kwargs.get("eta")
+        mine = float(self.options.get("eta", 1.0 if self.config.solver in ("ddpm", "sde_dpmpp2m") else 0.0))
+        if eta not in (None, 0, 0.0) and float(eta) != mine:
+            raise SolverError(f"the pipeline passed eta={eta}, but this scheduler's solver {self.config.solver!r} "
+                              f"runs eta={mine:g}; set it on the scheduler: DiffsolveScheduler(solver='ddim', "
+                              f"options={{'eta': {eta}}}) (the pipeline's default eta=0 is ignored)")
+
+    # ---- noising -----------------------------------------------------------------------------------------------
+    def _times_of(self, timesteps: Any) -> Tensor:
+        """Times t of network timesteps: a node's own time when the value is one of `timesteps` (decoupled
+        evaluation times map back to their node), else the inverse of the network-time map."""
+        values = torch.as_tensor(timesteps).detach().cpu().to(F64).reshape(-1)
+        if self.model is None:
+            self.model = self._model(None)
+        t = times_from_network(self.model.schedule, values, self.model.time_scale)
+        if self._grid is not None and self._expected:
+            for j, v in enumerate(values.tolist()):
+                hits = [k for k, e in enumerate(self._expected) if abs(e - v) <= 1e-9 * max(1.0, abs(e))]
+                if hits and hits[0] < self._grid.t.numel():
+                    t[j] = self._grid.t[hits[0]]
+        return t
+
+    def add_noise(self, original_samples: Tensor, noise: Tensor, timesteps: Any) -> Tensor:
+        """x_t = α_t x0 + σ_t ε at the times of `timesteps` (one per sample, or one for all)."""
+        t = self._times_of(timesteps)
+        schedule = self.model.schedule  # type: ignore[union-attr]
+        shape = (-1,) + (1,) * (original_samples.ndim - 1)
+        alpha = schedule.alpha(t).to(original_samples.device, original_samples.dtype).reshape(shape)
+        sigma = schedule.sigma(t).to(original_samples.device, original_samples.dtype).reshape(shape)
+        return alpha * original_samples + sigma * noise
+
+    def scale_noise(self, sample: Tensor, timestep: Any, noise: Tensor | None = None) -> Tensor:
+        """FlowMatch pipelines' name for add_noise: (1 − σ) x0 + σ ε."""
+        if noise is None:
+            raise ModelError("scale_noise needs noise=")
+        return self.add_noise(sample, noise, timestep)
+
+    @property
+    def schedule(self) -> Schedule | None:
+        """The diffsolve schedule the grid lies on (None before it is known: a dynamically shifted flow)."""
+        return None if self.model is None else self.model.schedule

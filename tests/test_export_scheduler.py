@@ -1,0 +1,335 @@
+"""DiffsolveScheduler: diffsolve's one-call-per-step solvers inside diffusers' protocol.
+
+A diffusers pipeline (DDPMPipeline with a tiny random float64 UNet2DModel) driven by the scheduler gives the samples
+`ds.sample` gives with the same solver, grid and x_T (standard and tuned grid files with decoupled evaluation
+times); the scheduler equals diffusers' own scheduler of the algorithm on the same timesteps; a flow-matching loop
+equals FlowMatchEulerDiscreteScheduler; save/load round-trips bit for bit; wrong use fails with the fix.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+import diffsolve as ds  # noqa: E402
+from diffsolve.errors import GridError, SolverError  # noqa: E402
+from diffsolve.export import DiffsolveScheduler  # noqa: E402
+from diffsolve.interop import from_diffusers  # noqa: E402
+
+F64 = torch.float64
+SHAPE = (2, 1, 8, 8)
+# every solver the scheduler runs: (solver, options); the stochastic ones draw their noise from the generator
+SOLVERS = [
+    ("ddim", {}), ("euler", {}), ("dpmpp2m", {}), ("dpmpp3m", {}), ("dpm2m", {}), ("dpm3m", {}), ("deis", {}),
+    ("unipc", {}), ("ipndm", {}), ("ipndm_v", {}), ("ddim", {"eta": 0.5}), ("ddpm", {}), ("sde_dpmpp2m", {}),
+    ("dpmpp2m", {"to_zero": True}), ("unipc", {"to_zero": True}), ("ddpm", {"to_zero": True}),
+]
+IDS = [s + "".join(f"-{k}={v}" for k, v in o.items()) for s, o in SOLVERS]
+
+
+@pytest.fixture(scope="module")
+def unet():
+    torch.manual_seed(0)
+    net = diffusers.UNet2DModel(
+        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(16, 32), layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8).to(F64)
+    with torch.no_grad():
+        net.conv_out.weight.mul_(0.1)  # ε of order 0.1: samples of order 1 (x̂0 of a random net would explode)
+        net.conv_out.bias.mul_(0.1)
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def tuned_file(tmp_path_factory, unet):
+    """A grid file as `diffsolve tune` writes one, by hand: 5 logsnr steps, decoupled evaluation times."""
+    schedule = from_diffusers(unet, diffusers.DDPMScheduler()).schedule
+    grid = ds.grids.logsnr(schedule, 5)
+    t_eval = grid.t.clone()
+    t_eval[1:-1] *= 0.97
+    path = tmp_path_factory.mktemp("grids") / "g.json"
+    ds.grids.save(ds.grids.Grid(schedule, grid.t, "tuned", t_eval), path, solver="ipndm", options={"order": 3},
+                  nfe=5, train_error=0.0)
+    return path
+
+
+def run_pipeline(unet, scheduler, calls: int, seed: int = 3) -> torch.Tensor:
+    """DDPMPipeline's own loop; returns the last step's prev_sample (before the pipeline's clamp to [0, 1])."""
+    pipe = diffusers.DDPMPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    last = {}
+    step = scheduler.step
+
+    def recording(*args, **kwargs):
+        out = step(*args, **kwargs)
+        last["x"] = out.prev_sample
+        return out
+
+    scheduler.step = recording
+    images = pipe(batch_size=SHAPE[0], generator=torch.Generator().manual_seed(seed), num_inference_steps=calls,
+                  output_type="pt").images
+    torch.testing.assert_close(images, (last["x"] / 2 + 0.5).clamp(0, 1))
+    return last["x"]
+
+
+def reference(unet, solver: str, options: dict, grid, calls: int, seed: int = 3, config=None) -> torch.Tensor:
+    """ds.sample on the same model, grid and x_T (and, for stochastic solvers, the same generator's noise)."""
+    model = from_diffusers(unet, config or diffusers.DDPMScheduler())
+    g = torch.Generator().manual_seed(seed)
+    x_T = torch.randn(SHAPE, generator=g, dtype=F64)
+    steps = None if isinstance(grid, str) and grid.startswith("file:") else calls - int(options.get("to_zero", 0))
+    noise = {"generator": g} if ds.get_solver("ddim" if solver == "euler" else solver).stochastic_for(**options) \
+        else {}
+    return ds.sample(model, x_T, solver=solver, steps=steps, grid=grid, **options, **noise).x
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+@pytest.mark.parametrize("solver,options", SOLVERS, ids=IDS)
+def test_pipeline_equals_sample_on_a_standard_grid(unet, solver, options):
+    scheduler = DiffsolveScheduler.from_config(diffusers.DDPMScheduler().config, solver=solver, grid="quadratic",
+                                               options=options)
+    got = run_pipeline(unet, scheduler, 6)
+    want = reference(unet, solver, options, "quadratic", 6)
+    assert rel(got, want) <= 1e-6, (solver, options, rel(got, want))
+    assert torch.isfinite(want).all()
+
+
+NODE = [(i, s) for i, s in zip(IDS, SOLVERS) if s[0] not in ("ddpm", "sde_dpmpp2m", "euler")]  # take t_eval
+
+
+@pytest.mark.parametrize("solver,options", [s for _, s in NODE], ids=[i for i, _ in NODE])
+def test_pipeline_equals_sample_on_a_tuned_grid_file(unet, tuned_file, solver, options):
+    """The network is called at the file's decoupled evaluation times, the steps use its times."""
+    scheduler = DiffsolveScheduler.from_config(diffusers.DDPMScheduler().config, solver=solver,
+                                               grid=f"file:{tuned_file}", options=options)
+    calls = 5 + int(options.get("to_zero", 0))
+    assert scheduler.config.grid_eval_times is not None
+    got = run_pipeline(unet, scheduler, calls)
+    want = reference(unet, solver, options, f"file:{tuned_file}", calls)
+    assert rel(got, want) <= 1e-6, (solver, options, rel(got, want))
+
+
+def test_the_network_sees_the_evaluation_times(unet, tuned_file):
+    """timesteps = N·t′ − 1 at the file's evaluation times; the tuned file's solver and options are taken."""
+    scheduler = DiffsolveScheduler.from_config(diffusers.DDPMScheduler().config, grid=f"file:{tuned_file}")
+    assert scheduler.config.solver == "ipndm" and scheduler.config.options == {"order": 3}
+    scheduler.set_timesteps()
+    t_eval = torch.tensor(scheduler.config.grid_eval_times, dtype=F64)
+    torch.testing.assert_close(scheduler.timesteps, (1000 * t_eval - 1)[:5], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("prediction_type,solver", [("sample", "dpmpp2m"), ("v_prediction", "unipc"),
+                                                     ("v_prediction", "ddpm")])
+def test_other_prediction_types(unet, prediction_type, solver):
+    config = diffusers.DDPMScheduler(prediction_type=prediction_type).config
+    scheduler = DiffsolveScheduler.from_config(config, solver=solver, grid="logsnr")
+    got = run_pipeline(unet, scheduler, 5)
+    want = reference(unet, solver, {}, "logsnr", 5, config=config)
+    assert rel(got, want) <= 1e-6
+
+
+def test_ddim_pipeline_passes_eta_and_works(unet):
+    """DDIMPipeline passes eta= and use_clipped_model_output= to step: its default eta=0 is accepted."""
+    pipe = diffusers.DDIMPipeline(unet=unet, scheduler=diffusers.DDIMScheduler())
+    pipe.scheduler = DiffsolveScheduler.from_config(pipe.scheduler.config, solver="dpmpp2m")
+    pipe.set_progress_bar_config(disable=True)
+    out = pipe(batch_size=2, generator=torch.Generator().manual_seed(3), num_inference_steps=5, output_type="pt")
+    assert out.images.shape == (2, 1, 8, 8)
+    with pytest.raises(SolverError, match=r"eta=0.5.*options=\{'eta': 0.5\}"):
+        pipe(batch_size=2, num_inference_steps=5, eta=0.5, output_type="pt")
+
+
+# ---- the same as diffusers' own schedulers -------------------------------------------------------------------
+def diffusers_loop(scheduler, net, x_T, calls, **step_kw):
+    scheduler.set_timesteps(calls)
+    x = x_T * scheduler.init_noise_sigma
+    for t in scheduler.timesteps:
+        out = net(scheduler.scale_model_input(x, t), torch.full((x.shape[0],), float(t), dtype=F64))
+        x = scheduler.step(out, t, x, **step_kw).prev_sample
+    return x
+
+
+def diffsolve_loop(scheduler, net, x_T, **set_kw):
+    scheduler.set_timesteps(**set_kw)
+    x = x_T.clone()
+    for t in scheduler.timesteps:
+        x = scheduler.step(net(x, torch.full((x.shape[0],), float(t), dtype=F64)), t, x).prev_sample
+    return x
+
+
+@pytest.fixture(scope="module")
+def mixture():
+    from tests._expo_gmm import MixtureEps
+
+    schedule = ds.DiscreteDDPM(alphas_cumprod=diffusers.DDPMScheduler().alphas_cumprod.to(F64))
+    net = MixtureEps(schedule, dim=16, components=4, scale=0.05, seed=3)
+    return net, net.prior(8, seed=4)
+
+
+PEERS = [
+    ("DPMSolverMultistepScheduler", {}, "dpmpp2m", {"to_zero": True}),
+    ("DPMSolverMultistepScheduler", {"solver_order": 3}, "dpmpp3m", {"to_zero": True, "variant": "diffusers"}),
+    ("UniPCMultistepScheduler", {}, "unipc", {"to_zero": True, "lower_order_final": True}),
+    ("DEISMultistepScheduler", {}, "deis", {"order": 2, "lower_order_final": True}),
+    ("DDIMScheduler", {"clip_sample": False}, "ddim", {"to_zero": True}),
+]
+
+
+@pytest.mark.parametrize("name,config,solver,options", PEERS, ids=[p[0] + str(p[1]) for p in PEERS])
+def test_equals_diffusers_own_scheduler(mixture, name, config, solver, options):
+    """On diffusers' own timesteps (set_timesteps(timesteps=…)), within diffusers' float32 coefficients."""
+    net, x_T = mixture
+    theirs = getattr(diffusers, name)(**config)
+    want = diffusers_loop(theirs, net, x_T, 10)
+    ours = DiffsolveScheduler.from_config(theirs.config, solver=solver, options=options)
+    got = diffsolve_loop(ours, net, x_T, timesteps=theirs.timesteps)
+    assert rel(got, want) <= 1e-5, rel(got, want)
+
+
+def test_equals_diffusers_ipndm(mixture):
+    """IPNDMScheduler on a σ list (trained_betas) of a VP schedule, with a v-prediction network: the same steps."""
+    schedule = ds.VPLinear()
+    grid = ds.grids.quadratic(schedule, 8)
+    ours = DiffsolveScheduler(solver="ipndm", schedule=schedule.to_config(), prediction_type="v_prediction",
+                              grid="custom:" + ",".join(repr(t) for t in grid.t.tolist()), options={"to_zero": True})
+    ours.set_timesteps()
+    net_eps, x_T = mixture
+
+    def v_net(x, t):  # v = α ε − σ x0 of the mixture on VPLinear (t is the continuous time here)
+        p = ds.make_point(schedule, float(t[0]))
+        eps = net_eps.mixture.eps(x, t, schedule)
+        return p.alpha * eps - p.sigma * (x - p.sigma * eps) / p.alpha
+
+    sigmas = schedule.sigma(grid.t).tolist() + [0.0]
+    theirs = diffusers.IPNDMScheduler(num_train_timesteps=9, trained_betas=sigmas)
+    theirs.set_timesteps(9)
+    x = x_T.clone()
+    for mine, t in zip(ours.timesteps, theirs.timesteps):
+        x = theirs.step(v_net(x, torch.full((x.shape[0],), float(mine), dtype=F64)), t, x).prev_sample
+    got = diffsolve_loop(ours, v_net, x_T)
+    assert rel(got, x) <= 1e-5, rel(got, x)
+
+
+# ---- flow matching ---------------------------------------------------------------------------------------------
+def velocity(x, timestep):
+    """A smooth stand-in velocity network (its time input is diffusers' N·σ)."""
+    w = torch.tensor([[0.6, -0.3, 0.1], [0.2, 0.8, -0.4], [-0.5, 0.1, 0.7]], dtype=F64)
+    return torch.tanh(x @ w + timestep[:, None] / 1000.0) + 0.3 * x
+
+
+@pytest.mark.parametrize("solver", ["euler", "dpmpp2m", "ipndm", "unipc"])
+def test_flow_matching_loop(solver):
+    """With FlowMatchEulerDiscreteScheduler's own sigmas (shift 3, ending at 0): euler equals it (≤ 1e-6); every
+    solver equals ds.sample on a FlowModel with the same grid."""
+    fm = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    fm.set_timesteps(sigmas=torch.linspace(0.95, 0.05, 8).tolist())
+    x_T = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ours = DiffsolveScheduler.from_config(fm.config, solver=solver)
+    got = diffsolve_loop(ours, velocity, x_T, sigmas=fm.sigmas)
+    assert ours.num_inference_steps == 8 and ours.config.options == {"to_zero": True}
+    torch.testing.assert_close(ours.timesteps, fm.timesteps.to(F64), rtol=1e-6, atol=1e-4)
+    model = from_diffusers(torch.nn.Identity(), fm)
+    model.net = lambda x, t: velocity(x, t)
+    grid = ds.interop.grid_from_sigmas(model.schedule, fm.sigmas[:-1].to(F64))
+    # euler: FlowMatch's x ← x + (σ' − σ) v is the DDIM step (ds.sample's euler cannot end at σ = 0 yet)
+    want = ds.sample(model, x_T, solver="ddim" if solver == "euler" else solver, grid=grid, to_zero=True).x
+    assert rel(got, want) <= 1e-6
+    if solver == "euler":
+        x = x_T.clone()
+        for t in fm.timesteps:
+            x = fm.step(velocity(x, torch.full((4,), float(t), dtype=F64)), t, x).prev_sample
+        assert rel(got, x) <= 1e-6, rel(got, x)
+
+
+# ---- configs -----------------------------------------------------------------------------------------------
+def test_save_and_load_round_trip_bit_for_bit(unet, tuned_file, tmp_path):
+    """The config carries solver, options and the file's times and evaluation times: the file is not needed."""
+    scheduler = DiffsolveScheduler.from_config(diffusers.DDPMScheduler().config, solver="unipc",
+                                               grid=f"file:{tuned_file}", options={"to_zero": True})
+    scheduler.save_pretrained(tmp_path / "s")
+    copy = tmp_path / "moved.json"
+    copy.write_bytes(tuned_file.read_bytes())
+    loaded = DiffsolveScheduler.from_pretrained(tmp_path / "s")
+    def own(config):
+        return {k: v for k, v in config.items() if not k.startswith("_")}
+    assert own(loaded.config) == own(scheduler.config)
+    assert loaded.config.grid_times == scheduler.config.grid_times
+    a, b = run_pipeline(unet, scheduler, 6), run_pipeline(unet, loaded, 6)
+    assert torch.equal(a, b)
+
+
+CONFIGS = [diffusers.DDPMScheduler, diffusers.DDIMScheduler, diffusers.DPMSolverMultistepScheduler,
+           diffusers.EulerDiscreteScheduler]
+
+
+@pytest.mark.parametrize("cls", CONFIGS + [diffusers.FlowMatchEulerDiscreteScheduler], ids=lambda c: c.__name__)
+def test_from_config_of_other_schedulers(cls):
+    """The schedule is the one from_diffusers builds for that config; the scheduler runs."""
+    other = cls(shift=3.0) if cls is diffusers.FlowMatchEulerDiscreteScheduler else cls(beta_schedule="scaled_linear")
+    ours = DiffsolveScheduler.from_config(other.config, solver="dpmpp2m", grid="logsnr")
+    assert ours.schedule == from_diffusers(torch.nn.Identity(), other).schedule
+    ours.set_timesteps(4)
+    assert ours.timesteps.shape == (4,) and ours.order == 1 and ours.init_noise_sigma == 1.0
+
+
+def test_add_noise_and_begin_index(unet):
+    """add_noise is α x0 + σ ε at the node of a timestep; set_begin_index restarts the plan there."""
+    scheduler = DiffsolveScheduler.from_config(diffusers.DDPMScheduler().config, solver="dpmpp2m")
+    scheduler.set_timesteps(6)
+    x0 = torch.randn(SHAPE, dtype=F64, generator=torch.Generator().manual_seed(1))
+    noise = torch.randn(SHAPE, dtype=F64, generator=torch.Generator().manual_seed(2))
+    p = scheduler.program.points[2]
+    torch.testing.assert_close(scheduler.add_noise(x0, noise, scheduler.timesteps[2:3]), p.alpha * x0 + p.sigma * noise)
+    scheduler.set_begin_index(2)
+    x = scheduler.add_noise(x0, noise, scheduler.timesteps[2:3])
+    for t in scheduler.timesteps[2:]:
+        x = scheduler.step(unet(x, t).sample, t, x).prev_sample
+    model = from_diffusers(unet, diffusers.DDPMScheduler())
+    grid = ds.grids.Grid(model.schedule, ds.grids.logsnr(model.schedule, 6).t[2:])
+    want = ds.solve(ds.ode(model, "lambda"), scheduler.add_noise(x0, noise, scheduler.timesteps[2:3]), grid,
+                    "dpmpp2m").x
+    assert rel(x, want) <= 1e-12
+
+
+# ---- wrong use -------------------------------------------------------------------------------------------------
+def test_wrong_use_is_refused_with_the_fix(unet, tmp_path):
+    config = diffusers.DDPMScheduler().config
+    with pytest.raises(SolverError, match=r"'heun' calls the model 2 times per step.*use one of"):
+        DiffsolveScheduler.from_config(config, solver="heun")
+    with pytest.raises(SolverError, match=r"'dpm_adaptive' picks its own steps"):
+        DiffsolveScheduler.from_config(config, solver="dpm_adaptive")
+    with pytest.raises(SolverError, match=r"'dpm3' calls the model 3 times per step"):
+        DiffsolveScheduler.from_config(config, solver="dpm3")
+    with pytest.raises(SolverError, match=r"draws each step's noise itself.*seed"):
+        DiffsolveScheduler.from_config(config, solver="ddpm", options={"seed": 1})
+    other = tmp_path / "other.json"
+    ds.grids.save(ds.grids.logsnr(ds.VPLinear(), 4), other)
+    with pytest.raises(GridError, match=r"was made for schedule .*use the same schedule"):
+        DiffsolveScheduler.from_config(config, solver="ipndm", grid=f"file:{other}")
+    scheduler = DiffsolveScheduler.from_config(config, solver="dpmpp2m")
+    x = torch.zeros(SHAPE, dtype=F64)
+    with pytest.raises(SolverError, match=r"call set_timesteps"):
+        scheduler.step(x, 999, x)
+    scheduler.set_timesteps(3)
+    ts = scheduler.timesteps
+    with pytest.raises(SolverError, match=r"timesteps\[2\]\) but the next step is timesteps\[0\]"):
+        scheduler.step(x, ts[2], x)
+    for t in ts:
+        scheduler.step(x, t, x)
+    with pytest.raises(SolverError, match=r"all 3 steps are done; call set_timesteps"):
+        scheduler.step(x, ts[-1], x)
+    with pytest.raises(GridError, match=r"strictly descending \(noise → data\)"):
+        scheduler.set_timesteps(sigmas=[0.5, 1.0, 4.0])
+    with pytest.raises(GridError, match=r"exactly one of num_inference_steps, timesteps or sigmas"):
+        scheduler.set_timesteps(3, sigmas=[4.0, 1.0])
+    flow = DiffsolveScheduler.from_config(diffusers.FlowMatchEulerDiscreteScheduler().config, solver="ddim")
+    with pytest.raises(GridError, match=r"σ = 1 \(pure noise\).*drop the first"):
+        flow.set_timesteps(sigmas=[1.0, 0.5, 0.2])
+    with pytest.raises(SolverError, match=r"takes no argument\(s\) foo"):
+        scheduler.set_timesteps(3)
+        scheduler.step(x, scheduler.timesteps[0], x, foo=1)
