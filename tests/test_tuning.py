@@ -161,6 +161,26 @@ def test_cli_tune_writes_a_grid_file_and_prints_both_errors(tmp_path, capsys, mo
     assert main(["tune", "--problem", "gmm-2d", "--solver", "ipndm:order", "--nfe", "4", "--out", str(out)]) == 2
 
 
+def test_cli_tunes_several_nfes_into_one_file_each_with_the_new_flags(tmp_path, capsys):
+    from diffsolve.cli import main
+
+    out = tmp_path / "g.json"
+    rc = main(["tune", "--problem", "gmm-2d", "--solver", "ipndm:order=2", "--nfe", "4,5", "--n", "16",
+               "--candidates", "8", "--batch-size", "8", "--max-evals", "4", "--teacher-nfe", "28",
+               "--objective", "trimmed", "--trim", "0.1", "--gradient", "autograd", "--max-seconds", "600",
+               "--cache-dir", str(tmp_path / "cache"), "--no-progress", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert rc == 0 and "sample-evaluations forward" in text and "shared with the other NFEs" in text
+    for k in (4, 5):
+        back = TunedGrid.load(tmp_path / f"g-nfe{k}.json")
+        assert back.nfe == k and back.teacher["nfe"] == 28 and back.objective == "trimmed"
+        assert back.gradient == "autograd" and back.n == 16
+    assert list((tmp_path / "cache").glob("teacher-*.pt"))
+    assert main(["tune", "--problem", "gmm-2d", "--solver", "ipndm", "--nfe", "4,x", "--out", str(out)]) == 2
+    assert main(["tune", "--problem", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--trim", "0.7",
+                 "--out", str(out)]) == 2
+
+
 def test_bench_tuned_cells_tune_on_other_seeds_report_cost_and_reuse_the_cache(tmp_path, monkeypatch):
     import diffsolve.tuning
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+from pathlib import Path
 from typing import Any
 
 from ..checks import Option
@@ -15,14 +16,24 @@ from ..errors import DiffsolveError
 from . import common
 from .common import EXIT_OK
 
-OPTIONS = (Option("--nfe", "int", None, "the NFE budget the grid is tuned for", low=1),
-           Option("--n", "int", None, "draws of x_T per seed", low=1, optional=True),
-           Option("--candidates", "int", None, "candidate times of the dynamic programme", low=2, optional=True),
-           Option("--max-evals", "int", None, "solver runs of the refinement (default: 100 per tuned parameter)",
+OPTIONS = (Option("--n", "int", None, "draws of x_T per seed", low=1, optional=True),
+           Option("--candidates", "int", None, "candidate times of the dynamic programme", low=3, optional=True),
+           Option("--max-evals", "int", None, "objective evaluations per refinement stage (default: 12 + 2 per "
+                  "tuned parameter with exact gradients, 100 solver runs per parameter with finite differences)",
                   low=1, optional=True),
            Option("--restarts", "int", None, "refine from this many of the best starts", low=1, optional=True),
-           Option("--teacher-tol", "float", None, "rtol = atol of the float64 teacher solve", low=0, open_low=True,
-                  high=1, open_high=True, optional=True),
+           Option("--teacher-nfe", "int", None, "the teacher's steps (default: 2·(candidates − 1), doubled until "
+                  "its measured error is ≤ 0.1× the training error reached)", low=1, optional=True),
+           Option("--teacher-tol", "float", None, "the RMSE the teacher must reach, measured against itself at "
+                  "twice the steps (default: 0.1× the training error reached)", low=0, open_low=True,
+                  optional=True),
+           Option("--max-seconds", "float", None, "stop the refinement at the best grid so far after this many "
+                  "seconds (refused up front if the teacher and fixed stages alone need longer)", low=0,
+                  open_low=True, optional=True),
+           Option("--trim", "float", None, "the fraction of draws the robust objectives set aside", low=0,
+                  open_low=True, high=0.5, open_high=True, optional=True),
+           Option("--batch-size", "int", None, "draws per chunk: the unit of work and of the dealing to torchrun's "
+                  "ranks", low=1, optional=True),
            common.THREADS)
 SEEDS = {"--train-seeds": "seeds of the training draws", "--heldout-seeds": "seeds of the held-out draws ('' for "
          "none)", "--validation-seeds": "seeds of the validation draws that choose among the start and the "
@@ -36,13 +47,16 @@ def _defaults() -> dict[str, Any]:
 
 
 def add_parser(sub: Any) -> argparse.ArgumentParser:
-    from ..tuning import METHODS, OPTIMIZERS
+    from ..tuning import GRADIENTS, METHODS, OBJECTIVES, OPTIMIZERS
 
     d = _defaults()
     p = sub.add_parser("tune", help="tune a step grid to a model, a solver and an NFE; writes a grid file",
-                       description="Minimise the solver's end-point error to a float64 teacher on training draws of "
-                       "x_T; print training and held-out error and the cost; write a grid file that --grid "
-                       "file:OUT loads. Every argument left out takes the default of diffsolve.grids.tune.")
+                       description="Minimise the solver's end-point error to a teacher (a high-NFE solve in the "
+                       "network's dtype, its error measured and cached) on training draws of x_T, by gradients "
+                       "through the solver; print training and held-out error and the cost; write a grid file "
+                       "that --grid file:OUT loads. Under torchrun the draws are split across the ranks (the "
+                       "grid does not depend on their number). Every argument left out takes the default of "
+                       "diffsolve.grids.tune.")
     common.add_problem(p, extra=" (required)")
     common.add_solver(p, required=True, extra="; a fixed-step deterministic solver, e.g. ipndm:order=3")
     for option in OPTIONS:
@@ -53,10 +67,23 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         dest = flag.lstrip("-").replace("-", "_")
         shown = "" if d.get(dest) is None else f" (default {','.join(map(str, d[dest]))})"
         p.add_argument(flag, help=f"{doc}, comma-separated{shown}")
+    p.add_argument("--nfe", required=True, help="the NFE budget the grid is tuned for, or several comma-separated "
+                   "(5,6,8,10: one grid file per NFE, OUT-nfeK.json, teacher and DP shared)")
     p.add_argument("--variable", help="the ODE's integration variable: t, sigma or lambda (default: the solver's own)")
+    p.add_argument("--objective", choices=OBJECTIVES, help="mean: the MSE to the teacher; trimmed: without the worst "
+                   "--trim of the draws; log: c·log(1 + e/c) per draw (default "
+                   f"{d.get('objective')})")
+    p.add_argument("--gradient", choices=GRADIENTS, help="auto: autograd through the solver where the network "
+                   f"allows it, else finite differences (default {d.get('gradient')})")
+    p.add_argument("--device", help="where the network runs (default: where its weights are)")
+    p.add_argument("--cache-dir", help="the teachers' cache (default $DIFFSOLVE_CACHE or ~/.cache/diffsolve/teachers)")
+    p.add_argument("--no-cache", action="store_true", help="solve the teachers again, keep nothing on disk")
+    p.add_argument("--checkpoint", action="store_true", help="recompute each network call in the backward pass "
+                   "(less memory, one more forward call per call)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars (stderr)")
     p.add_argument("--method", choices=METHODS, help=f"default {d.get('method')}")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, help="the refinement: L-BFGS-B with finite-difference "
-                   f"gradients, or Nelder–Mead (default {d.get('optimizer')})")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, help="the refinement: L-BFGS-B (gradients by autograd or "
+                   f"finite differences, --gradient), or Nelder–Mead (default {d.get('optimizer')})")
     p.add_argument("--no-eval-times", action="store_true", help="tune the step times alone (default: also the "
                    "times the network is evaluated at, for solvers that call it once per grid node)")
     common.add_shape(p)
@@ -84,8 +111,15 @@ def keywords(args: argparse.Namespace) -> dict[str, Any]:
     from ..bench.suite import parse_solver
 
     solver, options = parse_solver(args.solver)
-    given: dict[str, Any] = {k: getattr(args, k) for k in ("n", "candidates", "max_evals", "restarts", "teacher_tol",
-                                                           "variable", "method", "optimizer", "shape")}
+    given: dict[str, Any] = {k: getattr(args, k) for k in (
+        "n", "candidates", "max_evals", "restarts", "teacher_nfe", "teacher_tol", "max_seconds", "trim", "batch_size",
+        "variable", "method", "optimizer", "objective", "gradient", "device", "cache_dir", "shape")}
+    if args.no_cache:
+        given["cache_dir"] = False
+    if args.checkpoint:
+        given["checkpoint"] = True
+    if args.no_progress:
+        given["progress"] = False
     for flag in SEEDS:
         dest = flag.lstrip("-").replace("-", "_")
         text = getattr(args, dest)
@@ -96,23 +130,46 @@ def keywords(args: argparse.Namespace) -> dict[str, Any]:
     return {"solver": solver, **options, **{k: v for k, v in given.items() if v is not None}}
 
 
+def outputs(out: Path, nfes: list[int]) -> dict[int, Path]:
+    """The grid file of each NFE: OUT itself for one, OUT-nfeK.json for several."""
+    if len(nfes) == 1:
+        return {nfes[0]: out}
+    return {k: out.with_name(f"{out.stem}-nfe{k}{out.suffix or '.json'}") for k in nfes}
+
+
 def run(args: argparse.Namespace) -> int:
     _old_forms(args)
     common.check(args, OPTIONS)
+    nfes = common.int_list(args.nfe, "--nfe", low=1)
     kw = keywords(args)
     out = common.writable_file(args.out, "--out", "grid.json")  # before the tuning: its work is never lost
     common.set_threads(args)
+    from ..distributed import from_env
     from ..tuning import tune
 
     solver = kw.pop("solver")
-    tuned = tune(args.problem, solver, args.nfe, **kw)
-    path = tuned.save(out)
+    tuned = tune(args.problem, solver, nfes if len(nfes) > 1 else nfes[0], **kw)
+    if not from_env().leader:  # under torchrun: rank 0 writes and reports
+        return EXIT_OK
+    for t, path in zip(tuned if isinstance(tuned, list) else [tuned], outputs(out, nfes).values()):
+        report(t, t.save(path))
+    return EXIT_OK
+
+
+def report(tuned: Any, path: Path) -> None:
+    """Two or three lines: errors, cost, and why tuning stopped early if it did."""
     held = "—" if tuned.heldout_error is None else f"{tuned.heldout_error:.4g}"
     held0 = "—" if tuned.start_heldout_error is None else f"{tuned.start_heldout_error:.4g}"
     val = "" if tuned.validation_error is None else f", validation {tuned.validation_error:.4g}"
+    tails = "" if tuned.heldout_median is None else (f"; per-draw relative error median {tuned.heldout_median:.3g}, "
+                                                     f"90th percentile {tuned.heldout_p90:.3g}")
     print(f"{tuned.solver} NFE {tuned.nfe} on {tuned.problem}: RMSE train {tuned.train_error:.4g} "
-          f"(start {tuned.start}: {tuned.start_train_error:.4g}){val}, held-out {held} (start {held0}); "
+          f"(start {tuned.start}: {tuned.start_train_error:.4g}){val}, held-out {held} (start {held0}){tails}; "
           f"chosen: {tuned.chosen}{' (decoupled evaluation times)' if tuned.decoupled else ''}")
-    print(f"cost: {tuned.cost_nfe} model evaluations, {tuned.cost_seconds:.1f} s wall, "
+    shared = " (teacher and DP shared with the other NFEs)" if tuned.shared_cost else ""
+    print(f"cost: {tuned.cost_nfe} model evaluations, {tuned.cost_samples:,} sample-evaluations forward and "
+          f"{tuned.cost_vjp_samples:,} backward ({tuned.gradient} gradients), teacher {tuned.teacher.get('nfe')} "
+          f"steps with error {tuned.teacher.get('error', float('nan')):.2g}{shared}; {tuned.cost_seconds:.1f} s wall, "
           f"{tuned.cost_cpu_seconds:.1f} s CPU; wrote {path} (use --grid file:{path})")
-    return EXIT_OK
+    if tuned.stopped:
+        print(f"stopped early ({tuned.stopped}): the grid is the best found so far")

@@ -19,11 +19,11 @@ trimmed mean of it); the error on held-out draws is reported beside it.
 
 from .api import tune
 from .dp import dp_path
-from .objective import TuningError
+from .objective import OBJECTIVES, TuningError
 from .refine import OPTIMIZERS
 from .result import TunedGrid
 from .settings import DEFAULTS, GRADIENTS, METHODS, STANDARD_GRIDS, VALIDATION_OFFSET, TuningNotice
 from .teacher import Teacher, default_cache_dir
 
-__all__ = ["DEFAULTS", "GRADIENTS", "METHODS", "OPTIMIZERS", "STANDARD_GRIDS", "VALIDATION_OFFSET", "Teacher",
-           "TunedGrid", "TuningError", "TuningNotice", "default_cache_dir", "dp_path", "tune"]
+__all__ = ["DEFAULTS", "GRADIENTS", "METHODS", "OBJECTIVES", "OPTIMIZERS", "STANDARD_GRIDS", "VALIDATION_OFFSET",
+           "Teacher", "TunedGrid", "TuningError", "TuningNotice", "default_cache_dir", "dp_path", "tune"]
