@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-SCRIPTS = ("overhead", "sde_overhead", "per_sample_noise", "sde_orders", "tuned_grids", "peers_accuracy",
+SCRIPTS = ("overhead", "sde_overhead", "per_sample_noise", "sde_orders", "tuned_grids", "peers_accuracy", "tuning_cost",
            "lower_order_final", "plot_gmm2d", "plot_trained", "gpu_timing")
 
 

@@ -13,7 +13,7 @@ import diffsolve as ds
 from diffsolve.errors import DiffsolveError, GridError
 from diffsolve.tuning import TunedGrid, dp_path, tune
 from diffsolve.tuning.dp import ddim_sq_errors, rmse_costs
-from diffsolve.tuning.teacher import Teacher, solve_teacher
+from diffsolve.tuning.teacher import SCHEMES, Teacher, solve_teacher
 
 
 def brute_force(cost: np.ndarray, steps: int) -> tuple[float, list[int]]:
@@ -257,8 +257,9 @@ def test_the_choice_is_made_on_validation_draws_of_other_seeds(tuned):
     prob = ds.problems.get("gmm-2d")
     sched = tuned.grid.schedule
     model = prob.model(sched, dtype=torch.float64)
-    x = prob.x_T(64, tuned.validation_seeds[0], sched)
-    ref = solve_teacher(model, Teacher(tuned.teacher["nfe"], 16), x, record=False).end  # against the same teacher
+    x = prob.x_T(32, tuned.validation_seeds[0], sched)  # half the training draws
+    scheme = next(i for i, (solver, _, _) in enumerate(SCHEMES) if solver == tuned.teacher["solver"])
+    ref = solve_teacher(model, Teacher(tuned.teacher["nfe"], 16, scheme), x, record=False).end  # the same teacher
     sol = ds.solve(ds.ode(model, "lambda"), x, tuned.grid, "dpmpp2m")
     assert float(torch.sqrt(torch.mean((sol.x - ref) ** 2))) == pytest.approx(tuned.validation_error, rel=1e-9)
 

@@ -14,7 +14,7 @@ from torch import nn
 import diffsolve as ds
 from diffsolve.tuning import TuningError, TuningNotice, tune
 from diffsolve.tuning.ledger import Ledger, OutOfTime
-from diffsolve.tuning.teacher import Teacher, solve_teacher
+from diffsolve.tuning.teacher import SCHEMES, Teacher, solve_teacher
 
 F64 = torch.float64
 SMALL = dict(train_seeds=[3], heldout_seeds=[4], n=16, candidates=8, max_evals=4, batch_size=8, progress=False)
@@ -35,23 +35,29 @@ class TinyNet(nn.Module):
         return x + 0.3 * torch.tanh(self.lin(torch.cat([x, t.to(x.dtype)[:, None].expand(x.shape[0], 1)], 1)))
 
 
-def test_the_teacher_records_its_own_trajectory_and_its_error_is_measured(tmp_path):
+def test_the_teacher_records_its_own_evaluations_and_its_error_is_measured(tmp_path):
     prob = ds.problems.get("gmm-2d")
     sched = prob.default_schedule()
     model = prob.model(sched)
-    teacher = Teacher(nfe=28, candidates=8)
+    teacher = Teacher(nfe=28, candidates=8)  # UniPC on a λ-uniform grid (scheme 0)
     x = prob.x_T(16, 3, sched)
     rec = solve_teacher(model, teacher, x, record=True)
-    sol = ds.solve(ds.ode(model, "sigma"), x, teacher.grid(sched), "ipndm_v", order=4, trajectory=True)
-    states = sol.trajectory[teacher.nodes()]  # the trajectory starts with x_T
-    assert torch.equal(rec.end, sol.x) and torch.allclose(rec.path, states, rtol=0, atol=1e-14)
-    eps = torch.stack([model.eps_at(s, p) for s, p in zip(states[:-1], [teacher.grid(sched).points[i]
-                                                                        for i in teacher.nodes()[:-1]])])
-    assert torch.allclose(rec.eps, eps, rtol=0, atol=1e-13)
+    grid = teacher.grid(sched)
+    sol = ds.solve(ds.ode(model, "lambda"), x, grid, "unipc", order=3, lower_order_final=False, trajectory=True)
+    assert torch.equal(rec.end, sol.x) and torch.equal(rec.path[-1], sol.x) and len(rec.path) == 8
+    points = [grid.points[i] for i in teacher.nodes()[:-1]]
+    eps = torch.stack([model.eps_at(s, p) for s, p in zip(rec.path[:-1], points)])
+    assert torch.allclose(rec.eps, eps, rtol=0, atol=1e-12)  # ε at exactly the states recorded
+    # UniPC evaluates each state before correcting it: the recorded states are the trajectory's to its local error
+    assert float((rec.path - sol.trajectory[teacher.nodes()]).abs().max()) < 0.05
     tuned = tune(prob, "dpmpp2m", 4, teacher_nfe=28, cache_dir=tmp_path, **SMALL)
-    finer = solve_teacher(model, teacher.finer(), x[:8], record=False).end
-    want = math.sqrt(float(torch.mean((rec.end[:8] - finer) ** 2)))
-    assert tuned.teacher["nfe"] == 28 and tuned.teacher["error"] == pytest.approx(want, rel=1e-9)
+    errors = {}
+    for scheme, (solver, _, _) in enumerate(SCHEMES):  # the more accurate scheme on the subset is the teacher
+        own = solve_teacher(model, Teacher(28, 8, scheme), x[:8], record=False).end
+        finer = solve_teacher(model, Teacher(56, 8, scheme), x[:8], record=False).end
+        errors[solver] = math.sqrt(float(torch.mean((own - finer) ** 2)))
+    assert tuned.teacher["nfe"] == 28 and tuned.teacher["solver"] == min(errors, key=errors.get)
+    assert tuned.teacher["error"] == pytest.approx(min(errors.values()), rel=1e-12)
 
 
 def test_teachers_are_reused_across_solvers_and_runs_and_recomputed_after_a_weight_change(tmp_path):
@@ -89,7 +95,9 @@ def test_the_cost_is_counted_per_stage_in_sample_evaluations(tmp_path):
     tuned = tune("gmm-2d", "dpmpp2m", 4, cache_dir=tmp_path, **SMALL)
     by = tuned.cost_by_stage
     assert by["NFE 4: starts"] == 5 * 4 * 16  # DP grid and four standard grids, 4 calls on 16 draws each
-    assert by["teacher N=14"] == 14 * 16 + 2 * 14 * 8  # 14 steps on 16 draws, 28 on the 8 check draws
+    steps = tuned.teacher["nfe"]  # 7·2^L steps on the second chunk's 8 draws: the first is the check subset, solved
+    assert by[f"teacher {tuned.teacher['solver']} N={steps}"] == steps * 8  # and cached while the level was chosen
+    assert sum(v for k, v in by.items() if k.startswith("teacher check")) % (7 * 8) == 0  # the ladder, on 8 draws
     assert tuned.cost_samples == sum(by.values()) and tuned.cost_vjp_samples > 0
     assert tuned.evals > 0 and tuned.estimated_samples > 0 and not any("held-out" in k for k in by)
 
@@ -135,8 +143,8 @@ def test_a_teacher_above_its_bound_and_an_unreachable_teacher_tol_are_errors(tmp
         tune("gmm-2d", "ipndm", 4, teacher_tol=1e-30, cache_dir=tmp_path, **SMALL)
     with warnings.catch_warnings():
         warnings.simplefilter("error", TuningNotice)  # a sufficient teacher: no notice
-        tuned = tune("gmm-2d", "ipndm", 4, teacher_tol=1e-4, cache_dir=tmp_path, **SMALL)
-    assert tuned.teacher["error"] <= 1e-4
+        tuned = tune("gmm-2d", "ipndm", 4, teacher_tol=1e-3, cache_dir=tmp_path, **SMALL)
+    assert tuned.teacher["error"] <= 1e-3
 
 
 def test_a_budget_that_cannot_be_met_is_refused_before_any_work(tmp_path):

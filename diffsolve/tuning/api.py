@@ -22,7 +22,7 @@ from ..schedules import Schedule
 from .ledger import Ledger
 from .objective import TuningError, autograd_problem, frozen_weights
 from .result import TunedGrid
-from .search import stage_budget, tune_nfe
+from .search import stage_budget, tune_nfe, validation_draws
 from .session import Session
 from .settings import DEFAULTS, STANDARD_GRIDS, Settings, TuningNotice, make_settings
 from .teacher import CHECK_DRAWS, TeacherCache, default_cache_dir
@@ -84,7 +84,9 @@ def tune(
     with frozen_weights(session.model.net), torch.no_grad():
         s = _gradient_mode(session, s)
         session.estimate = _estimate(session, s, nfes)
-        out = [tune_nfe(session, k, s, shared=len(nfes) > 1) for k in nfes]
+        out = []
+        for k in nfes:  # (a loop, not a comprehension: the notices' stack levels point at the caller of tune)
+            out.append(tune_nfe(session, k, s, shared=len(nfes) > 1))
     return out if not isinstance(nfe, int) else out[0]
 
 
@@ -117,14 +119,17 @@ def _open(problem: Problem | Model | str, nfes: list[int], s: Settings, train: l
     if params and any(p.device != dev for p in params):
         model.net.to(dev)
     for k in nfes:  # every budget and option checked before any work
-        plan(model, s.solver, nfe=k, variable=s.variable, options=s.options)
+        steps = plan(model, s.solver, nfe=k, variable=s.variable, options=s.options).steps
+        if s.method != "refine" and steps >= candidates:
+            raise DiffsolveError(f"candidates={candidates} DP candidate times cannot hold a grid of {steps} steps "
+                                 f"(NFE {k}); pass candidates={max(64, 2 * steps)} or more, or method='refine'")
     rank = distributed.start() if distributed.from_env().group else distributed.Rank()
     folder = None if cache_dir is False else default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
     cache = TeacherCache(folder, {"fingerprint": prob.fingerprint(), "schedule": sched.to_config(), "version": 1})
     label = f"tune {s.solver.name} NFE {','.join(map(str, nfes))}" + (f" [{rank.label}]" if rank.world > 1 else "")
     ledger = Ledger(model, progress, max_seconds, label)
     return Session(prob, sched, model, dtype, dev, rank, ledger, cache, n, batch_size, candidates,
-                   s.teacher_nfe or 2 * (candidates - 1), train, dim=prob.dim or 1)
+                   s.teacher_nfe or candidates - 1, train, dim=prob.dim or 1)
 
 
 def _gradient_mode(session: Session, s: Settings) -> Settings:
@@ -150,15 +155,15 @@ def _estimate(session: Session, s: Settings, nfes: list[int]) -> int:
     sample-evaluations expected."""
     ledger, first = session.ledger, session.train.chunks[0]
     x = session.x_T(first)
-    point = session.teacher(0).grid(session.schedule).points[1]
+    point = session.ladder(0)[0].grid(session.schedule).points[1]
     ledger.run(first.size, lambda: session.model.eps_at(x, point))  # the first call warms up
     clock = time.perf_counter()
     ledger.run(first.size, lambda: session.model.eps_at(x, point))
     per = (time.perf_counter() - clock) / first.size
-    teacher = session.teacher(0)
+    teacher = session.ladder(0)[0 if s.teacher_nfe is not None else 1]  # the level usually chosen
     fixed = _teacher_cost(session, session.train, teacher, True)
     if s.validation_seeds and s.method != "dp":
-        fixed += _teacher_cost(session, session.pool(s.validation_seeds), teacher, False)
+        fixed += _teacher_cost(session, session.pool(s.validation_seeds, validation_draws(session.n)), teacher, False)
     search = backward = 0
     for k in nfes:
         steps = plan(session.model, s.solver, nfe=k, variable=s.variable, options=s.options).steps
@@ -169,11 +174,12 @@ def _estimate(session: Session, s: Settings, nfes: list[int]) -> int:
             evals = s.restarts * sum(stage_budget(s, size) for size in sizes)
             search += evals * nfe_draws * (2 if s.objective == "trimmed" and s.gradient != "autograd" else 1)
             backward += evals * nfe_draws if s.gradient == "autograd" else 0
-            fixed += (1 + len(sizes)) * k * session.pool(s.validation_seeds).draws if s.validation_seeds else 0
+            val = session.pool(s.validation_seeds, validation_draws(session.n)).draws if s.validation_seeds else 0
+            fixed += (1 + len(sizes)) * k * val
     seconds_fixed, seconds = fixed * per, (fixed + search + 2 * backward) * per
-    ledger.say(f"expected cost: about {fixed + search:,} forward sample-evaluations (teachers and fixed stages "
-               f"{fixed:,}, refinement {search:,}) and {backward:,} backward; ~{seconds:.0f} s at "
-               f"{per * 1e6:.3g} µs per sample-evaluation")
+    ledger.say(f"expected cost: about {fixed + search:,} forward sample-evaluations (teachers of {teacher.nfe} "
+               f"steps and fixed stages {fixed:,}, refinement {search:,}) and {backward:,} backward; "
+               f"~{seconds:.0f} s at {per * 1e6:.3g} µs per sample-evaluation")
     if ledger.max_seconds is not None and seconds_fixed > ledger.max_seconds:
         raise TuningError(
             f"max_seconds={ledger.max_seconds:g} cannot be met: the teacher and the fixed stages alone "
@@ -189,6 +195,6 @@ def _teacher_cost(session: Session, pool: Any, teacher: Any, record: bool) -> in
         path = session.cache.path(session.key(c, teacher, record))
         if path is None or not path.exists():
             total += teacher.nfe * c.size
-    if record:
-        total += 2 * teacher.nfe * min(CHECK_DRAWS, pool.chunks[0].size)
+    if record:  # the subset that measures the teachers' errors: two schemes at levels 0, 1, 2
+        total += 2 * (teacher.nfe // 2) * 7 * min(CHECK_DRAWS, pool.chunks[0].size)
     return total

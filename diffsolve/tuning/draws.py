@@ -21,12 +21,13 @@ from ..schedules import F64
 
 @dataclass(frozen=True)
 class Chunk:
-    """Draws [start, stop) of `seed`, the index-th chunk of its set."""
+    """Draws [start, stop) of the `draws` drawn from `seed`, the index-th chunk of its set."""
 
     index: int
     seed: int
     start: int
     stop: int
+    draws: int
 
     @property
     def size(self) -> int:
@@ -38,7 +39,7 @@ def chunks_of(seeds: list[int], n: int, size: int) -> list[Chunk]:
     out: list[Chunk] = []
     for seed in seeds:
         for start in range(0, n, size):
-            out.append(Chunk(len(out), seed, start, min(start + size, n)))
+            out.append(Chunk(len(out), seed, start, min(start + size, n), n))
     return out
 
 

@@ -74,6 +74,7 @@ class Ledger:
         """A stage with its bar (total steps of `unit`): `bar.update()` as they finish."""
         self._clock()
         self.stage = name
+        self.forward.setdefault(name, 0)  # every rank enters every stage: the same names on each, for the reduction
         self.bar = tqdm(total=total, desc=f"{self.label}: {name}", unit=unit, disable=not self.progress,
                         leave=False, dynamic_ncols=True, file=sys.stderr)
         try:
@@ -98,7 +99,8 @@ class Ledger:
             return sum(v for k, v in d.items() if keep(k))
         return {"calls": over(self.calls), "forward": over(self.forward), "vjp": over(self.vjp),
                 "wall": over(self.wall_s), "cpu": over(self.cpu_s),
-                "by_stage": {k: v for k, v in self.forward.items() if keep(k)}}
+                "by_stage": {k: v for k, v in self.forward.items() if keep(k)},
+                "cpu_by_stage": {k: round(v, 3) for k, v in self.cpu_s.items() if keep(k)}}
 
     def tick(self) -> None:
         """One step of the current stage done; raise OutOfTime past the deadline."""

@@ -21,19 +21,33 @@ from .ledger import OutOfTime
 OPTIMIZERS = ("lbfgs", "nelder-mead")
 
 
+PATIENCE = 5  # evaluations without a relative improvement of STALL that end a stage (its line search has stalled)
+STALL = 1e-5
+
+
+class Stalled(Exception):
+    """No progress for PATIENCE evaluations."""
+
+
 @dataclass
 class Best:
-    """The best point evaluated so far."""
+    """The best point evaluated so far; raises Stalled after PATIENCE evaluations without progress."""
 
     params: np.ndarray
     value: float
     evals: int = 0
     stopped: str = ""
+    patience: int | None = None  # None: never stalls
+    since: int = 0  # evaluations since the last improvement
 
     def see(self, p: np.ndarray, value: float) -> None:
         self.evals += 1
+        improved = value < self.value * (1 - STALL)
         if value < self.value:
             self.params, self.value = np.array(p, copy=True), value
+        self.since = 0 if improved else self.since + 1
+        if self.patience is not None and self.since >= self.patience:
+            raise Stalled
 
     def value_at(self, value: Callable[[Tensor], float], p: np.ndarray) -> float:
         """value(p), +∞ where p is not a grid (steps below float resolution); seen."""
@@ -51,7 +65,8 @@ def lbfgs(value_and_grad: Callable[[Tensor], tuple[float, Tensor]] | None, value
     `fd_step`) when it is None."""
     from scipy.optimize import minimize
 
-    best = Best(p0.numpy().copy(), f0)
+    # a finite-difference gradient spends P + 1 evaluations that seldom improve: more patience
+    best = Best(p0.numpy().copy(), f0, patience=PATIENCE if value_and_grad is not None else 3 * (p0.numel() + 1))
     scale = f0 if f0 > 0 and math.isfinite(f0) else 1.0
 
     def with_grad(p: np.ndarray) -> tuple[float, np.ndarray]:
@@ -73,6 +88,8 @@ def lbfgs(value_and_grad: Callable[[Tensor], tuple[float, Tensor]] | None, value
             minimize(plain, p0.numpy(), method="L-BFGS-B", options={**options, "eps": fd_step})
     except OutOfTime:
         best.stopped = "max_seconds"
+    except Stalled:
+        pass
     return best
 
 
@@ -96,4 +113,6 @@ def nelder_mead(value: Callable[[Tensor], float], p0: Tensor, f0: float, budget:
             start, start_f, scale = best.params, best.value, scale / 2
     except OutOfTime:
         best.stopped = "max_seconds"
+    except Stalled:
+        pass
     return best

@@ -49,6 +49,7 @@ class TunedGrid:
     cost_samples: int = 0  # forward sample-evaluations (model calls × batch), teacher and validation included
     cost_vjp_samples: int = 0  # backward sample-evaluations (one vector-Jacobian product per forward call)
     cost_by_stage: dict[str, int] = field(default_factory=dict)  # forward sample-evaluations per stage
+    cpu_by_stage: dict[str, float] = field(default_factory=dict)  # CPU seconds per stage (this process)
     shared_cost: bool = False  # teacher and DP shared with other NFEs of one call (their cost is counted in each)
     teacher: dict[str, Any] = field(default_factory=dict)  # solver, options, grid, NFE, measured error
     heldout_median: float | None = None  # of the per-sample relative error ‖x − x*‖/‖x*‖

@@ -21,7 +21,9 @@ from .result import TunedGrid
 from .session import Session
 from .settings import (
     AUTOGRAD_EVALS,
+    EXPECTED_GAIN,
     FD_EVALS_PER_PARAMETER,
+    SCHEME_MARGIN,
     STANDARD_GRIDS,
     TEACHER_BOUND,
     TEACHER_LEVELS,
@@ -29,6 +31,7 @@ from .settings import (
     TuningNotice,
 )
 from .span import Span
+from .teacher import SCHEMES, Teacher
 
 
 @dataclass
@@ -41,72 +44,122 @@ class Found:
 
 
 def tune_nfe(session: Session, nfe: int, s: Settings, shared: bool) -> TunedGrid:
-    """Search at the lowest teacher level whose measured error is within its bound (0.1× the training error
-    reached, or teacher_tol), then measure the held-out error."""
+    """Search with the teacher `choose_teacher` picks, then check it against the training error reached (≤ 0.1×, or
+    teacher_tol): if above, twice its steps and a new search (automatic teacher) or an error (fixed teacher_nfe);
+    then measure the held-out error."""
     cell = plan(session.model, s.solver, nfe=nfe, variable=s.variable, options=s.options)
-    level = first_level(session, s)
+    fit = Fit(cell.dynamics, cell.solver, cell.options, Span(session.schedule, cell.steps), s.checkpoint)
+    # every rank enters the stage (costs are reduced over the ranks by stage name)
+    with session.ledger.stage_bar(f"NFE {nfe}: teacher choice", TEACHER_LEVELS, "level"):
+        teacher, tries = choose_teacher(session, s, fit), 0
+    out = None
     while True:
-        out = search(session, cell, nfe, level, s)
-        error, train = session.level(level).error, out["train_error"]
+        out = search(session, fit, nfe, teacher, s, out)
+        error, train = session.error(teacher), out["train_error"]
         if s.teacher_tol is not None or error <= TEACHER_BOUND * train:
             break
-        teacher = session.teacher(level)
-        if s.teacher_nfe is not None or level + 1 >= TEACHER_LEVELS:
+        if s.teacher_nfe is not None or tries + 1 >= TEACHER_LEVELS:
             raise TuningError(
                 f"the teacher's measured error {error:.3g} (RMSE against itself at {2 * teacher.nfe} steps) is above "
                 f"{TEACHER_BOUND}× the training error reached ({train:.3g}) at NFE {nfe}; pass teacher_nfe="
                 f"{2 * teacher.nfe} or more (or leave teacher_nfe out: the teacher then refines itself)")
         warnings.warn(f"NFE {nfe}: the teacher's error {error:.3g} is above {TEACHER_BOUND}× the training error "
-                      f"{train:.3g}: tuning again with a teacher of {2 * teacher.nfe} steps", TuningNotice,
+                      f"{train:.3g}: refining further against a teacher of {2 * teacher.nfe} steps", TuningNotice,
                       stacklevel=3)
-        level += 1
-    return result(session, cell, nfe, level, s, out, shared)
+        teacher, tries = teacher.finer(), tries + 1
+    return result(session, cell, nfe, teacher, s, out, shared)
 
 
-def first_level(session: Session, s: Settings) -> int:
-    """Level 0, or with teacher_tol the first level whose measured error reaches it."""
+def choose_teacher(session: Session, s: Settings, fit: Fit) -> Teacher:
+    """Level by level (N_0·2^L steps), the more accurate scheme on the subset, at the first level where it is
+    accurate enough: for a fixed teacher_nfe level 0; with teacher_tol an error ≤ teacher_tol; else an error ≤ 0.1×
+    the training error the tuning is expected to reach (the best start's error on the subset — the standard grids and
+    the DP grid along the subset's own teacher — over EXPECTED_GAIN), so that the full teacher is solved once."""
+    ladders = [session.ladder(scheme) for scheme in range(len(SCHEMES))]
+    grids = [grids_mod.make(name, session.schedule, fit.span.steps) for name in STANDARD_GRIDS]
+    for level in range(1 if s.teacher_nfe is not None else TEACHER_LEVELS):
+        errors = sorted((session.error(ladder[level]), ladder[level].scheme) for ladder in ladders)
+        error, best = errors[0]
+        teacher = ladders[best][level]
+        # a scheme SCHEME_MARGIN× less accurate than the best is not measured at the finer levels
+        ladders = [session.ladder(k) for e, k in errors if e <= SCHEME_MARGIN * error]
+        if s.teacher_nfe is not None:
+            return teacher
+        if s.teacher_tol is not None:
+            bound = s.teacher_tol
+        else:
+            cost, times = session.subset_costs(teacher.finer())
+            dp = [grids_mod.custom(session.schedule, times[dp_path(cost, fit.span.steps)])] if s.method != "refine" \
+                else []
+            start = min(session.subset_rmse(lambda x, g=g: fit.end(g, x), teacher.finer()) for g in grids + dp)
+            bound = TEACHER_BOUND * start / EXPECTED_GAIN
+        if error <= bound:
+            return teacher
+        session.ledger.tick()
     if s.teacher_tol is None:
-        return 0
-    for level in range(TEACHER_LEVELS):
-        if session.level(level).error <= s.teacher_tol:
-            return level
-    error = session.level(TEACHER_LEVELS - 1).error
+        return teacher
     raise TuningError(f"teacher_tol={s.teacher_tol:g} is not reached: the teacher's error is still {error:.3g} at "
-                      f"{session.teacher(TEACHER_LEVELS - 1).nfe} steps; loosen teacher_tol (the network's dtype "
-                      f"{session.dtype} limits it), or pass teacher_nfe=")
+                      f"{teacher.nfe} steps; loosen teacher_tol (the network's dtype {session.dtype} limits it), or "
+                      f"pass teacher_nfe=")
 
 
-def search(session: Session, cell: Plan, nfe: int, level: int, s: Settings) -> dict[str, Any]:
-    """Starts, refinements and the choice among them, at one teacher level."""
-    sched, ledger = session.schedule, session.ledger
-    fit = Fit(cell.dynamics, cell.solver, cell.options, Span(sched, cell.steps), s.checkpoint)
-    train = Objective(fit, session.train, session.level(level).data, ledger, s.objective, s.trim, session.dim)
-    starts: dict[str, Grid] = {}
-    if s.method != "refine":
-        cost, times = session.costs(level)
-        starts["dp"] = grids_mod.custom(sched, times[dp_path(cost, cell.steps)])
-    if s.method != "dp":
-        starts.update((name, grids_mod.make(name, sched, cell.steps)) for name in STANDARD_GRIDS)
+def search(session: Session, fit: Fit, nfe: int, teacher: Teacher, s: Settings,
+           again: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Starts, refinements and the choice among them, against one teacher. `again`: the outcome of a search with a
+    teacher found too coarse; this one then scores its start and refines its choice further (half the budget)."""
+    ledger = session.ledger
+    train = Objective(fit, session.train, session.level(teacher).data, ledger, s.objective, s.trim, session.dim)
+    starts = _starts(session, fit, teacher, s) if again is None else {again["start"]: again["found"][0].grid}
     with ledger.stage_bar(f"NFE {nfe}: starts", len(starts), "grid"):
         sq = {name: _ticked(ledger, train.per_draw, g) for name, g in starts.items()}
     train.calibrate(min(sq.values(), key=lambda v: float(v.sum())))  # the log objective's scale: the best start's
     scored = sorted((train.value_of(v), name) for name, v in sq.items())
     found = [Found("start", starts[scored[0][1]], scored[0][0])]
     stopped = ""
-    if s.method != "dp" and cell.steps > 1:
-        for f0, name in scored[: s.restarts]:
-            params = fit.span.params_of(starts[name], False)
-            for stage in ("steps", "steps+eval")[: 1 + s.eval_times]:
-                if stage == "steps+eval":
-                    params = torch.cat([params, torch.zeros(cell.steps - 1, dtype=F64)])
-                best = refine(train, params, f0, s, f"NFE {nfe}: {stage}")
-                stopped = stopped or best.stopped
-                params, f0 = torch.tensor(best.params, dtype=F64), best.value
-                found.append(Found(stage, fit.span.grid(params), best.value))
-    pick, val_err = choose(session, fit, found, level, s, nfe)
+    if s.method != "dp" and fit.span.steps > 1:
+        stages = ("steps", "steps+eval")[: 1 + s.eval_times]
+        origins = [(starts[name], f0, stages, 1.0) for f0, name in scored[: s.restarts]]
+        if again is not None and (prior := again["found"][again["pick"]]).stage != "start":
+            prior = Found(prior.stage, prior.grid, train.value(prior.grid))
+            found.append(prior)
+            origins = [(prior.grid, prior.value, stages[stages.index(prior.stage):], 0.5)]
+        for grid, f0, todo, scale in origins:
+            more, why = refine_stages(train, grid, f0, todo, scale, s, nfe)
+            found += more
+            stopped = stopped or why
+    pick, val_err = choose(session, fit, found, teacher, s, nfe)
     return {"found": found, "pick": pick, "start": scored[0][1], "start_value": scored[0][0],
             "validation_error": val_err, "stopped": stopped, "evals": train.evals, "objective": train,
             "train_error": train.rmse(found[pick].grid) if s.objective != "mean" else math.sqrt(found[pick].value)}
+
+
+def _starts(session: Session, fit: Fit, teacher: Teacher, s: Settings) -> dict[str, Grid]:
+    """The DP grid along the teacher and the standard grids (as the method asks)."""
+    sched, steps = session.schedule, fit.span.steps
+    starts: dict[str, Grid] = {}
+    if s.method != "refine":
+        cost, times = session.costs(teacher)
+        starts["dp"] = grids_mod.custom(sched, times[dp_path(cost, steps)])
+    if s.method != "dp":
+        starts.update((name, grids_mod.make(name, sched, steps)) for name in STANDARD_GRIDS)
+    return starts
+
+
+def refine_stages(train: Objective, grid: Grid, f0: float, stages: tuple[str, ...], scale: float, s: Settings,
+                  nfe: int) -> tuple[list[Found], str]:
+    """The refinement stages from `grid` in turn (each from the last one's best), each with `scale` × its budget
+    plus what the one before left: (a Found per stage, why it stopped early or "")."""
+    steps = train.fit.span.steps
+    params, spare, out, stopped = train.fit.span.params_of(grid, grid.t_eval is not None), 0, [], ""
+    for stage in stages:
+        if stage == "steps+eval" and params.numel() == steps - 1:
+            params = torch.cat([params, torch.zeros(steps - 1, dtype=F64)])
+        budget = max(1, int(scale * stage_budget(s, params.numel()))) + spare
+        best = refine(train, params, f0, s, f"NFE {nfe}: {stage}", budget)
+        spare, stopped = budget - best.evals, stopped or best.stopped
+        params, f0 = torch.tensor(best.params, dtype=F64), best.value
+        out.append(Found(stage, train.fit.span.grid(params), best.value))
+    return out, stopped
 
 
 def _ticked(ledger: Any, fn: Any, arg: Any) -> Any:
@@ -125,10 +178,10 @@ def stage_budget(s: Settings, size: int) -> int:
     return FD_EVALS_PER_PARAMETER * size
 
 
-def refine(objective: Objective, p0: torch.Tensor, f0: float, s: Settings, label: str) -> Best:
-    """One refinement stage from p0: L-BFGS-B (exact or finite-difference gradients) or Nelder–Mead."""
+def refine(objective: Objective, p0: torch.Tensor, f0: float, s: Settings, label: str, budget: int) -> Best:
+    """One refinement stage from p0 within `budget` evaluations: L-BFGS-B (exact or finite-difference gradients;
+    a stage whose line search stalls ends early) or Nelder–Mead."""
     exact = s.gradient == "autograd" and s.optimizer == "lbfgs"
-    budget = stage_budget(s, p0.numel())
     ledger, span = objective.ledger, objective.fit.span
 
     def value(p: torch.Tensor) -> float:
@@ -149,29 +202,46 @@ def fd_step(objective: Objective) -> float:
     return 1e-5 if first is None or first.x.dtype == F64 else 3e-4
 
 
-def choose(session: Session, fit: Fit, found: list[Found], level: int, s: Settings, nfe: int
+def choose(session: Session, fit: Fit, found: list[Found], teacher: Teacher, s: Settings, nfe: int
            ) -> tuple[int, float | None]:
-    """(the index of the chosen candidate, its validation error): the smallest objective on validation draws (ties:
-    training), or the smallest training objective without validation draws (or past max_seconds)."""
+    """(the index of the chosen candidate, its validation error). On validation draws, the most refined candidate
+    (start < steps < steps+eval) whose objective is not worse than the best candidate's by more than two standard
+    errors of the paired per-draw differences: on multimodal data a single draw that ends in another mode can
+    decide a plain comparison of a few hundred draws, while a systematic loss shows in every draw. Without
+    validation draws (or past max_seconds), the smallest training objective."""
     by_train = min(range(len(found)), key=lambda i: found[i].value)
     if not s.validation_seeds or len(found) < 2:
         return by_train, None
     if session.ledger.out_of_time():
         warnings.warn(f"NFE {nfe}: past max_seconds, the grid is chosen by its training error (no validation)",
-                      TuningNotice, stacklevel=4)
+                      TuningNotice, stacklevel=5)
         return by_train, None
-    pool, data = session.ends(s.validation_seeds, level, "validation")
+    pool, data = session.ends(s.validation_seeds, teacher, "validation", validation_draws(session.n))
     val = Objective(fit, pool, data, session.ledger, s.objective, s.trim, session.dim)
     with session.ledger.stage_bar(f"NFE {nfe}: validation", len(found), "grid"):
-        scores = [math.sqrt(val.value(f.grid)) for f in found]
-    pick = min(range(len(found)), key=lambda i: (scores[i], found[i].value))
-    return pick, scores[pick]
+        sq = [_ticked(session.ledger, val.per_draw, f.grid) for f in found]
+    val.calibrate(sq[0])
+    losses = [val.losses(v) for v in sq]
+    best = min(range(len(found)), key=lambda i: (float(losses[i].mean()), found[i].value))
+    pick = next(i for i in reversed(range(len(found))) if not _worse(losses[i], losses[best]))
+    return pick, math.sqrt(float(sq[pick].mean()) / session.dim)
 
 
-def heldout(session: Session, fit: Fit, grids: list[Grid], level: int, s: Settings, nfe: int
+def validation_draws(n: int) -> int:
+    """Validation draws per seed: half the training ones (the paired comparison needs fewer; the teacher costs)."""
+    return max(1, n // 2)
+
+
+def _worse(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Whether per-draw losses `a` are worse than `b` by more than two standard errors of their paired difference."""
+    d = a - b
+    return bool(d.mean() > 2.0 * d.std() / math.sqrt(d.numel())) if d.numel() > 1 else bool(d.mean() > 0)
+
+
+def heldout(session: Session, fit: Fit, grids: list[Grid], teacher: Teacher, s: Settings, nfe: int
             ) -> list[dict[str, float]]:
     """Per grid: RMSE on the held-out draws and the median and 90th percentile of the per-draw relative error."""
-    pool, data = session.ends(s.heldout_seeds, level, "held-out")
+    pool, data = session.ends(s.heldout_seeds, teacher, "held-out")
     obj = Objective(fit, pool, data, session.ledger, "mean", s.trim, session.dim)
     norms = pool.per_draw(lambda c: torch.sum(data[c.index].target.to(F64).flatten(1) ** 2, 1))
     out = []
@@ -184,7 +254,7 @@ def heldout(session: Session, fit: Fit, grids: list[Grid], level: int, s: Settin
     return out
 
 
-def result(session: Session, cell: Plan, nfe: int, level: int, s: Settings, out: dict[str, Any],
+def result(session: Session, cell: Plan, nfe: int, teacher: Teacher, s: Settings, out: dict[str, Any],
            shared: bool) -> TunedGrid:
     """The TunedGrid of one NFE: the chosen grid, its errors and the cost (shared stages counted in every NFE)."""
     found, pick = out["found"], out["pick"]
@@ -194,12 +264,12 @@ def result(session: Session, cell: Plan, nfe: int, level: int, s: Settings, out:
     own = f"NFE {nfe}:"  # this NFE's stages and the shared ones (teachers, DP); held-out draws are not tuning
     cost = session.ledger.totals(
         lambda stage: "held-out" not in stage and (not stage.startswith("NFE ") or stage.startswith(own)))
-    held = heldout(session, fit, [best.grid, start.grid], level, s, nfe) if s.heldout_seeds else None
+    held = heldout(session, fit, [best.grid, start.grid], teacher, s, nfe) if s.heldout_seeds else None
     pool = session.train
     by_stage = {k: pool.count(v) for k, v in sorted(cost["by_stage"].items())}
-    teacher = {**session.teacher(level).settings(), "error": session.level(level).error}
+    teacher_info = {**teacher.settings(), "error": session.error(teacher)}
     if stopped := out["stopped"]:
-        warnings.warn(f"NFE {nfe}: stopped at max_seconds with the best grid so far", TuningNotice, stacklevel=3)
+        warnings.warn(f"NFE {nfe}: stopped at max_seconds with the best grid so far", TuningNotice, stacklevel=4)
     return TunedGrid(
         grid=Grid(session.schedule, best.grid.t, "tuned", best.grid.t_eval), solver=s.solver.name,
         options=dict(s.options), nfe=nfe, variable=cell.dynamics.variable, problem=session.problem.name,
@@ -211,7 +281,8 @@ def result(session: Session, cell: Plan, nfe: int, level: int, s: Settings, out:
         validation_seeds=list(s.validation_seeds), n=session.n, train_seeds=list(session.train_seeds),
         heldout_seeds=list(s.heldout_seeds), gradient=s.gradient, objective=s.objective,
         cost_samples=sum(by_stage.values()), cost_vjp_samples=pool.count(cost["vjp"]), cost_by_stage=by_stage,
-        shared_cost=shared, teacher=teacher, heldout_median=None if held is None else held[0]["median"],
+        cpu_by_stage=cost["cpu_by_stage"],
+        shared_cost=shared, teacher=teacher_info, heldout_median=None if held is None else held[0]["median"],
         heldout_p90=None if held is None else held[0]["p90"], stopped=stopped, evals=out["evals"],
         estimated_samples=session.estimate)
 

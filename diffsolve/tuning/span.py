@@ -64,8 +64,13 @@ class Span:
             self.schedule, t_eval)
 
     def params_of(self, grid: Grid, decoupled: bool) -> Tensor:
-        """The parameters of a grid's step times (λ-step logits), with zero evaluation shifts when decoupled."""
+        """The parameters of a grid: its λ-step logits and, when decoupled, its evaluation shifts δ_i = λ_i − λ′_i
+        (zero for a grid without evaluation times)."""
         d = torch.diff(grid.lam)
         logd = torch.log(d / d.sum())
         theta = logd[:-1] - logd[-1]
-        return torch.cat([theta, torch.zeros(self.steps - 1, dtype=F64)]) if decoupled else theta
+        if not decoupled:
+            return theta
+        if grid.t_eval is None:
+            return torch.cat([theta, torch.zeros(self.steps - 1, dtype=F64)])
+        return torch.cat([theta, (grid.lam - self.schedule.lam(grid.t_eval))[1:-1]])

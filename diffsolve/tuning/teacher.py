@@ -1,12 +1,15 @@
 """The teacher: a high-NFE diffsolve solve in the network's dtype, its error measured, its trajectories cached on disk.
 
-The teacher is ipndm_v of order 4 (variable-step Adams–Bashforth in σ̄, one network call per node) on a grid
-uniform in √t with N steps (default 2·(M − 1) for M DP candidates). On the training draws its states and ε at the M
-candidate nodes round(i·N/(M − 1)) are recorded as it runs, so the DP's cost matrix needs no further call. Its own
-error is the RMSE of its end state against the same solve at 2N steps on a subset (the first chunk's first draws);
-tune() holds it to ≤ 0.1× the training error reached (or to teacher_tol). Each chunk's teacher is cached in
-`cache_dir` under a hash of the problem's fingerprint, the schedule, the chunk's seed and draws, the teacher's
-settings, the dtype and the device type: reused across solvers, NFEs and runs; a weight change misses the cache.
+A teacher is one of two schemes — UniPC of order 3 on a grid uniform in λ, or ipndm_v of order 4 on a grid uniform in
+√t, one network call per node each — at N = N_0·2^L steps (level L; N_0 = candidates − 1 by default, so that its
+nodes hold the M = candidates DP candidates every 2^L steps). Measured on the repository's problems, each is 10× the
+more accurate on some of them (ipndm_v on the mixtures, UniPC on a diffusers UNet with a discrete DDPM table), so
+tune() measures both on a subset and takes the cheaper one that is accurate enough. On the training draws the
+teacher's states and ε (from x̂0 for UniPC) at the candidates are recorded as it runs, so the DP's cost matrix needs
+no further call. Its error is the RMSE of its end states against the same scheme at 2N on a subset (the first
+chunk's first draws). Each chunk's teacher is cached in `cache_dir` under a hash of the problem's fingerprint, the
+schedule, the chunk's seed and draws, the teacher's settings, the dtype and the device type: reused across solvers,
+NFEs and runs; a weight change misses the cache.
 """
 
 from __future__ import annotations
@@ -30,23 +33,37 @@ from ..locking import unique_temp
 from ..models import Model
 from ..points import Point
 from ..schedules import Schedule
+from ..solvers import get_solver
 from ..solvers.exp.threshold import Prediction
 from ..solvers.exp.weighted import solve_weighted
 
-SOLVER, OPTIONS, GRID = "ipndm_v", {"order": 4}, "quadratic"
-CHECK_DRAWS = 32  # draws of the subset that measures the teacher's error
+# (solver, options, grid) of each scheme, in the order preferred at equal cost
+SCHEMES: tuple[tuple[str, dict[str, Any], str], ...] = (
+    ("unipc", {"order": 3, "lower_order_final": False}, "logsnr"),
+    ("ipndm_v", {"order": 4}, "quadratic"),
+)
+CHECK_DRAWS = 16  # draws of the subset that measures the teachers' errors (both schemes, up to 3 levels)
 CACHE_ENV = "DIFFSOLVE_CACHE"
 
 
 @dataclass(frozen=True)
 class Teacher:
-    """The teacher's settings: N steps, M candidate nodes recorded on the training draws."""
+    """The teacher's settings: scheme (an index into SCHEMES), N steps, M candidate nodes recorded."""
 
     nfe: int
     candidates: int
+    scheme: int = 0
+
+    @property
+    def solver(self) -> str:
+        return SCHEMES[self.scheme][0]
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return dict(SCHEMES[self.scheme][1])
 
     def grid(self, schedule: Schedule) -> Grid:
-        return grids_mod.make(GRID, schedule, self.nfe)
+        return grids_mod.make(SCHEMES[self.scheme][2], schedule, self.nfe)
 
     def nodes(self) -> list[int]:
         """The candidate nodes: round(i·N/(M − 1)), i = 0…M − 1 (distinct)."""
@@ -54,11 +71,11 @@ class Teacher:
         return sorted({round(i * self.nfe / (m - 1)) for i in range(m)})
 
     def finer(self) -> Teacher:
-        """The same teacher at twice the steps (its candidate nodes at the same times)."""
-        return Teacher(2 * self.nfe, self.candidates)
+        """The same scheme at twice the steps (the next level: its candidates at the same times)."""
+        return Teacher(2 * self.nfe, self.candidates, self.scheme)
 
     def settings(self) -> dict[str, Any]:
-        return {"solver": SOLVER, "options": dict(OPTIONS), "grid": GRID, "nfe": self.nfe,
+        return {"solver": self.solver, "options": self.options, "grid": SCHEMES[self.scheme][2], "nfe": self.nfe,
                 "candidates": self.candidates}
 
 
@@ -83,6 +100,7 @@ def solve_teacher(model: Model, teacher: Teacher, x: Tensor, record: bool) -> Re
     states (VP coordinates) and ε at the candidate nodes, captured as it calls the network (no extra call)."""
     grid = teacher.grid(model.schedule)
     keep = set(teacher.nodes()[:-1]) if record else set()
+    data_form = get_solver(teacher.solver).form_of(teacher.options) == "data"
     states: list[Tensor] = []
     outputs: list[Tensor] = []
 
@@ -90,16 +108,16 @@ def solve_teacher(model: Model, teacher: Teacher, x: Tensor, record: bool) -> Re
         calls = [0]
 
         def call(x_i: Tensor, p: Point) -> Tensor:
-            m = fn(x_i, p)
+            m = fn(x_i, p)  # at the state it evaluates (for UniPC, before that state's correction)
             if calls[0] in keep:  # the loop never writes into its states or outputs: references suffice
                 states.append(x_i)
-                outputs.append(m)
+                outputs.append((x_i - p.alpha * m) * (1.0 / p.sigma) if data_form else m)  # ε = (x − α x̂0)/σ
             calls[0] += 1
             return m
         return call
 
     with torch.no_grad():
-        end = solve_weighted(ode(model, "sigma"), x, grid.points, SOLVER, wrap=capture, **OPTIONS)
+        end = solve_weighted(ode(model, "lambda"), x, grid.points, teacher.solver, wrap=capture, **teacher.options)
     if not record:
         return Record(end)
     return Record(end, torch.stack(states + [model.to_vp(end, grid.points[-1])]), torch.stack(outputs))
