@@ -49,16 +49,17 @@ def get(name: str | Problem) -> Problem:
     return _BUILT.get((name, factory), factory)
 
 
-def _load_attr(spec: str) -> Any:
-    """The object named by 'pkg.module:attr' or 'path/to/file.py:attr'."""
+def load_attr(spec: str, what: str = "problem",
+              expected: str = "a Problem, a diffsolve Model or a function returning one") -> Any:
+    """The object named by 'pkg.module:attr' or 'path/to/file.py:attr' (`what` and `expected` word the errors)."""
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
-        raise DiffsolveError(f"problem {spec!r} must read MODULE:ATTR or FILE.py:ATTR, e.g. 'mybench:problem'")
+        raise DiffsolveError(f"{what} {spec!r} must read MODULE:ATTR or FILE.py:ATTR, e.g. 'mybench:{what}'")
     if target.endswith(".py") or "/" in target or "\\" in target:
         path = Path(target).resolve()
         if not path.is_file():
-            raise DiffsolveError(f"problem {spec!r}: no file {target!r}; give an existing .py file, "
-                                 f"e.g. ./mybench.py:model")
+            raise DiffsolveError(f"{what} {spec!r}: no file {target!r}; give an existing .py file, "
+                                 f"e.g. ./mybench.py:{attr}")
         name = "diffsolve_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
         loader = importlib.util.spec_from_file_location(name, path)
         assert loader is not None and loader.loader is not None
@@ -69,13 +70,12 @@ def _load_attr(spec: str) -> Any:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
-            raise DiffsolveError(f"problem {spec!r}: cannot import module {target!r} ({e}); put it on PYTHONPATH "
+            raise DiffsolveError(f"{what} {spec!r}: cannot import module {target!r} ({e}); put it on PYTHONPATH "
                                  f"or give a file path, e.g. ./{target.replace('.', '/')}.py:{attr}") from None
     value: Any = module
     for part in attr.split("."):
         if not hasattr(value, part):
-            raise DiffsolveError(f"problem {spec!r}: {target!r} has no attribute {attr!r}; "
-                                 f"name a Problem, a diffsolve Model or a function returning one")
+            raise DiffsolveError(f"{what} {spec!r}: {target!r} has no attribute {attr!r}; name {expected}")
         value = getattr(value, part)
     return value
 
@@ -118,7 +118,7 @@ def _resolve_reference(spec: str, path: Path, shape: Sequence[int] | None, finge
 
         return TrainedProblem(spec)
     if ":" in spec:
-        prob = as_problem(_load_attr(spec), name=spec, shape=shape, fingerprint=fingerprint)
+        prob = as_problem(load_attr(spec), name=spec, shape=shape, fingerprint=fingerprint)
         prob.name = spec
         return prob
     raise DiffsolveError(unknown_name("problem", spec, list(PROBLEMS)) + f"; or give {SPEC_HELP}")
@@ -162,4 +162,4 @@ register("digits-8x8", lambda: TrainedProblem.pretrained("digits-8x8"))
 register("toy-2d-flow", lambda: TrainedProblem.pretrained("toy-2d-flow"))
 
 __all__ = ["PROBLEMS", "GaussianMixture", "Problem", "TrainedProblem", "UserProblem", "adopt", "as_problem", "get",
-           "lookup", "register", "resolve"]
+           "load_attr", "lookup", "register", "resolve"]
