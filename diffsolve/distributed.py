@@ -10,8 +10,9 @@ finished. Under torchrun the process group uses gloo on the CPU and nccl on CUDA
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from typing import TypeVar
 
 import torch
@@ -29,6 +30,7 @@ class Rank:
     rank: int = 0
     world: int = 1
     group: bool = False
+    joined: bool = False  # this process joined the process group in `start` (so `stop` leaves it)
 
     @property
     def leader(self) -> bool:
@@ -98,6 +100,7 @@ def start(shard: str | None = None) -> Rank:
         if name == "nccl":
             torch.cuda.set_device(_env_int("LOCAL_RANK") or 0)
         dist.init_process_group(name)
+        return replace(env, joined=True)
     return env
 
 
@@ -108,9 +111,19 @@ def barrier(rank: Rank) -> None:
 
 
 def stop(rank: Rank) -> None:
-    """Leave the process group (if this process joined one)."""
-    if rank.group and dist.is_initialized():
+    """Leave the process group if `start` joined it (one the caller made is the caller's)."""
+    if rank.joined and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@contextmanager
+def ranked(shard: str | None = None) -> Iterator[Rank]:
+    """`start(shard)` … `stop(rank)` around the with-block."""
+    rank = start(shard)
+    try:
+        yield rank
+    finally:
+        stop(rank)
 
 
 def deal(items: Sequence[T], rank: Rank) -> list[T]:

@@ -25,15 +25,27 @@ from .schedules import F64, DiscreteDDPM, Flow
 PREDICTION_TYPES = {"epsilon": "eps", "sample": "x0", "v_prediction": "v"}
 
 
+def is_diffusers_model(net: Any) -> bool:
+    """Whether `net` is a diffusers model (a diffusers.ModelMixin; diffusers is loaded if the user made one)."""
+    import sys
+
+    diffusers = sys.modules.get("diffusers")
+    return diffusers is not None and isinstance(net, diffusers.ModelMixin)
+
+
 class DiffusersNet(nn.Module):
-    """net(x, t) = unet(x, t, **kwargs).sample, keeping the first C channels when the UNet also
-    predicts a variance (out_channels = 2C)."""
+    """net(x, t) = unet(x, timestep=t, **kwargs).sample for a diffusers model (keeping the first C channels when
+    the UNet also predicts a variance, out_channels = 2C); a plain module is called as net(x, t, **kwargs)."""
 
     def __init__(self, unet: nn.Module):
         super().__init__()
         self.unet = unet
+        self.by_keyword = is_diffusers_model(unet)
 
     def forward(self, x: Tensor, t: Tensor, **kwargs: Any) -> Tensor:
+        if not self.by_keyword:  # the user's own network: net(x, t) → prediction (or a tuple led by it)
+            out = self.unet(x, t, **kwargs)
+            return out[0] if isinstance(out, (tuple, list)) else out
         # by keyword: UNets take (sample, timestep, …), transformers (hidden_states, encoder_hidden_states, …)
         out = self.unet(x, timestep=t, return_dict=False, **kwargs)[0]
         if out.ndim == x.ndim and out.shape[1] == 2 * x.shape[1]:

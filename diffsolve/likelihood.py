@@ -187,7 +187,11 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
     if name in nets.PRETRAINED:
         model = nets.load_pretrained(name, dtype=torch.float64)
     else:  # a checkpoint file written by `diffsolve train`: its task picks the held-out data
-        model, meta = nets.load_checkpoint(name, dtype=torch.float64)
+        try:
+            model, meta = nets.load_checkpoint(name, dtype=torch.float64)
+        except Exception as e:  # noqa: BLE001 — any file that does not load is the same wrong input
+            raise DiffsolveError(f"{name!r} is not a checkpoint written by `diffsolve train` ({type(e).__name__}: "
+                                 f"{str(e)[:200]}); give {', '.join(nets.PRETRAINED)} or such a checkpoint") from None
         name = str(meta.get("name"))
     if n is not None:
         most = None if name == "toy-2d" else nets.digits_levels("test").shape[0]

@@ -7,7 +7,9 @@ rank k mod world; each batch is written as it finishes to OUT/batches/ (one file
 renamed, so a kill leaves no half file) and a rerun skips the batches already there. When every batch is there,
 the leader (or, in a job array, whichever shard finishes last) writes OUT/samples.pt (all n in order).
 OUT/manifest.json fixes what the folder holds; a rerun that asks for something else (another solver, n, batch
-size…) is refused before any work.
+size…) is refused before any work. Everything that can be wrong with a job (its numbers, the device, the problem,
+the solver and its options, the NFE budget, the grid, the model's first call on the problem's shape) is checked
+(`SampleJob.check`, `prepare`) before the manifest is written, so a wrong input never claims the folder.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from . import distributed, problems
+from .checks import Option, positive_int
 from .errors import DiffsolveError
 from .locking import locked, unique_temp
+from .plan import plan
 from .points import make_point
 from .solve import sample
 from .solvers import get_solver
@@ -47,32 +51,45 @@ class SampleJob:
     dtype: str = "float32"
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"  # its type is part of the manifest: CPU and GPU samples differ by round-off
+    shape: tuple[int, ...] | None = None  # one sample's shape, for a problem given as a bare Model
 
     def check(self) -> None:
+        """The job's numbers, dtype and device (a device this machine does not have is refused)."""
         for name in ("nfe", "n", "batch"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise DiffsolveError(f"--{name} must be a positive integer, got {v!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0 \
-                or self.seed + self.n > MAX_SAMPLE_SEED:
+            positive_int(getattr(self, name), f"--{name}")
+        Option("--seed", "int", 0, "sample i uses seed + i", low=0).check(self.seed)
+        if self.seed + self.n > MAX_SAMPLE_SEED:
             raise DiffsolveError(f"--seed {self.seed!r} with --n {self.n}: sample i uses seed + i, which must stay in "
                                  f"[0, 2^30); give a seed in [0, {MAX_SAMPLE_SEED - self.n}]")
-        if self.dtype not in DTYPES:
-            raise DiffsolveError(f"--dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        Option("--dtype", "choice", "float32", choices=tuple(DTYPES)).check(self.dtype)
         try:
-            torch.device(self.device)
+            device = torch.device(self.device)
         except (RuntimeError, TypeError):
             raise DiffsolveError(f"--device {self.device!r} is not a torch device; give e.g. cpu or cuda:0") from None
+        try:
+            torch.empty(1, device=device)
+        except Exception as e:  # noqa: BLE001 — no CUDA, no such GPU, a backend not built in: all the same to the user
+            have = f"cpu or cuda:0 … cuda:{torch.cuda.device_count() - 1}" if torch.cuda.is_available() else "cpu"
+            raise DiffsolveError(f"--device {self.device!r} is not available on this machine ({type(e).__name__}: "
+                                 f"{str(e).splitlines()[0] if str(e) else ''}); give {have}") from None
 
     def batches(self) -> list[tuple[int, int]]:
         """(first sample, end) of every batch, in order."""
         return [(s, min(s + self.batch, self.n)) for s in range(0, self.n, self.batch)]
 
     def manifest(self, fingerprint: str) -> dict[str, Any]:
-        """What the folder holds: the job, its device type and the problem's fingerprint (not the world size)."""
+        """What the folder holds: the job, its device type and the problem's fingerprint (not the world size), as
+        JSON reads it back."""
         out = {**asdict(self), "fingerprint": fingerprint}
         out["device"] = torch.device(self.device).type
-        return out
+        return json.loads(json.dumps(out))
+
+    def solver_options(self, seeds: list[int]) -> dict[str, Any]:
+        """The solver's options; a stochastic solver's noise is per sample, from seeds."""
+        options = dict(self.options)
+        if get_solver(self.solver).integrates_for(**options).stochastic:
+            options["seed"] = seeds
+        return options
 
 
 def sample_seeds(seed: int, start: int, end: int) -> list[int]:
@@ -101,7 +118,14 @@ def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
     path = out / "manifest.json"
     with locked(out / "manifest.lock"):
         if path.exists():
-            old = json.loads(path.read_text(encoding="utf-8"))
+            try:
+                old = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError as e:
+                old = f"not JSON ({e})"
+            if not isinstance(old, dict):
+                raise DiffsolveError(f"{path} is damaged ({old if isinstance(old, str) else 'not a JSON object'}); "
+                                     f"it records which job the folder's samples belong to. Delete the folder to "
+                                     f"start again (or delete manifest.json alone if the batches are this job's)")
             diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
             if diff:
                 shown = ", ".join(f"{k}: {a!r} there, {b!r} asked" for k, (a, b) in diff.items())
@@ -113,32 +137,48 @@ def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
         os.replace(tmp, path)
 
 
+def _model(job: SampleJob, problem: problems.Problem) -> Any:
+    """The problem's model on its own schedule, in the job's dtype, its network on the job's device."""
+    model = problem.model(problem.default_schedule(), dtype=DTYPES[job.dtype])
+    if isinstance(model.net, nn.Module):
+        model.net.to(job.device)
+    return model
+
+
+def prepare(job: SampleJob) -> problems.Problem:
+    """The job's problem, once everything that can be wrong is checked: the numbers and device, the problem, the
+    solver and its options, the NFE budget and grid (the cell plan), and the model's first call."""
+    job.check()
+    problem = problems.resolve(job.problem, shape=job.shape)
+    model, sched = _model(job, problem), problem.default_schedule()
+    seeds = sample_seeds(job.seed, 0, min(2, job.n))
+    plan(model, job.solver, nfe=job.nfe, grid=job.grid, options=job.options, fingerprint=problem.fingerprint())
+    x_T = x_T_rows(problem, seeds, sched).to(device=job.device)
+    problems.check_first_call(problem, job.problem, sched, DTYPES[job.dtype], x_T, model)
+    return problem
+
+
 def sample_batch(job: SampleJob, problem: problems.Problem, start: int, end: int) -> tuple[Tensor, int]:
     """Samples start … end − 1 (in the model's coordinates and dtype) and the NFE counted."""
-    sched = problem.default_schedule()
-    model = problem.model(sched, dtype=DTYPES[job.dtype])
-    if isinstance(model.net, torch.nn.Module):
-        model.net.to(job.device)
+    sched, model = problem.default_schedule(), _model(job, problem)
     seeds = sample_seeds(job.seed, start, end)
     x_T = x_T_rows(problem, seeds, sched).to(device=job.device, dtype=DTYPES[job.dtype])
     x_user = model.from_vp(x_T, make_point(sched, sched.t_max))
-    options = dict(job.options)
-    if get_solver(job.solver).integrates_for(**options).stochastic:
-        options["seed"] = seeds
-    sol = sample(model, x_user, solver=job.solver, nfe=job.nfe, grid=job.grid, **options)
+    sol = sample(model, x_user, solver=job.solver, nfe=job.nfe, grid=job.grid, **job.solver_options(seeds))
     return sol.x.cpu(), sol.nfe
 
 
-def run(job: SampleJob, out: str | Path, rank: distributed.Rank, *, progress: bool = True) -> Path | None:
+def run(job: SampleJob, out: str | Path, rank: distributed.Rank, *, progress: bool = True,
+        problem: problems.Problem | None = None) -> Path | None:
     """Sample this rank's batches into OUT/batches (skipping those there); the leader then writes OUT/samples.pt.
 
-    Returns the path of samples.pt once every batch is there, else None.
+    Returns the path of samples.pt once every batch is there, else None. `problem`: the job's, from `prepare(job)`
+    (prepared here when not given).
     """
-    job.check()
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise DiffsolveError(f"--out {str(out)!r} is a file; give a folder for the samples (created if missing)")
-    problem = problems.resolve(job.problem)
+    problem = problem or prepare(job)  # before the manifest: a wrong input must not claim the folder
     (out / "batches").mkdir(parents=True, exist_ok=True)
     _check_manifest(out, job.manifest(problem.fingerprint()))
     mine = [b for b in distributed.deal(job.batches(), rank) if not batch_path(out, *b).exists()]

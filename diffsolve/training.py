@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from . import nets
-from .checks import positive_float, positive_int
+from .checks import Option, positive_float, positive_int
 from .errors import DiffsolveError
 from .schedules import Flow, Schedule, VPLinear, from_config
 
@@ -101,6 +101,9 @@ def train(name: str, *, steps: int | None = None, batch: int | None = None, lr: 
     steps = positive_int(task.steps if steps is None else steps, "steps", f"omit it for the task's {task.steps}")
     batch = positive_int(task.batch if batch is None else batch, "batch", f"omit it for the task's {task.batch}")
     lr = positive_float(task.lr if lr is None else lr, "lr (Adam's learning rate)", f"omit it for the task's {task.lr}")
+    seed = Option("seed", "int", 0, "seeds init, data, t and noise", low=0).check(seed)
+    ema = Option("ema", "float", 0.999, "decay of the weights' moving average", low=0, high=1,
+                 open_high=True).check(ema)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     schedule_config, prediction, suffix = TRAIN_SCHEDULES[schedule]
@@ -178,10 +181,16 @@ def default_out(args: argparse.Namespace) -> str:
     return f"{args.task}{TRAIN_SCHEDULES[args.schedule][2]}.pt"
 
 
-def run(args: argparse.Namespace) -> int:
-    """Train and save; returns an exit code."""
-    torch.set_num_threads(positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1"))
-    target = Path(args.out or default_out(args))
+def destination(args: argparse.Namespace) -> Path:
+    """The checkpoint path: --out, else ./<task>.pt (./<task>-flow.pt for --schedule flow)."""
+    return Path(args.out or default_out(args))
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """The command line's threads and destination, checked before any training (the task's numbers are checked by
+    `train` before its first step)."""
+    positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1")
+    target = destination(args)
     if target.is_dir():
         raise DiffsolveError(f"--out {str(target)!r} is a folder; give a checkpoint file such as "
                              f"{target / args.task}.pt")
@@ -189,9 +198,15 @@ def run(args: argparse.Namespace) -> int:
         raise DiffsolveError(f"--out {str(target)!r} is inside the packaged checkpoints folder; diffsolve train never "
                              f"overwrites the shipped models: write elsewhere, e.g. --out {args.task}.pt, and "
                              f"benchmark it with `diffsolve bench --problem {args.task}.pt`")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and save; returns an exit code."""
+    check_arguments(args)
+    torch.set_num_threads(args.threads)
     net, ckpt = train(args.task, steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
                       schedule=args.schedule)
-    out = save(net, ckpt, target, command_line(args))
+    out = save(net, ckpt, destination(args), command_line(args))
     print(f"saved {out} ({out.stat().st_size / 1024:.0f} KiB)")
     return 0
 

@@ -49,7 +49,8 @@ def test_help_documents_every_option(capsys):
     out = capsys.readouterr().out
     for opt in ("--problem", "--solver", "--grid", "--variable", "--nfe", "--suite", "--schedule", "--seeds", "--n",
                 "--dtype", "--tols", "--repeats", "--out", "--json", "--fresh", "--retry-failed", "--no-progress",
-                "--no-report", "--list", "--shape", "--fingerprint", "--ref-tol", "--threads"):
+                "--no-report", "--list", "--shape", "--fingerprint", "--ref-tol", "--threads", "--format", "--shard",
+                "--merge", "--repair"):
         assert opt in out
     assert "Exit status" in out and "file.py:attr" in out
     assert main(["bench", "--suite", "default", "--solver", "euler"]) == 2
@@ -90,6 +91,7 @@ def test_version_and_python_dash_m(capsys):
     assert e.value.code == 0 and capsys.readouterr().out.strip() == f"diffsolve {diffsolve.__version__}"
     done = subprocess.run([sys.executable, "-m", "diffsolve", "--version"], capture_output=True, text=True)
     assert done.returncode == 0 and done.stdout.strip() == f"diffsolve {diffsolve.__version__}"
+    # `python -m diffsolve.cli` runs in tests/test_concurrency.py and tests/test_cli_handler.py
 
 
 def test_grid_specs_on_the_command_line(tmp_path, capsys):
@@ -101,3 +103,34 @@ def test_grid_specs_on_the_command_line(tmp_path, capsys):
     assert sorted((r["grid"], r["nfe"]) for r in rows) == [("custom:1.0,0.5,0.1,0.001", 3), ("karras:rho=5", 4)]
     assert main(["bench", "--grid", "karras:rho", "--out", str(tmp_path)]) == 2
     assert "'karras:rho'" in capsys.readouterr().err
+
+
+BARE = """
+import torch
+import diffsolve as ds
+
+
+class Net(torch.nn.Module):  # no `shape` attribute: the command line must be told the sample's shape
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(2, 2)
+
+    def forward(self, x, t):
+        return 0.1 * self.lin(x)
+
+
+model = ds.EpsModel(Net(), ds.VPLinear())
+"""
+
+
+def test_sample_takes_the_shape_of_a_bare_model(tmp_path, capsys):
+    import torch
+
+    (tmp_path / "bare.py").write_text(BARE)
+    args = ["sample", "--problem", f"{tmp_path / 'bare.py'}:model", "--solver", "euler", "--nfe", "4", "--n", "5",
+            "--no-progress", "--out", str(tmp_path / "s")]
+    assert main(args) == 2
+    assert "--shape" in capsys.readouterr().err and not (tmp_path / "s").exists()  # the message names the flag
+    assert main([*args, "--shape", "2"]) == 0
+    x = torch.load(tmp_path / "s" / "samples.pt")["x"]
+    assert x.shape == (5, 2) and bool(torch.isfinite(x).all())

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from diffsolve.bench import ResultStore, expand_run, run_sweep
+from diffsolve.bench import Inputs, ResultStore, expand_run, run_cell, run_sweep
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 BENCH = ["bench", "--problem", "gmm-2d", "--solver", "euler,heun,dpmpp2m", "--variable", "t,sigma",
@@ -119,7 +119,7 @@ def test_ctrl_c_anywhere_in_a_command_is_one_line_and_status_130(monkeypatch, ca
 
     monkeypatch.setattr(cli, "build_parser", parser_interrupted)
     assert cli.main(["bench"]) == 130
-    assert capsys.readouterr().err == "diffsolve: interrupted\n"
+    assert capsys.readouterr().err == "diffsolve bench: interrupted\n"  # the command is named from argv
 
 
 def test_a_claim_is_exclusive_and_its_file_goes_only_when_the_work_is_done(tmp_path):
@@ -148,5 +148,6 @@ def test_without_working_file_locks_the_store_warns_once_and_goes_on(tmp_path, m
     monkeypatch.setattr(locking, "_warned", [])
     with pytest.warns(RuntimeWarning, match="one process per output folder"):
         store = ResultStore(tmp_path / "results.jsonl")
-    store.append({"key": "k", "status": "ok", "nfe": 1})
-    assert ResultStore(tmp_path / "results.jsonl").get("k")["nfe"] == 1
+    cell = expand_run(RUN)[0]
+    store.append(run_cell(cell, Inputs()))
+    assert ResultStore(tmp_path / "results.jsonl").get(cell.key)["nfe"] == 4

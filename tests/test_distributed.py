@@ -184,6 +184,31 @@ def test_job_array_shards_then_merge(tmp_path, monkeypatch):
     assert main([*BENCH, "--shard", "0/2", "--fresh", "--out", str(out)]) == 2
 
 
+RUN_SCRIPT = """
+import sys
+import diffsolve as ds
+res = ds.bench.run("gmm-2d", solvers=["euler", "heun"], variables=["sigma"], nfe=[4, 8, 16], n=8, out=sys.argv[1],
+                   progress=False)
+print(f"rank {res.rank.rank}: complete={res.complete} cells={len(res.records)}", flush=True)
+"""
+
+
+def test_bench_run_from_python_under_torchrun_splits_merges_and_reports_like_the_cli(tmp_path, monkeypatch):
+    for k in ("RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(k, raising=False)
+    script = tmp_path / "run.py"
+    script.write_text(RUN_SCRIPT)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script),
+           str(tmp_path / "two")]
+    log = finish(subprocess.Popen(cmd, cwd=ROOT, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True))
+    assert "rank 0: complete=True cells=6" in log and "rank 1: complete=False cells=3" in log
+    assert not list((tmp_path / "two").glob("results.shard-*")) and (tmp_path / "two" / "table.md").exists()
+    assert main([*BENCH, "--out", str(tmp_path / "one")]) == 0
+    same_cells(records(tmp_path / "one"), records(tmp_path / "two"))
+    assert (tmp_path / "two" / "table.md").read_text() == (tmp_path / "one" / "table.md").read_text()
+
+
 def _children(pid: int) -> list[int]:
     out = []
     for task in Path(f"/proc/{pid}/task").glob("*"):

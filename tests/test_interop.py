@@ -85,3 +85,32 @@ def test_wrong_inputs():
         from_diffusers(lambda x, t: x, ddim("epsilon"))
     with pytest.raises(ds.ScheduleError, match="beta_schedule"):
         schedule_from_diffusers({"beta_schedule": "sigmoid"})
+
+
+def test_a_plain_velocity_network_goes_through_the_diffusers_adapter():
+    """A user's own net(x, t) (not a diffusers model) with a FlowMatch scheduler: called as net(x, t), with
+    diffusers' timestep 1000 σ, and one Euler step in σ̄ is diffusers' FlowMatch Euler step."""
+    pytest.importorskip("diffusers")
+    from diffusers import FlowMatchEulerDiscreteScheduler
+
+    from diffsolve.interop import from_diffusers, grid_from_sigmas
+
+    seen = []
+
+    class Velocity(torch.nn.Module):
+        def forward(self, x, t):
+            seen.append(t.clone())
+            return 0.5 * x - 1e-3 * t[:, None].to(x.dtype)
+
+    sched = FlowMatchEulerDiscreteScheduler()
+    sched.set_timesteps(4)
+    model = from_diffusers(Velocity(), sched)
+    x = torch.randn(3, 2, dtype=torch.float64)
+    grid = grid_from_sigmas(model.schedule, sched.sigmas[1:-1])
+    ours = ds.solve(ds.ode(model, "sigma"), x, grid, "euler").x
+    want = x.clone()
+    for i, t in enumerate(sched.timesteps[1:-1]):
+        v = 0.5 * want - 1e-3 * t.to(want.dtype)
+        want = want + (sched.sigmas[i + 2] - sched.sigmas[i + 1]).to(want.dtype) * v
+    assert torch.allclose(ours, want, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(seen[0].double(), sched.timesteps[1].double(), rtol=1e-5)

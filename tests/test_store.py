@@ -52,7 +52,9 @@ def test_json_safe_nulls_nonfinite_values_anywhere_and_keeps_an_existing_error()
     assert json_safe({"key": "k", "status": "ok", "nfe": 1}) == {"key": "k", "status": "ok", "nfe": 1}
 
 
-GOOD = {"key": "k", "status": "ok", "nfe": 4, "rmse": 0.1}
+PARAMS = {"problem": "gmm-2d", "schedule": "linear", "solver": "euler", "grid": "logsnr", "variable": "t",
+          "kind": "ode", "nfe_target": 4, "seed": 0, "n": 8}
+GOOD = {**PARAMS, "key": "k", "status": "ok", "nfe": 4, "rmse": 0.1}
 BAD_LINES = {
     "garbage": ("garbage{", "not valid JSON"),
     "truncated": (json.dumps(GOOD)[:20], "not valid JSON"),
@@ -78,7 +80,7 @@ def test_check_line_names_what_is_wrong(name):
 def _line(seed: int, status: str = "ok") -> str:
     cell = _cells([seed])[0]
     extra = {"nfe": 4} if status == "ok" else {"error": "E"}
-    return json.dumps({"key": cell.key, "status": status, **extra}) + "\n"
+    return json.dumps({**PARAMS, "seed": seed, "key": cell.key, "status": status, **extra}) + "\n"
 
 
 @pytest.mark.parametrize("name", list(BAD_LINES))

@@ -143,15 +143,14 @@ def test_cli_tune_writes_a_grid_file_and_prints_both_errors(tmp_path, capsys):
     from diffsolve.cli import main
 
     out = tmp_path / "g.json"
-    rc = main(["tune", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--train-seeds", "3", "--heldout-seeds", "4",
-               "--n", "32", "--candidates", "12", "--max-evals", "20", "--option", "order=2", "--out", str(out)])
+    rc = main(["tune", "--problem", "gmm-2d", "--solver", "ipndm:order=2", "--nfe", "4", "--train-seeds", "3",
+               "--heldout-seeds", "4", "--n", "32", "--candidates", "12", "--max-evals", "20", "--out", str(out)])
     text = capsys.readouterr().out
     assert rc == 0 and "held-out" in text and "model evaluations" in text
     back = TunedGrid.load(out, schedule=ds.problems.get("gmm-2d").default_schedule())
     assert back.solver == "ipndm" and back.options == {"order": 2} and back.grid.steps == 4
     assert back.train_seeds == [3] and back.heldout_seeds == [4] and back.n == 32
-    assert main(["tune", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--option", "order", "--out",
-                 str(out)]) == 2
+    assert main(["tune", "--problem", "gmm-2d", "--solver", "ipndm:order", "--nfe", "4", "--out", str(out)]) == 2
 
 
 def test_bench_tuned_cells_tune_on_other_seeds_report_cost_and_reuse_the_cache(tmp_path, monkeypatch):

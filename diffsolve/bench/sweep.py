@@ -5,15 +5,17 @@ Several processes may run the same sweep into one store: each cell is claimed be
 taken from the store instead of being computed again. Cells claimed by others are left for the end
 and then waited for, so a process that dies mid-cell leaves its cell to the survivors.
 
+Before the first cell, each problem's model is called once on two of its x_T (`check_first_call`): a network
+that does not take the problem's shape fails once, naming the shapes, instead of once per cell.
+
 Scale-out (torchrun ranks or `--shard i/n`): cell k of the suite's list goes to rank k mod n
 (diffsolve.distributed.deal, over all cells, so the dealing never depends on what is finished); each
-rank appends to its own shard of the store; `merge_store` folds the shards into results.jsonl.
+rank appends to its own shard of the store; `ResultStore.merge_shards` folds them into results.jsonl
+(diffsolve.bench.ranks runs the whole protocol).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -24,9 +26,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from ..distributed import Rank, deal
+from ..errors import DiffsolveError
+from ..problems import check_first_call
 from .cells import run_cell
-from .inputs import Inputs
-from .store import ResultStore, check_line, shard_paths, signals_deferred
+from .inputs import DTYPE, Inputs
+from .store import ResultStore
 from .suite import Cell
 
 Record = dict[str, Any]
@@ -38,8 +42,9 @@ class Terminated(KeyboardInterrupt):
 
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
-    """Inside the block, SIGTERM raises Terminated in the main thread instead of killing the process."""
-    if threading.current_thread() is not threading.main_thread():
+    """Inside the block, SIGTERM raises Terminated in the main thread instead of killing the process (a handler
+    installed by the caller, e.g. the command line's, is left in place)."""
+    if threading.current_thread() is not threading.main_thread() or callable(signal.getsignal(signal.SIGTERM)):
         yield
         return
 
@@ -83,6 +88,7 @@ def run_sweep(
         return rec is None or (retry_failed and rec.get("status") == "failed" and rec is at_start.get(c.key))
 
     todo = [c for c in unique if pending(c)]
+    check_models(todo, inputs)
     if on_record is not None:
         for c in unique:
             if not pending(c):
@@ -113,32 +119,20 @@ def run_sweep(
     return [store.records[c.key] for c in unique]
 
 
-def merge_store(store: ResultStore) -> int:
-    """Fold the shards into results.jsonl and delete them; returns the number of records.
+def check_models(cells: Sequence[Cell], inputs: Inputs) -> None:
+    """One first call of each problem's model (per schedule and dtype) among `cells`, before any is run.
 
-    Appends to results.jsonl each merged record (the store's rule: 'ok' beats 'failed', else the later line)
-    that differs from the one results.jsonl already holds, then deletes the shards, all under the store's
-    lock. Idempotent; run it when no rank is appending (torchrun's rank 0 after the barrier, or --merge
-    once every shard has finished).
+    A model that fails it (a shape the network does not take, NaN/Inf, …) stops the sweep with one ModelError;
+    a problem whose inputs cannot even be made is left to its cells, which record why.
     """
-    with store.lock():
-        store._refresh(False)
-        main: dict[str, Record] = {}
-        if store.path.exists():
-            for raw in store.path.read_bytes().split(b"\n"):
-                rec = check_line(raw) if raw.strip() else None
-                if isinstance(rec, dict):
-                    main[rec["key"]] = rec
-        new = b"".join((json.dumps(r, allow_nan=False) + "\n").encode()
-                       for k, r in store.records.items() if main.get(k) != r)
-        if new:
-            with signals_deferred(), open(store.path, "ab") as f:
-                f.write(new)
-                f.flush()
-                os.fsync(f.fileno())
-        for p in shard_paths(store.path):
-            p.unlink()
-        store.records.clear()
-        store._read.clear()
-        store._refresh(False)
-    return len(store.records)
+    seen: set[tuple[str, str, str, str]] = set()
+    for cell in cells:
+        group = (cell.problem, cell.fingerprint, cell.schedule, cell.dtype)
+        if group in seen:
+            continue
+        seen.add(group)
+        try:
+            problem, schedule, x_T = inputs.problem(cell), inputs.schedule(cell), inputs.x_T(cell)
+        except DiffsolveError:
+            continue
+        check_first_call(problem, cell.problem, schedule, DTYPE[cell.dtype], x_T)

@@ -17,7 +17,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import DiffsolveError, unknown_name
+import torch
+
+from ..errors import DiffsolveError, ModelError, unknown_name
 from ..models import Model
 from ..valuecache import ValueCache
 from .base import Problem
@@ -49,6 +51,35 @@ def get(name: str | Problem) -> Problem:
     return _BUILT.get((name, factory), factory)
 
 
+def _exec_file(spec: str, target: str, what: str = "problem") -> Any:
+    """The module of a user's .py file, run once per path; its folder goes on sys.path (for modules beside it)."""
+    path = Path(target).resolve()
+    if not path.is_file():
+        raise DiffsolveError(f"{what} {spec!r}: no file {target!r}; give an existing .py file, "
+                             f"e.g. ./mybench.py:{spec.rpartition(':')[2]}")
+    name = "diffsolve_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+    loader = importlib.util.spec_from_file_location(name, path)
+    if loader is None or loader.loader is None:
+        raise DiffsolveError(f"{what} {spec!r}: {target!r} cannot be loaded as a Python module; give a .py file")
+    module = importlib.util.module_from_spec(loader)
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))  # as `python file.py` does: it may import modules beside it
+    sys.modules[name] = module
+    try:
+        loader.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 — the user's code: any exception, named with its file
+        del sys.modules[name]
+        raise DiffsolveError(f"{what} {spec!r}: running {str(path)!r} raised {_described(e)}; fix the file (it "
+                             f"must import without error; its folder is on the import path)") from e
+    return module
+
+
+def _described(e: BaseException) -> str:
+    """'TypeError: message' (SyntaxError: with its line)."""
+    where = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
+    return f"{type(e).__name__}{where}: {e}"
+
+
 def load_attr(spec: str, what: str = "problem",
               expected: str = "a Problem, a diffsolve Model or a function returning one") -> Any:
     """The object named by 'pkg.module:attr' or 'path/to/file.py:attr' (`what` and `expected` word the errors)."""
@@ -56,28 +87,34 @@ def load_attr(spec: str, what: str = "problem",
     if not target or not attr:
         raise DiffsolveError(f"{what} {spec!r} must read MODULE:ATTR or FILE.py:ATTR, e.g. 'mybench:{what}'")
     if target.endswith(".py") or "/" in target or "\\" in target:
-        path = Path(target).resolve()
-        if not path.is_file():
-            raise DiffsolveError(f"{what} {spec!r}: no file {target!r}; give an existing .py file, "
-                                 f"e.g. ./mybench.py:{attr}")
-        name = "diffsolve_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
-        loader = importlib.util.spec_from_file_location(name, path)
-        assert loader is not None and loader.loader is not None
-        module = importlib.util.module_from_spec(loader)
-        sys.modules[name] = module
-        loader.loader.exec_module(module)
+        module = _exec_file(spec, target, what)
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
             raise DiffsolveError(f"{what} {spec!r}: cannot import module {target!r} ({e}); put it on PYTHONPATH "
                                  f"or give a file path, e.g. ./{target.replace('.', '/')}.py:{attr}") from None
+        except Exception as e:  # noqa: BLE001 — the user's module raised while importing
+            raise DiffsolveError(f"{what} {spec!r}: importing module {target!r} raised {_described(e)}; fix the "
+                                 f"module (it must import without error)") from e
     value: Any = module
     for part in attr.split("."):
         if not hasattr(value, part):
             raise DiffsolveError(f"{what} {spec!r}: {target!r} has no attribute {attr!r}; name {expected}")
         value = getattr(value, part)
     return value
+
+
+def _from_reference(spec: str, shape: Sequence[int] | None, fingerprint: str | None) -> Problem:
+    """The Problem of a 'module:attr' / 'file.py:attr' spec; a factory that fails is named with its exception."""
+    value = load_attr(spec)
+    try:
+        return as_problem(value, name=spec, shape=shape, fingerprint=fingerprint)
+    except DiffsolveError:
+        raise
+    except Exception as e:  # noqa: BLE001 — the user's factory: needs arguments, or raised
+        raise DiffsolveError(f"problem {spec!r}: calling {spec.rpartition(':')[2]}() raised {_described(e)}; it "
+                             f"must take no arguments and return a Problem or a diffsolve Model") from e
 
 
 def as_problem(value: Any, *, name: str = "model", shape: Sequence[int] | None = None,
@@ -118,7 +155,7 @@ def _resolve_reference(spec: str, path: Path, shape: Sequence[int] | None, finge
 
         return TrainedProblem(spec)
     if ":" in spec:
-        prob = as_problem(load_attr(spec), name=spec, shape=shape, fingerprint=fingerprint)
+        prob = _from_reference(spec, shape, fingerprint)
         prob.name = spec
         return prob
     raise DiffsolveError(unknown_name("problem", spec, list(PROBLEMS)) + f"; or give {SPEC_HELP}")
@@ -144,6 +181,25 @@ def lookup(label: str, fingerprint: str = "") -> Problem:
     return prob
 
 
+def check_first_call(problem: Problem, label: str, schedule: Any, dtype: Any, x_T: Any, model: Any = None) -> None:
+    """Run the problem's model once on (at most) two rows of x_T at t_max, before any work that needs it: the
+    network must take states of the problem's shape and return a finite floating tensor of that shape.
+    Raises one ModelError naming the problem, the shape the network was given and what went wrong. `model`: the
+    problem's model to call (default: problem.model(schedule, dtype))."""
+    x = x_T[:2].to(dtype)
+    given = (x.shape[0], *problem.shape) if isinstance(problem, UserProblem) else tuple(x.shape)
+    fix = ("give the shape of one sample the network takes (--shape 3,32,32 / shape=(3, 32, 32))"
+           if isinstance(problem, UserProblem) else "check the model")
+    try:
+        out = (model or problem.model(schedule, dtype=dtype)).eps(x, schedule.t_max)
+    except Exception as e:  # noqa: BLE001 — the user's network: any exception, named
+        raise ModelError(f"problem {label!r}: the model's first call, on a batch of shape {given} (dtype {dtype}) "
+                         f"at t = {schedule.t_max:g}, failed — {_described(e)}. Nothing ran; {fix}") from e
+    if not bool(torch.isfinite(out).all()):
+        raise ModelError(f"problem {label!r}: the model returned NaN or Inf on its first call (a batch of shape "
+                         f"{given}, dtype {dtype}, at t = {schedule.t_max:g}); nothing ran; check the network")
+
+
 register("gmm-2d", lambda: GaussianMixture.random(
     dim=2, components=6, seed=2, mean_scale=1.0, std_range=(0.05, 0.3), name="gmm-2d",
     description="6-component 2-d Gaussian mixture, stds 0.05-0.3 (for pictures of samples and paths)",
@@ -161,5 +217,5 @@ register("toy-2d", lambda: TrainedProblem.pretrained("toy-2d"))
 register("digits-8x8", lambda: TrainedProblem.pretrained("digits-8x8"))
 register("toy-2d-flow", lambda: TrainedProblem.pretrained("toy-2d-flow"))
 
-__all__ = ["PROBLEMS", "GaussianMixture", "Problem", "TrainedProblem", "UserProblem", "adopt", "as_problem", "get",
-           "load_attr", "lookup", "register", "resolve"]
+__all__ = ["PROBLEMS", "GaussianMixture", "Problem", "TrainedProblem", "UserProblem", "adopt", "as_problem",
+           "check_first_call", "get", "load_attr", "lookup", "register", "resolve"]

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import diffsolve as ds
+from diffsolve.plan import dynamics_for
 
 pytestmark = pytest.mark.gpu
 
@@ -32,14 +33,19 @@ class SmoothNet:
         return torch.tanh(x @ self.weights[key]) * (0.5 + 0.5 * t.to(x.dtype)[:, None]) + 0.1 * x
 
 
+def _ode(model: ds.Model, name: str) -> ds.Dynamics:
+    """The ODE a solver steps: in its own variable where it declares one (λ, or σ̄ for iPNDM), else in λ."""
+    return dynamics_for(model, name, {}, None if ds.get_solver(name).integrates.variables else "lambda")
+
+
 def _setup(name: str, cuda: torch.device, dtype: torch.dtype = torch.float32):
     """(λ-ODE of the net, the state on the GPU, a 12-step logSNR grid, the float64 CPU solution)."""
     net = SmoothNet()
     grid = ds.grids.logsnr(S, 12)
     x64 = torch.randn(128, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    ref = ds.solve(ds.ode(ds.EpsModel(net, S), "lambda"), x64, grid, name).x
+    ref = ds.solve(_ode(ds.EpsModel(net, S), name), x64, grid, name).x
     net(x64.to(cuda, dtype), torch.zeros(128, device=cuda))  # the weight copy happens here, not in the loop
-    return ds.ode(ds.EpsModel(net, S), "lambda"), x64.to(cuda, dtype), grid, ref
+    return _ode(ds.EpsModel(net, S), name), x64.to(cuda, dtype), grid, ref
 
 
 def _rel(x: torch.Tensor, ref: torch.Tensor) -> float:
@@ -110,7 +116,7 @@ def test_peak_memory_beyond_the_forward_is_a_few_state_copies(name, cuda):
         eps(x, torch.full((256,), 500.0, device=cuda))
         forward_peak = torch.cuda.max_memory_allocated() - base
         torch.cuda.reset_peak_memory_stats()
-        sol = ds.solve(ds.ode(ds.EpsModel(eps, schedule), "lambda"), x, grid, name)
+        sol = ds.solve(_ode(ds.EpsModel(eps, schedule), name), x, grid, name)
         sampling_peak = torch.cuda.max_memory_allocated() - base
     assert bool(torch.isfinite(sol.x).all())
     copies = (sampling_peak - forward_peak) / (x.numel() * x.element_size())

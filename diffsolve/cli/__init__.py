@@ -1,0 +1,128 @@
+"""The `diffsolve` command line: `diffsolve bench | tune | sample | train | likelihood …`.
+
+One module per subcommand (diffsolve.cli.bench, …), each with `add_parser(subparsers)` and `run(args)`; they share
+diffsolve.cli.common. `main` runs every subcommand under one handler, from its first line to its last:
+- a DiffsolveError (a wrong input) or an OSError about a path → one line `diffsolve CMD: error: …`, exit 2;
+- Ctrl-C → one line, exit 130; SIGTERM → one line, exit 143 (handlers installed before torch is imported);
+- anything else → the traceback is written to a log file named in one line, exit 1.
+Importing this package does not import torch.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..errors import DiffsolveError
+from . import bench, likelihood, sample, train, tune
+from .common import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, Parser
+
+COMMANDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], int]]] = {
+    "bench": (bench.add_parser, bench.run),
+    "train": (train.add_parser, train.run),
+    "likelihood": (likelihood.add_parser, likelihood.run),
+    "tune": (tune.add_parser, tune.run),
+    "sample": (sample.add_parser, sample.run),
+}
+
+
+class Stopped(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived while a command ran (raised in the main thread like Ctrl-C)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
+
+
+def stop_status(e: KeyboardInterrupt) -> tuple[int, str]:
+    """(exit status, what happened) of an interrupt: 143 for SIGTERM, else 130."""
+    if isinstance(e, Stopped) and e.signum == signal.SIGTERM:
+        return EXIT_TERMINATED, "terminated (SIGTERM)"
+    return EXIT_INTERRUPTED, "interrupted"
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """Inside the block SIGINT and SIGTERM raise Stopped in the main thread (an ignored SIGINT stays ignored)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Stopped(signum)
+
+    names = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
+    old = {s: signal.signal(s, handler) for s in names}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def build_parser() -> Parser:
+    """The top-level parser with one subparser per entry of COMMANDS."""
+    from .. import __version__
+
+    parser = Parser(prog="diffsolve", description="Diffusion sampling as differential equations.")
+    parser.add_argument("--version", action="version", version=f"diffsolve {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (make, _) in COMMANDS.items():
+        make(sub).set_defaults(command=name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `diffsolve` script; returns the exit status."""
+    with signals_raise():
+        argv = sys.argv[1:] if argv is None else list(argv)
+        command = "diffsolve" + next((f" {a}" for a in argv[:1] if a in COMMANDS), "")
+        try:
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if args.command is None:
+                parser.print_help(sys.stderr)
+                return EXIT_USAGE
+            command = f"diffsolve {args.command}"
+            return COMMANDS[args.command][1](args)
+        except DiffsolveError as e:
+            return _say(f"{command}: error: {e}", EXIT_USAGE)
+        except KeyboardInterrupt as e:
+            status, what = stop_status(e)
+            return _say(f"{command}: {what}", status)
+        except OSError as e:
+            if e.filename is None:
+                return _crashed(command, e, argv)
+            where = repr(e.filename) + ("" if e.filename2 is None else f" → {e.filename2!r}")
+            return _say(f"{command}: error: {e.strerror or e}: {where}; check the path", EXIT_USAGE)
+        except Exception as e:  # noqa: BLE001 — the one place an unexpected error is reported
+            return _crashed(command, e, argv)
+
+
+def _say(line: str, status: int) -> int:
+    print(line, file=sys.stderr)
+    return status
+
+
+def _crashed(command: str, e: BaseException, argv: list[str]) -> int:
+    """Keep the traceback in a log file and say where in one line; exit status 1."""
+    import tempfile
+    import time
+
+    text = "".join(traceback.format_exception(e))
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix=f"diffsolve-{time.strftime('%Y%m%d-%H%M%S')}-",
+                                         suffix=".log", delete=False, encoding="utf-8") as f:
+            f.write(f"diffsolve {' '.join(argv)}\n\n{text}")
+        where = f"the traceback is in {Path(f.name)}"
+    except OSError:
+        print(text, file=sys.stderr, end="")
+        where = "the traceback is above"
+    first = str(e).splitlines()[0][:200] if str(e) else ""
+    return _say(f"{command}: internal error ({type(e).__name__}: {first}); {where}; please report it", EXIT_CRASH)

@@ -1,0 +1,59 @@
+"""`diffsolve sample`: many samples of one cell, data-parallel (torchrun or --shard i/n; diffsolve.parallel_sample)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from ..checks import Option
+from . import common
+from .common import EXIT_OK
+
+OPTIONS = (Option("--nfe", "int", None, "network evaluations per sample", low=1),
+           Option("--n", "int", None, "number of samples", low=1),
+           Option("--batch", "int", 256, "samples per batch", low=1),
+           Option("--seed", "int", 0, "sample i uses seed + i for its x_T and noise", low=0),
+           common.THREADS)
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    from .. import parallel_sample
+
+    p = sub.add_parser("sample", help="draw many samples of one cell, data-parallel (torchrun or --shard i/n)",
+                       description=parallel_sample.__doc__)
+    common.add_problem(p, required=True)
+    common.add_solver(p, required=True, extra="; e.g. ddpm, ddim:eta=0.5")
+    common.add_grid(p, default="logsnr", extra=" (default logsnr)")
+    for option in OPTIONS:
+        common.add_option(p, option, required=option.default is None)
+    common.add_shape(p)
+    p.add_argument("--out", required=True, help="folder for batches/, manifest.json and samples.pt")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="model and state dtype")
+    p.add_argument("--device", help="where to sample (default: cuda:LOCAL_RANK under torchrun with CUDA, else cpu)")
+    p.add_argument("--shard", help="i/n: this job's share of the batches when started without torchrun")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar (stderr)")
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    common.check(args, OPTIONS)
+    from .. import distributed, parallel_sample
+    from ..bench.suite import parse_solver
+
+    common.set_threads(args)
+    solver, options = parse_solver(args.solver)
+    job = parallel_sample.SampleJob(problem=args.problem, solver=solver, nfe=args.nfe, n=args.n, seed=args.seed,
+                                    batch=args.batch, grid=args.grid, dtype=args.dtype, options=options,
+                                    device=args.device or distributed.default_device(),
+                                    shape=None if args.shape is None else tuple(args.shape))
+    problem = parallel_sample.prepare(job)  # before joining the process group: a wrong input stops every rank
+    out = common.writable_folder(args.out, "--out")
+    with distributed.ranked(args.shard) as rank:
+        done = parallel_sample.run(job, out, rank, progress=not args.no_progress, problem=problem)
+    if done is not None:
+        print(f"wrote {done} ({job.n} samples)", file=sys.stderr)
+    elif not rank.group:
+        print(f"{rank.label}: its batches are in {out}/batches; samples.pt is written by the shard that "
+              f"finishes last", file=sys.stderr)
+    return EXIT_OK

@@ -1,0 +1,374 @@
+"""Wrong inputs at the command line's boundaries (issue 21): a table per boundary, generated where possible.
+
+Every row runs `main(argv)` in-process and expects exit status 2 with exactly one line on stderr,
+`diffsolve CMD: error: …`, holding the named text, no traceback, and (where a destination is wrong) no work done.
+Boundaries: the checked options of every subcommand (from each module's OPTIONS), destinations, the user's
+files named by --problem, results lines (from the store's schema), sample manifests, checkpoints. Then
+hypothesis: the argument space of bench, tune and sample (exit 0, 2, 3 or 4, never a traceback), and fuzzed JSON
+through the results-line reader and the grid-file reader.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+
+from diffsolve import grids
+from diffsolve.bench import store as store_mod
+from diffsolve.bench.api import report_csv, report_markdown
+from diffsolve.cli import bench, likelihood, main, sample, tune
+from diffsolve.errors import DiffsolveError
+
+BASE = {
+    "bench": ["bench", "--problem", "gmm-2d", "--solver", "euler", "--variable", "t", "--nfe", "4", "--n", "8",
+              "--no-progress", "--no-report", "--out", "{tmp}/b"],
+    "tune": ["tune", "--problem", "gmm-2d", "--solver", "ipndm", "--nfe", "4", "--n", "8", "--candidates", "8",
+             "--max-evals", "4", "--out", "{tmp}/g.json"],
+    "sample": ["sample", "--problem", "gmm-2d", "--solver", "euler", "--nfe", "4", "--n", "4", "--no-progress",
+               "--out", "{tmp}/s"],
+    "likelihood": ["likelihood", "--problem", "toy-2d"],
+    "train": ["train", "toy-2d", "--steps", "1", "--out", "{tmp}/t.pt"],
+}
+UNWRITABLE = Path("/sys/diffsolve-test")  # a read-only file system, even for root
+needs_read_only = pytest.mark.skipif(not Path("/sys").is_dir(), reason="needs /sys, a file system no one writes to")
+
+
+def run(argv: list[str], tmp: Path, capsys) -> tuple[int, str]:
+    (tmp / "afile").write_text("x")
+    rc = main([a.replace("{tmp}", str(tmp)) for a in argv])
+    return rc, capsys.readouterr().err
+
+
+def assert_one_error_line(rc: int, err: str, cmd: str, text: str) -> None:
+    assert rc == 2, err
+    lines = [line for line in err.splitlines() if line.startswith("diffsolve")]
+    assert len(lines) == 1 and lines[0].startswith(f"diffsolve {cmd}: error: "), err
+    assert text in lines[0] and "Traceback" not in err, err
+
+
+# ---- arguments: each checked option of each subcommand, out of its range or not a number --------------------
+def _argument_rows() -> list:
+    rows = []
+    for cmd, module in (("bench", bench), ("tune", tune), ("sample", sample), ("likelihood", likelihood)):
+        for option in module.OPTIONS:
+            below = f"{int(option.low) - 1}" if option.kind == "int" else "-1"
+            bad = {below: f"got {float(below) if option.kind == 'float' else int(below)}", "abc": "invalid"}
+            if option.kind == "float":
+                bad.update({"nan": "got nan", "inf": "got inf"})
+            rows += [pytest.param(cmd, [*BASE[cmd], option.name, value], text, id=f"{cmd} {option.name} {value}")
+                     for value, text in bad.items()]
+    return rows
+
+
+@pytest.mark.parametrize("cmd,argv,text", _argument_rows())
+def test_an_option_out_of_range_is_one_error_line_naming_it(cmd, argv, text, tmp_path, capsys):
+    rc, err = run(argv, tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, text)
+    assert argv[-2] in err
+
+
+# ---- destinations: checked before any work ---------------------------------------------------------------------
+FOLDER_BAD = [("{tmp}/afile", "is a file"), ("{tmp}/afile/sub", "which is a file"),
+              (str(UNWRITABLE), "cannot write there")]
+FILE_BAD = [("{tmp}", "is a folder"), ("{tmp}/missing/x", "does not exist"), ("{tmp}/afile/x", "is a file"),
+            (str(UNWRITABLE) + ".json", "cannot write there")]
+WORK = {"bench": ("diffsolve.bench.ranks", "run_sweep"), "sample": ("diffsolve.parallel_sample", "sample_batch"),
+        "tune": ("diffsolve.tuning", "tune"), "train": ("diffsolve.training", "train")}
+DESTINATIONS = [pytest.param(cmd, out, text, id=f"{cmd} {text}", marks=[needs_read_only] if "/sys" in out else [])
+                for cmd, rows in (("bench", FOLDER_BAD), ("sample", FOLDER_BAD), ("tune", FILE_BAD),
+                                  ("train", FILE_BAD)) for out, text in rows]
+
+
+@pytest.mark.parametrize("cmd,out,text", DESTINATIONS)
+def test_a_wrong_destination_is_refused_before_any_work(cmd, out, text, tmp_path, capsys, monkeypatch):
+    import importlib
+
+    module, name = WORK[cmd]
+
+    def no_work(*a, **k):
+        raise AssertionError("work started before the destination was checked")
+
+    monkeypatch.setattr(importlib.import_module(module), name, no_work)
+    argv = [*BASE[cmd][:-1], out] if BASE[cmd][-2] == "--out" else [*BASE[cmd], "--out", out]
+    rc, err = run(argv, tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, text)
+
+
+# ---- the user's files named by --problem ------------------------------------------------------------------------
+GOOD = ("import diffsolve as ds\nfrom helper import Net\n\nmodel = ds.EpsModel(Net(), ds.VPLinear())\n")
+HELPER = ("import torch\n\n\nclass Net(torch.nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+          "        self.lin = torch.nn.Linear(2, 2).double()\n\n    def forward(self, x, t):\n"
+          "        return 0.1 * self.lin(x)\n")
+FILES = {
+    "raises at import": ("raise ValueError('at import')\n", "model", [], "ValueError: at import"),
+    "syntax error": ("def f(:\n", "model", [], "SyntaxError"),
+    "factory needs an argument": (GOOD + "\n\ndef make(n):\n    return model\n", "make", [],
+                                  "missing 1 required positional argument"),
+    "factory raises": (GOOD + "\n\ndef make():\n    raise RuntimeError('kaboom')\n", "make", [],
+                       "RuntimeError: kaboom"),
+    "no such attribute": (GOOD, "nope", [], "has no attribute 'nope'"),
+    "shape the network does not take": (GOOD, "model", ["--shape", "1,2,4"], "(2, 1, 2, 4)"),
+}
+
+
+def _user_file(tmp: Path, text: str) -> Path:
+    (tmp / "helper.py").write_text(HELPER)
+    path = tmp / f"user_{abs(hash(text)) % 10**8}.py"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("cmd", ["bench", "sample", "tune"])
+@pytest.mark.parametrize("kind", list(FILES))
+def test_a_bad_user_file_is_one_error_naming_it_and_its_exception(cmd, kind, tmp_path, capsys):
+    text, attr, extra, expected = FILES[kind]
+    if extra and cmd == "tune":
+        pytest.skip("tune has no sweep to check the model before")
+    path = _user_file(tmp_path, text)
+    argv = [*BASE[cmd], "--problem", f"{path}:{attr}", *extra]
+    rc, err = run(argv, tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, expected)
+    assert f"{path}:{attr}" in err and err.count(expected) == 1  # once, not once per cell
+    assert not (tmp_path / "s" / "manifest.json").exists()  # sample: a wrong input never claims the folder
+
+
+def test_a_user_file_imports_modules_beside_it(tmp_path, capsys):
+    path = _user_file(tmp_path, GOOD)
+    rc, err = run([*BASE["bench"], "--problem", f"{path}:model", "--shape", "2"], tmp_path, capsys)
+    assert rc == 0, err
+
+
+# ---- results lines: generated from the store's schema ------------------------------------------------------------
+BIG = "JSON number 1e999"
+WRONG = {"a string": [1, None, ["x"]], "an integer": ["4", 4.5, True], "a number": ["abc", True, [1.0]],
+         "an object": [[], "x"]}
+
+
+def _line_rows() -> list:
+    rows = []
+    for field, (what, _) in store_mod.SCHEMA.items():
+        for value in WRONG[what]:
+            if value is None and field in store_mod.NULLABLE:
+                continue
+            rows.append(pytest.param({field: value}, (), field, id=f"{field}={value!r}"))
+    rows += [pytest.param({}, (field,), field, id=f"no {field}") for field in store_mod.CELL_FIELDS]
+    rows += [pytest.param({"rmse": BIG}, (), "1e999", id="rmse=1e999"),
+             pytest.param({"options": {"eta": BIG}}, (), "options.eta", id="options.eta=1e999")]
+    return rows
+
+
+def _good_lines(tmp: Path, capsys) -> list[str]:
+    rc, err = run(BASE["bench"][:-1] + ["{tmp}/b"] + ["--nfe", "4,8"], tmp, capsys)
+    assert rc == 0, err
+    return (tmp / "b" / "results.jsonl").read_text().splitlines()
+
+
+def _spoil(line: str, change: dict, drop: tuple) -> str:
+    """The record on `line` with fields dropped and changed; BIG stands for the JSON number 1e999 (inf when read)."""
+    rec = json.loads(line)
+    for k in drop:
+        rec.pop(k)
+    return json.dumps({**rec, **change}).replace(f'"{BIG}"', "1e999")
+
+
+@pytest.mark.parametrize("change,drop,named", _line_rows())
+def test_a_bad_results_line_stops_the_sweep_naming_it_and_repair_sets_it_aside(change, drop, named, tmp_path,
+                                                                             capsys):
+    path = tmp_path / "results.jsonl"
+    first, second = (json.dumps({**json.loads(GOOD_LINE), "seed": s, "key": f"k{s}"}) for s in (0, 1))
+    path.write_text(f"{first}\n{_spoil(second, change, drop)}\n")
+    with pytest.raises(store_mod.StoreError) as e:
+        store_mod.ResultStore(path)
+    assert "line 2" in str(e.value) and named in str(e.value) and "--repair" in str(e.value)
+    assert list(store_mod.ResultStore(path, repair=True).records) == ["k0"]
+    assert json.loads((tmp_path / "results.bad.jsonl").read_text())["line"] == 2
+
+
+GOOD_LINE = json.dumps({"problem": "gmm-2d", "schedule": "linear", "solver": "euler", "grid": "logsnr",
+                        "variable": "t", "kind": "ode", "nfe_target": 4, "seed": 0, "n": 8, "options": {"eta": 0.5},
+                        "key": "k", "status": "ok", "nfe": 4, "rmse": 0.1, "error": None})
+
+
+@pytest.mark.parametrize("change,drop", [({"rmse": "abc"}, ()), ({}, ("problem",)), ({"rmse": BIG}, ())],
+                         ids=["rmse='abc'", "no problem", "rmse=1e999"])
+def test_the_cli_refuses_a_bad_line_then_repairs_it(change, drop, tmp_path, capsys):
+    lines = _good_lines(tmp_path, capsys)
+    path = tmp_path / "b" / "results.jsonl"
+    path.write_text(f"{lines[0]}\n{_spoil(lines[1], change, drop)}\n")
+    rc, err = run(BASE["bench"][:-1] + ["{tmp}/b", "--nfe", "4,8"], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", "line 2")
+    assert "--repair" in err
+    rc, err = run(BASE["bench"][:-1] + ["{tmp}/b", "--nfe", "4,8", "--repair"], tmp_path, capsys)
+    assert rc == 0, err
+    assert [json.loads(x)["key"] for x in path.read_text().splitlines()] == [json.loads(x)["key"] for x in lines]
+    (tmp_path / "b" / "results.bad.jsonl").unlink()
+    path.write_text(f"{lines[0]}\n{_spoil(lines[1], change, drop)}\n")
+    (tmp_path / "b" / "results.bad.jsonl").mkdir()
+    rc, err = run(BASE["bench"][:-1] + ["{tmp}/b", "--nfe", "4,8", "--repair"], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", "is a folder")
+
+
+# ---- files the commands read: sample manifests and checkpoints --------------------------------------------------
+MANIFESTS = {"not JSON": "{bad", "a list": "[1, 2]", "empty": "", "binary": b"\xff\xfe\x00"}
+
+
+@pytest.mark.parametrize("kind", list(MANIFESTS))
+def test_a_damaged_manifest_is_one_error_with_the_fix(kind, tmp_path, capsys):
+    (tmp_path / "s").mkdir()
+    content = MANIFESTS[kind]
+    target = tmp_path / "s" / "manifest.json"
+    target.write_bytes(content) if isinstance(content, bytes) else target.write_text(content)
+    rc, err = run(BASE["sample"], tmp_path, capsys)
+    assert_one_error_line(rc, err, "sample", "manifest.json is damaged")
+    assert "Delete the folder" in err
+
+
+def _checkpoints(tmp: Path) -> dict[str, Path]:
+    out = {"text": tmp / "text.pt", "empty": tmp / "empty.pt", "a list": tmp / "list.pt", "no weights": tmp / "d.pt"}
+    out["text"].write_text("hello")
+    out["empty"].write_bytes(b"")
+    torch.save([1, 2], out["a list"])
+    torch.save({"arch": "mlp"}, out["no weights"])
+    return out
+
+
+@pytest.mark.parametrize("cmd", ["likelihood", "bench"])
+@pytest.mark.parametrize("kind", ["text", "empty", "a list", "no weights"])
+def test_a_file_that_is_not_a_checkpoint_is_one_error(cmd, kind, tmp_path, capsys):
+    path = _checkpoints(tmp_path)[kind]
+    rc, err = run([*BASE[cmd], "--problem", str(path)], tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, "not a checkpoint written by `diffsolve train`")
+
+
+def test_sample_on_a_device_this_machine_lacks_is_refused_before_the_manifest(tmp_path, capsys):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    rc, err = run([*BASE["sample"], "--device", "cuda"], tmp_path, capsys)
+    assert_one_error_line(rc, err, "sample", "--device 'cuda' is not available")
+    assert not (tmp_path / "s").exists()
+    for argv in (["--solver", "bogus"], ["--nfe", "1", "--solver", "heun"], ["--grid", "karras:rho=x"]):
+        rc, err = run([*BASE["sample"], *argv], tmp_path, capsys)
+        assert rc == 2 and not (tmp_path / "s").exists(), err
+    rc, err = run(BASE["sample"], tmp_path, capsys)  # the corrected command into the same folder
+    assert rc == 0 and (tmp_path / "s" / "samples.pt").exists(), err
+
+
+# ---- hypothesis: the command line's argument space ---------------------------------------------------------------
+TOKENS = {
+    "bench": {"--problem": ["gmm-2d", "gmm-3d", "x.py:model", "gmm-2d,gmm-2d"],
+              "--solver": ["euler", "heun", "ddim:eta=0.5", "euler_maruyama", "hewn", "ipndm:order=9", "rk4",
+                           "dopri5", "ddim:eta"],
+              "--grid": ["logsnr", "time", "karras:rho=7", "karras:rho=inf", "custom:1.0,0.5,0.001", "bogus", "tuned"],
+              "--variable": ["t", "sigma", "lambda", "t,x"], "--nfe": ["2", "4", "0", "-1", "abc", "3,4"],
+              "--n": ["8", "1", "abc"], "--seeds": ["0", "-1", "a", "0,1"], "--dtype": ["float32", "float64"],
+              "--format": ["md", "csv", "json"], "--shape": ["2", "0", "x"], "--tols": ["1e-3", "nan", "2"],
+              "--threads": ["1", "0"], "--schedule": ["linear", "cosine", "nope"], "--ref-tol": ["1e-8", "0"],
+              "--suite": ["nope"], "--repeats": ["1", "0"]},
+    "tune": {"--solver": ["ipndm", "euler", "ipndm:order=3", "bogus", "ddpm", "dopri5"],
+             "--nfe": ["4", "1", "0", "x"], "--n": ["8", "0"], "--candidates": ["8", "1"], "--max-evals": ["4", "0"],
+             "--train-seeds": ["0", "", "a", "-1"], "--heldout-seeds": ["1", ""], "--method": ["dp", "refine", "no"],
+             "--variable": ["t", "x"], "--teacher-tol": ["1e-6", "nan"], "--out": ["{tmp}/g.json", "{tmp}"]},
+    "sample": {"--solver": ["euler", "ddpm", "bogus", "heun", "ddim:eta=2"], "--nfe": ["4", "1", "0"],
+               "--n": ["4", "0"], "--batch": ["2", "0"], "--seed": ["0", "-1", "1073741823"],
+               "--device": ["cpu", "cuda", "gpu7"], "--grid": ["logsnr", "karras:rho=0", "nope"],
+               "--shape": ["2", "1,2"], "--dtype": ["float32", "float64"]},
+}
+
+
+@st.composite
+def command_lines(draw, cmd: str):
+    flags = draw(st.lists(st.sampled_from(sorted(TOKENS[cmd])), max_size=4, unique=True))
+    return [*BASE[cmd], *[a for f in flags for a in (f, draw(st.sampled_from(TOKENS[cmd][f])))]]
+
+
+@pytest.mark.parametrize("cmd,examples", [("bench", 10), ("tune", 6), ("sample", 8)])
+def test_the_argument_space_never_ends_in_a_traceback(cmd, examples, tmp_path_factory, capsys):
+    @settings(max_examples=examples, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
+              suppress_health_check=list(HealthCheck))
+    @given(command_lines(cmd))
+    def check(argv):
+        tmp = tmp_path_factory.mktemp(cmd)
+        rc, err = run(argv, tmp, capsys)
+        assert rc in (0, 2, 3, 4) and "Traceback" not in err, (argv, rc, err)
+        if rc == 2:
+            assert sum(line.startswith(f"diffsolve {cmd}: error: ") for line in err.splitlines()) == 1, err
+
+    check()
+
+
+# ---- fuzzed JSON: the results-line reader and the grid-file reader -------------------------------------------------
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+                    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+                    max_leaves=8)
+
+
+@st.composite
+def record_lines(draw) -> bytes:
+    """A valid record with some fields replaced, dropped or added, or any JSON at all, or bytes."""
+    kind = draw(st.sampled_from(["mutated", "json", "bytes"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=40))
+    if kind == "json":
+        return json.dumps(draw(JSON)).encode()
+    rec = json.loads(GOOD_LINE)
+    for key in draw(st.lists(st.sampled_from(sorted(rec) + ["extra", "rmse", "sw2"]), max_size=3)):
+        if draw(st.booleans()):
+            rec.pop(key, None)
+        else:
+            rec[key] = draw(JSON)
+    text = json.dumps(rec, allow_nan=True)
+    return (text.replace("Infinity", "1e999") if draw(st.booleans()) else text).encode()
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(record_lines())
+def test_a_results_line_is_a_record_the_report_can_use_or_a_reason(raw):
+    got = store_mod.check_line(raw)
+    assert isinstance(got, (dict, str))
+    if isinstance(got, dict):  # accepted: the report must work with it
+        report_markdown([got]), report_csv([got])
+
+
+@st.composite
+def grid_files(draw) -> bytes:
+    data = {"times": [1.0, 0.5, 0.001], "schedule": {"kind": "linear", "beta_min": 0.1, "beta_max": 20.0,
+                                                     "t_min": 1e-3, "t_max": 1.0}}
+    kind = draw(st.sampled_from(["mutated", "json", "bytes"]))
+    if kind == "bytes":
+        return draw(st.binary(max_size=40))
+    if kind == "json":
+        return json.dumps(draw(JSON)).encode()
+    for key in draw(st.lists(st.sampled_from(["times", "schedule", "eval_times", "fingerprint"]), min_size=1,
+                             max_size=2)):
+        data[key] = draw(JSON | st.lists(JSON, max_size=4))
+    return json.dumps(data).encode()
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(raw=grid_files())
+def test_a_grid_file_loads_or_raises_a_grid_error(raw, tmp_path_factory):
+    import diffsolve as ds
+
+    path = tmp_path_factory.mktemp("grid") / "g.json"
+    path.write_bytes(raw)
+    try:
+        data = grids.read_file(path)
+        grids.load_file(path, ds.VPLinear())
+    except DiffsolveError:
+        return
+    assert all(type(t) in (int, float) for t in data["times"])
+
+
+def test_a_grid_file_with_a_bool_time_is_refused(tmp_path):
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps({"times": [True, 0.5, 0.001], "schedule": {"kind": "linear"}}))
+    with pytest.raises(DiffsolveError, match="a list of numbers"):
+        grids.read_file(path)
+    path.write_bytes(b"\xff\xfe{}")
+    with pytest.raises(DiffsolveError, match="not valid JSON"):
+        grids.read_file(path)
