@@ -182,6 +182,18 @@ class Problem(ABC):
         b = self.reference(x_T, schedule, t_start, t_end, rtol / factor, atol / factor)
         return float(torch.sqrt(torch.mean((a - b) ** 2)))
 
+    @property
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of one sample as the network sees it: `shape` where a problem sets one (images), else (dim,).
+        States in the bench are flat (n, dim)."""
+        shape = getattr(self, "shape", None)
+        return tuple(shape) if shape else (self.dim,)
+
+    def component_of(self, x: Tensor, schedule: Schedule, t: float) -> Tensor | None:
+        """Each sample's most likely mode (mixture component) under p_t, a (n,) integer tensor, for problems that
+        know their modes; None for the others (the default). x in VP coordinates, flat (n, dim)."""
+        return None
+
     def samples(
         self, n: int, seed: int, schedule: Schedule | None = None, t: float | None = None, stream: int = 1
     ) -> Tensor:
