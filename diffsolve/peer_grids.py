@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import GridError
-from ..grids import Grid
-from ..schedules import F64, DiscreteDDPM, Schedule
+from .errors import GridError
+from .grids import Grid
+from .schedules import F64, DiscreteDDPM, Schedule
 
 FAMILIES = ("multistep", "k")
 SPACINGS = ("linspace", "leading", "karras")
