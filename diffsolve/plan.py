@@ -162,6 +162,13 @@ def plan(
     return Plan(method, dynamics_for(model, method, options, variable), g, options, nfe)
 
 
+def solver_of(solver: str | Solver) -> Solver:
+    """The Solver a name stands for: a registered solver, or the solver of a community name."""
+    if isinstance(solver, str) and solver not in SOLVERS and is_name(solver):
+        return get_solver(resolve_name(solver).solver)
+    return get_solver(solver)
+
+
 def own_variable(solver: str | Solver, options: dict[str, Any]) -> str:
     """The variable `solver` with `options` steps in when none is asked for: t for stochastic solvers (the reverse
     SDE), the one variable it declares (λ for exponential integrators, σ̄ for iPNDM), else σ̄ (the DDIM ODE)."""
