@@ -4,7 +4,8 @@
     res.table()           # pandas DataFrame when pandas is installed, else a list of dicts
     res.plot("err.png")   # error vs NFE, a panel per solver family
     res.best(10)          # the most accurate solver / grid / variable within 10 NFE
-    res.best_rows()       # the best-per-NFE table: at each budget the best, its median/p90/flips, × the baseline
+    res.best_markdown()   # the best-per-NFE table: at each budget the best, its median/p90/flips, × the baseline
+    res.best_rows()       # the same as a list of dicts (the "best" rows of --format json)
     res.markdown()        # the report's tables, as table.md holds them (best per NFE first); res.write("out")
 
 The problem is anything `diffsolve.problems.resolve` takes: a name, "pkg.mod:attr", "file.py:attr", a
@@ -80,10 +81,11 @@ def write_report(records: list[Record], out: str | Path, *, fit_last: int | None
                  fit_min_nfe: float | None = None) -> list[Path]:
     """The report of a run in OUT: results.csv, table.md (`report_markdown`), the overview best_vs_nfe.png (each
     family's Pareto front), the error-vs-NFE plots per metric and, with SDE cells, the ODE-vs-SDE SW2 plot and the
-    strong-error plot. Returns the paths written."""
+    strong-error plot (OUT is created if missing). Returns the paths written."""
     from .stochastic import plot_ode_vs_sde
 
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="", encoding="utf-8") as f:
         f.write(report_csv(records))
     (out / "table.md").write_text(report_markdown(records, fit_last=fit_last, fit_min_nfe=fit_min_nfe),
@@ -153,6 +155,10 @@ class Results:
         """The report in one of FORMATS: 'md' (the tables, best per NFE first), 'csv' (one row per cell) or 'json'
         (`json_lines`)."""
         return {"md": self.markdown, "csv": self.csv, "json": self.json_lines}[fmt]()
+
+    def best_markdown(self) -> str:
+        """The best-per-NFE table(s) alone, as table.md starts (diffsolve.bench.best)."""
+        return best_mod.best_markdown(self.records)
 
     def best_rows(self) -> list[dict[str, Any]]:
         """The best-per-NFE table (diffsolve.bench.best): per problem, schedule and budget the most accurate
