@@ -1,5 +1,5 @@
 """The README runs as written: every Python block (the slow ones with -m slow, the ones marked not run are skipped
-with their reason) and every shell block marked runnable (benchmarks/readme_blocks.py reads the markers). A few
+with their reason) and every shell block marked runnable (tests/readme_blocks.py reads the markers). A few
 blocks get checks of what they claim: the first-day walk-throughs, and the committed grids results that a rerun of the
 README's command reuses instead of recomputing."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.readme_blocks import ROOT, Block, blocks, run_block
+from tests.readme_blocks import ROOT, Block, blocks, run_block
 
 BLOCKS = [b for b in blocks() if b.lang in ("python", "bash")]
 

@@ -84,16 +84,17 @@ def check(pairs: list[tuple[Cell, Record]], log: Callable[[str], None] = lambda 
             f"stored numbers; adopting {len(members)} records")
 
 
-def migrate(cells: Sequence[Cell], out: str | Path, *, verify: bool = True,
+def migrate(cells: Sequence[Cell], out: str | Path, *, verify: bool = True, repair: bool = False,
             log: Callable[[str], None] = lambda line: None) -> int:
-    """Adopt the legacy records of `cells` in OUT/results.jsonl (module doc); returns how many were re-keyed."""
+    """Adopt the legacy records of `cells` in OUT/results.jsonl (module doc); returns how many were re-keyed. With
+    `repair`, bad lines are first set aside as ResultStore(…, repair=True) does."""
     path = Path(out) / "results.jsonl"
     if not path.exists():
         return 0
     if shard_paths(path):
         raise DiffsolveError(f"{str(path.parent)!r} holds shards (results.shard-*.jsonl): fold them first with "
                              f"diffsolve bench --merge {path.parent}, then migrate")
-    store = ResultStore(path)
+    store = ResultStore(path, repair=repair)
     pairs = legacy(cells, store)
     if not pairs:
         return 0

@@ -21,10 +21,10 @@ CSV_FIELDS = ("problem", "schedule", "solver", "options_label", "grid", "variabl
 VARIABLE_LABEL = {"t": "t", "sigma": "σ̄", "lambda": "λ"}
 POINT_FIELDS = ("rmse", "rel_err", "max_err", "err_median", "err_p90", "flips", "n", "sw2", "sw2_floor", "ref_err",
                 "seconds", *DATA_FIELDS)  # the values a Series point holds: means over seeds
-METRIC_TITLE = {"rmse": "rmse", "sw2": "sw2 (sliced W2 to exact samples)"}
+METRIC_TITLE = {"sw2": "sliced W2 to exact samples"}  # what a metric's table heading says after its name
 DATA_METRICS = {"data_sw2": "sliced W2 to the data", "data_mmd2": "unbiased MMD² to the data; may be < 0",
                 "data_fd": "Fréchet distance to the data in the feature space"}
-METRIC_TITLE.update({k: f"{k} ({v})" for k, v in DATA_METRICS.items()})
+METRIC_TITLE.update(DATA_METRICS)
 
 
 @dataclass
@@ -131,7 +131,8 @@ def markdown(records: list[Record], *, metric: str = "rmse", fit_last: int | Non
                   if p.get(f"{metric}_floor") is not None]
         refs = [p["ref_err"] for s in group for p in s.points.values() if p.get("ref_err") is not None]
         tols = sorted({r["ref_tol"] for r in mine if r.get("ref_tol") is not None})
-        lines.append(f"**{METRIC_TITLE.get(metric, metric)}** on `{prob}` (schedule `{sched}`); reference error "
+        lines.append(f"**{metric}** on `{prob}` (schedule `{sched}`)"
+                     + (f": {METRIC_TITLE[metric]}" if metric in METRIC_TITLE else "") + "; reference error "
                      f"{fmt(max(refs, default=None))}"
                      + (f" (reference rtol {', '.join(f'{t:g}' for t in tols)})" if tols else "")
                      + (f"; floor {fmt(_mean(floors))} (an exact sampler's value at this sample size)" if floors

@@ -160,10 +160,10 @@ def adopt_legacy(args: argparse.Namespace, suite: Any, out: Any) -> None:
     if args.fresh or args.shard or not (out / "results.jsonl").exists():
         return
     if args.migrate:
-        n = migrate(suite.cells, out, log=lambda line: print(line, file=sys.stderr))
+        n = migrate(suite.cells, out, repair=args.repair, log=lambda line: print(line, file=sys.stderr))
         print(f"migrated {n} stored records of {out}/results.jsonl to the current keys", file=sys.stderr)
         return
-    found = legacy(suite.cells, ResultStore(out / "results.jsonl"))
+    found = legacy(suite.cells, ResultStore(out / "results.jsonl", repair=args.repair))
     if found:
         print(f"note: {len(found)} records in {out}/results.jsonl were stored before cells carried their problem's "
               f"fingerprint, so they will be computed again; to reuse them, stop (Ctrl-C) and rerun with --migrate",

@@ -7,7 +7,7 @@ Markers (an HTML comment alone on the line before the opening fence):
   <!-- runnable slow -->     the same, only with `-m slow`
 Unmarked Python blocks run in the default test run; unmarked shell blocks are not run.
 
-    OMP_NUM_THREADS=1 python -m benchmarks.readme_blocks     # time the "First day" blocks, each in a fresh process
+    OMP_NUM_THREADS=1 python -m tests.readme_blocks     # time the "First day" blocks, each in a fresh process
 
 prints the wall time of each block under a "### I …" heading of "## First day", run as a file in an empty folder with
 this checkout on the import path (the times the README quotes).
