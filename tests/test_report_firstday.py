@@ -23,6 +23,15 @@ from diffsolve.cli import build_parser, main
 from diffsolve.errors import DiffsolveError
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread: small tensors on a shared 2-core box run many times faster than with two contending."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 SMALL = {"problems": ["gmm-2d"], "n": 16, "solvers": ["euler", "dpmpp2m"], "grids": ["logsnr"],
          "variables": ["sigma"], "nfe": [4, 8], "ref_tol": 1e-6}  # a loose reference: fast, and enough here
 
@@ -118,7 +127,7 @@ def test_the_cli_migrates_with_a_flag_and_says_so_without_it(tmp_path, capsys):
 
 def test_references_are_solved_before_the_first_cell_so_the_cell_bar_times_cells(monkeypatch):
     """The cell bar's rate (and ETA) once included a two-minute reference inside the first cell: 1:07:59 shown."""
-    cells = Suite.from_dict({**SMALL, "seeds": [0, 1]}, name="t").cells
+    cells = Suite.from_dict({**SMALL, "seeds": [0, 1], "nfe": [4]}, name="t").cells
     inputs = Inputs()
     seen: list[int] = []
     real = sweep_mod.run_cell
