@@ -17,13 +17,6 @@ from tests.readme_blocks import ROOT, Block, blocks, run_block
 BLOCKS = [b for b in blocks() if b.lang in ("python", "bash")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """The blocks as the README times them (OMP_NUM_THREADS=1): tiny networks on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _param(b: Block):

@@ -7,19 +7,9 @@ import json
 import math
 
 import pytest
-import torch
 
 from diffsolve.bench import best, report
 from diffsolve.bench.api import report_json, report_markdown, write_report
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: small tensors on a shared 2-core box run many times faster than with two contending."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def rec(solver: str, nfe_target: int, rmse: float, *, grid: str = "logsnr", variable: str = "lambda",

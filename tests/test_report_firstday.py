@@ -25,13 +25,6 @@ from diffsolve.errors import DiffsolveError
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: small tensors on a shared 2-core box run many times faster than with two contending."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 SMALL = {"problems": ["gmm-2d"], "n": 16, "solvers": ["euler", "dpmpp2m"], "grids": ["logsnr"],
          "variables": ["sigma"], "nfe": [4, 8], "ref_tol": 1e-6}  # a loose reference: fast, and enough here
 
