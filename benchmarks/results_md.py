@@ -104,6 +104,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "lower-order-final-digits": tuned("lower-order-final-digits", lower_order_final.markdown),
     "grids-suite": lambda r: bench_tables(r, "grids", "rmse", "sw2"),
     "gpu": lambda r: gpu_timing.markdown(read_json(r / "gpu" / "gpu_check.json")),
+    "gpu-h200": lambda r: gpu_timing.markdown(read_json(r / "gpu-h200" / "gpu_check.json")),
     "sde-strong": sde_strong,
     "sde-orders": tuned("sde-orders", sde_orders.markdown),
     "sde-vs-ode": sde_vs_ode,

@@ -28,10 +28,9 @@ from . import distributed, problems
 from .checks import Option, positive_int
 from .errors import DiffsolveError
 from .locking import locked, unique_temp
-from .plan import plan
+from .plan import plan, solver_of
 from .points import make_point
 from .solve import sample
-from .solvers import get_solver
 from .solvers.brownian import MAX_SAMPLE_SEED
 
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
@@ -47,7 +46,7 @@ class SampleJob:
     n: int
     seed: int = 0
     batch: int = 256
-    grid: str = "logsnr"
+    grid: str | None = None  # None: the plan's default (logsnr), or a community name's own grid
     dtype: str = "float32"
     options: dict[str, Any] = field(default_factory=dict)
     device: str = "cpu"  # its type is part of the manifest: CPU and GPU samples differ by round-off
@@ -87,7 +86,7 @@ class SampleJob:
     def solver_options(self, seeds: list[int]) -> dict[str, Any]:
         """The solver's options; a stochastic solver's noise is per sample, from seeds."""
         options = dict(self.options)
-        if get_solver(self.solver).integrates_for(**options).stochastic:
+        if solver_of(self.solver).integrates_for(**options).stochastic:
             options["seed"] = seeds
         return options
 
@@ -154,7 +153,7 @@ def prepare(job: SampleJob) -> problems.Problem:
     seeds = sample_seeds(job.seed, 0, min(2, job.n))
     plan(model, job.solver, nfe=job.nfe, grid=job.grid, options=job.options, fingerprint=problem.fingerprint())
     x_T = x_T_rows(problem, seeds, sched).to(device=job.device)
-    problems.check_first_call(problem, job.problem, sched, DTYPES[job.dtype], x_T, model)
+    problem.check_first_call(job.problem, sched, DTYPES[job.dtype], x_T, model)
     return problem
 
 

@@ -10,7 +10,8 @@ and SDE cells, tuning, `diffsolve sample` and the exporters — goes through `pl
 - the dynamics the solver declares (`dynamics_for`): the reverse SDE for stochastic solvers (in t), else the
   sampling ODE in `variable` (default: the one variable the solver steps in, λ for exponential integrators,
   σ̄ otherwise).
-With no solver, the measured table DEFAULT_CONFIGS picks solver, grid and options for the budget.
+With no solver, the measured table DEFAULT_CONFIGS picks solver, grid and options for the budget; a community name
+("DPM++ 2M Karras", "Euler a", …; diffsolve.presets) picks the named sampler's solver, grid, options and end.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .dynamics import VPSDE, Dynamics, ode
 from .errors import GridError, SolverError
 from .grids import Grid
 from .models import Model
+from .presets import is_name
+from .presets import resolve as resolve_name
 from .solvers import SOLVERS, get_solver
 from .solvers.base import Solver
 
@@ -70,6 +73,17 @@ def default_config(budget: int) -> tuple[str, str, dict[str, Any]]:
 def _budget(label: str, value: Any) -> None:
     if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
         raise GridError(f"{label} must be a positive integer, got {value!r}; pass e.g. {label}=20")
+
+
+def _named(model: Model, name: str, nfe: int | None, steps: int | None, grid: Any, options: dict[str, Any],
+           end: str | None) -> tuple[str, Grid, dict[str, Any], str]:
+    """(solver, grid, options, end) of a community name at an NFE budget (diffsolve.presets); the name fixes the
+    grid and the end, the caller's options go over the name's."""
+    if nfe is None or steps is not None or grid is not None or end is not None:
+        raise SolverError(f"{name!r} names a whole sampler (solver, grid and end point); give it nfe= alone, or give "
+                          f"its solver {resolve_name(name).solver!r} with your own grid= and end=")
+    config = resolve_name(name).config(model.schedule, nfe)
+    return config.solver, config.grid, {**config.options, **options}, config.end
 
 
 def _end_options(method: Solver, end: str | None, options: dict[str, Any]) -> dict[str, Any]:
@@ -133,6 +147,8 @@ def plan(
     _budget("nfe", nfe)
     _budget("steps", steps)
     options = dict(options or {})
+    if isinstance(solver, str) and solver not in SOLVERS and is_name(solver):  # "DPM++ 2M Karras": the named sampler
+        solver, grid, options, end = _named(model, str(solver), nfe, steps, grid, options, end)
     if solver is None:
         if (nfe is None) == (steps is None):
             raise GridError(f"give exactly one of nfe= or steps= (with no solver= the budget picks the solver), "
@@ -144,6 +160,13 @@ def plan(
     method.check_options(options)  # before any work (and before steps_for and integrates_for read them)
     g, options = _grid_for(method, model, DEFAULT_GRID if grid is None else grid, nfe, steps, options, fingerprint)
     return Plan(method, dynamics_for(model, method, options, variable), g, options, nfe)
+
+
+def solver_of(solver: str | Solver) -> Solver:
+    """The Solver a name stands for: a registered solver, or the solver of a community name."""
+    if isinstance(solver, str) and solver not in SOLVERS and is_name(solver):
+        return get_solver(resolve_name(solver).solver)
+    return get_solver(solver)
 
 
 def own_variable(solver: str | Solver, options: dict[str, Any]) -> str:

@@ -75,6 +75,7 @@ def test_two_processes_share_the_reference_cache_without_races_or_double_solves(
     assert len(list(tmp_path.glob("reference-*.pt"))) == 6 and not list(tmp_path.glob("*.tmp"))
 
 
+@pytest.mark.slow  # run by `python -m pytest -m slow` (CI runs both)
 def test_sigterm_mid_sweep_stores_finished_cells_writes_the_report_and_exits_143(tmp_path):
     """SIGTERM after ≥ 2 stored cells: exit 143, a message with the count, a report of exactly those cells."""
     import signal

@@ -102,6 +102,7 @@ def test_rank_from_torchrun_environment(monkeypatch):
 
 
 # ---- data-parallel sampling ----------------------------------------------------------------------------------------
+@pytest.mark.slow  # run by `python -m pytest -m slow` (CI runs both)
 def test_samples_do_not_depend_on_world_or_batch_size(tmp_path, monkeypatch):
     for k in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)
@@ -148,6 +149,7 @@ def test_sampling_resumes_and_refuses_another_job(tmp_path, monkeypatch):
 
 
 # ---- sweeps ------------------------------------------------------------------------------------------------------
+@pytest.mark.slow  # run by `python -m pytest -m slow` (CI runs both)
 def test_two_ranks_equal_one_rank_and_share_the_reference(tmp_path, monkeypatch):
     for k in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)
@@ -193,6 +195,7 @@ print(f"rank {res.rank.rank}: complete={res.complete} cells={len(res.records)}",
 """
 
 
+@pytest.mark.slow  # run by `python -m pytest -m slow` (CI runs both)
 def test_bench_run_from_python_under_torchrun_splits_merges_and_reports_like_the_cli(tmp_path, monkeypatch):
     for k in ("RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)

@@ -13,7 +13,7 @@ import torch
 import diffsolve as ds
 from diffsolve.errors import SolverError
 from diffsolve.export import NAMES, resolve
-from diffsolve.export.names import is_name, table_markdown
+from diffsolve.presets import is_name, table_markdown
 from tests._expo_gmm import MixtureEps
 from tests._kdiffusion import load_sampling
 
@@ -115,8 +115,8 @@ def test_name_equals_diffusers_default_scheduler(table, name, calls):
         x_T = x_T * float(scheduler.init_noise_sigma) * float(schedule.alpha(kwargs["grid"].t[0]))
     noise = {"generator": torch.Generator().manual_seed(11)} if name in ("DPM++ 2M SDE", "DPM++ 2M SDE Karras",
                                                                           "Euler a") else {}
-    sol = ds.sample(ds.wrap(net, schedule, "eps"), x_T, **kwargs, **noise)
-    assert sol.nfe == calls
+    sol = ds.sample(ds.wrap(net, schedule, "eps"), x_T, solver=name, nfe=calls, **noise)  # the name as a solver
+    assert sol.nfe == calls and torch.equal(sol.grid.t, kwargs["grid"].t)
     bound = ROUNDED_KARRAS_GAP[calls] if name.startswith("DPM++ 2M") and name.endswith("Karras") else 1e-5
     assert rel(sol.x, want) <= bound, (name, calls, rel(sol.x, want))
 

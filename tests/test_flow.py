@@ -144,6 +144,7 @@ def test_fitted_orders_on_the_flow_schedule(solver, variable):
 
 
 # ---- the forward process under the flow schedule ----------------------------------------------------------
+@pytest.mark.slow  # run by `python -m pytest -m slow` (CI runs both)
 @pytest.mark.parametrize("shift", [1.0, 3.0])
 def test_forward_sde_marginals_under_flow(shift):
     """dx = f x dt + g dW started from the exact marginal N(α x0, σ² I) at t_min keeps x_t ~ N(α_t x0, σ_t² I)."""

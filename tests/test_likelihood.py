@@ -44,6 +44,7 @@ def test_exact_trace_matches_analytic_marginal():
     assert 0 < float(gap.max()) < 0.05
 
 
+@pytest.mark.slow  # run by `python -m pytest -m slow` (CI runs both)
 def test_hutchinson_within_standard_error():
     d = 8
     mix, sched = mixture(d=d, seed=3), SCHED

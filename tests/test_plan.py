@@ -105,3 +105,18 @@ def test_no_solver_uses_the_measured_table():
     p = plan(_model(), nfe=6)
     solver, grid, options = default_config(6)
     assert p.solver.name == solver and p.grid.name == grid and p.options == options
+
+
+def test_a_community_name_is_a_whole_sampler():
+    """solver="DPM++ 2M Karras" plans the named sampler (its solver, grid and end at the budget); registered solver
+    names win over names that spell the same ("ddim" is the solver, "DDIM" diffusers' DDIM sampler)."""
+    from diffsolve.presets import resolve
+
+    model = ds.wrap(lambda x, t: 0.1 * x, ds.DiscreteDDPM(), "eps")
+    p = plan(model, "dpm++ 2m  KARRAS", nfe=10)
+    config = resolve("DPM++ 2M Karras").config(model.schedule, 10)
+    assert p.solver.name == config.solver == "dpmpp2m" and torch.equal(p.grid.t, config.grid.t)
+    assert p.options.get("to_zero") is True and p.steps == 9  # ends at σ = 0 within the 10 calls
+    assert plan(model, "ddim", nfe=10).grid.name == "logsnr" and plan(model, "DDIM", nfe=10).grid.name == "DDIM"
+    with pytest.raises(ds.SolverError, match="names a whole sampler"):
+        plan(model, "DPM++ 2M Karras", nfe=10, grid="logsnr")

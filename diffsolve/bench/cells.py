@@ -23,19 +23,38 @@ from ..models import Model
 from ..plan import Plan, plan
 from ..solve import solve
 from . import metrics
+from .data import DATA_FIELDS
 from .inputs import DTYPE, Inputs
 from .suite import Cell
 from .tuned import TUNED, tuned_grid
 
 CellKind = Callable[[Cell, Inputs], dict[str, Any]]
+CellPrepare = Callable[[Cell, Inputs], None]
 CELL_KINDS: dict[str, CellKind] = {}
+PREPARE: dict[str, CellPrepare] = {}
 
 
-def register_kind(name: str, fn: CellKind) -> None:
-    """Add a cell kind: fn(cell, inputs) returns the cell's measured fields (nfe, seconds, metrics…)."""
+def register_kind(name: str, fn: CellKind, prepare: CellPrepare | None = None) -> None:
+    """Add a cell kind: fn(cell, inputs) returns the cell's measured fields (nfe, seconds, metrics…); prepare(cell,
+    inputs), if given, builds what the kind's cells share (references…) in `inputs` before the first cell runs."""
     if name in CELL_KINDS:
         raise DiffsolveError(f"a cell kind named {name!r} is already registered")
     CELL_KINDS[name] = fn
+    if prepare is not None:
+        PREPARE[name] = prepare
+
+
+def prepare_cells(cells: list[Cell], inputs: Inputs) -> None:
+    """Build what the cells share (each kind's `prepare`: references first) before any cell is run, so that the
+    sweep's progress bar times cells, not the references they wait for. A failure here is left to the cells, which
+    record it."""
+    for cell in cells:
+        prepare = PREPARE.get(cell.kind)
+        try:
+            if prepare is not None:
+                prepare(cell, inputs)
+        except Exception:  # noqa: BLE001 — the cell raises it again and records it
+            continue
 
 
 def cell_plan(cell: Cell, inputs: Inputs, model: Model) -> Plan:
@@ -70,14 +89,32 @@ def solve_cell(cell: Cell, inputs: Inputs, x_T: Tensor) -> tuple[Tensor, int, in
     return model.to_vp(sol.x, end).to(torch.float64), sol.nfe, steps, statistics.median(times)
 
 
+def reference_errors(cell: Cell, inputs: Inputs, x: Tensor, ref: Tensor) -> dict[str, Any]:
+    """x (VP coordinates at t_end) against its reference: RMSE, relative error, the per-sample errors' maximum,
+    median and 90th percentile, and, for problems that know their modes, how many samples end in another one."""
+    prob, sched = inputs.problem(cell), inputs.schedule(cell)
+    median, p90 = metrics.err_quantiles(x, ref, (0.5, 0.9))
+    labels = prob.component_of(x, sched, sched.t_min)
+    flips = None if labels is None else metrics.flips(labels, prob.component_of(ref, sched, sched.t_min))
+    return {"rmse": metrics.rmse(x, ref), "rel_err": metrics.rel_err(x, ref), "max_err": metrics.max_err(x, ref),
+            "err_median": median, "err_p90": p90, "flips": flips}
+
+
+def data_fields(cell: Cell, inputs: Inputs, x: Tensor) -> dict[str, Any]:
+    """x (VP coordinates at t_end) against the user's data in data coordinates x/α(t_end) (diffsolve.bench.data);
+    {} for a cell without data."""
+    stick = inputs.yardstick(cell)
+    return {} if stick is None else stick.measure(x / inputs.end_alpha(cell))
+
+
 def ode_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
-    """Deterministic solve measured against the reference (RMSE, relative, worst sample) and exact samples (SW2)."""
+    """Deterministic solve measured against the reference (RMSE, relative, per-sample quantiles, worst sample, mode
+    flips), exact samples (SW2) and the user's data (SW2, MMD², FD)."""
     x_T = inputs.x_T(cell)
     ref, ref_err = inputs.reference(cell)
     x, nfe, steps, seconds = solve_cell(cell, inputs, x_T)
-    out = {"nfe": nfe, "steps": steps, "seconds": seconds, "rmse": metrics.rmse(x, ref),
-           "rel_err": metrics.rel_err(x, ref), "max_err": metrics.max_err(x, ref), "ref_err": ref_err,
-           "sw2": None, "sw2_floor": None}
+    out = {"nfe": nfe, "steps": steps, "seconds": seconds, **reference_errors(cell, inputs, x, ref),
+           "ref_err": ref_err, "sw2": None, "sw2_floor": None, **data_fields(cell, inputs, x)}
     if cell.grid.partition(":")[0] == TUNED:  # the tuning's cost (memoised: no second tuning)
         out.update(tuned_grid(cell, inputs, grids_mod.parse(cell.grid))[1])
     exact = inputs.exact_sets(cell)
@@ -87,22 +124,42 @@ def ode_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
     return out
 
 
-register_kind("ode", ode_cell)
+def prepare_ode(cell: Cell, inputs: Inputs) -> None:
+    """What the 'ode' cells of one problem share, built once: the reference, the exact sample sets, the data's
+    yardstick."""
+    inputs.reference(cell)
+    inputs.exact_sets(cell)
+    inputs.yardstick(cell)
 
-RESULT_FIELDS = ("nfe", "steps", "seconds", "rmse", "rel_err", "max_err", "ref_err", "sw2", "sw2_floor")
+
+register_kind("ode", ode_cell, prepare_ode)
+
+RESULT_FIELDS = ("nfe", "steps", "seconds", "rmse", "rel_err", "max_err", "err_median", "err_p90", "flips", "ref_err",
+                 "sw2", "sw2_floor", *DATA_FIELDS)
 RECORD_DOC = """\
 Each cell record (one JSON object per line of OUT/results.jsonl, and of --json output) holds
 the cell's parameters: problem, schedule, solver, options (object), options_label, grid,
 variable, nfe_target (the budget; 0 for adaptive solvers), tol (adaptive solvers' rtol = atol,
 else null), seed, n, kind, dtype, ref_tol, sw2_projections, params (object), repeats, fingerprint
 (the problem's: a hash of its parameters or network weights and schedule config, plus a grid
-file's), key (string); the outcome: status ("ok" or "failed"), error (message or null); and the
-measurements (null when failed or not applicable): nfe (int, counted by the model), steps
-(int; null for adaptive), seconds (float, wall time of the solve, the median of `repeats`
-runs), rmse (RMSE per dimension vs the reference), rel_err (‖x − ref‖/‖ref‖), max_err (worst
-sample's RMSE), ref_err (the reference's own accuracy), sw2 (sliced W2 to exact samples of
-p_t_end), sw2_floor (sliced W2 between two exact sets). A NaN or Inf anywhere is stored as null
-and named in nonfinite (object: field → "nan"/"inf"/"-inf"); such a record has status "failed".
+file's), data (a hash of the user's data samples, "" without), features (the feature network's
+fingerprint, "" without), key (string; parameters at their default are left out of it, so records
+stored before a parameter existed keep their keys); the outcome: status ("ok" or "failed"), error
+(message or null); and the measurements (null when failed or not applicable; records stored before
+a measurement existed lack it): nfe (int, counted by the model), steps (int; null for adaptive),
+seconds (float, wall time of the solve, the median of `repeats` runs), rmse (RMSE per dimension vs
+the reference), rel_err (‖x − ref‖/‖ref‖), max_err, err_median and err_p90 (the maximum, median and
+90th percentile over samples of each sample's RMSE per dimension vs its reference), flips (int: samples
+whose most likely mixture component at t_end differs from their reference's; null for problems
+without known modes), ref_err (the reference's own accuracy), sw2 (sliced W2 to exact samples of
+p_t_end), sw2_floor (sliced W2 between two exact sets). With data (diffsolve.bench.data; samples
+compared in data coordinates x/α(t_end)): data_n (the cell's samples compared, m = min(n, N − ⌊N/2⌋)),
+data_sw2 (sliced W2 to a reference half of the data), data_mmd2 (unbiased MMD², Gaussian kernel of
+median-heuristic bandwidth from the data; may be < 0), data_fd (Fréchet distance of Gaussian fits in
+the feature space; null without features), each beside its floor data_*_floor (the same statistic for
+m other data samples over 8 half splits: the mean for SW2 and FD, the RMS for MMD²). A NaN or Inf
+anywhere is stored as null and named in nonfinite (object: field → "nan"/"inf"/"-inf"); such a record
+has status "failed".
 Cells on the `tuned` grid also carry the tuning's cost: tune_nfe (model evaluations), tune_seconds
 (wall), tune_cpu_seconds, tune_train_error (RMSE on the training draws), tune_start (the grid the
 refinement started from) and tune_chosen (start, steps or steps+eval: which won on the validation draws);

@@ -1,4 +1,5 @@
-"""What the cells of one sweep share: problems, schedules, x_T, references and exact sample sets.
+"""What the cells of one sweep share: problems, schedules, x_T, references, exact sample sets and the yardstick of
+the user's data (diffsolve.bench.data).
 
 References are the expensive part (for trained networks): with a `cache_dir` they are also kept on disk,
 keyed by a hash of the problem's fingerprint, the schedule's config, the tolerance and the bytes of x_T, so
@@ -26,6 +27,7 @@ from ..locking import locked, unique_temp
 from ..problems import Problem
 from ..schedules import SCHEDULES, Schedule
 from . import metrics
+from .data import Yardstick, lookup, yardstick
 from .suite import MODEL_SCHEDULE, Cell
 
 DTYPE = {"float64": torch.float64, "float32": torch.float32}
@@ -133,6 +135,23 @@ class Inputs:
             return a, b, metrics.sliced_w2(a, b, cell.sw2_projections)
         return self.memo(("exact", cell.problem, cell.fingerprint, cell.schedule, cell.n, cell.seed,
                           cell.sw2_projections), make)
+
+    def yardstick(self, cell: Cell) -> Yardstick | None:
+        """The yardstick of the cell's data (reference half, bandwidth, floors at cell.n samples), or None."""
+        if not cell.data:
+            return None
+
+        def make() -> Yardstick:
+            feats = lookup(cell.features) if cell.features else None
+            return yardstick(lookup(cell.data), cell.n, self.problem(cell).sample_shape, cell.sw2_projections,
+                             feats)
+        return self.memo(("data", cell.data, cell.features, cell.n, cell.sw2_projections,
+                          self.problem(cell).sample_shape), make)
+
+    def end_alpha(self, cell: Cell) -> float:
+        """α at the cell's end time t_end (the schedule's t_min): x̄ = x/α there are data coordinates."""
+        sched = self.schedule(cell)
+        return float(sched.alpha(sched.t_min))
 
 
 def _read_reference(path: Path, shape: torch.Size) -> tuple[Tensor, float] | None:

@@ -29,7 +29,7 @@ from ..solve import solve
 from ..solvers import get_solver
 from ..solvers.brownian import grid_path
 from . import metrics
-from .cells import register_kind
+from .cells import data_fields, reference_errors, register_kind
 from .inputs import DTYPE, Inputs
 from .report import Record, series
 from .suite import Cell
@@ -128,8 +128,8 @@ def sde_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
     }
     if p["path"] == "dyadic":  # strong errors need the grid-independent path
         ref, ref_err = reference(cell, inputs)
-        out.update({"rmse": metrics.rmse(x, ref), "rel_err": metrics.rel_err(x, ref),
-                    "max_err": metrics.max_err(x, ref), "ref_err": ref_err})
+        out.update({**reference_errors(cell, inputs, x, ref), "ref_err": ref_err})
+    out.update(data_fields(cell, inputs, x))
     exact = inputs.exact_sets(cell)
     if exact is not None:
         a, b, floor = exact
@@ -141,7 +141,15 @@ def sde_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
     return out
 
 
-register_kind("sde", sde_cell)
+def prepare_sde(cell: Cell, inputs: Inputs) -> None:
+    """What the 'sde' cells of one problem share, built once: the fine-step reference (on the dyadic path) and the
+    exact sample sets."""
+    if _params(cell)["path"] == "dyadic":
+        reference(cell, inputs)
+    inputs.exact_sets(cell)
+
+
+register_kind("sde", sde_cell, prepare_sde)
 
 
 # ---- reports ---------------------------------------------------------------------------------------------

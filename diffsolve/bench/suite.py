@@ -24,6 +24,11 @@ Every cell carries its problem's fingerprint (diffsolve.problems.Problem.fingerp
 file's content hash), so changed weights make new cells instead of reusing stored ones.
 Adaptive solvers (dopri5, …) ignore grids and nfe: they get one cell per entry of `tols`
 (rtol = atol; default 1e-2 … 1e-6) and record the NFE they spent.
+`data` (a .pt/.npy path; in Python also a tensor or array) adds, for any model, sliced W2 and MMD² between each
+cell's samples and those real samples, each beside its floor; `features` ("module:attr", "file.py:attr", or a
+callable in Python: batch → (B, F)) adds a Fréchet distance in that feature space (diffsolve.bench.data). The data
+enter every cell's key by a hash of their content (cell field `data`), the features by their weights' hash or
+`features_fingerprint` (cell field `features`), so changed data recompute.
 `kind` picks how cells are run and measured (default "ode", or "sde" for stochastic solvers; see
 diffsolve.bench.cells.register_kind) and `params` is a table of settings for that kind; both are
 part of every cell's key.
@@ -47,6 +52,7 @@ from ..errors import DiffsolveError, unknown_name
 from ..problems import Problem
 from ..schedules import SCHEDULES
 from ..solvers import get_solver
+from . import data as data_mod
 
 DTYPES = ("float64", "float32")
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -73,6 +79,8 @@ class Cell:
     tol: float | None = None  # rtol = atol of an adaptive solver (its cells have grid "adaptive", nfe 0)
     repeats: int = 1  # timing: seconds is the median wall time of this many identical solves
     fingerprint: str = ""  # what fixes the numbers beyond the names: the problem's fingerprint (+ a grid file's hash)
+    data: str = ""  # a hash of the user's data samples the cell is also measured against ("" without)
+    features: str = ""  # the fingerprint of the feature network of the data's Fréchet distance ("" without)
 
     @property
     def options_label(self) -> str:
@@ -147,7 +155,7 @@ def _int(value: Any, what: str, minimum: int) -> int:
 
 RUN_KEYS = {"problem", "problems", "schedule", "n", "seeds", "nfe", "solver", "solvers", "grids", "grid",
             "variables", "variable", "dtype", "ref_tol", "sw2_projections", "kind", "params", "tols", "repeats",
-            "shape", "fingerprint"}
+            "shape", "fingerprint", "data", "features", "features_fingerprint"}
 MODEL_SCHEDULE = "model"  # a cell's schedule name when it is the problem's own, not a registered default
 DEFAULT_TOLS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 ADAPTIVE_GRID = "adaptive"
@@ -213,6 +221,28 @@ def _cell_fingerprint(problem_fp: str, grid: grids_mod.GridSpec) -> str:
     return problem_fp if not extra else hashlib.sha256(f"{problem_fp}|{extra}".encode()).hexdigest()[:32]
 
 
+def _data_keys(run: dict[str, Any], probs: list[tuple[str, Problem]]) -> dict[str, str]:
+    """The cell fields `data` (a hash of the run's data) and `features` (its feature network's fingerprint), the
+    data checked against every problem's sample shape and the features run on two of its samples."""
+    given, feats = run.get("data"), run.get("features")
+    if given is None:
+        if feats is not None or run.get("features_fingerprint") is not None:
+            raise DiffsolveError("features compare samples with data: give data = 'samples.pt' (--data FILE, "
+                                 "data=… in Python) beside features")
+        return {}
+    key = data_mod.adopt_data(given)
+    data = data_mod.lookup(key)
+    for label, prob in probs:
+        data_mod.check_shape(data, prob.sample_shape, label)
+    if feats is None:
+        if run.get("features_fingerprint") is not None:
+            raise DiffsolveError("features_fingerprint names a feature network: give features = 'module:attr' too")
+        return {"data": key}
+    fp = data_mod.adopt_features(feats, run.get("features_fingerprint"))
+    data_mod.features_of(data_mod.lookup(fp), data[:2], probs[0][1].sample_shape)  # fails here, not later
+    return {"data": key, "features": fp}
+
+
 def expand_run(run: dict[str, Any]) -> list[Cell]:
     """All cells of one run (defaults already merged in), every name checked against its registry."""
     _check_keys(run, RUN_KEYS)
@@ -238,6 +268,7 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     tol_fix = "tolerances are finite numbers in (0, 1), e.g. 1e-6"
     tols = [positive_float(x, "every tol in 'tols'", tol_fix, below=1)
             for x in _list(run.get("tols", DEFAULT_TOLS), "tols")]
+    measured_on = _data_keys(run, probs)
     cells = []
     for p, prob in probs:
         fp = problems_mod.adopt(prob, p)
@@ -246,7 +277,7 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
         ref_tol = positive_float(run.get("ref_tol", prob.default_ref_tol), "ref_tol", tol_fix, below=1)
         extra = {"dtype": dtype, "ref_tol": ref_tol,
                  "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params,
-                 "repeats": _int(run.get("repeats", 1), "repeats", 1)}
+                 "repeats": _int(run.get("repeats", 1), "repeats", 1), **measured_on}
         for seed in seeds:
             for name, options in solvers:
                 solver = get_solver(name)

@@ -24,7 +24,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                        description=parallel_sample.__doc__)
     common.add_problem(p, required=True)
     common.add_solver(p, required=True, extra="; e.g. ddpm, ddim:eta=0.5")
-    common.add_grid(p, default="logsnr", extra=" (default logsnr)")
+    common.add_grid(p, extra=" (default logsnr; a community name such as 'DPM++ 2M Karras' brings its own)")
     for option in OPTIONS:
         common.add_option(p, option, required=option.default is None)
     common.add_shape(p)

@@ -19,8 +19,8 @@ _NAMES = {
     "sigmas": "schedules",
     "timesteps": "schedules",
     "write_exports": "files",
-    "resolve": "names",
-    "NAMES": "names",
+    "resolve": "..presets",
+    "NAMES": "..presets",
 }
 
 
@@ -28,7 +28,8 @@ def __getattr__(name: str) -> Any:
     """Import a public name's submodule on first use (diffusers only for DiffsolveScheduler)."""
     if name not in _NAMES:
         raise AttributeError(f"module 'diffsolve.export' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
+    module = _NAMES[name]
+    value = getattr(importlib.import_module(module if module.startswith("..") else f".{module}", __name__), name)
     globals()[name] = value
     return value
 

@@ -17,9 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..errors import DiffsolveError, ModelError, unknown_name
+from ..errors import DiffsolveError, unknown_name
 from ..models import Model
 from ..valuecache import ValueCache
 from .base import Problem
@@ -51,16 +49,16 @@ def get(name: str | Problem) -> Problem:
     return _BUILT.get((name, factory), factory)
 
 
-def _exec_file(spec: str, target: str) -> Any:
+def _exec_file(spec: str, target: str, what: str = "problem") -> Any:
     """The module of a user's .py file, run once per path; its folder goes on sys.path (for modules beside it)."""
     path = Path(target).resolve()
     if not path.is_file():
-        raise DiffsolveError(f"problem {spec!r}: no file {target!r}; give an existing .py file, "
-                             f"e.g. ./mybench.py:model")
+        raise DiffsolveError(f"{what} {spec!r}: no file {target!r}; give an existing .py file, "
+                             f"e.g. ./mybench.py:{spec.rpartition(':')[2]}")
     name = "diffsolve_user_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
     loader = importlib.util.spec_from_file_location(name, path)
     if loader is None or loader.loader is None:
-        raise DiffsolveError(f"problem {spec!r}: {target!r} cannot be loaded as a Python module; give a .py file")
+        raise DiffsolveError(f"{what} {spec!r}: {target!r} cannot be loaded as a Python module; give a .py file")
     module = importlib.util.module_from_spec(loader)
     if str(path.parent) not in sys.path:
         sys.path.insert(0, str(path.parent))  # as `python file.py` does: it may import modules beside it
@@ -69,7 +67,7 @@ def _exec_file(spec: str, target: str) -> Any:
         loader.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 — the user's code: any exception, named with its file
         del sys.modules[name]
-        raise DiffsolveError(f"problem {spec!r}: running {str(path)!r} raised {_described(e)}; fix the file (it "
+        raise DiffsolveError(f"{what} {spec!r}: running {str(path)!r} raised {_described(e)}; fix the file (it "
                              f"must import without error; its folder is on the import path)") from e
     return module
 
@@ -80,34 +78,34 @@ def _described(e: BaseException) -> str:
     return f"{type(e).__name__}{where}: {e}"
 
 
-def _load_attr(spec: str) -> Any:
-    """The object named by 'pkg.module:attr' or 'path/to/file.py:attr'."""
+def load_attr(spec: str, what: str = "problem",
+              expected: str = "a Problem, a diffsolve Model or a function returning one") -> Any:
+    """The object named by 'pkg.module:attr' or 'path/to/file.py:attr' (`what` and `expected` word the errors)."""
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
-        raise DiffsolveError(f"problem {spec!r} must read MODULE:ATTR or FILE.py:ATTR, e.g. 'mybench:problem'")
+        raise DiffsolveError(f"{what} {spec!r} must read MODULE:ATTR or FILE.py:ATTR, e.g. 'mybench:{what}'")
     if target.endswith(".py") or "/" in target or "\\" in target:
-        module = _exec_file(spec, target)
+        module = _exec_file(spec, target, what)
     else:
         try:
             module = importlib.import_module(target)
         except ImportError as e:
-            raise DiffsolveError(f"problem {spec!r}: cannot import module {target!r} ({e}); put it on PYTHONPATH "
+            raise DiffsolveError(f"{what} {spec!r}: cannot import module {target!r} ({e}); put it on PYTHONPATH "
                                  f"or give a file path, e.g. ./{target.replace('.', '/')}.py:{attr}") from None
         except Exception as e:  # noqa: BLE001 — the user's module raised while importing
-            raise DiffsolveError(f"problem {spec!r}: importing module {target!r} raised {_described(e)}; fix the "
+            raise DiffsolveError(f"{what} {spec!r}: importing module {target!r} raised {_described(e)}; fix the "
                                  f"module (it must import without error)") from e
     value: Any = module
     for part in attr.split("."):
         if not hasattr(value, part):
-            raise DiffsolveError(f"problem {spec!r}: {target!r} has no attribute {attr!r}; "
-                                 f"name a Problem, a diffsolve Model or a function returning one")
+            raise DiffsolveError(f"{what} {spec!r}: {target!r} has no attribute {attr!r}; name {expected}")
         value = getattr(value, part)
     return value
 
 
 def _from_reference(spec: str, shape: Sequence[int] | None, fingerprint: str | None) -> Problem:
     """The Problem of a 'module:attr' / 'file.py:attr' spec; a factory that fails is named with its exception."""
-    value = _load_attr(spec)
+    value = load_attr(spec)
     try:
         return as_problem(value, name=spec, shape=shape, fingerprint=fingerprint)
     except DiffsolveError:
@@ -181,25 +179,6 @@ def lookup(label: str, fingerprint: str = "") -> Problem:
     return prob
 
 
-def check_first_call(problem: Problem, label: str, schedule: Any, dtype: Any, x_T: Any, model: Any = None) -> None:
-    """Run the problem's model once on (at most) two rows of x_T at t_max, before any work that needs it: the
-    network must take states of the problem's shape and return a finite floating tensor of that shape.
-    Raises one ModelError naming the problem, the shape the network was given and what went wrong. `model`: the
-    problem's model to call (default: problem.model(schedule, dtype))."""
-    x = x_T[:2].to(dtype)
-    given = (x.shape[0], *problem.shape) if isinstance(problem, UserProblem) else tuple(x.shape)
-    fix = ("give the shape of one sample the network takes (--shape 3,32,32 / shape=(3, 32, 32))"
-           if isinstance(problem, UserProblem) else "check the model")
-    try:
-        out = (model or problem.model(schedule, dtype=dtype)).eps(x, schedule.t_max)
-    except Exception as e:  # noqa: BLE001 — the user's network: any exception, named
-        raise ModelError(f"problem {label!r}: the model's first call, on a batch of shape {given} (dtype {dtype}) "
-                         f"at t = {schedule.t_max:g}, failed — {_described(e)}. Nothing ran; {fix}") from e
-    if not bool(torch.isfinite(out).all()):
-        raise ModelError(f"problem {label!r}: the model returned NaN or Inf on its first call (a batch of shape "
-                         f"{given}, dtype {dtype}, at t = {schedule.t_max:g}); nothing ran; check the network")
-
-
 register("gmm-2d", lambda: GaussianMixture.random(
     dim=2, components=6, seed=2, mean_scale=1.0, std_range=(0.05, 0.3), name="gmm-2d",
     description="6-component 2-d Gaussian mixture, stds 0.05-0.3 (for pictures of samples and paths)",
@@ -218,4 +197,4 @@ register("digits-8x8", lambda: TrainedProblem.pretrained("digits-8x8"))
 register("toy-2d-flow", lambda: TrainedProblem.pretrained("toy-2d-flow"))
 
 __all__ = ["PROBLEMS", "GaussianMixture", "Problem", "TrainedProblem", "UserProblem", "adopt", "as_problem",
-           "check_first_call", "get", "lookup", "register", "resolve"]
+           "get", "load_attr", "lookup", "register", "resolve"]

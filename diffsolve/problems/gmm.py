@@ -114,6 +114,11 @@ class GaussianMixture(Problem):
         xbar = as_f64(x) * torch.exp(-la).reshape(-1, 1)
         return self.log_prob_bar(xbar, schedule.sigma_bar(t)) - self.dim * la
 
+    def component_of(self, x: Tensor, schedule: Schedule, t: float) -> Tensor:
+        """argmax_k of the posterior r_k(x̄) ∝ w_k N(x̄; μ_k, s_k² + σ̄_t²) at x̄ = x/α_t: each sample's component."""
+        logits, _ = self._component_logits(*self._bar(as_f64(x).reshape(x.shape[0], -1), float(t), schedule))
+        return torch.argmax(logits, -1)
+
     def eps_bar(self, xbar: Tensor, sigma_bar: Tensor | float) -> Tensor:
         """ε = σ̄ Σ_k r_k (x̄ − μ_k)/(s_k² + σ̄²), with σ̄ a scalar or one value per row."""
         sb = self._level(sigma_bar, xbar.device)

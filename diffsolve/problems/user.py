@@ -4,8 +4,8 @@ x_T ~ N(0, I) in VP coordinates (the prior of every VP schedule at t_max), flat 
 dim = prod(shape); the network sees states reshaped to `shape`. The reference is the generic
 float64 dopri8 solve in λ (Problem.reference), at `ref_tol` (default 1e-6). The fingerprint hashes
 the Model (class, coordinates, schedule config, network weights, model kwargs); a network whose
-weights cannot be hashed (a plain function) needs fingerprint=… — without it a warning is given and
-results are never reused across processes.
+weights cannot be hashed (a plain function) needs fingerprint=… (ds.bench.run, UserProblem; `diffsolve bench
+--fingerprint`) — without it a warning is given and results are never reused across processes.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def model_shape(model: Model) -> tuple[int, ...] | None:
 class UserProblem(Problem):
     """A diffsolve Model (any prediction, coordinates and VP schedule) as a benchmark problem."""
 
+    shape_fix = "give the shape of one sample the network takes (--shape 3,32,32 / shape=(3, 32, 32))"
+
     def __init__(self, model: Model, *, shape: tuple[int, ...] | list[int] | None = None, name: str = "model",
                  fingerprint: str | None = None, ref_tol: float = 1e-6, n: int = 64, description: str = ""):
         if not isinstance(model, Model):
@@ -69,8 +71,9 @@ class UserProblem(Problem):
             if self._random_fp is None:
                 warnings.warn(
                     f"model {self.name!r} cannot be fingerprinted ({e} cannot be hashed), so its stored results "
-                    f"and cached references will not be reused by another run; pass fingerprint='…' (a string "
-                    f"that changes whenever the network's numbers do) to reuse them", stacklevel=2)
+                    f"and cached references will not be reused by another run; to reuse them pass fingerprint='…' "
+                    f"(a string that changes whenever the network's numbers do) to ds.bench.run or "
+                    f"diffsolve.problems.UserProblem (command line: diffsolve bench --fingerprint …)", stacklevel=2)
                 self._random_fp = uuid.uuid4().hex
             return f"UserProblem:unhashable-{self._random_fp}"
 

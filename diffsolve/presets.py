@@ -1,10 +1,11 @@
 """Community sampler names ("DPM++ 2M Karras", "Euler a", …) as diffsolve configurations: one table.
 
 Each name is (solver, options, grid recipe, end): the diffsolve solver that computes the same steps, the peer's
-default options, how the peer spaces its steps (export/peers.py) and where it ends ("zero": a last step to σ = 0
+default options, how the peer spaces its steps (diffsolve/peer_grids.py) and where it ends ("zero": a last step to σ = 0
 that returns x̂0, diffusers' final_sigmas_type="zero" and k-diffusion's trailing 0; "sigma_min": the grid's last
 time). `resolve(name)` finds a name case-insensitively; `.config(schedule, nfe)` builds the grid for an NFE budget
-(the step to σ = 0 counted in it) and `.sample_kwargs(schedule, nfe)` gives ds.sample's keywords.
+(the step to σ = 0 counted in it) and `.sample_kwargs(schedule, nfe)` gives ds.sample's keywords. The cell plan
+(diffsolve.plan) resolves a name given as a solver: `ds.sample(model, x, solver="DPM++ 2M Karras", nfe=10)`.
 tests/test_export_names.py checks each available name against its
 peers' default samplers (same x_T, ≤ 1e-5 relative).
 """
@@ -14,10 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import SolverError
-from ..grids import Grid
-from ..schedules import Schedule
-from .peers import GridRecipe
+from .errors import SolverError
+from .grids import Grid
+from .peer_grids import GridRecipe
+from .schedules import Schedule
 
 LOWER_BELOW_15 = "below 15 calls"  # diffusers' DEIS lowers its final order only with fewer than 15 timesteps
 

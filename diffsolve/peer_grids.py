@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import GridError
-from ..grids import Grid
-from ..schedules import F64, DiscreteDDPM, Schedule
+from .errors import GridError
+from .grids import Grid
+from .schedules import F64, DiscreteDDPM, Schedule
 
 FAMILIES = ("multistep", "k")
 SPACINGS = ("linspace", "leading", "karras")
@@ -91,7 +91,8 @@ def peer_grid(schedule: Schedule, calls: int, *, spacing: str, family: str = "mu
         t_eval = t
     else:
         raise GridError(f"{spacing!r} timestep spacing is diffusers' spacing of a DDPM table (DiscreteDDPM), not of "
-                        f"{schedule!r}; use a Karras variant or pass grid=")
+                        f"{schedule!r}; use a Karras variant of the name (e.g. 'Euler' → 'Euler Karras'), or the "
+                        f"name's solver with a grid of your own")
     if not to_zero:
         t, t_eval = (torch.cat([v, torch.tensor([schedule.t_min], dtype=F64)]) for v in (t, t_eval))
     decoupled = not bool(((t_eval - t).abs() <= SAME_TIME * t.abs().clamp(min=1.0)).all())
