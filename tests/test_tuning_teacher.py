@@ -170,3 +170,28 @@ def test_max_seconds_stops_at_the_best_grid_so_far_and_says_so(tmp_path, monkeyp
     with pytest.warns(TuningNotice, match="stopped at max_seconds"):
         tuned = tune("gmm-2d", "ipndm", 4, cache_dir=tmp_path, **{**SMALL, "max_evals": 50})
     assert tuned.stopped == "max_seconds" and tuned.train_error <= tuned.start_train_error
+
+
+def test_the_teacher_is_the_more_accurate_scheme_at_the_first_level_that_is_accurate_enough():
+    from types import SimpleNamespace
+
+    from diffsolve.tuning.search import choose_teacher
+
+    errors = {0: [1.0, 0.5, 0.1, 0.05], 1: [0.2, 0.15, 1e-4, 1e-5]}  # per scheme, per level
+
+    class Session:  # what choose_teacher asks of a session
+        schedule, dtype = ds.VPLinear(), torch.float64
+        ledger = SimpleNamespace(tick=lambda: None)
+
+        def ladder(self, scheme):
+            return [Teacher(7 * 2**level, 8, scheme) for level in range(4)]
+
+        def error(self, teacher):
+            return errors[teacher.scheme][{7: 0, 14: 1, 28: 2, 56: 3}[teacher.nfe]]
+
+    s = SimpleNamespace(teacher_nfe=None, teacher_tol=0.01, method="dp+refine")
+    fit = SimpleNamespace(span=SimpleNamespace(steps=4))
+    # level 0: scheme 1 is better and scheme 0, 5× worse, is measured no further; level 2 reaches the tolerance
+    assert choose_teacher(Session(), s, fit) == Teacher(28, 8, 1)
+    assert choose_teacher(Session(), SimpleNamespace(teacher_nfe=7, teacher_tol=None, method="dp"), fit) == Teacher(
+        7, 8, 1)  # a fixed teacher_nfe: the more accurate scheme at level 0

@@ -80,7 +80,7 @@ def choose_teacher(session: Session, s: Settings, fit: Fit) -> Teacher:
     for level in range(1 if s.teacher_nfe is not None else TEACHER_LEVELS):
         errors = sorted((session.error(ladder[level]), ladder[level].scheme) for ladder in ladders)
         error, best = errors[0]
-        teacher = ladders[best][level]
+        teacher = session.ladder(best)[level]
         # a scheme SCHEME_MARGIN× less accurate than the best is not measured at the finer levels
         ladders = [session.ladder(k) for e, k in errors if e <= SCHEME_MARGIN * error]
         if s.teacher_nfe is not None:
