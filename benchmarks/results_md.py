@@ -20,7 +20,7 @@ from typing import Any
 
 from diffsolve.bench.metrics import fitted_order
 
-from . import gpu_timing, lower_order_final, peers_accuracy, sde_orders, tuned_grids
+from . import gpu_timing, lower_order_final, peers_accuracy, sde_orders, tuned_grids, tuning_cost
 from .common import REPO, RESULTS, read_json
 
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
@@ -99,6 +99,8 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "tuned-toy-2d": tuned("tuned-toy-2d", tuned_grids.markdown),
     "tuned-digits-8x8": tuned("tuned-digits-8x8", tuned_grids.markdown),
     "peers-gmm-64": tuned("peers-gmm-64", peers_accuracy.markdown),
+    **{f"tuning-cost-{case}": tuned(f"tuning-cost-{case}", tuning_cost.markdown)
+       for case in ("gmm", "digits", "unet", "objectives")},
     "defaults": lambda r: tuned_grids.defaults([read_json(r / f"{n}.json") for n in TUNED_RUNS]),
     "lower-order-final": tuned("lower-order-final", lower_order_final.markdown),
     "lower-order-final-digits": tuned("lower-order-final-digits", lower_order_final.markdown),
