@@ -158,7 +158,7 @@ def _estimate(session: Session, s: Settings, nfes: list[int]) -> int:
     point = session.ladder(0)[0].grid(session.schedule).points[1]
     ledger.run(first.size, lambda: session.model.eps_at(x, point))  # the first call warms up
     clock = time.perf_counter()
-    ledger.run(first.size, lambda: session.model.eps_at(x, point))
+    ledger.run(first.size, lambda: session.model.eps_at(x, point).sum().item())  # (.item(): a GPU finishes it)
     per = (time.perf_counter() - clock) / first.size
     teacher = session.ladder(0)[0 if s.teacher_nfe is not None else 1]  # the level usually chosen
     fixed = _teacher_cost(session, session.train, teacher, True)

@@ -20,7 +20,7 @@ def ddim_sq_errors(schedule: Schedule, times: Tensor, path: Tensor, eps: Tensor)
     """S[i, j] = Σ over draws and dimensions of the squared one-step DDIM error i → j (i < j), else 0; (M, M)."""
     pts = make_points(schedule, times)
     m = len(pts)
-    out = torch.zeros(m, m, dtype=F64)
+    out = torch.zeros(m, m, dtype=F64, device=path.device)  # on the states' device: no copy per entry
     for i in range(m - 1):
         xbar = path[i].to(F64) * (1.0 / pts[i].alpha)
         e = eps[i].to(F64)
