@@ -259,11 +259,15 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                        f"{alone['cost_vjp_samples']:,} sample-evaluations; held-out rel. err {alone['m']['err']:.3g}. "
                        f"NFE 5, 6, 8, 10 in one call: {digits[0]['cpu_seconds']:.1f} s CPU.")
         out.append("")
-    for r in (r for r in rows if r["case"] in ("unet", "gpu")):
-        out.append(f"{r['case']}: {r['config']} NFE {r['nfe']}, n = {r['n']}: {r['cpu_seconds']:.1f} s CPU, "
-                   f"{r['wall_seconds']:.1f} s wall{' on ' + r['device'] if 'device' in r else ''}; "
-                   f"{r['cost_samples']:,} + {r['cost_vjp_samples']:,} sample-evaluations; held-out RMSE to the "
-                   f"teacher {r['heldout']:.3g} (start {r['start']} {r['start_heldout']:.3g}).")
+    timed = [r for r in rows if r["case"] in ("unet", "gpu")]
+    if timed:
+        out += ["| case | solver, NFE | draws | CPU s (end to end) | wall s | device | sample-evals fwd + bwd | "
+                "teacher | held-out RMSE to the teacher (start) |", "|---|---|---|---|---|---|---|---|---|"]
+        out += [f"| {r['case']} | {r['config']}, {r['nfe']} | {r['n']} | {r['cpu_seconds']:.1f} | "
+                f"{r['wall_seconds']:.1f} | {r.get('device', 'cpu')} | {r['cost_samples']:,} + "
+                f"{r['cost_vjp_samples']:,} | {r['teacher']['solver']}, {r['teacher']['nfe']} steps | "
+                f"{r['heldout']:.3g} ({r['start']} {r['start_heldout']:.3g}) |" for r in timed]
+        out.append("")
     objectives = [r for r in rows if r["case"] == "objectives"]
     if objectives:
         out += objectives_table(objectives)
