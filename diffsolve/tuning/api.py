@@ -63,15 +63,16 @@ def tune(
     """A grid minimising `solver`'s error at `nfe` (or one grid per NFE of a list) to a teacher on training draws.
 
     See the package doc for the method. `problem`: a name, a Problem or a Model (`shape=` for a Model without one).
-    Draws: n per seed of `train_seeds` (tuning), `validation_seeds` (choosing among start and refinements; default
-    each training seed + 7919; [] chooses by training error) and `heldout_seeds` (reported only; None for none).
-    Teacher: `teacher_nfe` fixes its steps (default 2·(candidates − 1), doubled until its measured error is
-    ≤ 0.1× the training error reached), `teacher_tol` the RMSE it must reach; cached in `cache_dir` (default
-    $DIFFSOLVE_CACHE or ~/.cache/diffsolve/teachers; False: no cache). `gradient`: "auto" (autograd through
-    the solver where the network allows it, else finite differences, with a notice), "autograd" or "fd";
-    `max_evals` objective evaluations per refinement stage; `objective`: "mean" (MSE) or "trimmed" (drops the
-    worst `trim` fraction of draws); `max_seconds` stops at the best grid so far; `batch_size` draws per chunk
-    (the unit of work and of data-parallel dealing under torchrun); `dtype`/`device`: the network's by default;
+    Draws: n per seed of `train_seeds` (tuning), n/2 of `validation_seeds` (choosing among start and refinements;
+    default each training seed + 7919; [] chooses by training error) and n of `heldout_seeds` (reported only; None
+    for none). Teacher: `teacher_nfe` fixes its steps (default (candidates − 1)·2^L, the level L chosen so that
+    its measured error is ≤ 0.1× the training error reached), `teacher_tol` the RMSE it must reach; cached in
+    `cache_dir` (default $DIFFSOLVE_CACHE or ~/.cache/diffsolve/teachers; False: no cache). `gradient`: "auto"
+    (autograd through the solver where the network allows it, else finite differences, with a notice),
+    "autograd" or "fd"; `max_evals` objective evaluations per refinement stage; `objective`: "mean" (MSE, the
+    default by held-out measurement), "trimmed" (without the worst `trim` of the draws) or "log"; `max_seconds`
+    stops at the best grid so far; `batch_size` draws per chunk (the unit of work and of data-parallel dealing
+    under torchrun); `dtype`/`device`: the network's by default;
     `checkpoint` recomputes each network call in the backward pass (memory); `progress`: bars on stderr.
     Returns a TunedGrid, or a list of them for a list of NFEs (teacher and DP shared).
     """
