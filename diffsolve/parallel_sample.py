@@ -153,7 +153,7 @@ def prepare(job: SampleJob) -> problems.Problem:
     seeds = sample_seeds(job.seed, 0, min(2, job.n))
     plan(model, job.solver, nfe=job.nfe, grid=job.grid, options=job.options, fingerprint=problem.fingerprint())
     x_T = x_T_rows(problem, seeds, sched).to(device=job.device)
-    problems.check_first_call(problem, job.problem, sched, DTYPES[job.dtype], x_T, model)
+    problem.check_first_call(job.problem, sched, DTYPES[job.dtype], x_T, model)
     return problem
 
 

@@ -5,7 +5,7 @@ Several processes may run the same sweep into one store: each cell is claimed be
 taken from the store instead of being computed again. Cells claimed by others are left for the end
 and then waited for, so a process that dies mid-cell leaves its cell to the survivors.
 
-Before the first cell, each problem's model is called once on two of its x_T (`check_first_call`): a network
+Before the first cell, each problem's model is called once on two of its x_T (`Problem.check_first_call`): a network
 that does not take the problem's shape fails once, naming the shapes, instead of once per cell.
 
 Scale-out (torchrun ranks or `--shard i/n`): cell k of the suite's list goes to rank k mod n
@@ -27,7 +27,6 @@ from tqdm.auto import tqdm
 
 from ..distributed import Rank, deal
 from ..errors import DiffsolveError
-from ..problems import check_first_call
 from .cells import run_cell
 from .inputs import DTYPE, Inputs
 from .store import ResultStore
@@ -135,4 +134,4 @@ def check_models(cells: Sequence[Cell], inputs: Inputs) -> None:
             problem, schedule, x_T = inputs.problem(cell), inputs.schedule(cell), inputs.x_T(cell)
         except DiffsolveError:
             continue
-        check_first_call(problem, cell.problem, schedule, DTYPE[cell.dtype], x_T)
+        problem.check_first_call(cell.problem, schedule, DTYPE[cell.dtype], x_T)

@@ -17,9 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from ..errors import DiffsolveError, ModelError, unknown_name
+from ..errors import DiffsolveError, unknown_name
 from ..models import Model
 from ..valuecache import ValueCache
 from .base import Problem
@@ -181,25 +179,6 @@ def lookup(label: str, fingerprint: str = "") -> Problem:
     return prob
 
 
-def check_first_call(problem: Problem, label: str, schedule: Any, dtype: Any, x_T: Any, model: Any = None) -> None:
-    """Run the problem's model once on (at most) two rows of x_T at t_max, before any work that needs it: the
-    network must take states of the problem's shape and return a finite floating tensor of that shape.
-    Raises one ModelError naming the problem, the shape the network was given and what went wrong. `model`: the
-    problem's model to call (default: problem.model(schedule, dtype))."""
-    x = x_T[:2].to(dtype)
-    given = (x.shape[0], *problem.shape) if isinstance(problem, UserProblem) else tuple(x.shape)
-    fix = ("give the shape of one sample the network takes (--shape 3,32,32 / shape=(3, 32, 32))"
-           if isinstance(problem, UserProblem) else "check the model")
-    try:
-        out = (model or problem.model(schedule, dtype=dtype)).eps(x, schedule.t_max)
-    except Exception as e:  # noqa: BLE001 — the user's network: any exception, named
-        raise ModelError(f"problem {label!r}: the model's first call, on a batch of shape {given} (dtype {dtype}) "
-                         f"at t = {schedule.t_max:g}, failed — {_described(e)}. Nothing ran; {fix}") from e
-    if not bool(torch.isfinite(out).all()):
-        raise ModelError(f"problem {label!r}: the model returned NaN or Inf on its first call (a batch of shape "
-                         f"{given}, dtype {dtype}, at t = {schedule.t_max:g}); nothing ran; check the network")
-
-
 register("gmm-2d", lambda: GaussianMixture.random(
     dim=2, components=6, seed=2, mean_scale=1.0, std_range=(0.05, 0.3), name="gmm-2d",
     description="6-component 2-d Gaussian mixture, stds 0.05-0.3 (for pictures of samples and paths)",
@@ -218,4 +197,4 @@ register("digits-8x8", lambda: TrainedProblem.pretrained("digits-8x8"))
 register("toy-2d-flow", lambda: TrainedProblem.pretrained("toy-2d-flow"))
 
 __all__ = ["PROBLEMS", "GaussianMixture", "Problem", "TrainedProblem", "UserProblem", "adopt", "as_problem",
-           "check_first_call", "get", "load_attr", "lookup", "register", "resolve"]
+           "get", "load_attr", "lookup", "register", "resolve"]

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from ..dynamics import ode
-from ..errors import DiffsolveError, ScheduleError
+from ..errors import DiffsolveError, ModelError, ScheduleError
 from ..models import CFG, FiniteChecks, Model
 from ..points import Point
 from ..schedules import Schedule, VPLinear
@@ -100,6 +100,8 @@ class Problem(ABC):
     has_exact_samples: bool = False
     default_ref_tol: float = 1e-10  # rtol = atol of the float64 reference solve
     default_n: int = 256  # samples per cell when a suite gives none
+    shape: tuple[int, ...] | None = None  # one sample's shape as the network sees it, where not (dim,) (images)
+    shape_fix = "check the model"  # what to do when the network refuses the problem's states (check_first_call)
 
     def fingerprint(self) -> str:
         """A hash of what fixes this problem's numbers (stored cells and cached references are keyed by it).
@@ -186,8 +188,25 @@ class Problem(ABC):
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of one sample as the network sees it: `shape` where a problem sets one (images), else (dim,).
         States in the bench are flat (n, dim)."""
-        shape = getattr(self, "shape", None)
-        return tuple(shape) if shape else (self.dim,)
+        return tuple(self.shape) if self.shape else (self.dim,)
+
+    def check_first_call(self, label: str, schedule: Schedule, dtype: torch.dtype, x_T: Tensor,
+                         model: Model | None = None) -> None:
+        """Run the model once on (at most) two rows of x_T at t_max, before any work that needs it: the network must
+        take states of the problem's shape and return a finite tensor of that shape. One ModelError names the
+        problem, the shape the network was given and what went wrong (`model`: default self.model(schedule, dtype))."""
+        x = x_T[:2].to(dtype)
+        given = (x.shape[0], *self.sample_shape)
+        try:
+            out = (model or self.model(schedule, dtype=dtype)).eps(x, schedule.t_max)
+        except Exception as e:  # noqa: BLE001 — the user's network: any exception, named
+            where = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
+            raise ModelError(f"problem {label!r}: the model's first call, on a batch of shape {given} (dtype {dtype}) "
+                             f"at t = {schedule.t_max:g}, failed — {type(e).__name__}{where}: {e}. Nothing ran; "
+                             f"{self.shape_fix}") from e
+        if not bool(torch.isfinite(out).all()):
+            raise ModelError(f"problem {label!r}: the model returned NaN or Inf on its first call (a batch of shape "
+                             f"{given}, dtype {dtype}, at t = {schedule.t_max:g}); nothing ran; check the network")
 
     def component_of(self, x: Tensor, schedule: Schedule, t: float) -> Tensor | None:
         """Each sample's most likely mode (mixture component) under p_t, a (n,) integer tensor, for problems that

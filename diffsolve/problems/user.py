@@ -40,6 +40,8 @@ def model_shape(model: Model) -> tuple[int, ...] | None:
 class UserProblem(Problem):
     """A diffsolve Model (any prediction, coordinates and VP schedule) as a benchmark problem."""
 
+    shape_fix = "give the shape of one sample the network takes (--shape 3,32,32 / shape=(3, 32, 32))"
+
     def __init__(self, model: Model, *, shape: tuple[int, ...] | list[int] | None = None, name: str = "model",
                  fingerprint: str | None = None, ref_tol: float = 1e-6, n: int = 64, description: str = ""):
         if not isinstance(model, Model):
