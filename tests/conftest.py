@@ -21,6 +21,9 @@ from diffsolve.problems import GaussianMixture
 from tests.gaussian import GaussianData, gaussian
 
 F64 = torch.float64
+# One torch thread for the whole run: the tests' tensors are small, and on the 2-core box a second thread only contends
+# (measured: the fast suite ~20 s quicker). Tests that need more set it themselves.
+torch.set_num_threads(1)
 
 
 def measured_order(

@@ -17,9 +17,9 @@ TYPES = {"problem": str, "solver": str, "grid": str, "variable": str, "nfe": int
 
 def test_bench_json_lines_have_the_documented_keys_and_types(tmp_path, capsys):
     assert main(ARGS + ["--out", str(tmp_path)]) == 0
-    lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2 * 2 * 2
-    rows = [json.loads(line) for line in lines]
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rows = [r for r in lines if r["kind"] != "best"]  # the cells, then the best-per-NFE rows
+    assert len(rows) == 2 * 2 * 2 and [r["kind"] for r in lines[len(rows):]] == ["best"] * 2
     for row in rows:
         for key, typ in TYPES.items():
             assert isinstance(row[key], typ), (key, row[key])
@@ -28,7 +28,7 @@ def test_bench_json_lines_have_the_documented_keys_and_types(tmp_path, capsys):
     assert (tmp_path / "results.csv").exists() and (tmp_path / "rmse_vs_nfe.png").exists()
     # rerun: the same lines come from the store, nothing is appended
     assert main(ARGS + ["--out", str(tmp_path)]) == 0
-    assert [json.loads(x)["key"] for x in capsys.readouterr().out.splitlines()] == [r["key"] for r in rows]
+    assert [json.loads(x) for x in capsys.readouterr().out.splitlines()] == lines
     assert len((tmp_path / "results.jsonl").read_text().splitlines()) == len(rows)
 
 
@@ -100,6 +100,7 @@ def test_grid_specs_on_the_command_line(tmp_path, capsys):
             str(tmp_path)]
     assert main(args) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    rows = [r for r in rows if r["kind"] != "best"]
     assert sorted((r["grid"], r["nfe"]) for r in rows) == [("custom:1.0,0.5,0.1,0.001", 3), ("karras:rho=5", 4)]
     assert main(["bench", "--grid", "karras:rho", "--out", str(tmp_path)]) == 2
     assert "'karras:rho'" in capsys.readouterr().err

@@ -56,8 +56,10 @@ def test_each_format_is_the_report_in_another_form(fmt, tmp_path, capsys):
         assert out == (tmp_path / "results.csv").read_bytes().decode()
         assert [(r["solver"], r["variable"], float(r["rmse"])) for r in rows] == [
             (r["solver"], r["variable"], r["rmse"]) for r in stored]
-    else:
-        assert [json.loads(line) for line in out.splitlines()] == stored
+    else:  # the cells as they finished, then the best-per-NFE rows (kind "best")
+        lines = [json.loads(line) for line in out.splitlines()]
+        assert lines[:len(stored)] == stored and lines[len(stored):] == ds.bench.api.best_mod.best_records(stored)
+        assert {r["kind"] for r in lines[len(stored):]} == {"best"}
     assert main([*args, "--no-report"]) == 0  # a rerun from the store prints the same
     assert capsys.readouterr().out == out
 

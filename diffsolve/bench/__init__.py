@@ -1,9 +1,10 @@
 """Benchmarks: error against NFE for solvers × grids × integration variables on benchmark problems.
 
 `run(problem_or_model, solvers=…, grids=…, nfe=…)` does it all in one call and returns Results
-(`.table()`, `.plot(path)`, `.best(nfe)`). Step by step:
+(`.best_markdown()`, `.best(nfe)`, `.table()`, `.plot(path)`, `.write(out)`). Step by step:
 `Suite.load("default")` or `expand_run({...})` make cells; `run_sweep(cells, "out/results.jsonl")`
-runs the missing ones (resumable); `report.markdown / plot / write_csv` summarise the records.
+runs the missing ones (resumable); `api.write_report` (best per NFE first: `best`; tables and plots: `report`)
+summarises the records; `migrate` adopts results stored before cells carried fingerprints.
 New cell kinds (e.g. stochastic solvers' strong/weak errors) plug in with `register_kind`.
 """
 

@@ -4,7 +4,9 @@
     res.table()           # pandas DataFrame when pandas is installed, else a list of dicts
     res.plot("err.png")   # error vs NFE, a panel per solver family
     res.best(10)          # the most accurate solver / grid / variable within 10 NFE
-    res.markdown()        # the report's tables, as table.md holds them; res.write("out") writes the report
+    res.best_markdown()   # the best-per-NFE table: at each budget the best, its median/p90/flips, × the baseline
+    res.best_rows()       # the same as a list of dicts (the "best" rows of --format json)
+    res.markdown()        # the report's tables, as table.md holds them (best per NFE first); res.write("out")
 
 The problem is anything `diffsolve.problems.resolve` takes: a name, "pkg.mod:attr", "file.py:attr", a
 checkpoint path, a Problem or a diffsolve Model (with shape=…). With out=None nothing is written; with a
@@ -16,8 +18,6 @@ Under torchrun the ranks split the cells and rank 0 merges and reports (diffsolv
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -28,6 +28,7 @@ import torch
 from ..checks import positive_int
 from ..distributed import Rank
 from ..errors import DiffsolveError
+from . import best as best_mod
 from . import report
 from .inputs import Inputs
 from .ranks import sweep_into
@@ -36,50 +37,61 @@ from .suite import Suite
 from .sweep import run_sweep
 
 Record = dict[str, Any]
-REPORT_FILES = ("results.csv", "table.md", "rmse_vs_nfe.png", "sw2_vs_nfe.png", "ode_vs_sde_sw2.png",
-                "strong_vs_nfe.png")
+REPORT_FILES = ("results.csv", "table.md", "best_vs_nfe.png", "rmse_vs_nfe.png", "sw2_vs_nfe.png",
+                "ode_vs_sde_sw2.png", "strong_vs_nfe.png", *(f"{m}_vs_nfe.png" for m in report.DATA_METRICS))
 FORMATS = ("md", "csv", "json")
 
 
 def _metrics(records: list[Record]) -> list[str]:
-    """The metrics the report shows: RMSE, and SW2 when any cell has it."""
-    return ["rmse"] + (["sw2"] if any(r.get("sw2") is not None for r in records) else [])
+    """The metrics the report shows: RMSE, SW2 when any cell has it, then each data metric any cell has."""
+    return ["rmse"] + [m for m in ("sw2", *report.DATA_METRICS) if any(r.get(m) is not None for r in records)]
 
 
 def report_markdown(records: list[Record], *, fit_last: int | None = 3, fit_min_nfe: float | None = None) -> str:
-    """The report's tables, as table.md holds them: the strong/weak error tables when there are SDE cells, one table
-    per metric (error against NFE per solver / grid / variable, fitted orders, reference error), the legend."""
+    """The report's tables, as table.md holds them: the best configuration per NFE first (diffsolve.bench.best), the
+    strong/weak error tables when there are SDE cells, one table per metric (error against NFE per solver / grid /
+    variable, fitted orders, reference error; the data metrics under "Quality against the data", each with its
+    floor), the legends."""
     from .stochastic import strong_weak_markdown
 
-    text = "\n".join(report.markdown(records, metric=m, fit_last=fit_last, fit_min_nfe=fit_min_nfe)
-                     for m in _metrics(records)) + "\n" + report.legend() + "\n"
+    metrics = _metrics(records)
+    own = [report.markdown(records, metric=m, fit_last=fit_last, fit_min_nfe=fit_min_nfe) for m in metrics
+           if m not in report.DATA_METRICS]
+    data = [report.markdown(records, metric=m) for m in metrics if m in report.DATA_METRICS]
+    parts = [best_mod.best_markdown(records)]
     if any(r.get("kind") == "sde" for r in records):
-        text = strong_weak_markdown(records, fit_last) + "\n" + text
-    return text
+        parts.append(strong_weak_markdown(records, fit_last))
+    parts += own
+    if data:
+        parts += ["### Quality against the data\n\n" + report.DATA_NOTE + "\n", *data]
+    return "\n".join(parts) + "\n" + best_mod.BEST_LEGEND + "\n\n" + report.legend() + "\n"
 
 
 def report_csv(records: list[Record]) -> str:
     """One CSV row per cell record (the columns of report.CSV_FIELDS)."""
-    buf = io.StringIO(newline="")
-    w = csv.DictWriter(buf, fieldnames=report.CSV_FIELDS, extrasaction="ignore")
-    w.writeheader()
-    for r in records:
-        w.writerow({k: r.get(k) for k in report.CSV_FIELDS})
-    return buf.getvalue()
+    return report.csv_text(records)
+
+
+def report_json(records: list[Record]) -> str:
+    """One JSON object per cell record per line, then one per best-per-NFE row (kind "best", `best.best_records`)."""
+    return "".join(json.dumps(r, allow_nan=False) + "\n" for r in [*records, *best_mod.best_records(records)])
 
 
 def write_report(records: list[Record], out: str | Path, *, fit_last: int | None = 3,
                  fit_min_nfe: float | None = None) -> list[Path]:
-    """The report of a run in OUT: results.csv, table.md (`report_markdown`), the error-vs-NFE plots per metric and,
-    with SDE cells, the ODE-vs-SDE SW2 plot and the strong-error plot. Returns the paths written."""
+    """The report of a run in OUT: results.csv, table.md (`report_markdown`), the overview best_vs_nfe.png (each
+    family's Pareto front), the error-vs-NFE plots per metric and, with SDE cells, the ODE-vs-SDE SW2 plot and the
+    strong-error plot (OUT is created if missing). Returns the paths written."""
     from .stochastic import plot_ode_vs_sde
 
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.csv", "w", newline="", encoding="utf-8") as f:
         f.write(report_csv(records))
     (out / "table.md").write_text(report_markdown(records, fit_last=fit_last, fit_min_nfe=fit_min_nfe),
                                   encoding="utf-8")
     written = [out / "results.csv", out / "table.md"]
+    written += [out / "best_vs_nfe.png"] if best_mod.plot_best(records, out / "best_vs_nfe.png") else []
     written += [out / f"{m}_vs_nfe.png" for m in _metrics(records)
                 if report.plot(records, out / f"{m}_vs_nfe.png", metric=m)]
     sde = [r for r in records if r.get("kind") == "sde"]
@@ -135,12 +147,23 @@ class Results:
         return report_csv(self.records)
 
     def json_lines(self) -> str:
-        """One JSON object per record per line, as results.jsonl holds them."""
-        return "".join(json.dumps(r, allow_nan=False) + "\n" for r in self.records)
+        """One JSON object per record per line (as results.jsonl holds them), then one per best-per-NFE row (kind
+        "best")."""
+        return report_json(self.records)
 
     def format(self, fmt: str) -> str:
-        """The report in one of FORMATS: 'md' (the tables), 'csv' or 'json' (JSON lines of the records)."""
+        """The report in one of FORMATS: 'md' (the tables, best per NFE first), 'csv' (one row per cell) or 'json'
+        (`json_lines`)."""
         return {"md": self.markdown, "csv": self.csv, "json": self.json_lines}[fmt]()
+
+    def best_markdown(self) -> str:
+        """The best-per-NFE table(s) alone, as table.md starts (diffsolve.bench.best)."""
+        return best_mod.best_markdown(self.records)
+
+    def best_rows(self) -> list[dict[str, Any]]:
+        """The best-per-NFE table (diffsolve.bench.best): per problem, schedule and budget the most accurate
+        configuration, its RMSE, median, p90 and flips, its ratio to the baseline's RMSE and the reference error."""
+        return best_mod.best_records(self.records)
 
     def write(self, out: str | Path) -> list[Path]:
         """Write the report into the folder OUT (`write_report`); returns the paths written."""

@@ -29,14 +29,32 @@ from .suite import Cell
 from .tuned import TUNED, tuned_grid
 
 CellKind = Callable[[Cell, Inputs], dict[str, Any]]
+CellPrepare = Callable[[Cell, Inputs], None]
 CELL_KINDS: dict[str, CellKind] = {}
+PREPARE: dict[str, CellPrepare] = {}
 
 
-def register_kind(name: str, fn: CellKind) -> None:
-    """Add a cell kind: fn(cell, inputs) returns the cell's measured fields (nfe, seconds, metrics…)."""
+def register_kind(name: str, fn: CellKind, prepare: CellPrepare | None = None) -> None:
+    """Add a cell kind: fn(cell, inputs) returns the cell's measured fields (nfe, seconds, metrics…); prepare(cell,
+    inputs), if given, builds what the kind's cells share (references…) in `inputs` before the first cell runs."""
     if name in CELL_KINDS:
         raise DiffsolveError(f"a cell kind named {name!r} is already registered")
     CELL_KINDS[name] = fn
+    if prepare is not None:
+        PREPARE[name] = prepare
+
+
+def prepare_cells(cells: list[Cell], inputs: Inputs) -> None:
+    """Build what the cells share (each kind's `prepare`: references first) before any cell is run, so that the
+    sweep's progress bar times cells, not the references they wait for. A failure here is left to the cells, which
+    record it."""
+    for cell in cells:
+        prepare = PREPARE.get(cell.kind)
+        try:
+            if prepare is not None:
+                prepare(cell, inputs)
+        except Exception:  # noqa: BLE001 — the cell raises it again and records it
+            continue
 
 
 def cell_plan(cell: Cell, inputs: Inputs, model: Model) -> Plan:
@@ -106,7 +124,15 @@ def ode_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
     return out
 
 
-register_kind("ode", ode_cell)
+def prepare_ode(cell: Cell, inputs: Inputs) -> None:
+    """What the 'ode' cells of one problem share, built once: the reference, the exact sample sets, the data's
+    yardstick."""
+    inputs.reference(cell)
+    inputs.exact_sets(cell)
+    inputs.yardstick(cell)
+
+
+register_kind("ode", ode_cell, prepare_ode)
 
 RESULT_FIELDS = ("nfe", "steps", "seconds", "rmse", "rel_err", "max_err", "err_median", "err_p90", "flips", "ref_err",
                  "sw2", "sw2_floor", *DATA_FIELDS)

@@ -157,7 +157,8 @@ def adopt_features(value: Any, fingerprint: str | None = None) -> str:
         except Unhashable as e:
             raise DataError(f"features {value!r} cannot be fingerprinted ({e} cannot be hashed), so a changed feature "
                             f"network could not be told from the old; give an nn.Module (hashed by its weights) or "
-                            f"features_fingerprint='…' (a string that changes whenever its numbers do)") from None
+                            f"features_fingerprint='…' (CLI: --features-fingerprint S), a string that changes whenever "
+                            f"its numbers do") from None
     _ADOPTED.put(fp, fn)
     return fp
 

@@ -141,7 +141,15 @@ def sde_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
     return out
 
 
-register_kind("sde", sde_cell)
+def prepare_sde(cell: Cell, inputs: Inputs) -> None:
+    """What the 'sde' cells of one problem share, built once: the fine-step reference (on the dyadic path) and the
+    exact sample sets."""
+    if _params(cell)["path"] == "dyadic":
+        reference(cell, inputs)
+    inputs.exact_sets(cell)
+
+
+register_kind("sde", sde_cell, prepare_sde)
 
 
 # ---- reports ---------------------------------------------------------------------------------------------

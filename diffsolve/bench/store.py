@@ -82,11 +82,12 @@ def _number(v: Any) -> bool:
 # measurements, each with the type it must have; other fields may hold any JSON value (numbers finite).
 CELL_FIELDS = ("problem", "schedule", "solver", "grid", "variable", "kind", "nfe_target", "seed", "n")
 _TEXT = ("key", "problem", "schedule", "solver", "grid", "variable", "kind", "dtype", "options_label",
-         "fingerprint", "traceback", "tune_start", "tune_chosen")
-_INT = ("nfe", "steps", "nfe_target", "seed", "n", "sw2_projections", "repeats", "tune_nfe")
+         "fingerprint", "traceback", "tune_start", "tune_chosen", "data", "features")
+_INT = ("nfe", "steps", "nfe_target", "seed", "n", "sw2_projections", "repeats", "tune_nfe", "flips", "data_n")
 _NUMBER = ("seconds", "rmse", "rel_err", "max_err", "ref_err", "sw2", "sw2_floor", "ref_tol", "tol", "tune_seconds",
            "tune_cpu_seconds", "tune_train_error", "order_theory", "mean_err", "cov_err", "mean_err_floor",
-           "cov_err_floor")
+           "cov_err_floor", "err_median", "err_p90", "data_sw2", "data_sw2_floor", "data_mmd2", "data_mmd2_floor",
+           "data_fd", "data_fd_floor")
 _TABLE = ("options", "params", "nonfinite")
 SCHEMA: dict[str, tuple[str, Any]] = {
     **{k: ("a string", lambda v: isinstance(v, str)) for k in _TEXT},
@@ -95,7 +96,8 @@ SCHEMA: dict[str, tuple[str, Any]] = {
     **{k: ("an object", lambda v: isinstance(v, dict)) for k in _TABLE},
     "error": ("a string", lambda v: isinstance(v, str)),
 }
-NULLABLE = set(_NUMBER) | {"error", "steps", "nfe", "tune_nfe", "tune_start", "tune_chosen", "traceback"}
+NULLABLE = set(_NUMBER) | {"error", "steps", "nfe", "tune_nfe", "tune_start", "tune_chosen", "traceback", "flips",
+                           "data_n"}
 
 
 def _nonfinite(v: Any, where: str = "") -> str | None:

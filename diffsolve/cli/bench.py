@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from typing import Any
 
@@ -35,9 +36,11 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RECORD_DOC + "\n\n" + EXIT_DOC,
                        description="Run a benchmark sweep: each cell solves a problem's sampling ODE (or SDE) from "
                        "the same x_T with one solver, grid, variable and NFE budget; RMSE per dimension and relative "
-                       "error against a float64 reference, sliced W2 to exact samples beside its floor. No arguments: "
-                       "the 'default' suite (gmm-64). Results are appended to OUT/results.jsonl as cells finish, keyed "
-                       "by the problem's fingerprint: a rerun skips finished cells. Lists are comma-separated.")
+                       "error against a float64 reference, sliced W2 to exact samples beside its floor (with --data: "
+                       "to your samples). The report (OUT/table.md, stdout) starts with the best configuration at "
+                       "each NFE beside DPM-Solver++(2M) on the logSNR grid. No arguments: the 'default' suite "
+                       "(gmm-64). Results are appended to OUT/results.jsonl as cells finish, keyed by the problem's "
+                       "fingerprint: a rerun skips finished cells. Lists are comma-separated.")
     axes = p.add_argument_group("sweep axes (give any of these instead of --suite; the others take the defaults)")
     common.add_problem(axes, many=True, extra=f" (default {DEFAULT_AXES['problem']})")
     common.add_solver(axes, many=True, extra=f" (default {DEFAULT_AXES['solver']})")
@@ -56,15 +59,29 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         common.add_option(p, option)
     common.add_shape(p)
     p.add_argument("--fingerprint", help="a string naming a Model whose weights cannot be hashed; change it with them")
+    quality = p.add_argument_group("quality against your data (diffsolve.bench.data)")
+    quality.add_argument("--data", metavar="FILE", help="real samples, a .pt tensor or .npy array of shape "
+                         "(N, *sample_shape) (N >= 16) in the model's data coordinates: adds sliced W2 and MMD² to "
+                         "them, each beside its floor (an exact sampler's value)")
+    quality.add_argument("--features", metavar="MODULE:ATTR", help="a feature network of your own (pkg.module:attr "
+                         "or file.py:attr: a callable batch -> (B, F)): adds the Fréchet distance in its feature "
+                         "space (needs --data; nothing is downloaded)")
+    quality.add_argument("--features-fingerprint", metavar="S", help="a string naming the feature network when its "
+                         "weights cannot be hashed (a plain function); change it with them")
     p.add_argument("--dtype", choices=("float64", "float32"), help="state and model dtype (default float64)")
     p.add_argument("--out", help="results folder (default bench-results/SUITE_NAME, or bench-results/cli)")
     p.add_argument("--format", choices=("md", "csv", "json"), default=None, help="what stdout gets: md the report's "
-                   "tables (default), csv its rows, json one JSON object per cell per line as cells finish")
+                   "tables, the best configuration per NFE first (default); csv one row per cell; json one JSON "
+                   "object per cell per line as cells finish, then one per best-per-NFE row (\"kind\": \"best\")")
     p.add_argument("--json", action="store_true", help="the same as --format json")
     p.add_argument("--fresh", action="store_true", help="delete OUT's results, report and cached references first")
     p.add_argument("--retry-failed", action="store_true", help="rerun cells stored as failed")
     p.add_argument("--repair", action="store_true", help="move bad lines of OUT/results.jsonl (not JSON, wrong "
                    "schema, no measurements) to OUT/results.bad.jsonl and rerun their cells")
+    p.add_argument("--migrate", action="store_true", help="adopt records stored before cells carried their problem's "
+                   "fingerprint (their keys lack it, so a rerun would compute them again): after one cell per "
+                   "problem is recomputed and reproduces its stored numbers, results.jsonl is rewritten with the "
+                   "current keys; then the sweep runs as usual (diffsolve.bench.migrate)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars (stderr)")
     p.add_argument("--no-report", action="store_true", help="do not write results.csv, table.md and the plots")
     p.add_argument("--list", action="store_true", help="list problems, solvers, grids, variables, schedules, suites")
@@ -97,7 +114,8 @@ def suite_of(args: argparse.Namespace) -> Any:
     from ..bench import Suite
 
     given = {"schedule": args.schedule, "n": args.n, "dtype": args.dtype, "repeats": args.repeats,
-             "shape": args.shape, "fingerprint": args.fingerprint, "ref_tol": args.ref_tol,
+             "shape": args.shape, "fingerprint": args.fingerprint, "ref_tol": args.ref_tol, "data": args.data,
+             "features": args.features, "features_fingerprint": args.features_fingerprint,
              "seeds": None if args.seeds is None else common.int_list(args.seeds, "--seeds"),
              "tols": None if args.tols is None else common.number_list(args.tols, "--tols")}
     overrides = {k: v for k, v in given.items() if v is not None}
@@ -129,13 +147,31 @@ def run(args: argparse.Namespace) -> int:
         print(f"merged {len(records)} cells into {args.merge}/results.jsonl", file=sys.stderr)
         return finish(args, Results(records, suite), fmt)
     out = common.writable_folder(args.out or f"bench-results/{suite.name}", "--out")
+    adopt_legacy(args, suite, out)
     return sweep(args, suite, out, fmt)
+
+
+def adopt_legacy(args: argparse.Namespace, suite: Any, out: Any) -> None:
+    """With --migrate, adopt OUT's records stored before fingerprints (diffsolve.bench.migrate); without, say that a
+    rerun would compute them again and how to reuse them."""
+    from ..bench.migrate import legacy, migrate
+    from ..bench.store import ResultStore
+
+    if args.fresh or args.shard or not (out / "results.jsonl").exists():
+        return
+    if args.migrate:
+        n = migrate(suite.cells, out, repair=args.repair, log=lambda line: print(line, file=sys.stderr))
+        print(f"migrated {n} stored records of {out}/results.jsonl to the current keys", file=sys.stderr)
+        return
+    found = legacy(suite.cells, ResultStore(out / "results.jsonl", repair=args.repair))
+    if found:
+        print(f"note: {len(found)} records in {out}/results.jsonl were stored before cells carried their problem's "
+              f"fingerprint, so they will be computed again; to reuse them, stop (Ctrl-C) and rerun with --migrate",
+              file=sys.stderr)
 
 
 def sweep(args: argparse.Namespace, suite: Any, out: Any, fmt: str) -> int:
     """Run the suite into OUT; report (on the process that holds the whole suite) and say how it went."""
-    import json
-
     from ..bench.api import run_suite
     from . import stop_status
 
@@ -173,8 +209,10 @@ def finish(args: argparse.Namespace, res: Any, fmt: str, out: Any = None) -> int
     written = [f"{out}/results.jsonl"]
     if not args.no_report and res.records:
         written += [str(p) for p in res.write(out)]
-    if fmt != "json" and res.records:
-        print(res.format(fmt), end="" if fmt == "csv" else "\n")
+    if fmt == "json" and not args.merge:  # the cells were printed as they finished: the best-per-NFE rows follow
+        print("".join(json.dumps(r, allow_nan=False) + "\n" for r in res.best_rows()), end="", flush=True)
+    elif res.records:
+        print(res.format(fmt), end="" if fmt in ("csv", "json") else "\n")
     print("wrote " + ", ".join(written), file=sys.stderr)
     if failed:
         print(f"{len(failed)} of {len(res.records)} cells failed (the report shows 'failed' there):", file=sys.stderr)

@@ -4,8 +4,8 @@ x_T ~ N(0, I) in VP coordinates (the prior of every VP schedule at t_max), flat 
 dim = prod(shape); the network sees states reshaped to `shape`. The reference is the generic
 float64 dopri8 solve in λ (Problem.reference), at `ref_tol` (default 1e-6). The fingerprint hashes
 the Model (class, coordinates, schedule config, network weights, model kwargs); a network whose
-weights cannot be hashed (a plain function) needs fingerprint=… — without it a warning is given and
-results are never reused across processes.
+weights cannot be hashed (a plain function) needs fingerprint=… (ds.bench.run, UserProblem; `diffsolve bench
+--fingerprint`) — without it a warning is given and results are never reused across processes.
 """
 
 from __future__ import annotations
@@ -71,8 +71,9 @@ class UserProblem(Problem):
             if self._random_fp is None:
                 warnings.warn(
                     f"model {self.name!r} cannot be fingerprinted ({e} cannot be hashed), so its stored results "
-                    f"and cached references will not be reused by another run; pass fingerprint='…' (a string "
-                    f"that changes whenever the network's numbers do) to reuse them", stacklevel=2)
+                    f"and cached references will not be reused by another run; to reuse them pass fingerprint='…' "
+                    f"(a string that changes whenever the network's numbers do) to ds.bench.run or "
+                    f"diffsolve.problems.UserProblem (command line: diffsolve bench --fingerprint …)", stacklevel=2)
                 self._random_fp = uuid.uuid4().hex
             return f"UserProblem:unhashable-{self._random_fp}"
 

@@ -319,3 +319,23 @@ def step_noise(
     def brownian(i: int) -> Tensor:
         return path(taus[i], taus[i + 1]).reshape(x.shape).mul(scale[i])  # out of place: the path caches it
     return brownian
+
+
+NOISE_OPTIONS = ("seed", "bm", "generator")
+
+
+class StepNoise:
+    """For samplers that read one Gaussian per grid step (ddim with eta > 0, ddpm, sde_dpmpp2m): the noise options
+    are checked together (at most one of seed=, bm=, generator=) and become the step noise of `step_noise`."""
+
+    name: str
+
+    def check_together(self, options: dict[str, Any]) -> None:
+        check_noise_options(self.name, options)
+
+    def noise_source(
+        self, dynamics: Dynamics, grid: Grid, x: Tensor, options: dict[str, Any]
+    ) -> Callable[[int], Tensor] | None:
+        """z_i = ΔW_i/√Δτ_i on the shared Brownian path (seed=/bm=), or torch.randn from generator= (popped)."""
+        seed, bm, generator = (options.pop(k, None) for k in NOISE_OPTIONS)
+        return step_noise(dynamics, grid, x, seed, bm, generator)

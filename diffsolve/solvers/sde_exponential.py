@@ -24,16 +24,11 @@ inside a step needs ∫W dτ, i.e. the Lévy area that SRK uses.)
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
-from torch import Tensor
-
-from ..dynamics import Dynamics
 from ..errors import SolverError
-from ..grids import Grid
 from .base import register
-from .brownian import check_noise_options, step_noise
+from .brownian import StepNoise
 from .contract import EXPONENTIAL_SDE
 from .exp.base import TO_ZERO, ExpSolver, Plan, StepPlan
 from .exp.coeffs import Combo, Node, to_zero
@@ -59,7 +54,7 @@ def dpmpp2m_correction(t: Node, h: float, h_prev: float, b: float, variant: str)
     return k * h / h_prev
 
 
-class ReverseSDEExponential(ExpSolver):
+class ReverseSDEExponential(StepNoise, ExpSolver):
     """The data-prediction exponential integrator of the reverse VP-SDE, one network call per step.
 
     second_order=False: DDPM ancestral (x̂0 frozen); True: SDE-DPM-Solver++(2M), multistep in λ.
@@ -82,16 +77,6 @@ class ReverseSDEExponential(ExpSolver):
 
     def order_for(self, **options: Any) -> float:
         return 1.0
-
-    def check_together(self, options: dict[str, Any]) -> None:
-        check_noise_options(self.name, options)
-
-    def noise_source(
-        self, dynamics: Dynamics, grid: Grid, x: Tensor, options: dict[str, Any]
-    ) -> Callable[[int], Tensor] | None:
-        """z_i = ΔW_i/√Δτ_i on the shared Brownian path (seed=/bm=), or torch.randn from generator=."""
-        return step_noise(dynamics, grid, x, options.pop("seed", None), options.pop("bm", None),
-                          options.pop("generator", None))
 
     def build(self, nodes: list[Node], form: str, *, lower_order_final: bool, variant: str = "midpoint") -> Plan:
         """Posterior steps (plus the 2M correction after the first), every coefficient in float64."""

@@ -20,7 +20,7 @@ from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ..base import register
-from ..brownian import check_noise_options, step_noise
+from ..brownian import NOISE_OPTIONS, StepNoise
 from ..contract import EXPONENTIAL_ODE, EXPONENTIAL_SDE, Integrates
 from ..options import GENERATOR, PATH, SEED, THRESHOLD
 from .base import TO_ZERO, ExpSolver, Plan, StepPlan
@@ -45,7 +45,7 @@ def ddim_step(s: Node, t: Node, eta: float) -> StepPlan:
     return StepPlan(Combo(t.alpha / s.alpha, (w,)), noise_std=std)
 
 
-class DDIM(ExpSolver):
+class DDIM(StepNoise, ExpSolver):
     """DDIM with η ≥ 0; η = 0 is DPM-Solver-1, exactly one Euler step of the DDIM ODE in σ̄."""
 
     name = "ddim"
@@ -72,17 +72,15 @@ class DDIM(ExpSolver):
         """Order 1 for the ODE; for eta > 0 the strong order on the shared path is 1 as well (as ddpm's)."""
         return 1.0
 
-    def check_together(self, options: dict[str, Any]) -> None:
-        check_noise_options(self.name, options)
-
     def noise_source(
         self, dynamics: Dynamics, grid: Grid, x: Tensor, options: dict[str, Any]
     ) -> Callable[[int], Tensor] | None:
-        """z_i = ΔW_i/√Δτ_i on the shared Brownian path (seed=/bm=), or torch.randn from generator=."""
-        seed, bm, generator = options.pop("seed", None), options.pop("bm", None), options.pop("generator", None)
+        """No noise at eta = 0 (the noise options are dropped unread); else StepNoise's."""
         if options.get("eta", 0.0) == 0.0:
+            for k in NOISE_OPTIONS:
+                options.pop(k, None)
             return None
-        return step_noise(dynamics, grid, x, seed, bm, generator)
+        return super().noise_source(dynamics, grid, x, options)
 
     def build(self, nodes: list[Node], form: str, *, lower_order_final: bool, eta: float = 0.0) -> Plan:
         steps = [ddim_step(nodes[i], nodes[i + 1], float(eta)) for i in range(len(nodes) - 1)]
