@@ -7,8 +7,9 @@ the float64 reference; the best per NFE is reported. Tuned side: each configurat
 measured on the same held-out draws. Tuning cost: model evaluations, wall and CPU seconds per (solver, NFE).
 
 Checked (exit 1 when one fails): every tuned grid is no worse on the held-out draws than the best standard grid of
-its own solver configuration, and no worse on its training draws than the grid its refinement started from; with
---defaults prints the choice those runs would make (report only: the default table is measured and checked by benchmarks/defaults.py).
+its own solver configuration, and no worse on its training draws than the grid its refinement started from.
+--defaults prints the choice those runs would make (report only: the default table is measured and checked by
+benchmarks/defaults.py).
 
     python -m benchmarks.tuned_grids --problem gmm-64 --nfe 4,5,6,8,10,15,20 --out benchmarks/results/tuned-gmm-64
     python -m benchmarks.tuned_grids --smoke          (tiny sizes into a temporary folder)
