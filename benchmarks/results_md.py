@@ -20,7 +20,7 @@ from typing import Any
 
 from diffsolve.bench.metrics import fitted_order
 
-from . import gpu_timing, lower_order_final, peers_accuracy, sde_orders, tuned_grids, tuning_cost
+from . import defaults, gpu_timing, lower_order_final, peers_accuracy, sde_orders, tuned_grids, tuning_cost
 from .common import REPO, RESULTS, read_json
 
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
@@ -102,6 +102,8 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     **{f"tuning-cost-{case}": tuned(f"tuning-cost-{case}", tuning_cost.markdown)
        for case in ("gmm", "digits", "unet", "objectives")},
     "defaults": lambda r: tuned_grids.defaults([read_json(r / f"{n}.json") for n in TUNED_RUNS]),
+    "defaults-measured": lambda r: defaults.markdown_all([read_json(r / f"defaults-{n}.json")
+                                                          for n in defaults.PROBLEMS]),
     "lower-order-final": tuned("lower-order-final", lower_order_final.markdown),
     "lower-order-final-digits": tuned("lower-order-final-digits", lower_order_final.markdown),
     "grids-suite": lambda r: bench_tables(r, "grids", "rmse", "sw2"),

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import (
+    defaults,
     gpu_timing,
     lower_order_final,
     overhead,
@@ -140,7 +141,7 @@ def test_the_committed_results_support_the_scripts_claims(capsys):
     claims = Claims("committed")
     for name in ("tuned-gmm-64", "tuned-gmm-2d", "tuned-toy-2d", "tuned-digits-8x8"):
         tuned_grids.check(committed(name), claims)
-    tuned_grids.check_defaults([committed(n) for n in results_md.TUNED_RUNS], claims)
+    defaults.check([committed(f"defaults-{n}") for n in defaults.PROBLEMS], claims)
     peers_accuracy.check(committed("peers-gmm-64"), claims)
     for name in ("lower-order-final", "lower-order-final-digits"):
         lower_order_final.check(committed(name), claims)
