@@ -56,16 +56,25 @@ def _tune_grid(*args: Any, **kwargs: Any) -> Any:
     return tune(*args, **kwargs)
 
 
+def _learn_solver(*args: Any, **kwargs: Any) -> Any:
+    """`ds.solvers.learn`: a solver with weights learned for a model (diffsolve.tuning.learn, same arguments)."""
+    from .tuning import learn
+
+    return learn(*args, **kwargs)
+
+
 class _Package(types.ModuleType):
     """The package module. The import system binds each submodule on its package through this __setattr__:
-    the function `ds.solve` wins over the submodule `diffsolve.solve`, and the grids module gets `tune` (the
-    tuner sits above the grids, so it is bound from the top instead of imported by grids.py)."""
+    the function `ds.solve` wins over the submodule `diffsolve.solve`, the grids module gets `tune` and the solvers
+    module `learn` (the tuner sits above both, so it is bound from the top instead of imported by them)."""
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "solve" and isinstance(value, types.ModuleType):
             value = value.solve
         elif name == "grids" and isinstance(value, types.ModuleType):
             value.tune = _tune_grid
+        elif name == "solvers" and isinstance(value, types.ModuleType):
+            value.learn = _learn_solver
         super().__setattr__(name, value)
 
 

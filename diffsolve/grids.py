@@ -440,7 +440,11 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 def check_file(data: dict[str, Any], path: str | Path, schedule: Schedule | None = None,
                fingerprint: str | None = None) -> None:
-    """Refuse a grid file made for another schedule or (when both are known) another problem fingerprint."""
+    """Refuse a grid file made for another schedule or (when both are known) another problem fingerprint, and a
+    learned solver's file (its grid holds for its learned weights alone)."""
+    if data.get("kind") == "learned":
+        raise GridError(f"{str(path)!r} is a learned solver's file: its grid holds for its learned weights alone; pass "
+                        f"solver='file:{path}' (it brings this grid), not grid='file:{path}'")
     if schedule is not None and data["schedule"] != schedule.to_config():
         raise GridError(
             f"grid file {str(path)!r} was made for schedule {json.dumps(data['schedule'])} but the solve uses "

@@ -11,7 +11,9 @@ and SDE cells, tuning, `diffsolve sample` and the exporters — goes through `pl
   sampling ODE in `variable` (default: the one variable the solver steps in, λ for exponential integrators,
   σ̄ otherwise).
 With no solver, the measured table DEFAULT_CONFIGS picks solver, grid and options for the budget; a community name
-("DPM++ 2M Karras", "Euler a", …; diffsolve.presets) picks the named sampler's solver, grid, options and end.
+("DPM++ 2M Karras", "Euler a", …; diffsolve.presets) picks the named sampler's solver, grid, options and end; a
+learned solver ("file:learned.json" or a LearnedSolver; diffsolve.solvers.learned) brings its weights, grid (with
+evaluation times), options and end, and is refused for another schedule, problem fingerprint or network.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .presets import is_name
 from .presets import resolve as resolve_name
 from .solvers import SOLVERS, get_solver
 from .solvers.base import Solver
+from .solvers.learned import LearnedSolver, is_file_spec, load_spec
 
 # The configuration when no solver is given: the first entry whose NFE bound covers the budget.
 # Chosen by measurement (benchmarks/defaults.py, benchmarks/RESULTS.md "The default of sample()"): per NFE, the
@@ -88,6 +91,21 @@ def _named(model: Model, name: str, nfe: int | None, steps: int | None, grid: An
     return config.solver, config.grid, {**config.options, **options}, config.end
 
 
+def _learned(model: Model, spec: str | LearnedSolver, nfe: int | None, steps: int | None, grid: Any, end: str | None,
+             fingerprint: str | None) -> LearnedSolver:
+    """The learned solver of a file or object, checked against the model's schedule, the problem's fingerprint (when
+    known) and the network's weights; it fixes its grid and end, so only a matching nfe= may be given."""
+    learned = load_spec(spec, model.schedule, fingerprint, model.net)
+    shown = spec if isinstance(spec, str) else "this learned solver"
+    if steps is not None or grid is not None or end is not None:
+        raise SolverError(f"{shown!r} brings its own grid ({learned.grid.steps} steps) and end ({learned.end!r}); "
+                          f"drop steps=, grid= and end= (or give nfe={learned.nfe} alone)")
+    if nfe is not None and nfe != learned.nfe:
+        raise SolverError(f"{shown!r} was learned for nfe={learned.nfe}, not nfe={nfe}; give nfe={learned.nfe} (or "
+                          f"leave it out), or learn one for nfe={nfe}")
+    return learned
+
+
 def _end_options(method: Solver, end: str | None, options: dict[str, Any]) -> dict[str, Any]:
     """`end="zero"` as the solver's to_zero option; "sigma_min" (the default) leaves the options alone."""
     if end is None or end == "sigma_min":
@@ -130,7 +148,7 @@ def _grid_for(method: Solver, model: Model, grid: str | Grid, nfe: int | None, s
 
 def plan(
     model: Model,
-    solver: str | Solver | None = None,
+    solver: str | Solver | LearnedSolver | None = None,
     *,
     nfe: int | None = None,
     steps: int | None = None,
@@ -144,13 +162,19 @@ def plan(
 
     `grid`: a Grid or a spec (default logsnr; with no solver, the default table's); `variable`: the ODE's
     integration variable (t, sigma, lambda; default the solver's own); `end`: "sigma_min" (default) or "zero"
-    (one more step to σ = 0, counted in the budget); `fingerprint`: the problem's, checked against a grid file's.
+    (one more step to σ = 0, counted in the budget); `fingerprint`: the problem's, checked against a grid file's and
+    a learned solver's. A learned solver ("file:learned.json") brings its grid and end: give nfe= (its own) or nothing.
     """
     _budget("nfe", nfe)
     _budget("steps", steps)
     options = dict(options or {})
     if isinstance(solver, str) and solver not in SOLVERS and is_name(solver):  # "DPM++ 2M Karras": the named sampler
         solver, grid, options, end = _named(model, str(solver), nfe, steps, grid, options, end)
+    budget = nfe
+    if isinstance(solver, LearnedSolver) or is_file_spec(solver):
+        learned = _learned(model, solver, nfe, steps, grid, end, fingerprint)  # type: ignore[arg-type]
+        solver, grid, variable, nfe = learned.solver, learned.grid, variable or learned.variable or None, None
+        budget = learned.nfe
     if solver is None:
         if (nfe is None) == (steps is None):
             raise GridError(f"give exactly one of nfe= or steps= (with no solver= the budget picks the solver), "
@@ -161,11 +185,16 @@ def plan(
     options = _end_options(method, end, options)
     method.check_options(options)  # before any work (and before steps_for and integrates_for read them)
     g, options = _grid_for(method, model, DEFAULT_GRID if grid is None else grid, nfe, steps, options, fingerprint)
-    return Plan(method, dynamics_for(model, method, options, variable), g, options, nfe)
+    return Plan(method, dynamics_for(model, method, options, variable), g, options, budget)
 
 
-def solver_of(solver: str | Solver) -> Solver:
-    """The Solver a name stands for: a registered solver, or the solver of a community name."""
+def solver_of(solver: str | Solver | LearnedSolver) -> Solver:
+    """The Solver a name stands for: a registered solver, the solver of a community name, or a learned one's (its file
+    read, not checked: plan() checks it)."""
+    if isinstance(solver, LearnedSolver):
+        return solver.solver
+    if is_file_spec(solver):
+        return LearnedSolver.load(str(solver)[len("file:"):]).solver
     if isinstance(solver, str) and solver not in SOLVERS and is_name(solver):
         return get_solver(resolve_name(solver).solver)
     return get_solver(solver)

@@ -17,6 +17,7 @@ from .models import Model, check_state
 from .plan import plan
 from .solvers import get_solver
 from .solvers.base import Solver
+from .solvers.learned import LearnedSolver
 
 
 @dataclass
@@ -124,7 +125,7 @@ def sample(
     model: Model,
     x: Tensor,
     *,
-    solver: str | Solver | None = None,
+    solver: str | Solver | LearnedSolver | None = None,
     nfe: int | None = None,
     steps: int | None = None,
     grid: str | Grid | None = None,
@@ -138,7 +139,9 @@ def sample(
     else the sampling ODE in `variable` (default: the solver's own, λ for exponential integrators, else σ̄);
     a grid from a Grid or a spec ("logsnr" by default, "karras:rho=5", "custom:1.0,0.5,0.001", "file:g.json")
     with the steps that fit `nfe`; adaptive solvers (dopri5, dpm_adaptive) take rtol=/atol= and no budget.
-    `end="zero"` adds the step to σ = 0 within the budget (solvers with to_zero). With no `solver`, the
+    `end="zero"` adds the step to σ = 0 within the budget (solvers with to_zero). A learned solver
+    (`solver="file:learned.json"`, or the LearnedSolver of ds.solvers.learn) brings its own grid and end, and is refused
+    for another schedule or another network (its file records the weights' fingerprint). With no `solver`, the
     measured table diffsolve.plan.DEFAULT_CONFIGS picks solver, grid and options (explicit ones win). When the
     budget cannot be spent exactly (heun at nfe=5 spends 4), Solution.info["nfe_requested"] says so and a
     UserWarning is given (once per call site).

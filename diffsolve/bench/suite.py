@@ -116,12 +116,15 @@ _DEFAULTS: dict[str, Any] = {
 
 
 def parse_solver(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """'name', 'name:key=value:…' or {name = …, options = {…}} → (name, options)."""
+    """'name', 'name:key=value:…' or {name = …, options = {…}} → (name, options); 'file:PATH' (a learned solver's
+    file) is a name without options."""
     if isinstance(spec, dict):
         unknown = set(spec) - {"name", "options"}
         if "name" not in spec or unknown:
             raise DiffsolveError(f"a solver table needs 'name' and optional 'options', got {spec!r}")
         return str(spec["name"]), dict(spec.get("options", {}))
+    if str(spec).strip().startswith("file:"):
+        return str(spec).strip(), {}
     name, *pairs = str(spec).strip().split(":")
     options: dict[str, Any] = {}
     for pair in pairs:

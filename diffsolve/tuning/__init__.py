@@ -17,7 +17,7 @@ trimmed mean of it); the error on held-out draws is reported beside it.
     teacher and the DP cost matrix. Progress bars per stage, the cost in sample-evaluations, max_seconds (ledger.py).
 """
 
-from .api import tune
+from .api import learn, tune
 from .dp import dp_path
 from .objective import OBJECTIVES, TuningError
 from .refine import OPTIMIZERS
@@ -26,4 +26,4 @@ from .settings import DEFAULTS, GRADIENTS, METHODS, STANDARD_GRIDS, VALIDATION_O
 from .teacher import Teacher, default_cache_dir
 
 __all__ = ["DEFAULTS", "GRADIENTS", "METHODS", "OBJECTIVES", "OPTIMIZERS", "STANDARD_GRIDS", "VALIDATION_OFFSET",
-           "Teacher", "TunedGrid", "TuningError", "TuningNotice", "default_cache_dir", "dp_path", "tune"]
+           "Teacher", "TunedGrid", "TuningError", "TuningNotice", "default_cache_dir", "dp_path", "learn", "tune"]

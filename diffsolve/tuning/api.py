@@ -19,13 +19,17 @@ from ..plan import plan
 from ..problems import Problem
 from ..problems import resolve as resolve_problem
 from ..schedules import Schedule
+from ..solvers.learned import LearnedSolver
+from .learning import learn_nfe
 from .ledger import Ledger
 from .objective import TuningError, autograd_problem, frozen_weights
 from .result import TunedGrid
 from .search import stage_budget, tune_nfe, validation_draws
 from .session import Session
-from .settings import DEFAULTS, STANDARD_GRIDS, Settings, TuningNotice, make_settings
+from .settings import DEFAULTS, LEARN_OBJECTIVE, STANDARD_GRIDS, Settings, TuningNotice, make_settings
+from .span import Span
 from .teacher import CHECK_DRAWS, TeacherCache, default_cache_dir
+from .weights import WeightSpan
 
 
 def tune(
@@ -58,8 +62,10 @@ def tune(
     checkpoint: bool = False,
     progress: bool = True,
     shape: tuple[int, ...] | None = None,
+    learn: bool = False,
+    conditions: int = 1,
     **solver_options: Any,
-) -> TunedGrid | list[TunedGrid]:
+) -> TunedGrid | list[TunedGrid] | LearnedSolver | list[LearnedSolver]:
     """A grid minimising `solver`'s error at `nfe` (or one grid per NFE of a list) to a teacher on training draws.
 
     See the package doc for the method. `problem`: a name, a Problem or a Model (`shape=` for a Model without one).
@@ -74,20 +80,23 @@ def tune(
     stops at the best grid so far; `batch_size` draws per chunk (the unit of work and of data-parallel dealing
     under torchrun); `dtype`/`device`: the network's by default;
     `checkpoint` recomputes each network call in the backward pass (memory); `progress`: bars on stderr.
+    `learn`: one more stage learns the solver's weights with the grid (learning.py; `conditions`: 1 keeps each step
+    consistent, 2 also the base weights' first moment) and returns a LearnedSolver (see `learn`).
     Returns a TunedGrid, or a list of them for a list of NFEs (teacher and DP shared).
     """
     nfes = _nfes(nfe)
     s = make_settings(solver, method, restarts, eval_times, optimizer, gradient, objective, trim, max_evals,
                       checkpoint, teacher_nfe, teacher_tol, variable, list(train_seeds), heldout_seeds,
-                      validation_seeds, solver_options)
+                      validation_seeds, solver_options, learn, conditions)
     session = _open(problem, nfes, s, list(train_seeds), n, schedule, candidates, max_seconds, batch_size,
                     cache_dir, dtype, device, progress, shape)
     with frozen_weights(session.model.net), torch.no_grad():
         s = _gradient_mode(session, s)
         session.estimate = _estimate(session, s, nfes)
         out = []
+        one = learn_nfe if s.learn else tune_nfe
         for k in nfes:  # (a loop, not a comprehension: the notices' stack levels point at the caller of tune)
-            out.append(tune_nfe(session, k, s, shared=len(nfes) > 1))
+            out.append(one(session, k, s, shared=len(nfes) > 1))
     return out if not isinstance(nfe, int) else out[0]
 
 
@@ -172,6 +181,9 @@ def _estimate(session: Session, s: Settings, nfes: list[int]) -> int:
         fixed += (1 + (len(STANDARD_GRIDS) if s.method != "dp" else 0)) * nfe_draws
         if s.method != "dp" and steps > 1:
             sizes = [steps - 1] + ([2 * (steps - 1)] if s.eval_times else [])
+            if s.learn:
+                sizes.append(WeightSpan.of(Span(session.schedule, steps), s.solver, s.options, s.eval_times,
+                                           s.conditions).size())
             evals = s.restarts * sum(stage_budget(s, size) for size in sizes)
             search += evals * nfe_draws * (2 if s.objective == "trimmed" and s.gradient != "autograd" else 1)
             backward += evals * nfe_draws if s.gradient == "autograd" else 0
@@ -199,3 +211,15 @@ def _teacher_cost(session: Session, pool: Any, teacher: Any, record: bool) -> in
     if record:  # the subset that measures the teachers' errors: two schemes at levels 0, 1, 2
         total += 2 * (teacher.nfe // 2) * 7 * min(CHECK_DRAWS, pool.chunks[0].size)
     return total
+
+
+def learn(problem: Problem | Model | str, solver: str, nfe: int | Sequence[int], *,
+          objective: str = LEARN_OBJECTIVE, **kwargs: Any) -> LearnedSolver | list[LearnedSolver]:
+    """A solver whose weights are learned for `problem` (a name, a Problem or a Model) at `nfe`, with its grid:
+    `tune(…, learn=True)` (same arguments; `conditions=` 1 or 2). The tuned grid is searched as by `tune`, then the
+    step times, evaluation times and every step's weights on the stored outputs (each step kept consistent) are
+    learned together on the training draws; validation draws choose between the learned solver and the tuned grid it
+    started from; held-out draws report both. Returns a LearnedSolver (`.save(path)`, then `solver="file:PATH"`
+    wherever a solver is named), or a list of them for a list of NFEs. The default objective is measured
+    (benchmarks/learned.py, the objectives case)."""
+    return tune(problem, solver, nfe, objective=objective, learn=True, **kwargs)  # type: ignore[return-value]

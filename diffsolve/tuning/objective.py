@@ -30,7 +30,6 @@ from ..solvers.base import Solver
 from ..solvers.exp.weighted import solve_weighted
 from .draws import Chunk, Pool
 from .ledger import Ledger
-from .span import Span
 
 OBJECTIVES = ("mean", "trimmed", "log")
 
@@ -54,18 +53,19 @@ class Fit:
     dynamics: Dynamics
     solver: Solver
     options: dict[str, Any]
-    span: Span
+    span: Any  # Span (a grid's parameters) or weights.WeightSpan (a grid's and a learned solver's weights)
     checkpoint: bool = False
 
-    def end(self, grid: Grid, x: Tensor) -> Tensor:
-        """The end state on a float grid (the solve every user runs), no autograd."""
+    def end(self, grid: Grid, x: Tensor, solver: Solver | None = None) -> Tensor:
+        """The end state on a float grid (the solve every user runs) by `solver` (default the fit's), no autograd."""
         with torch.no_grad():
-            return solve(self.dynamics, x, grid, self.solver, **self.options).x
+            return solve(self.dynamics, x, grid, solver or self.solver, **self.options).x
 
     def end_differentiable(self, params: Tensor, x: Tensor) -> Tensor:
-        """The end state as a function of the grid's parameters (autograd through the network's inputs)."""
+        """The end state as a function of the parameters — the grid's, and a learned solver's weights (weights.py) —
+        with autograd through the network's inputs."""
         points, eval_points = self.span.points(params)
-        return solve_weighted(self.dynamics, x, points, self.solver, eval_points=eval_points,
+        return solve_weighted(self.dynamics, x, points, self.span.solver(params, self.solver), eval_points=eval_points,
                               checkpoint=self.checkpoint, **self.options)
 
 
@@ -92,16 +92,16 @@ class Objective:
     evals: int = field(default=0)
     scale: float = 1.0
 
-    def per_draw(self, grid: Grid) -> Tensor:
-        """‖x_K − x*‖² of every draw (every rank's), on the float grid."""
+    def per_draw(self, grid: Grid, solver: Solver | None = None) -> Tensor:
+        """‖x_K − x*‖² of every draw (every rank's), on the float grid, by `solver` (default the fit's)."""
         def chunk(c: Chunk) -> Tensor:
             b = self.data[c.index]
-            return self.ledger.run(c.size, lambda: sq_errors(self.fit.end(grid, b.x), b.target))
+            return self.ledger.run(c.size, lambda: sq_errors(self.fit.end(grid, b.x, solver), b.target))
         return self.pool.per_draw(chunk)
 
-    def rmse(self, grid: Grid) -> float:
+    def rmse(self, grid: Grid, solver: Solver | None = None) -> float:
         """RMSE per dimension over every draw (+∞ when not finite)."""
-        e = math.sqrt(float(self.per_draw(grid).sum()) / (self.pool.draws * self.dim))
+        e = math.sqrt(float(self.per_draw(grid, solver).sum()) / (self.pool.draws * self.dim))
         return e if math.isfinite(e) else math.inf
 
     def calibrate(self, sq: Tensor) -> None:
@@ -128,10 +128,15 @@ class Objective:
         v = float(self.losses(sq)[keep].sum()) / int(keep.sum())
         return v if math.isfinite(v) else math.inf
 
-    def value(self, grid: Grid) -> float:
-        """The objective on a float grid (no gradient)."""
+    def value(self, grid: Grid, solver: Solver | None = None) -> float:
+        """The objective on a float grid (no gradient), by `solver` (default the fit's)."""
         self.evals += 1
-        return self.value_of(self.per_draw(grid))
+        return self.value_of(self.per_draw(grid, solver))
+
+    def value_at(self, params: Tensor) -> float:
+        """The objective at parameters (no gradient): their grid, and their solver (a learned one's weights)."""
+        span = self.fit.span
+        return self.value(span.grid(params), span.solver(params, self.fit.solver))
 
     def value_and_grad(self, params: Tensor) -> tuple[float, Tensor]:
         """The objective and its gradient in `params`: one forward and one backward pass per chunk (trimmed: every

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from .. import grids as grids_mod
 from ..grids import Grid
 from ..plan import Plan, plan
 from ..schedules import F64
+from ..solvers.base import Solver
 from .dp import dp_path
 from .objective import Fit, Objective, TuningError
 from .refine import Best, lbfgs, nelder_mead
@@ -36,17 +38,28 @@ from .teacher import SCHEMES, Teacher
 
 @dataclass
 class Found:
-    """A candidate grid of one stage ("start", "steps", "steps+eval") and its training objective."""
+    """A candidate of one stage ("start", "steps", "steps+eval"; learning: "weights") — its grid, its solver (None: the
+    fit's; a learned one's weights) — and its training objective."""
 
     stage: str
     grid: Grid
     value: float
+    solver: Solver | None = None
 
 
 def tune_nfe(session: Session, nfe: int, s: Settings, shared: bool) -> TunedGrid:
-    """Search with the teacher `choose_teacher` picks, then check it against the training error reached (≤ 0.1×, or
-    teacher_tol): if above, twice its steps and a new search (automatic teacher) or an error (fixed teacher_nfe);
-    then measure the held-out error."""
+    """The tuned grid at one NFE (`searched`), its held-out error and cost."""
+    cell, teacher, out = searched(session, nfe, s, search)
+    return result(session, cell, nfe, teacher, s, out, shared)
+
+
+Search = Callable[[Session, Fit, int, Teacher, Settings, "dict[str, Any] | None"], "dict[str, Any]"]
+
+
+def searched(session: Session, nfe: int, s: Settings, searcher: Search) -> tuple[Plan, Teacher, dict[str, Any]]:
+    """Search (`searcher`: `search`, or learning's) with the teacher `choose_teacher` picks, then check it against the
+    training error reached (≤ 0.1×, or teacher_tol): if above, twice its steps and a new search (automatic teacher)
+    or an error (fixed teacher_nfe). Returns (the cell's plan, the teacher, the search's outcome)."""
     cell = plan(session.model, s.solver, nfe=nfe, variable=s.variable, options=s.options)
     fit = Fit(cell.dynamics, cell.solver, cell.options, Span(session.schedule, cell.steps), s.checkpoint)
     # every rank enters the stage (costs are reduced over the ranks by stage name)
@@ -54,7 +67,7 @@ def tune_nfe(session: Session, nfe: int, s: Settings, shared: bool) -> TunedGrid
         teacher, tries = choose_teacher(session, s, fit), 0
     out = None
     while True:
-        out = search(session, fit, nfe, teacher, s, out)
+        out = searcher(session, fit, nfe, teacher, s, out)
         error, train = session.error(teacher), out["train_error"]
         if s.teacher_tol is not None or error <= TEACHER_BOUND * train:
             break
@@ -67,7 +80,7 @@ def tune_nfe(session: Session, nfe: int, s: Settings, shared: bool) -> TunedGrid
                       f"{train:.3g}: refining further against a teacher of {2 * teacher.nfe} steps", TuningNotice,
                       stacklevel=3)
         teacher, tries = teacher.finer(), tries + 1
-    return result(session, cell, nfe, teacher, s, out, shared)
+    return cell, teacher, out
 
 
 def choose_teacher(session: Session, s: Settings, fit: Fit) -> Teacher:
@@ -182,10 +195,10 @@ def refine(objective: Objective, p0: torch.Tensor, f0: float, s: Settings, label
     """One refinement stage from p0 within `budget` evaluations: L-BFGS-B (exact or finite-difference gradients;
     a stage whose line search stalls ends early) or Nelder–Mead."""
     exact = s.gradient == "autograd" and s.optimizer == "lbfgs"
-    ledger, span = objective.ledger, objective.fit.span
+    ledger = objective.ledger
 
     def value(p: torch.Tensor) -> float:
-        return _ticked(ledger, objective.value, span.grid(p))
+        return _ticked(ledger, objective.value_at, p)
 
     def value_and_grad(p: torch.Tensor) -> tuple[float, torch.Tensor]:
         return _ticked(ledger, objective.value_and_grad, p)
@@ -219,7 +232,7 @@ def choose(session: Session, fit: Fit, found: list[Found], teacher: Teacher, s: 
     pool, data = session.ends(s.validation_seeds, teacher, "validation", validation_draws(session.n))
     val = Objective(fit, pool, data, session.ledger, s.objective, s.trim, session.dim)
     with session.ledger.stage_bar(f"NFE {nfe}: validation", len(found), "grid"):
-        sq = [_ticked(session.ledger, val.per_draw, f.grid) for f in found]
+        sq = [_ticked(session.ledger, lambda f: val.per_draw(f.grid, f.solver), f) for f in found]
     val.calibrate(sq[0])
     losses = [val.losses(v) for v in sq]
     best = min(range(len(found)), key=lambda i: (float(losses[i].mean()), found[i].value))
@@ -238,20 +251,33 @@ def _worse(a: torch.Tensor, b: torch.Tensor) -> bool:
     return bool(d.mean() > 2.0 * d.std() / math.sqrt(d.numel())) if d.numel() > 1 else bool(d.mean() > 0)
 
 
-def heldout(session: Session, fit: Fit, grids: list[Grid], teacher: Teacher, s: Settings, nfe: int
-            ) -> list[dict[str, float]]:
-    """Per grid: RMSE on the held-out draws and the median and 90th percentile of the per-draw relative error."""
+def heldout(session: Session, fit: Fit, grids: list[Grid], teacher: Teacher, s: Settings, nfe: int,
+            solvers: list[Solver | None] | None = None) -> list[dict[str, float]]:
+    """Per grid (and solver: default the fit's): RMSE on the held-out draws and the median and 90th percentile of the
+    per-draw relative error."""
     pool, data = session.ends(s.heldout_seeds, teacher, "held-out")
     obj = Objective(fit, pool, data, session.ledger, "mean", s.trim, session.dim)
     norms = pool.per_draw(lambda c: torch.sum(data[c.index].target.to(F64).flatten(1) ** 2, 1))
     out = []
     with session.ledger.stage_bar(f"NFE {nfe}: held-out", len(grids), "grid"):
-        for g in grids:
-            sq = obj.per_draw(g)
+        for g, solver in zip(grids, solvers or [None] * len(grids)):
+            sq = obj.per_draw(g, solver)
             rel = torch.sqrt(sq / norms)
             out.append({"rmse": math.sqrt(float(sq.sum()) / (pool.draws * session.dim)),
                         "median": float(rel.median()), "p90": float(torch.quantile(rel, 0.9))})
     return out
+
+
+def spent(session: Session, nfe: int) -> dict[str, Any]:
+    """What this NFE cost, every rank's: its own stages and the shared ones (teachers, DP; held-out draws are not
+    tuning) — model calls, forward sample-evaluations (total and by stage), backward ones, wall and CPU seconds."""
+    own = f"NFE {nfe}:"
+    cost = session.ledger.totals(
+        lambda stage: "held-out" not in stage and (not stage.startswith("NFE ") or stage.startswith(own)))
+    pool = session.train
+    by_stage = {k: pool.count(v) for k, v in sorted(cost["by_stage"].items())}
+    return {**cost, "calls": pool.count(cost["calls"]), "vjp": pool.count(cost["vjp"]), "by_stage": by_stage,
+            "samples": sum(by_stage.values())}
 
 
 def result(session: Session, cell: Plan, nfe: int, teacher: Teacher, s: Settings, out: dict[str, Any],
@@ -261,12 +287,9 @@ def result(session: Session, cell: Plan, nfe: int, teacher: Teacher, s: Settings
     best, start = found[pick], found[0]
     fit = out["objective"].fit
     start_train = math.sqrt(start.value) if s.objective == "mean" else out["objective"].rmse(start.grid)
-    own = f"NFE {nfe}:"  # this NFE's stages and the shared ones (teachers, DP); held-out draws are not tuning
-    cost = session.ledger.totals(
-        lambda stage: "held-out" not in stage and (not stage.startswith("NFE ") or stage.startswith(own)))
+    cost = spent(session, nfe)
     held = heldout(session, fit, [best.grid, start.grid], teacher, s, nfe) if s.heldout_seeds else None
-    pool = session.train
-    by_stage = {k: pool.count(v) for k, v in sorted(cost["by_stage"].items())}
+    by_stage = cost["by_stage"]
     teacher_info = {**teacher.settings(), "error": session.error(teacher)}
     if stopped := out["stopped"]:
         warnings.warn(f"NFE {nfe}: stopped at max_seconds with the best grid so far", TuningNotice, stacklevel=4)
@@ -275,12 +298,12 @@ def result(session: Session, cell: Plan, nfe: int, teacher: Teacher, s: Settings
         options=dict(s.options), nfe=nfe, variable=cell.dynamics.variable, problem=session.problem.name,
         fingerprint=session.problem.fingerprint(), train_error=out["train_error"],
         heldout_error=None if held is None else held[0]["rmse"], start=out["start"], start_train_error=start_train,
-        start_heldout_error=None if held is None else held[1]["rmse"], cost_nfe=pool.count(cost["calls"]),
+        start_heldout_error=None if held is None else held[1]["rmse"], cost_nfe=cost["calls"],
         cost_seconds=cost["wall"], cost_cpu_seconds=cost["cpu"], method=s.method, optimizer=s.optimizer,
         decoupled=best.grid.t_eval is not None, chosen=best.stage, validation_error=out["validation_error"],
         validation_seeds=list(s.validation_seeds), n=session.n, train_seeds=list(session.train_seeds),
         heldout_seeds=list(s.heldout_seeds), gradient=s.gradient, objective=s.objective,
-        cost_samples=sum(by_stage.values()), cost_vjp_samples=pool.count(cost["vjp"]), cost_by_stage=by_stage,
+        cost_samples=cost["samples"], cost_vjp_samples=cost["vjp"], cost_by_stage=by_stage,
         cpu_by_stage=cost["cpu_by_stage"],
         shared_cost=shared, teacher=teacher_info, heldout_median=None if held is None else held[0]["median"],
         heldout_p90=None if held is None else held[0]["p90"], stopped=stopped, evals=out["evals"],

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import DiffsolveError, unknown_name
 from ..solvers import get_solver
 from ..solvers.base import Solver
+from ..solvers.exp.learned import LearnedMultistep
 from .objective import OBJECTIVES
 from .refine import OPTIMIZERS
 
@@ -20,6 +21,8 @@ VALIDATION_OFFSET = 7919
 # The defaults of ds.grids.tune and `diffsolve tune` alike: held-out seed 0 with n = 256 is the bench's protocol.
 DEFAULTS: dict[str, Any] = {"train_seeds": (10,), "heldout_seeds": (0,), "n": 256, "candidates": 64,
                             "batch_size": 128, "objective": "mean", "trim": 0.05}
+# the objective of a learned solver (tune(learn=True) / learn): chosen by held-out measurement (benchmarks/learned.py)
+LEARN_OBJECTIVE = "mean"
 AUTOGRAD_EVALS = (10, 2)  # refinement budget per stage with exact gradients: a + b·parameters evaluations
 FD_EVALS_PER_PARAMETER = 100  # with finite differences: solver runs per parameter
 TEACHER_LEVELS = 4  # the teacher doubles its steps at most this many times
@@ -55,13 +58,15 @@ class Settings:
     validation_seeds: list[int]
     heldout_seeds: list[int]
     options: dict[str, Any]
+    learn: bool = False  # a further stage learns the solver's weights (learning.py)
+    conditions: int = 1  # what each learned step keeps: 1 consistency, 2 also the base weights' first moment
 
 
 def make_settings(solver: str, method: str, restarts: int, eval_times: bool | None, optimizer: str, gradient: str,
                   objective: str, trim: float, max_evals: int | None, checkpoint: bool, teacher_nfe: int | None,
                   teacher_tol: float | None, variable: str | None, train: list[int],
                   heldout: Sequence[int] | None, validation: Sequence[int] | None,
-                  options: dict[str, Any]) -> Settings:
+                  options: dict[str, Any], learn: bool = False, conditions: int = 1) -> Settings:
     """The call's knobs, each checked (a DiffsolveError naming the value, what is expected and the fix)."""
     for label, value, valid in (("tuning method", method, METHODS), ("tuning optimizer", optimizer, OPTIMIZERS),
                                 ("gradient", gradient, GRADIENTS), ("objective", objective, OBJECTIVES)):
@@ -95,8 +100,19 @@ def make_settings(solver: str, method: str, restarts: int, eval_times: bool | No
     if method != "dp" and not method_obj.evaluates_at_nodes and gradient == "autograd":
         raise DiffsolveError(f"gradient='autograd' needs a solver that calls the model once per grid node; "
                              f"{solver!r} does not: pass gradient='fd' (or 'auto')")
+    if learn:
+        check_learnable(method_obj, options, method, conditions)
     return Settings(method_obj, method, restarts, bool(eval_times), optimizer, gradient, objective, trim, max_evals,
-                    bool(checkpoint), teacher_nfe, teacher_tol, variable, val, held, dict(options))
+                    bool(checkpoint), teacher_nfe, teacher_tol, variable, val, held, dict(options), bool(learn),
+                    conditions)
+
+
+def check_learnable(solver: Solver, options: dict[str, Any], method: str, conditions: int) -> None:
+    """Refuse what cannot be learned: a solver without multistep weights, the DP alone, a conditions value."""
+    if method == "dp":
+        raise DiffsolveError("learning a solver refines its weights by gradients: method='dp' (the DP grid alone) "
+                             "does not refine; pass method='dp+refine' (the default) or 'refine'")
+    LearnedMultistep(solver, options, None, conditions)  # a solver without learnable weights, a bad value: refused
 
 
 def validation_seeds(train: list[int], heldout: list[int], given: list[int] | None) -> list[int]:

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..grids import Grid
 from ..points import Point, differentiable_points
 from ..schedules import F64, Schedule
+from ..solvers.base import Solver
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class Span:
         t, t_eval = self.times(params)
         return differentiable_points(self.schedule, t), None if t_eval is None else differentiable_points(
             self.schedule, t_eval)
+
+    def solver(self, params: Tensor, solver: Solver) -> Solver:
+        """The solver at these parameters: the fit's own (a grid's parameters leave it alone; weights.py learns it)."""
+        return solver
 
     def params_of(self, grid: Grid, decoupled: bool) -> Tensor:
         """The parameters of a grid: its λ-step logits and, when decoupled, its evaluation shifts δ_i = λ_i − λ′_i
