@@ -31,7 +31,7 @@ from torch import Tensor
 from .checks import Option
 from .errors import GridError, unknown_name
 from .points import shared_points
-from .schedules import F64, Schedule, as_f64
+from .schedules import F64, Schedule, as_f64, from_config
 from .valuecache import ValueCache
 
 
@@ -438,6 +438,15 @@ def read_file(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _described(config: Any) -> str:
+    """A schedule config in a line: its schedule's repr (tables by their hash), else the JSON cut short."""
+    try:
+        return repr(from_config(config))
+    except Exception:  # noqa: BLE001 — a config that builds no schedule is shown as it is
+        text = json.dumps(config)
+        return text if len(text) <= 160 else text[:160] + "…"
+
+
 def check_file(data: dict[str, Any], path: str | Path, schedule: Schedule | None = None,
                fingerprint: str | None = None) -> None:
     """Refuse a grid file made for another schedule or (when both are known) another problem fingerprint, and a
@@ -447,8 +456,8 @@ def check_file(data: dict[str, Any], path: str | Path, schedule: Schedule | None
                         f"solver='file:{path}' (it brings this grid), not grid='file:{path}'")
     if schedule is not None and data["schedule"] != schedule.to_config():
         raise GridError(
-            f"grid file {str(path)!r} was made for schedule {json.dumps(data['schedule'])} but the solve uses "
-            f"{json.dumps(schedule.to_config())}; use the same schedule or make the grid again on this one"
+            f"grid file {str(path)!r} was made for schedule {_described(data['schedule'])} but the solve uses "
+            f"{schedule!r}; use the same schedule or make the grid again on this one"
         )
     if fingerprint and data.get("fingerprint") not in (None, "", fingerprint):
         raise GridError(

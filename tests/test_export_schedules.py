@@ -83,3 +83,25 @@ def test_write_exports_beside_a_tuned_grid(tmp_path):
     loaded.set_timesteps()
     assert torch.equal(loaded.program.points[0].t * torch.ones(1, dtype=F64), decoupled.t[:1])
     assert loaded.timesteps.tolist() == (1000 * decoupled.t_eval - 1)[:6].tolist()
+
+
+def test_tune_export_writes_each_kind_beside_the_grid_and_checks_before_tuning(tmp_path, capsys):
+    """diffsolve tune --export diffusers,k-diffusion,sigmas writes them beside the grid file; the sigma lists equal
+    the grid's own; a list of sigmas with decoupled evaluation times, or an unknown kind, is refused before tuning."""
+    pytest.importorskip("diffusers")
+    from diffsolve.cli import main
+    from diffsolve.export import sigmas
+
+    out = tmp_path / "g.json"
+    args = ["tune", "--problem", "gmm-2d", "--solver", "ipndm:order=3", "--nfe", "5", "--n", "32", "--no-progress",
+            "--out", str(out)]
+    assert main(args + ["--export", "diffusers,k-diffusion,sigmas", "--no-eval-times"]) == 0
+    grid = ds.grids.build(f"file:{out}", ds.VPLinear())
+    listed = json.loads((tmp_path / "g.sigmas.json").read_text())
+    assert listed["sigmas"] == sigmas(grid, end="sigma_min").tolist() and listed["end"] == "sigma_min"
+    assert (tmp_path / "g.diffusers" / "scheduler_config.json").exists()
+    assert "k_sampler('ipndm'" in json.loads((tmp_path / "g.k-diffusion.json").read_text())["sampler"]
+    capsys.readouterr()
+    for extra, words in ((["--export", "sigmas"], "--no-eval-times"), (["--export", "onnx"], "unknown export kind")):
+        assert main(args + ["--out", str(tmp_path / "h.json")] + extra) == 2
+        assert words in capsys.readouterr().err and not (tmp_path / "h.json").exists()

@@ -88,6 +88,9 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    "times the network is evaluated at, for solvers that call it once per grid node)")
     common.add_shape(p)
     p.add_argument("--out", required=True, help="the grid file to write (its folder must exist)")
+    p.add_argument("--export", help="also write the grid for another sampler, comma-separated among diffusers (a "
+                   "DiffsolveScheduler config folder OUT.diffusers/), k-diffusion (OUT.k-diffusion.json: sigmas "
+                   "and the k_sampler call) and sigmas (OUT.sigmas.json; these two need --no-eval-times)")
     p.add_argument("legacy_problem", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--option", action="append", help=argparse.SUPPRESS)
     return p
@@ -143,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
     nfes = common.int_list(args.nfe, "--nfe", low=1)
     kw = keywords(args)
     out = common.writable_file(args.out, "--out", "grid.json")  # before the tuning: its work is never lost
+    from ..export.files import check_kinds
+
+    exports = check_kinds(common.csv_list(args.export) if args.export else [], not args.no_eval_times)
     common.set_threads(args)
     from ..distributed import from_env
     from ..tuning import tune
@@ -153,6 +159,10 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_OK
     for t, path in zip(tuned if isinstance(tuned, list) else [tuned], outputs(out, nfes).values()):
         report(t, t.save(path))
+        if exports:
+            from ..export import write_exports
+
+            print("exported: " + ", ".join(str(p) for p in write_exports(t, path.with_suffix(""), exports)))
     return EXIT_OK
 
 

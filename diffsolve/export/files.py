@@ -12,6 +12,7 @@ A grid with decoupled evaluation times has no plain list ("sigmas", "k-diffusion
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -40,12 +41,26 @@ def _write_json(path: Path, data: dict[str, Any]) -> Path:
     return path
 
 
-def write_exports(tuned_or_grid: Any, path_stem: str | Path, kinds: list[str] | tuple[str, ...]) -> list[Path]:
-    """Write each kind of export of the grid beside `path_stem` (e.g. "out/g" for out/g.json); returns the paths."""
+def check_kinds(kinds: list[str], decoupled: bool) -> list[str]:
+    """Export kinds checked before the work that makes the grid: known, diffusers importable for its kind, and a
+    list of sigmas (which cannot carry decoupled evaluation times) only for a grid made without them."""
     unknown = [k for k in kinds if k not in KINDS]
     if unknown:
-        raise GridError(f"unknown export kind(s) {unknown}; valid ones are {', '.join(KINDS)}")
+        raise GridError(f"unknown export kind(s) {', '.join(unknown)}; give some of {', '.join(KINDS)}")
+    if "diffusers" in kinds and importlib.util.find_spec("diffusers") is None:
+        raise GridError("the diffusers export needs diffusers: pip install diffusers (or drop that kind)")
+    lists = [k for k in kinds if k != "diffusers"]
+    if lists and decoupled:
+        raise GridError(f"export {', '.join(lists)}: a list of sigmas cannot carry the decoupled evaluation times a "
+                        f"tuned grid may have; tune without them (--no-eval-times, eval_times=False), or export "
+                        f"diffusers alone (its scheduler carries them)")
+    return list(kinds)
+
+
+def write_exports(tuned_or_grid: Any, path_stem: str | Path, kinds: list[str] | tuple[str, ...]) -> list[Path]:
+    """Write each kind of export of the grid beside `path_stem` (e.g. "out/g" for out/g.json); returns the paths."""
     grid, solver, options = _parts(tuned_or_grid)
+    check_kinds(list(kinds), grid.decoupled)
     stem = Path(path_stem)
     end = "zero" if options.get("to_zero") else "sigma_min"
     written = []

@@ -90,13 +90,16 @@ def tune(
                       validation_seeds, solver_options, learn, conditions)
     session = _open(problem, nfes, s, list(train_seeds), n, schedule, candidates, max_seconds, batch_size,
                     cache_dir, dtype, device, progress, shape)
-    with frozen_weights(session.model.net), torch.no_grad():
-        s = _gradient_mode(session, s)
-        session.estimate = _estimate(session, s, nfes)
-        out = []
-        one = learn_nfe if s.learn else tune_nfe
-        for k in nfes:  # (a loop, not a comprehension: the notices' stack levels point at the caller of tune)
-            out.append(one(session, k, s, shared=len(nfes) > 1))
+    try:
+        with frozen_weights(session.model.net), torch.no_grad():
+            s = _gradient_mode(session, s)
+            session.estimate = _estimate(session, s, nfes)
+            out = []
+            one = learn_nfe if s.learn else tune_nfe
+            for k in nfes:  # (a loop, not a comprehension: the notices' stack levels point at the caller of tune)
+                out.append(one(session, k, s, shared=len(nfes) > 1))
+    finally:  # a process group tune joined is left here (one the caller made stays the caller's)
+        distributed.stop(session.rank)
     return out if not isinstance(nfe, int) else out[0]
 
 
