@@ -82,10 +82,13 @@ def gmm64_case(gmm64) -> tuple[GaussianMixture, ds.Schedule, Tensor, Tensor]:
 
 
 # ---- solver families from the registry, and the `gpu` marker --------------------------------------------
-def fixed_step_solvers() -> list[str]:
-    """Deterministic fixed-step solvers with their own loop (what CUDA graphs capture and sync checks cover)."""
+def fixed_step_solvers() -> list[str | ds.Solver]:
+    """Deterministic fixed-step solvers with their own loop (what CUDA graphs capture and sync checks cover): the
+    registered ones by name, and learned ones (tests/learned_cases.py: seeded weights on any grid)."""
+    from tests.learned_cases import examples
+
     return [name for name, s in sorted(ds.SOLVERS.items())
-            if not s.adaptive and not s.stochastic and not name.startswith("torchdiffeq_")]
+            if not s.adaptive and not s.stochastic and not name.startswith("torchdiffeq_")] + examples()
 
 
 def stochastic_solvers() -> list[str]:
@@ -97,7 +100,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """A test argument `fixed_step_solver` or `stochastic_solver` runs once per such registered solver."""
     for arg, names in (("fixed_step_solver", fixed_step_solvers), ("stochastic_solver", stochastic_solvers)):
         if arg in metafunc.fixturenames:
-            metafunc.parametrize(arg, names())
+            values = names()
+            metafunc.parametrize(arg, values, ids=[v if isinstance(v, str) else v.name for v in values])
 
 
 @pytest.hookimpl(trylast=True)

@@ -42,11 +42,13 @@ def test_solvers_compare_by_value():
     assert ds.get_solver("dpmpp2m") == DPMMultistep("dpmpp2m", 2, "data")
 
 
-FAMILIES = {"runge-kutta", "torchdiffeq", "exponential", "adams-bashforth", "sde-exponential", "torchsde"}
+FAMILIES = {"runge-kutta", "torchdiffeq", "exponential", "adams-bashforth", "sde-exponential", "torchsde", "learned"}
 
 
 def test_every_solver_declares_family_contract_and_a_valid_schema():
-    for name, solver in ds.SOLVERS.items():
+    from tests.learned_cases import examples
+
+    for name, solver in [*ds.SOLVERS.items(), *((s.name, s) for s in examples())]:
         assert solver.family in FAMILIES, name
         assert solver.integrates.what and solver.integrates.fix, name
         assert solver.stochastic == solver.integrates.stochastic
