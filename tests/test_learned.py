@@ -102,7 +102,8 @@ def learned_gmm2d():
 def test_learning_lowers_the_training_objective(learned_gmm2d):
     e = learned_gmm2d.errors
     assert e["learned"]["train"] < 0.9 * e["tuned"]["train"]  # the weights stage starts at the tuned grid (Δ = 0)
-    assert learned_gmm2d.cost["by_stage"]["NFE 5: weights"] > 0 and learned_gmm2d.chosen in ("weights", e["tuned"]["stage"])
+    assert learned_gmm2d.cost["by_stage"]["NFE 5: weights"] > 0
+    assert learned_gmm2d.chosen in ("weights", e["tuned"]["stage"])
     assert learned_gmm2d.tuned_grid is not None and learned_gmm2d.nfe == 5 and learned_gmm2d.variable == "sigma"
     if learned_gmm2d.chosen == "weights":
         assert learned_gmm2d.solver.learned and e["heldout"] == e["learned"]["heldout"]
@@ -167,7 +168,8 @@ def test_a_learned_file_is_refused_for_another_network(tmp_path):
     sched = ds.VPLinear()
     grid = ds.grids.logsnr(sched, 4)
     solver = LearnedMultistep("dpmpp2m", {}, _random_deltas(LearnedMultistep("dpmpp2m"), grid, 2))
-    spec = f"file:{LearnedSolver(solver, grid, 4, 'lambda', network=network_fingerprint(net)).save(tmp_path / 'l.json')}"
+    learned = LearnedSolver(solver, grid, 4, "lambda", network=network_fingerprint(net))
+    spec = f"file:{learned.save(tmp_path / 'l.json')}"
     x = torch.randn(5, 3)
     assert ds.sample(ds.EpsModel(net, sched), x, solver=spec).nfe == 4
     assert ds.sample(ds.EpsModel(copy.deepcopy(net).double(), sched), x.double(), solver=spec).nfe == 4
