@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 SCRIPTS = ("overhead", "sde_overhead", "per_sample_noise", "sde_orders", "tuned_grids", "defaults",
-           "peers_accuracy", "tuning_cost", "lower_order_final", "plot_gmm2d", "plot_trained", "gpu_timing")
+           "peers_accuracy", "tuning_cost", "learned", "lower_order_final", "plot_gmm2d", "plot_trained", "gpu_timing")
 
 
 def run_one(name: str, out: Path) -> tuple[int, float]:
