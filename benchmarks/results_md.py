@@ -20,7 +20,7 @@ from typing import Any
 
 from diffsolve.bench.metrics import fitted_order
 
-from . import defaults, gpu_timing, lower_order_final, peers_accuracy, sde_orders, tuned_grids, tuning_cost
+from . import defaults, gpu_timing, learned, lower_order_final, peers_accuracy, sde_orders, tuned_grids, tuning_cost
 from .common import REPO, RESULTS, read_json
 
 RESULTS_MD = REPO / "benchmarks" / "RESULTS.md"
@@ -101,6 +101,7 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     "peers-gmm-64": tuned("peers-gmm-64", peers_accuracy.markdown),
     **{f"tuning-cost-{case}": tuned(f"tuning-cost-{case}", tuning_cost.markdown)
        for case in ("gmm", "digits", "unet", "objectives")},
+    **{f"learned-{case}": tuned(f"learned-{case}", learned.markdown) for case in ("toy", "digits")},
     "defaults": lambda r: tuned_grids.defaults([read_json(r / f"{n}.json") for n in TUNED_RUNS]),
     "defaults-measured": lambda r: defaults.markdown_all([read_json(r / f"defaults-{n}.json")
                                                           for n in defaults.PROBLEMS]),

@@ -31,6 +31,9 @@ from .teacher import Teacher
 from .weights import WeightSpan
 
 WEIGHTS = "weights"
+# The weights stage spends at most this share of what the tuning spent before it (forward sample-evaluations, teacher
+# included), so that learning costs ≤ (1 + LEARN_SHARE)× tuning the grid plus the choice's validation (issue 24: ≤ 2×).
+LEARN_SHARE = 0.85
 
 
 def learn_nfe(session: Session, nfe: int, s: Settings, shared: bool) -> LearnedSolver:
@@ -50,9 +53,10 @@ def learn_search(session: Session, fit: Fit, nfe: int, teacher: Teacher, s: Sett
     out = search(session, fit, nfe, teacher, s, grids_again)
     found, grid_pick, train = out["found"], out["pick"], out["objective"]
     prior = None if again is None else again["found"][again["pick"]]
+    affordable = int(LEARN_SHARE * spent(session, nfe)["samples"] / (session.train.draws * nfe))
     learned, stopped, evals = weights_stage(train, found[grid_pick],
-                                            prior if prior and prior.stage == WEIGHTS else None, s, nfe)
-    two, val_err = choose(session, fit, [found[grid_pick], learned], teacher, s, nfe)
+                                            prior if prior and prior.stage == WEIGHTS else None, s, nfe, affordable)
+    two, val_err = choose(session, fit, [found[grid_pick], learned], teacher, s, nfe, strict=True)
     chosen = found[grid_pick] if two == 0 else learned
     rmse = math.sqrt(chosen.value) if s.objective == "mean" else train.rmse(chosen.grid, chosen.solver)
     return {**out, "found": found + [learned], "grids": len(found), "grid_pick": grid_pick,
@@ -61,10 +65,11 @@ def learn_search(session: Session, fit: Fit, nfe: int, teacher: Teacher, s: Sett
             "grid_train_error": out["train_error"], "evals": out["evals"] + evals}
 
 
-def weights_stage(train: Objective, start: Found, prior: Found | None, s: Settings, nfe: int
+def weights_stage(train: Objective, start: Found, prior: Found | None, s: Settings, nfe: int, affordable: int
                   ) -> tuple[Found, str, int]:
-    """Refine the grid and the weights together from `start` (Δ = 0), or from a learned `prior` (half the budget):
-    (the learned candidate, why it stopped early or "", the objective evaluations)."""
+    """Refine the grid and the weights together from `start` (Δ = 0), or from a learned `prior` (half the budget),
+    within the tuner's stage budget and at most `affordable` evaluations (LEARN_SHARE of the tuning's cost; max_evals
+    overrides both): (the learned candidate, why it stopped early or "", the objective evaluations)."""
     fit = train.fit
     wspan = WeightSpan.of(fit.span, fit.solver, fit.options, s.eval_times, s.conditions)
     obj = Objective(replace(fit, span=wspan), train.pool, train.data, train.ledger, train.kind, train.trim,
@@ -72,7 +77,8 @@ def weights_stage(train: Objective, start: Found, prior: Found | None, s: Settin
     origin = prior or start
     p0 = wspan.params_of(origin.grid, origin.solver)
     f0 = start.value if prior is None else obj.value(prior.grid, prior.solver)
-    budget = max(1, int((1.0 if prior is None else 0.5) * stage_budget(s, p0.numel())))
+    budget = stage_budget(s, p0.numel()) if s.max_evals else min(stage_budget(s, p0.numel()), affordable)
+    budget = max(1, int((1.0 if prior is None else 0.5) * budget))
     best = refine(obj, p0, f0, s, f"NFE {nfe}: {WEIGHTS}", budget)
     params = torch.tensor(best.params, dtype=F64)
     return Found(WEIGHTS, wspan.grid(params), best.value, wspan.solver(params)), best.stopped, obj.evals

@@ -215,12 +215,13 @@ def fd_step(objective: Objective) -> float:
     return 1e-5 if first is None or first.x.dtype == F64 else 3e-4
 
 
-def choose(session: Session, fit: Fit, found: list[Found], teacher: Teacher, s: Settings, nfe: int
-           ) -> tuple[int, float | None]:
+def choose(session: Session, fit: Fit, found: list[Found], teacher: Teacher, s: Settings, nfe: int,
+           strict: bool = False) -> tuple[int, float | None]:
     """(the index of the chosen candidate, its validation error). On validation draws, the most refined candidate
     (start < steps < steps+eval) whose objective is not worse than the best candidate's by more than two standard
     errors of the paired per-draw differences: on multimodal data a single draw that ends in another mode can
-    decide a plain comparison of a few hundred draws, while a systematic loss shows in every draw. Without
+    decide a plain comparison of a few hundred draws, while a systematic loss shows in every draw. `strict`: the
+    candidate with the smallest validation objective (a learned solver must beat the grid it starts from). Without
     validation draws (or past max_seconds), the smallest training objective."""
     by_train = min(range(len(found)), key=lambda i: found[i].value)
     if not s.validation_seeds or len(found) < 2:
@@ -236,7 +237,7 @@ def choose(session: Session, fit: Fit, found: list[Found], teacher: Teacher, s: 
     val.calibrate(sq[0])
     losses = [val.losses(v) for v in sq]
     best = min(range(len(found)), key=lambda i: (float(losses[i].mean()), found[i].value))
-    pick = next(i for i in reversed(range(len(found))) if not _worse(losses[i], losses[best]))
+    pick = best if strict else next(i for i in reversed(range(len(found))) if not _worse(losses[i], losses[best]))
     return pick, math.sqrt(float(sq[pick].mean()) / session.dim)
 
 
