@@ -97,8 +97,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the grid file to write (its folder must exist)")
     p.add_argument("--export", help="also write the grid for another sampler, comma-separated among diffusers (a "
                    "DiffsolveScheduler config folder OUT.diffusers/), k-diffusion (OUT.k-diffusion.json: sigmas "
-                   "and the k_sampler call) and sigmas (OUT.sigmas.json; these two need --no-eval-times, but for --learn's k-diffusion sampler, which "
-                   "carries them)")
+                   "and the k_sampler call) and sigmas (OUT.sigmas.json; these two need --no-eval-times, but for "
+                   "--learn's k-diffusion sampler, which carries them)")
     p.add_argument("legacy_problem", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--option", action="append", help=argparse.SUPPRESS)
     return p
