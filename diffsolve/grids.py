@@ -429,6 +429,12 @@ def read_file(path: str | Path) -> dict[str, Any]:
                         f"diffsolve.grids.save") from None
     except OSError as e:
         raise GridError(f"grid file {str(path)!r} cannot be read ({e.strerror or e}); check its permissions") from None
+    return checked_data(data, path)
+
+
+def checked_data(data: Any, path: str | Path) -> dict[str, Any]:
+    """A grid file's JSON object (read from `path`, or carried elsewhere, e.g. in a scheduler's config), checked to
+    hold 'times' (numbers) and 'schedule' (a config)."""
     times = data.get("times") if isinstance(data, dict) else None
     if not _numbers(times):
         raise GridError(f"grid file {str(path)!r} needs \"times\": a list of numbers; write it with "
@@ -490,8 +496,14 @@ def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
         raise GridError(f"cannot write the grid file {str(path)!r}: it is a folder; give a file name, e.g. "
                         f"{str(p / 'grid.json')!r}")
     p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(json.dumps(file_data(grid, **extra), indent=1) + "\n", encoding="utf-8")
+    return p
+
+
+def file_data(grid: Grid, **extra: Any) -> dict[str, Any]:
+    """A grid file's JSON object: its times, its schedule's config, its evaluation times (when decoupled) and any
+    extra fields."""
     data = {"times": grid.t.tolist(), "schedule": grid.schedule.to_config(), **extra}
     if grid.t_eval is not None:
         data["eval_times"] = grid.t_eval.tolist()
-    p.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    return p
+    return data

@@ -25,7 +25,7 @@ from ..solve import solve
 from . import metrics
 from .data import DATA_FIELDS
 from .inputs import DTYPE, Inputs
-from .suite import Cell
+from .suite import LEARNED_GRID, Cell
 from .tuned import TUNED, tuned_grid
 
 CellKind = Callable[[Cell, Inputs], dict[str, Any]]
@@ -64,6 +64,9 @@ def cell_plan(cell: Cell, inputs: Inputs, model: Model) -> Plan:
     if cell.tol is not None:  # adaptive: end points only, the solver chooses its steps
         return plan(model, cell.solver, variable=cell.variable, options={**options, "rtol": cell.tol,
                                                                            "atol": cell.tol})
+    if cell.grid == LEARNED_GRID:  # a learned solver's file brings its grid (checked again: it may have changed)
+        return plan(model, cell.solver, nfe=cell.nfe, variable=cell.variable, options=options,
+                    fingerprint=inputs.problem(cell).fingerprint())
     spec = grids_mod.parse(cell.grid)
     grid = tuned_grid(cell, inputs, spec)[0] if spec.name == TUNED else spec
     return plan(model, cell.solver, nfe=cell.nfe, grid=grid, variable=cell.variable, options=options,
@@ -143,10 +146,12 @@ variable, nfe_target (the budget; 0 for adaptive solvers), tol (adaptive solvers
 else null), seed, n, kind, dtype, ref_tol, sw2_projections, params (object), repeats, fingerprint
 (the problem's: a hash of its parameters or network weights and schedule config, plus a grid
 file's), data (a hash of the user's data samples, "" without), features (the feature network's
-fingerprint, "" without), key (string; parameters at their default are left out of it, so records
-stored before a parameter existed keep their keys); the outcome: status ("ok" or "failed"), error
-(message or null); and the measurements (null when failed or not applicable; records stored before
-a measurement existed lack it): nfe (int, counted by the model), steps (int; null for adaptive),
+fingerprint, "" without), label (the solver as the tables show it: "learned-ipndm (l.json)" for a
+learned solver's file, whose cells have grid "learned"; "" for others), key (string; parameters at
+their default are left out of it, so records stored before a parameter existed keep their keys); the
+outcome: status ("ok" or "failed"), error (message or null); and the measurements (null when failed or
+not applicable; records stored before a measurement existed lack it): nfe (int, counted by the model),
+steps (int; null for adaptive),
 seconds (float, wall time of the solve, the median of `repeats` runs), rmse (RMSE per dimension vs
 the reference), rel_err (‖x − ref‖/‖ref‖), max_err, err_median and err_p90 (the maximum, median and
 90th percentile over samples of each sample's RMSE per dimension vs its reference), flips (int: samples

@@ -14,9 +14,9 @@ from .data import DATA_FIELDS
 from .metrics import fitted_order
 
 Record = dict[str, Any]
-CSV_FIELDS = ("problem", "schedule", "solver", "options_label", "grid", "variable", "kind", "dtype", "n", "seed",
-              "nfe_target", "nfe", "steps", "status", "rmse", "rel_err", "max_err", "err_median", "err_p90", "flips",
-              "sw2", "sw2_floor", "ref_err", "seconds", "fingerprint", "error", "tune_nfe", "tune_seconds",
+CSV_FIELDS = ("problem", "schedule", "solver", "label", "options_label", "grid", "variable", "kind", "dtype", "n",
+              "seed", "nfe_target", "nfe", "steps", "status", "rmse", "rel_err", "max_err", "err_median", "err_p90",
+              "flips", "sw2", "sw2_floor", "ref_err", "seconds", "fingerprint", "error", "tune_nfe", "tune_seconds",
               "tune_cpu_seconds", *DATA_FIELDS)
 VARIABLE_LABEL = {"t": "t", "sigma": "σ̄", "lambda": "λ"}
 POINT_FIELDS = ("rmse", "rel_err", "max_err", "err_median", "err_p90", "flips", "n", "sw2", "sw2_floor", "ref_err",
@@ -87,7 +87,8 @@ def _target(r: Record) -> float:
 
 
 def _solver_label(r: Record) -> str:
-    return f"{r['solver']}[{r['options_label']}]" if r.get("options_label") else r["solver"]
+    name = r.get("label") or r["solver"]  # a learned solver's file: "learned-ipndm (l.json)"
+    return f"{name}[{r['options_label']}]" if r.get("options_label") else name
 
 
 def csv_text(records: list[Record]) -> str:
@@ -215,6 +216,8 @@ def family(solver_label: str) -> str:
     """The solver's declared `family` ("other" for a name not in the registry)."""
     from ..solvers import SOLVERS
 
+    if solver_label.startswith("learned-"):  # a learned solver's file ("learned-ipndm (l.json)")
+        return "learned"
     solver = SOLVERS.get(solver_label.split("[")[0])
     return "other" if solver is None else str(solver.family or "other")
 

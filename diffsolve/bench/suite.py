@@ -52,6 +52,7 @@ from ..errors import DiffsolveError, unknown_name
 from ..problems import Problem
 from ..schedules import SCHEDULES
 from ..solvers import get_solver
+from ..solvers.learned import is_file_spec, load_spec
 from . import data as data_mod
 
 DTYPES = ("float64", "float32")
@@ -81,6 +82,7 @@ class Cell:
     fingerprint: str = ""  # what fixes the numbers beyond the names: the problem's fingerprint (+ a grid file's hash)
     data: str = ""  # a hash of the user's data samples the cell is also measured against ("" without)
     features: str = ""  # the fingerprint of the feature network of the data's Fréchet distance ("" without)
+    label: str = ""  # the solver as the tables show it when its name does not say it (a learned solver's file)
 
     @property
     def options_label(self) -> str:
@@ -89,8 +91,9 @@ class Cell:
 
     @property
     def solver_label(self) -> str:
-        """The solver with its options, e.g. 'unipc[variant=bh2]'."""
-        return f"{self.solver}[{self.options_label}]" if self.options else self.solver
+        """The solver with its options, e.g. 'unipc[variant=bh2]' (a learned solver: 'learned-ipndm (l.json)')."""
+        name = self.label or self.solver
+        return f"{name}[{self.options_label}]" if self.options else name
 
     def as_dict(self) -> dict[str, Any]:
         """The cell's parameters as plain JSON types."""
@@ -162,6 +165,7 @@ RUN_KEYS = {"problem", "problems", "schedule", "n", "seeds", "nfe", "solver", "s
 MODEL_SCHEDULE = "model"  # a cell's schedule name when it is the problem's own, not a registered default
 DEFAULT_TOLS = [1e-2, 1e-3, 1e-4, 1e-5, 1e-6]
 ADAPTIVE_GRID = "adaptive"
+LEARNED_GRID = "learned"  # the grid of a learned solver's cells: the one its file brings
 SUITE_KEYS = RUN_KEYS | {"name", "description", "run", "fit_last", "fit_min_nfe"}
 
 
@@ -255,6 +259,8 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     if schedule_given is not None:
         _check_name("schedule", str(schedule_given), SCHEDULES)
     solvers = [parse_solver(s) for s in _list(_get(run, "solvers"), "solver")]
+    learned = [(name, options) for name, options in solvers if is_file_spec(name)]  # learned solvers' files
+    solvers = [(name, options) for name, options in solvers if not is_file_spec(name)]
     for name, options in solvers:
         get_solver(name).check_options(options)  # unknown names and invalid values fail here, before any cell
     grids = [grids_mod.parse(str(g)) for g in _list(_get(run, "grids"), "grid")]
@@ -281,6 +287,7 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
         extra = {"dtype": dtype, "ref_tol": ref_tol,
                  "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params,
                  "repeats": _int(run.get("repeats", 1), "repeats", 1), **measured_on}
+        cells += _learned_cells(p, prob, schedule, learned, seeds, n, str(run.get("kind") or "ode"), extra)
         for seed in seeds:
             for name, options in solvers:
                 solver = get_solver(name)
@@ -307,6 +314,26 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
                         for nfe in budgets:
                             cells.append(Cell(p, schedule, name, g.text, v, nfe, seed, n, options, kind, **extra,
                                               fingerprint=cfp))
+    return cells
+
+
+def _learned_cells(label: str, prob: Problem, schedule: str, learned: list[tuple[str, dict[str, Any]]],
+                   seeds: list[int], n: int, kind: str, extra: dict[str, Any]) -> list[Cell]:
+    """One cell per learned solver's file and seed, at its own NFE, grid and variable; each file read and refused
+    here, before any cell runs, for another schedule or problem (diffsolve.solvers.learned)."""
+    cells = []
+    sched = prob.default_schedule() if schedule == MODEL_SCHEDULE else SCHEDULES[schedule]()
+    for spec, options in learned:
+        try:
+            solver = load_spec(spec, sched, prob.fingerprint())
+            solver.solver.check_options(options)
+        except DiffsolveError as e:
+            raise type(e)(f"problem {label!r}: {e}") from None
+        fp = _cell_fingerprint(problems_mod.adopt(prob, label), grids_mod.parse(spec))  # the file's hash too
+        problems_mod.adopt(prob, label, fp)
+        shown = f"{solver.solver.name} ({Path(spec[len('file:'):]).name})"
+        cells += [Cell(label, schedule, spec, LEARNED_GRID, solver.variable, solver.nfe, seed, n, options, kind,
+                       **extra, fingerprint=fp, label=shown) for seed in seeds]
     return cells
 
 

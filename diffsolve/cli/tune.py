@@ -1,4 +1,5 @@
-"""`diffsolve tune`: tune a step grid to a problem, a solver and an NFE budget; write a grid file (ds.grids.tune).
+"""`diffsolve tune`: tune a step grid to a problem, a solver and an NFE budget; write a grid file (ds.grids.tune), or
+with --learn a learned solver's file (ds.solvers.learn: the solver's weights learned with the grid).
 
 Every argument left out takes `diffsolve.tuning.tune`'s own default (read from its signature for the help), so
 the command line and Python tune the same grid for the same inputs.
@@ -15,6 +16,7 @@ from ..checks import Option
 from ..errors import DiffsolveError
 from . import common
 from .common import EXIT_OK
+from .tune_report import report, report_learned
 
 OPTIONS = (Option("--n", "int", None, "draws of x_T per seed", low=1, optional=True),
            Option("--candidates", "int", None, "candidate times of the dynamic programme", low=3, optional=True),
@@ -86,11 +88,17 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
                    f"finite differences, --gradient), or Nelder–Mead (default {d.get('optimizer')})")
     p.add_argument("--no-eval-times", action="store_true", help="tune the step times alone (default: also the "
                    "times the network is evaluated at, for solvers that call it once per grid node)")
+    p.add_argument("--learn", action="store_true", help="also learn the solver's weights on its stored outputs with "
+                   "the grid (ds.solvers.learn; ipndm, ipndm_v, dpmpp2m/3m, dpm2m/3m, deis, unipc): OUT is then a "
+                   "learned solver's file, used as --solver file:OUT")
+    p.add_argument("--conditions", type=int, choices=(1, 2), help="with --learn: what each learned step keeps, 1 "
+                   "consistency, 2 also the base weights' first moment (default 1)")
     common.add_shape(p)
     p.add_argument("--out", required=True, help="the grid file to write (its folder must exist)")
     p.add_argument("--export", help="also write the grid for another sampler, comma-separated among diffusers (a "
                    "DiffsolveScheduler config folder OUT.diffusers/), k-diffusion (OUT.k-diffusion.json: sigmas "
-                   "and the k_sampler call) and sigmas (OUT.sigmas.json; these two need --no-eval-times)")
+                   "and the k_sampler call) and sigmas (OUT.sigmas.json; these two need --no-eval-times, but for "
+                   "--learn's k-diffusion sampler, which carries them)")
     p.add_argument("legacy_problem", nargs="?", help=argparse.SUPPRESS)
     p.add_argument("--option", action="append", help=argparse.SUPPRESS)
     return p
@@ -130,6 +138,11 @@ def keywords(args: argparse.Namespace) -> dict[str, Any]:
             given[dest] = [] if not text.strip() else common.int_list(text, flag)
     if args.no_eval_times:
         given["eval_times"] = False
+    if args.conditions is not None:
+        if not args.learn:
+            raise DiffsolveError(f"--conditions {args.conditions} sets what a learned solver keeps; add --learn, or "
+                                 f"drop --conditions")
+        given["conditions"] = args.conditions
     return {"solver": solver, **options, **{k: v for k, v in given.items() if v is not None}}
 
 
@@ -148,38 +161,19 @@ def run(args: argparse.Namespace) -> int:
     out = common.writable_file(args.out, "--out", "grid.json")  # before the tuning: its work is never lost
     from ..export.files import check_kinds
 
-    exports = check_kinds(common.csv_list(args.export) if args.export else [], not args.no_eval_times)
+    exports = check_kinds(common.csv_list(args.export) if args.export else [], not args.no_eval_times, args.learn)
     common.set_threads(args)
     from ..distributed import from_env
-    from ..tuning import tune
+    from ..tuning import learn, tune
 
     solver = kw.pop("solver")
-    tuned = tune(args.problem, solver, nfes if len(nfes) > 1 else nfes[0], **kw)
+    tuned = (learn if args.learn else tune)(args.problem, solver, nfes if len(nfes) > 1 else nfes[0], **kw)
     if not from_env().leader:  # under torchrun: rank 0 writes and reports
         return EXIT_OK
     for t, path in zip(tuned if isinstance(tuned, list) else [tuned], outputs(out, nfes).values()):
-        report(t, t.save(path))
+        (report_learned if args.learn else report)(t, t.save(path))
         if exports:
             from ..export import write_exports
 
             print("exported: " + ", ".join(str(p) for p in write_exports(t, path.with_suffix(""), exports)))
     return EXIT_OK
-
-
-def report(tuned: Any, path: Path) -> None:
-    """Two or three lines: errors, cost, and why tuning stopped early if it did."""
-    held = "—" if tuned.heldout_error is None else f"{tuned.heldout_error:.4g}"
-    held0 = "—" if tuned.start_heldout_error is None else f"{tuned.start_heldout_error:.4g}"
-    val = "" if tuned.validation_error is None else f", validation {tuned.validation_error:.4g}"
-    tails = "" if tuned.heldout_median is None else (f"; per-draw relative error median {tuned.heldout_median:.3g}, "
-                                                     f"90th percentile {tuned.heldout_p90:.3g}")
-    print(f"{tuned.solver} NFE {tuned.nfe} on {tuned.problem}: RMSE train {tuned.train_error:.4g} "
-          f"(start {tuned.start}: {tuned.start_train_error:.4g}){val}, held-out {held} (start {held0}){tails}; "
-          f"chosen: {tuned.chosen}{' (decoupled evaluation times)' if tuned.decoupled else ''}")
-    shared = " (teacher and DP shared with the other NFEs)" if tuned.shared_cost else ""
-    print(f"cost: {tuned.cost_nfe} model evaluations, {tuned.cost_samples:,} sample-evaluations forward and "
-          f"{tuned.cost_vjp_samples:,} backward ({tuned.gradient} gradients), teacher {tuned.teacher.get('nfe')} "
-          f"steps with error {tuned.teacher.get('error', float('nan')):.2g}{shared}; {tuned.cost_seconds:.1f} s wall, "
-          f"{tuned.cost_cpu_seconds:.1f} s CPU; wrote {path} (use --grid file:{path})")
-    if tuned.stopped:
-        print(f"stopped early ({tuned.stopped}): the grid is the best found so far")

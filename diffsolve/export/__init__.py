@@ -5,6 +5,7 @@
 - `sigmas(grid, target)`, `timesteps(grid, target)`: the plain lists diffusers' `sigmas=`/`timesteps=` and
   k-diffusion take; `write_exports(tuned_or_grid, path_stem, kinds)` writes them beside a grid file;
 - `resolve(name)`: community sampler names ("DPM++ 2M Karras", "Euler a", …) → diffsolve configurations.
+Each takes a learned solver too ('file:learned.json' or a LearnedSolver: its grid, evaluation times and end).
 `import diffsolve.export` imports no diffusers; `DiffsolveScheduler` does, on first use.
 """
 

@@ -17,13 +17,15 @@ from torch import Tensor
 from tqdm.auto import trange
 
 from ..errors import GridError, SolverError
-from ..grids import custom
+from ..grids import Grid, custom
 from ..models import X0Model
 from ..schedules import EDM, F64
 from ..solvers.exp.base import Carry
+from ..solvers.learned import LearnedSolver, learned_of
 from .program import Program, resolve_solver
 
 Sampler = Callable[..., Tensor]
+SIGMA_RTOL = 1e-6  # a learned solver's sigmas given back (float32 lists included) match its own this closely
 
 
 def sigma_grid_schedule(levels: list[float]) -> EDM:
@@ -47,13 +49,40 @@ def checked_sigmas(sigmas: Any) -> tuple[list[float], bool]:
     return levels, to_zero
 
 
-def k_sampler(solver: str, **options: Any) -> Sampler:
+def learned_grid(learned: LearnedSolver) -> tuple[Tensor, Grid]:
+    """(the sigmas a learned solver runs on in k-diffusion: σ̄ at its nodes, and 0 when it ends there; its grid on the
+    EDM schedule t = σ̄, with its evaluation times as σ̄ too). x̄ and σ̄ are the same on either schedule, so the plan
+    is the one it runs on its own (λ = −log σ̄; iPNDM steps in σ̄)."""
+    own = learned.grid
+    nodes = own.schedule.sigma_bar(own.t)
+    evals = None if own.t_eval is None else own.schedule.sigma_bar(own.t_eval)
+    schedule = sigma_grid_schedule(nodes.tolist() + ([] if evals is None else evals.tolist()))
+    listed = torch.cat([nodes, torch.zeros(1, dtype=F64)]) if learned.end == "zero" else nodes
+    return listed, Grid(schedule, nodes, "learned", evals)
+
+
+def checked_learned_sigmas(learned: LearnedSolver, sigmas: Any) -> Grid:
+    """The learned solver's grid for k-diffusion (`learned_grid`), refused unless `sigmas` are its own."""
+    listed, grid = learned_grid(learned)
+    given = torch.as_tensor(sigmas).detach().to("cpu", F64).reshape(-1)
+    if given.shape != listed.shape or not torch.allclose(given, listed, rtol=SIGMA_RTOL, atol=0.0):
+        raise GridError(f"this learned solver runs on its own sigmas {[round(v, 6) for v in listed.tolist()]} (its "
+                        f"grid: its weights hold there alone), got {given.tolist()}; pass k_sampler(…).sigmas")
+    return grid
+
+
+def k_sampler(solver: str | LearnedSolver, **options: Any) -> Sampler:
     """A k-diffusion sampler running diffsolve's `solver` (with `options`): sample(model, x, sigmas, extra_args=None,
     callback=None, disable=None, noise_sampler=None) → x̂ at the last sigma (x̂0 when the sigmas end with 0).
 
     Stochastic solvers (ddim eta > 0, ddpm, sde_dpmpp2m) draw z_i = noise_sampler(σ_i, σ_{i+1}) (default
-    torch.randn_like(x), as k-diffusion's ancestral samplers)."""
-    resolve_solver(solver, options, "a k-diffusion sampler")  # unsupported solvers and options fail here
+    torch.randn_like(x), as k-diffusion's ancestral samplers). A learned solver ('file:learned.json' or a
+    LearnedSolver) runs on its own grid: pass the sampler's `.sigmas` (its nodes' σ̄, with 0 when it ends there);
+    the network sees its evaluation times, and its options are its own (threshold= may be added)."""
+    learned = learned_of(solver)
+    learned_options = {} if learned is None else {**learned.solver.learned_options, **options}
+    # unsupported solvers and options fail here
+    resolve_solver(solver if learned is None else learned.solver, learned_options or options, "a k-diffusion sampler")
     if "to_zero" in options:
         raise SolverError("k_sampler: the sigmas decide the end (a final 0 steps to σ = 0); drop to_zero=")
 
@@ -61,11 +90,14 @@ def k_sampler(solver: str, **options: Any) -> Sampler:
     def sample(model: Callable[..., Tensor], x: Tensor, sigmas: Any, extra_args: dict[str, Any] | None = None,
                callback: Callable[[dict[str, Any]], None] | None = None, disable: bool | None = None,
                noise_sampler: Callable[[Any, Any], Tensor] | None = None) -> Tensor:
-        levels, to_zero = checked_sigmas(sigmas)
-        schedule = sigma_grid_schedule(levels)
-        denoiser = X0Model(model, schedule, coords="ve", model_kwargs=extra_args, check_finite=False)
-        program = Program.compile(denoiser, solver, custom(schedule, levels), {**options, "to_zero": to_zero},
-                                  "a k-diffusion sampler")
+        if learned is not None:
+            grid, method, opts = checked_learned_sigmas(learned, sigmas), learned.solver, learned_options
+            to_zero = learned.end == "zero"
+        else:
+            levels, to_zero = checked_sigmas(sigmas)
+            grid, method, opts = custom(sigma_grid_schedule(levels), levels), solver, {**options, "to_zero": to_zero}
+        denoiser = X0Model(model, grid.schedule, coords="ve", model_kwargs=extra_args, check_finite=False)
+        program = Program.compile(denoiser, method, grid, opts, "a k-diffusion sampler")
         draw = noise_sampler or (lambda s, s_next: torch.randn_like(x))
         points, carry = program.points, Carry()
         y = x * points[0].alpha  # x̄ → the plan's VP coordinates (x = α x̄)
@@ -78,6 +110,9 @@ def k_sampler(solver: str, **options: Any) -> Sampler:
             y = program.step(i, y, m, carry, None if z is None else (lambda _, z=z: z))
         return y if to_zero else y * (1.0 / points[-1].alpha)  # the step to σ = 0 ends at x̂0 itself
 
-    sample.__name__ = f"sample_diffsolve_{solver}"
-    sample.__doc__ = f"diffsolve's {solver!r} ({options or 'default options'}) as a k-diffusion sampler."
+    name = solver if learned is None else learned.solver.name
+    sample.__name__ = f"sample_diffsolve_{name}".replace("-", "_")
+    sample.__doc__ = f"diffsolve's {name!r} ({options or 'default options'}) as a k-diffusion sampler."
+    if learned is not None:
+        sample.sigmas = learned_grid(learned)[0]  # type: ignore[attr-defined]
     return sample

@@ -25,7 +25,8 @@ from ..grids import Grid
 from ..interop import diffusers_model, flow_schedule_from_diffusers, is_flow_scheduler, schedule_from_diffusers
 from ..models import Model
 from ..schedules import F64, Schedule, from_config
-from ..solvers.exp.base import Carry
+from ..solvers.exp.base import Carry, ExpSolver
+from ..solvers.learned import LearnedSolver, learned_of
 from .program import Program, resolve_solver
 from .schedules import network_times, noise_levels, times_from_network, times_from_noise_levels
 
@@ -75,7 +76,10 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
     save_pretrained/from_pretrained carry them bit for bit. options: the solver's (e.g. {"to_zero": True} to end
     at σ = 0 as diffusers' final_sigmas_type="zero": num_inference_steps then counts that step). The schedule: the
     config's DDPM table (num_train_timesteps, beta_*, trained_betas) or, with `shift`, a FlowMatch one; or
-    `schedule`, a diffsolve Schedule.to_config().
+    `schedule`, a diffsolve Schedule.to_config(). A learned solver (solver="file:learned.json" or a LearnedSolver)
+    brings its grid (evaluation times included), options and end; its whole file is copied into the config
+    (`learned`), so a saved scheduler needs no file; it is refused for another schedule (the pipeline's network is
+    not seen here: check it with LearnedSolver.load(path, net=unet)).
     """
 
     _compatibles = COMPATIBLES
@@ -84,13 +88,14 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
     @register_to_config
     def __init__(
         self,
-        solver: str | None = None,
+        solver: str | LearnedSolver | None = None,
         grid: str = "logsnr",
         options: dict[str, Any] | None = None,
         grid_times: list[float] | None = None,
         grid_eval_times: list[float] | None = None,
         grid_schedule: dict[str, Any] | None = None,
         schedule: dict[str, Any] | None = None,
+        learned: dict[str, Any] | None = None,
         num_train_timesteps: int = 1000,
         beta_start: float = 0.0001,
         beta_end: float = 0.02,
@@ -101,11 +106,16 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         use_dynamic_shifting: bool = False,
         time_shift_type: str = "exponential",
     ):
-        if grid_times is None and grids_mod.parse(grid).path is not None:
+        given = learned_of(solver)  # a learned solver ("file:learned.json", a LearnedSolver) brings its grid
+        if given is not None:
+            self._copy_learned(given, options)
+        elif grid_times is None and grids_mod.parse(grid).path is not None:
             self._copy_grid_file(grids_mod.parse(grid).path or "", solver, options)
         elif solver is None:
             self.register_to_config(solver="dpmpp2m")
-        resolve_solver(self.config.solver, dict(self.config.options or {}), "DiffsolveScheduler")
+        self._learned = None if self.config.learned is None else LearnedSolver.from_data(
+            dict(self.config.learned), "DiffsolveScheduler's learned solver")
+        resolve_solver(self._method, self.options, "DiffsolveScheduler")
         self._output = ModelOutput()  # the network's output of the current step, read once by the model view
         self.init_noise_sigma = 1.0
         self.timesteps = torch.empty(0)
@@ -132,10 +142,28 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
             kwargs["shift"] = float(config["shift"])
         return super().from_config(config, return_unused_kwargs, **kwargs)
 
+    def _copy_learned(self, learned: LearnedSolver, options: dict[str, Any] | None) -> None:
+        """Copy a learned solver into the config: its file's data (weights, fingerprints), its grid's times,
+        evaluation times and schedule, and its options (a call's prediction options, threshold=…, over them)."""
+        if self.config.grid_times is not None or self.config.grid != "logsnr":
+            raise SolverError("a learned solver brings its own grid; drop grid= / grid_times= (DiffsolveScheduler("
+                              "solver='file:learned.json') alone)")
+        grid = learned.grid
+        self.register_to_config(
+            solver=learned.solver.name, grid="learned", options={**learned.solver.learned_options, **(options or {})},
+            grid_times=grid.t.tolist(), grid_eval_times=None if grid.t_eval is None else grid.t_eval.tolist(),
+            grid_schedule=grid.schedule.to_config(), learned=learned.file_data())
+
+    @property
+    def _method(self) -> str | ExpSolver:
+        """The solver the plan runs: the config's name, or the learned solver its config carries."""
+        return self.config.solver if self._learned is None else self._learned.solver
+
     def _copy_grid_file(self, path: str, solver: str | None, options: dict[str, Any] | None) -> None:
         """Copy a grid file's times, evaluation times and schedule into the config (and, when no solver is given,
-        the solver and options it was tuned for)."""
+        the solver and options it was tuned for); a learned solver's file is refused (it goes to solver=)."""
         data = grids_mod.read_file(path)
+        grids_mod.check_file(data, path)
         eval_times = grids_mod.eval_times_of(data, path)
         self.register_to_config(grid_times=[float(t) for t in data["times"]], grid_schedule=data["schedule"],
                                 grid_eval_times=None if eval_times is None else eval_times.tolist())
@@ -188,7 +216,9 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
     # ---- the grid --------------------------------------------------------------------------------------------
     def _stored_grid(self, schedule: Schedule) -> Grid:
         cfg = self.config
-        if cfg.grid_schedule is not None:
+        if self._learned is not None:
+            self._learned.check("DiffsolveScheduler's learned solver", schedule)
+        elif cfg.grid_schedule is not None:
             grids_mod.check_file({"schedule": dict(cfg.grid_schedule)}, cfg.grid, schedule)
         eval_times = None if cfg.grid_eval_times is None else torch.tensor(cfg.grid_eval_times, dtype=F64)
         return Grid(schedule, torch.tensor(cfg.grid_times, dtype=F64), cfg.grid, eval_times)
@@ -273,6 +303,10 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         """The plan from node `begin` on (warm-up restarts there), and an empty carry."""
         grid = self._grid
         assert grid is not None and self.model is not None
+        if begin and self._learned is not None:
+            raise SolverError(f"a learned solver's weights hold for its whole grid ({grid.steps} steps from noise); "
+                              f"it cannot begin at step {begin} (image-to-image): use a solver such as "
+                              f"{self._learned.solver.base.name!r} on a grid for that, or begin at 0")
         if begin:
             last = grid.steps + int(bool(self.options.get("to_zero", False))) - 1
             if begin > min(last, grid.steps - 1):
@@ -280,7 +314,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
                                   f"least one grid step after it; begin earlier")
             grid = Grid(grid.schedule, grid.t[begin:], grid.name,
                         None if grid.t_eval is None else grid.t_eval[begin:])
-        self.program = Program.compile(self.model, self.config.solver, grid, self.options, "DiffsolveScheduler")
+        self.program = Program.compile(self.model, self._method, grid, self.options, "DiffsolveScheduler")
         self._carry, self._index, self._begin, self._mismatch = Carry(), begin, begin, None
 
     # ---- the protocol ----------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from ..errors import GridError, ModelError
 from ..grids import Grid
 from ..models import Model
 from ..schedules import F64, DiscreteDDPM, Flow, Schedule, as_f64
+from ..solvers.learned import learned_of
 
 ENDS = ("zero", "sigma_min")  # a list ends with 0 (diffusers' final_sigmas_type="zero", k-diffusion) or at σ_min
 
@@ -79,21 +80,29 @@ def schedule_of(target: Any) -> Schedule:
     return interop.schedule_from_diffusers(target)
 
 
-def checked_grid(grid: Grid, target: Any | None, what: str) -> Grid:
-    """The grid, refused when it lies on another schedule than the target's or has decoupled evaluation times."""
+def checked_grid(grid: Any, target: Any | None, what: str) -> Grid:
+    """The grid (a learned solver's own: 'file:PATH' or a LearnedSolver, checked against the target's schedule and,
+    for a Model, its network), refused when it lies on another schedule than the target's or has decoupled
+    evaluation times."""
+    learned = learned_of(grid, None if target is None else schedule_of(target),
+                         target.net if isinstance(target, Model) else None)
+    if learned is not None:
+        grid = learned.grid
     if not isinstance(grid, Grid):
-        raise GridError(f"{what} exports a diffsolve Grid (grids.build(spec, schedule, steps), TunedGrid.grid), got "
-                        f"{type(grid).__name__}")
+        raise GridError(f"{what} exports a diffsolve Grid (grids.build(spec, schedule, steps), TunedGrid.grid) or a "
+                        f"learned solver ('file:learned.json', a LearnedSolver), got {type(grid).__name__}")
     if target is not None:
         schedule = schedule_of(target)
         if schedule != grid.schedule:
             raise GridError(f"the grid lies on {grid.schedule!r} but the target uses {schedule!r}; build (or tune) "
                             f"the grid on the target's schedule (diffsolve.interop.from_diffusers gives it)")
     if grid.decoupled:
+        run = ("k_sampler(solver) on its own sigmas (k_sampler(solver).sigmas) in k-diffusion, "
+               "DiffsolveScheduler(solver=…) in diffusers" if learned is not None else
+               "diffsolve.export.DiffsolveScheduler (grid='file:…') in diffusers")
         raise GridError(
             f"grid {grid.name!r} evaluates the network at decoupled times (a tuned grid's eval_times), which one list "
-            f"of {what} cannot express; run it with diffsolve.export.DiffsolveScheduler (grid='file:…') in diffusers, "
-            f"or ds.sample; or tune without them (eval_times=False)"
+            f"of {what} cannot express; run it with {run}, or ds.sample; or tune without them (eval_times=False)"
         )
     if not grid.decreasing:
         raise GridError(f"grid {grid.name!r} runs from noise to data in reverse (increasing t); export a sampling "
@@ -101,21 +110,35 @@ def checked_grid(grid: Grid, target: Any | None, what: str) -> Grid:
     return grid
 
 
-def sigmas(grid: Grid, schedule_or_scheduler: Any | None = None, *, end: str = "zero") -> Tensor:
-    """The grid's noise levels, descending (float64): σ̄ (k-diffusion, diffusers' DDPM-family `sigmas=`) or a
-    flow's σ (FlowMatch `sigmas=`). end="zero" appends 0 (k-diffusion's lists; the last step returns x̂0),
-    "sigma_min" stops at the grid's last time. diffusers' `sigmas=` wants the list without the final 0."""
+def own_end(grid: Any, end: str | None) -> str:
+    """Where a list ends: `end`, else a learned solver's own end, else "zero"; a learned solver's is the only one
+    it takes."""
+    learned = learned_of(grid)
+    if learned is not None and end not in (None, learned.end):
+        raise GridError(f"this learned solver ends at {learned.end!r} (its weights hold for that end alone), not "
+                        f"end={end!r}; leave end out")
+    end = end or (learned.end if learned is not None else "zero")
     if end not in ENDS:
         raise GridError(f"end must be one of {', '.join(map(repr, ENDS))}, got {end!r}")
+    return end
+
+
+def sigmas(grid: Any, schedule_or_scheduler: Any | None = None, *, end: str | None = None) -> Tensor:
+    """The grid's noise levels, descending (float64): σ̄ (k-diffusion, diffusers' DDPM-family `sigmas=`) or a
+    flow's σ (FlowMatch `sigmas=`). end="zero" (the default) appends 0 (k-diffusion's lists; the last step returns
+    x̂0), "sigma_min" stops at the grid's last time. diffusers' `sigmas=` wants the list without the final 0.
+    `grid` may be a learned solver ('file:learned.json', a LearnedSolver): its grid, ending where it ends."""
+    end = own_end(grid, end)
     g = checked_grid(grid, schedule_or_scheduler, "sigmas")
     levels = noise_levels(g.schedule, g.t)
     return torch.cat([levels, torch.zeros(1, dtype=F64)]) if end == "zero" else levels
 
 
-def timesteps(grid: Grid, model_or_scheduler: Any) -> Tensor:
+def timesteps(grid: Any, model_or_scheduler: Any) -> Tensor:
     """The network's timesteps at the grid's times, descending (float64), as diffusers' `timesteps=` takes them:
     N·t − 1 on a DDPM table (fractional between training steps: DDPM-family schedulers round them to integers),
-    N·σ on a FlowMatch schedule. The list has one entry per node; the step after the last is the scheduler's."""
+    N·σ on a FlowMatch schedule. The list has one entry per node; the step after the last is the scheduler's.
+    `grid` may be a learned solver ('file:learned.json', a LearnedSolver; refused for another model's network)."""
     g = checked_grid(grid, model_or_scheduler, "timesteps")
     if isinstance(model_or_scheduler, Model):
         return network_times(model_or_scheduler, g.t)

@@ -116,34 +116,43 @@ class LearnedSolver:
         """Write the file; `solver="file:PATH"` then loads it wherever a solver is named."""
         return grids_mod.save(self.grid, path, **self.to_json())
 
+    def file_data(self) -> dict[str, Any]:
+        """The file's JSON object (what `save` writes; `from_data` reads it back bit for bit)."""
+        return grids_mod.file_data(self.grid, **self.to_json())
+
     @classmethod
     def load(cls, path: str | Path, schedule: Schedule | None = None, fingerprint: str | None = None,
              net: Any = None) -> LearnedSolver:
         """Read a learned solver; refuse it for another `schedule`, problem `fingerprint` or network `net` (each
         checked when given)."""
-        data = grids_mod.read_file(path)
+        out = cls.from_data(grids_mod.read_file(path), str(path))
+        out.check(str(path), schedule, fingerprint, net)
+        return out
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any], where: str) -> LearnedSolver:
+        """The learned solver of a file's JSON object (`file_data`; `where` names it in errors), not checked."""
+        data = grids_mod.checked_data(data, where)
         if data.get("kind") != KIND:
-            raise SolverError(f"{str(path)!r} is not a learned solver's file (kind {data.get('kind')!r}, expected "
-                              f"{KIND!r}); a grid file goes to grid='file:{path}', a learned solver is made by "
+            raise SolverError(f"{where!r} is not a learned solver's file (kind {data.get('kind')!r}, expected "
+                              f"{KIND!r}); a grid file goes to grid='file:{where}', a learned solver is made by "
                               f"ds.solvers.learn / diffsolve tune --learn")
         try:
             sched = from_config(data["schedule"])
             weights = data["weights"]
             solver = LearnedMultistep(data["solver"], data.get("options") or {}, weights["deltas"],
                                       weights.get("conditions", 1))
-            grid = Grid(sched, data["times"], "learned", grids_mod.eval_times_of(data, path))
+            grid = Grid(sched, data["times"], "learned", grids_mod.eval_times_of(data, where))
             tuned = None if not data.get("tuned_times") else Grid(
                 sched, data["tuned_times"], "tuned", None if data.get("tuned_eval_times") is None
                 else torch.tensor(data["tuned_eval_times"], dtype=F64))
         except (KeyError, TypeError, ValueError) as e:
-            raise SolverError(f"learned solver file {str(path)!r} is incomplete or damaged ({type(e).__name__}: {e}); "
+            raise SolverError(f"learned solver file {where!r} is incomplete or damaged ({type(e).__name__}: {e}); "
                               f"write it again with ds.solvers.learn(…).save(path)") from None
-        out = cls(solver, grid, int(data["nfe"]), str(data.get("variable", "")), str(data.get("fingerprint", "")),
-                  data.get("network"), str(data.get("problem", "")), str(data.get("chosen", "weights")),
-                  dict(data.get("errors") or {}), dict(data.get("cost") or {}), dict(data.get("learning") or {}),
-                  tuned)
-        out.check(str(path), schedule, fingerprint, net)
-        return out
+        return cls(solver, grid, int(data["nfe"]), str(data.get("variable", "")), str(data.get("fingerprint", "")),
+                   data.get("network"), str(data.get("problem", "")), str(data.get("chosen", "weights")),
+                   dict(data.get("errors") or {}), dict(data.get("cost") or {}), dict(data.get("learning") or {}),
+                   tuned)
 
     def check(self, where: str, schedule: Schedule | None = None, fingerprint: str | None = None,
               net: Any = None) -> None:
@@ -162,9 +171,10 @@ class LearnedSolver:
                               f"model, or its weights changed); {fix}")
 
 
-def load_spec(spec: str | LearnedSolver, schedule: Schedule, fingerprint: str | None = None,
+def load_spec(spec: str | LearnedSolver, schedule: Schedule | None = None, fingerprint: str | None = None,
               net: Any = None) -> LearnedSolver:
-    """The learned solver of 'file:PATH' (read, checked) or a LearnedSolver (checked)."""
+    """The learned solver of 'file:PATH' (read, checked) or a LearnedSolver (checked); each check when its value is
+    given."""
     if isinstance(spec, LearnedSolver):
         spec.check("(in memory)", schedule, fingerprint, net)
         return spec
@@ -175,3 +185,10 @@ def load_spec(spec: str | LearnedSolver, schedule: Schedule, fingerprint: str | 
         raise SolverError(f"solver {spec!r} names no file; write 'file:path/to/learned.json'")
     return LearnedSolver.load(path, schedule, fingerprint, net)
 
+
+def learned_of(solver: Any, schedule: Schedule | None = None, net: Any = None) -> LearnedSolver | None:
+    """The learned solver a solver argument names ('file:PATH' read, or a LearnedSolver), checked against `schedule`
+    and `net` when given; None for any other solver argument."""
+    if isinstance(solver, LearnedSolver) or is_file_spec(solver):
+        return load_spec(solver, schedule, None, net)
+    return None
