@@ -206,7 +206,7 @@ def test_cli_tune_learn_writes_a_learned_solver_that_sample_and_exports_use(tmp_
     assert main(["tune", "--problem", "gmm-2d", "--solver", "ipndm", "--nfe", "5", "--conditions", "2",
                  "--out", str(tmp_path / "g.json")]) == 2
     assert "add --learn" in capsys.readouterr().err
-    assert main(["sample", "--problem", "gmm-2d", "--solver", f"file:{out}", "--nfe", "5", "--n", "6",
+    assert main(["sample", "--problem", "gmm-2d", "--solver", f"file:{out}", "--n", "6",  # its own NFE
                  "--dtype", "float64", "--no-progress", "--out", str(tmp_path / "s")]) == 0
     from diffsolve.parallel_sample import sample_seeds, x_T_rows
 
@@ -216,6 +216,11 @@ def test_cli_tune_learn_writes_a_learned_solver_that_sample_and_exports_use(tmp_
     assert main(["sample", "--problem", "gmm-64", "--solver", f"file:{out}", "--nfe", "5", "--n", "6",
                  "--no-progress", "--out", str(tmp_path / "s64")]) == 2
     assert "learned for problem fingerprint" in capsys.readouterr().err
+    assert main(["sample", "--problem", "gmm-2d", "--solver", f"file:{out}", "--nfe", "6", "--n", "6",
+                 "--no-progress", "--out", str(tmp_path / "s6")]) == 2
+    assert "learned for nfe=5, not nfe=6" in capsys.readouterr().err
+    assert main(["sample", "--problem", "gmm-2d", "--solver", "ipndm", "--n", "6", "--out", str(tmp_path / "s7")]) == 2
+    assert "--nfe is required with --solver 'ipndm'" in capsys.readouterr().err
 
 
 def test_bench_plans_a_learned_file_labels_it_and_refuses_it_up_front(tmp_path):

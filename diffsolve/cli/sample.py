@@ -10,7 +10,8 @@ from ..checks import Option
 from . import common
 from .common import EXIT_OK
 
-OPTIONS = (Option("--nfe", "int", None, "network evaluations per sample", low=1),
+OPTIONS = (Option("--nfe", "int", None, "network evaluations per sample (a learned solver's file: its own)", low=1,
+                  optional=True),
            Option("--n", "int", None, "number of samples", low=1),
            Option("--batch", "int", 256, "samples per batch", low=1),
            Option("--seed", "int", 0, "sample i uses seed + i for its x_T and noise", low=0),
@@ -26,7 +27,7 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     common.add_solver(p, required=True, extra="; e.g. ddpm, ddim:eta=0.5")
     common.add_grid(p, extra=" (default logsnr; a community name such as 'DPM++ 2M Karras' brings its own)")
     for option in OPTIONS:
-        common.add_option(p, option, required=option.default is None)
+        common.add_option(p, option, required=option.default is None and option.name != "--nfe")
     common.add_shape(p)
     p.add_argument("--out", required=True, help="folder for batches/, manifest.json and samples.pt")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="model and state dtype")
@@ -43,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
 
     common.set_threads(args)
     solver, options = parse_solver(args.solver)
-    job = parallel_sample.SampleJob(problem=args.problem, solver=solver, nfe=args.nfe, n=args.n, seed=args.seed,
+    nfe = args.nfe if args.nfe is not None else learned_nfe(solver)
+    job = parallel_sample.SampleJob(problem=args.problem, solver=solver, nfe=nfe, n=args.n, seed=args.seed,
                                     batch=args.batch, grid=args.grid, dtype=args.dtype, options=options,
                                     device=args.device or distributed.default_device(),
                                     shape=None if args.shape is None else tuple(args.shape))
@@ -57,3 +59,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"{rank.label}: its batches are in {out}/batches; samples.pt is written by the shard that "
               f"finishes last", file=sys.stderr)
     return EXIT_OK
+
+
+def learned_nfe(solver: str) -> int:
+    """The NFE a learned solver's file was learned for; --nfe is required for any other solver."""
+    from ..errors import DiffsolveError
+    from ..solvers.learned import FILE, LearnedSolver, is_file_spec
+
+    if not is_file_spec(solver):
+        raise DiffsolveError(f"--nfe is required with --solver {solver!r} (only a learned solver's file, "
+                             f"'file:learned.json', brings its own); add --nfe K")
+    return LearnedSolver.load(solver[len(FILE):]).nfe
