@@ -30,6 +30,8 @@ import torch
 import diffsolve as ds
 from diffsolve.solvers.exp.learned import LearnedMultistep
 from diffsolve.tuning import tune
+from diffsolve.tuning.settings import DEFAULTS as TUNE_DEFAULTS
+from diffsolve.tuning.settings import LEARN_OBJECTIVE
 
 from .common import Claims, output_arguments, report, smoke_argument, smoke_sizes
 from .heldout import config, nfe_list
@@ -39,6 +41,7 @@ F64 = torch.float64
 PROBLEMS = ("gmm-64", "gmm-2d", "toy-2d", "digits-8x8")
 CONFIGS = ("ipndm:order=3", "unipc:lower_order_final=1")
 TARGETS = {"median": 0.5, "rmse": 0.7, "worse": 1.0, "cost": 2.0}
+DEFAULT_OBJECTIVE = TUNE_DEFAULTS["objective"]  # tune's: then learning starts from tune's own grid
 
 
 def timed(call: Any, *args: Any, **kw: Any) -> tuple[Any, float]:
@@ -75,12 +78,14 @@ def cell(args: argparse.Namespace, prob: Any, model: Any, heldout: tuple[torch.T
            "learn_samples": learned.cost["samples"], "learn_vjp": learned.cost["vjp_samples"],
            "learn_cpu": round(learn_cpu, 2), "validation": learned.errors["validation"],
            "tuned_validation": learned.errors["tuned"]["validation"], "times": learned.grid.t.tolist()}
-    row["ratio"] = {k: learned_m[k] / start_m[k] if start_m[k] else math.nan for k in ("err", "median", "p90")}
+    row["ratio"] = {k: learned_m[k] / tuned_m[k] if tuned_m[k] else math.nan for k in ("err", "median", "p90")}
+    row["start_ratio"] = {k: learned_m[k] / start_m[k] if start_m[k] else math.nan for k in ("err", "median", "p90")}
     row["cost_ratio"] = row["learn_samples"] / row["tune_samples"]
     print(f"{prob.name} {text} NFE {nfe}: chose {learned.chosen}; RMSE {learned_m['err']:.3g} / tuned "
-          f"{start_m['err']:.3g} = {row['ratio']['err']:.2f}, median {learned_m['median']:.3g} / "
-          f"{start_m['median']:.3g} = {row['ratio']['median']:.2f}, flips {learned_m['flips']} / "
-          f"{start_m['flips']}; cost {row['cost_ratio']:.2f}× ({learn_cpu:.1f} s / {tune_cpu:.1f} s CPU)", flush=True)
+          f"{tuned_m['err']:.3g} = {row['ratio']['err']:.2f}, median {learned_m['median']:.3g} / "
+          f"{tuned_m['median']:.3g} = {row['ratio']['median']:.2f}, flips {learned_m['flips']} / "
+          f"{tuned_m['flips']}; RMSE / its start {row['start_ratio']['err']:.2f}; cost {row['cost_ratio']:.2f}× "
+          f"({learn_cpu:.1f} s / {tune_cpu:.1f} s CPU)", flush=True)
     return row
 
 
@@ -101,7 +106,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
            "flips | learned / tuned: RMSE, median | cost fwd: learn / tune | CPU s: learn / tune |",
            "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        t, m = r["start"], r["learned"]
+        t, m = r["tuned"], r["learned"]
         out.append(f"| {r['problem']} | {r['config']} | {r['nfe']} | {r['chosen']} | {t['err']:.3g} / "
                    f"{t['median']:.2g} / {t['p90']:.2g} / {t['flips']} | {m['err']:.3g} / {m['median']:.2g} / "
                    f"{m['p90']:.2g} / {m['flips']} | {r['ratio']['err']:.2f}, {r['ratio']['median']:.2f} | "
@@ -119,13 +124,14 @@ def check(rows: list[dict[str, Any]], claims: Claims) -> None:
     """Issue 24's targets per cell (full size only), the learned solver starting from tune's own grid (always)."""
     for r in rows:
         where = f"{r['problem']} {r['config']} NFE {r['nfe']}"
-        claims.check(r["same_grid"], f"{where}: learning starts from the grid tune finds (the same times)")
+        if r["objective"] == DEFAULT_OBJECTIVE:
+            claims.check(r["same_grid"], f"{where}: learning starts from the grid tune finds (the same times)")
         claims.check(r["ratio"]["median"] <= TARGETS["median"], f"{where}: learned median / tuned "
                      f"{r['ratio']['median']:.2f} (≤ {TARGETS['median']})", True)
         claims.check(r["ratio"]["err"] <= TARGETS["rmse"], f"{where}: learned RMSE / tuned {r['ratio']['err']:.2f} "
                      f"(≤ {TARGETS['rmse']})", True)
-        claims.check(r["ratio"]["err"] <= TARGETS["worse"], f"{where}: never worse than the tuned grid, RMSE ratio "
-                     f"{r['ratio']['err']:.2f} (≤ {TARGETS['worse']})", True)
+        claims.check(r["start_ratio"]["err"] <= TARGETS["worse"], f"{where}: never worse than the tuned grid it "
+                     f"starts from, RMSE ratio {r['start_ratio']['err']:.2f} (≤ {TARGETS['worse']})", True)
         claims.check(r["cost_ratio"] <= TARGETS["cost"], f"{where}: learning costs {r['cost_ratio']:.2f}× the tuning "
                      f"(≤ {TARGETS['cost']})", True)
 
@@ -136,7 +142,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=lambda s: s.split(","), default=list(CONFIGS),
                    help="solver families as 'solver:key=value:…'")
     p.add_argument("--nfe", type=nfe_list, default=[4, 5, 6, 8])
-    p.add_argument("--objective", default="mean", help="the learning objective (mean, trimmed, log)")
+    p.add_argument("--objective", default=LEARN_OBJECTIVE, help="the learning objective (mean, trimmed, log; the "
+                   "tuned grid it is compared with is tune's, with tune's own objective)")
     p.add_argument("--conditions", type=int, default=1, help="1: each step consistent; 2: also the first moment")
     p.add_argument("--n-eval", type=int, default=4096, help="held-out draws (seed --seed) of the toy problems")
     p.add_argument("--n-eval-digits", type=int, default=512, help="held-out draws of digits-8x8")

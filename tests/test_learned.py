@@ -133,6 +133,8 @@ def test_a_learned_file_is_refused_for_another_model_or_schedule(learned_gmm2d, 
     prob, sched, model, x = gmm2d_setup
     path = learned_gmm2d.save(tmp_path / "l.json")
     spec = f"file:{path}"
+    base = LearnedMultistep("ipndm", {"order": 3})
+    five_steps = LearnedMultistep("ipndm", {"order": 3}, _random_deltas(base, ds.grids.logsnr(sched, 5), 3))
     cases = [
         (lambda: plan(model, spec, fingerprint="GaussianMixture:another"), "learned for problem fingerprint"),
         (lambda: ds.sample(prob.model(ds.VPCosine()), x, solver=spec), "was learned on schedule"),
@@ -140,7 +142,7 @@ def test_a_learned_file_is_refused_for_another_model_or_schedule(learned_gmm2d, 
         (lambda: ds.sample(model, x, solver=spec, grid="logsnr"), "brings its own grid"),
         (lambda: ds.sample(model, x, solver=spec, order=2), "was learned with other options: order=2"),
         (lambda: ds.sample(model, x, solver="ipndm", nfe=5, grid=spec), "is a learned solver's file"),
-        (lambda: ds.solve(ds.ode(model, "sigma"), x, ds.grids.logsnr(sched, 6), learned_gmm2d.solver),
+        (lambda: ds.solve(ds.ode(model, "sigma"), x, ds.grids.logsnr(sched, 6), five_steps),
          "was learned for another grid"),
     ]
     for call, words in cases:
