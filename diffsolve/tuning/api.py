@@ -64,6 +64,7 @@ def tune(
     shape: tuple[int, ...] | None = None,
     learn: bool = False,
     conditions: int = 1,
+    learn_objective: str = LEARN_OBJECTIVE,
     **solver_options: Any,
 ) -> TunedGrid | list[TunedGrid] | LearnedSolver | list[LearnedSolver]:
     """A grid minimising `solver`'s error at `nfe` (or one grid per NFE of a list) to a teacher on training draws.
@@ -81,13 +82,14 @@ def tune(
     under torchrun); `dtype`/`device`: the network's by default;
     `checkpoint` recomputes each network call in the backward pass (memory); `progress`: bars on stderr.
     `learn`: one more stage learns the solver's weights with the grid (learning.py; `conditions`: 1 keeps each step
-    consistent, 2 also the base weights' first moment) and returns a LearnedSolver (see `learn`).
+    consistent, 2 also the base weights' first moment; `learn_objective` its objective, and the choice's between the
+    learned solver and the tuned grid) and returns a LearnedSolver (see `learn`).
     Returns a TunedGrid, or a list of them for a list of NFEs (teacher and DP shared).
     """
     nfes = _nfes(nfe)
     s = make_settings(solver, method, restarts, eval_times, optimizer, gradient, objective, trim, max_evals,
                       checkpoint, teacher_nfe, teacher_tol, variable, list(train_seeds), heldout_seeds,
-                      validation_seeds, solver_options, learn, conditions)
+                      validation_seeds, solver_options, learn, conditions, learn_objective)
     session = _open(problem, nfes, s, list(train_seeds), n, schedule, candidates, max_seconds, batch_size,
                     cache_dir, dtype, device, progress, shape)
     try:
@@ -217,12 +219,16 @@ def _teacher_cost(session: Session, pool: Any, teacher: Any, record: bool) -> in
 
 
 def learn(problem: Problem | Model | str, solver: str, nfe: int | Sequence[int], *,
-          objective: str = LEARN_OBJECTIVE, **kwargs: Any) -> LearnedSolver | list[LearnedSolver]:
+          objective: str = LEARN_OBJECTIVE, grid_objective: str = DEFAULTS["objective"],
+          **kwargs: Any) -> LearnedSolver | list[LearnedSolver]:
     """A solver whose weights are learned for `problem` (a name, a Problem or a Model) at `nfe`, with its grid:
-    `tune(…, learn=True)` (same arguments; `conditions=` 1 or 2). The tuned grid is searched as by `tune`, then the
-    step times, evaluation times and every step's weights on the stored outputs (each step kept consistent) are
-    learned together on the training draws; validation draws choose between the learned solver and the tuned grid it
-    started from; held-out draws report both. Returns a LearnedSolver (`.save(path)`, then `solver="file:PATH"`
-    wherever a solver is named), or a list of them for a list of NFEs. The default objective is measured
-    (benchmarks/learned.py, the objectives case)."""
-    return tune(problem, solver, nfe, objective=objective, learn=True, **kwargs)  # type: ignore[return-value]
+    `tune(…, learn=True)` (the same other arguments; `conditions=` 1 or 2). The grid is tuned as `tune` does (with
+    `grid_objective`, tune's default), then the step times, evaluation times and every step's weights on the stored
+    outputs (each step kept consistent) are learned together on the training draws with `objective` ("log" by
+    default: MSE-like below the 95th percentile of the start's per-draw error, logarithmic above, so that the few draws
+    that end in another mode do not steer the weights); validation draws choose between the learned solver and the
+    tuned grid it started from (the learned one only when its `objective` is the smaller); held-out draws report
+    both. Returns a LearnedSolver (`.save(path)`, then `solver="file:PATH"` wherever a solver is named), or a list
+    of them for a list of NFEs. The default objective is measured (benchmarks/RESULTS.md, "Learned solvers")."""
+    return tune(problem, solver, nfe, objective=grid_objective, learn=True,  # type: ignore[return-value]
+                learn_objective=objective, **kwargs)

@@ -1,12 +1,13 @@
 """Learned solvers (docs/design.md §11): the tuner's search, then one more stage that learns the solver's weights.
 
-After the grid stages (search.py) and their choice on validation draws — the tuned grid — the "weights" stage refines,
-from that grid and the base method's own weights (Δ = 0), the grid's step logits, its evaluation shifts and every
-combination's Δ together (weights.py; diffsolve.solvers.exp.learned: w = w⁰ + f·P Δ, each step consistent), by the
-same L-BFGS-B on the same training objective with gradients by autograd through the solver. The learned solver is a
-candidate beside the tuned grid it started from: validation (the paired-difference rule of search.choose) picks one,
-so the result is never worse than the tuned grid beyond the validation's noise; a tuned grid chosen is saved as a
-learned solver with Δ = 0 (the base method on that grid). The held-out draws report both.
+After the grid stages (search.py, with tune's objective) and their choice on validation draws — the tuned grid, the
+one `tune` finds — the "weights" stage refines, from that grid and the base method's own weights (Δ = 0), the grid's
+step logits, its evaluation shifts and every combination's Δ together (weights.py; diffsolve.solvers.exp.learned:
+w = w⁰ + f·P Δ, each step consistent), by the same L-BFGS-B with gradients by autograd through the solver, on the
+learning objective (Settings.learn_objective, "log" by default) and within LEARN_SHARE of what the tuning spent. The
+learned solver is a candidate beside the tuned grid it started from: on validation draws, the one with the smaller
+learning objective is kept; a tuned grid kept is saved as a learned solver with Δ = 0 (the base method on that
+grid). The held-out draws report both.
 """
 
 from __future__ import annotations
@@ -54,11 +55,12 @@ def learn_search(session: Session, fit: Fit, nfe: int, teacher: Teacher, s: Sett
     found, grid_pick, train = out["found"], out["pick"], out["objective"]
     prior = None if again is None else again["found"][again["pick"]]
     affordable = int(LEARN_SHARE * spent(session, nfe)["samples"] / (session.train.draws * nfe))
+    ls = replace(s, objective=s.learn_objective)  # the weights stage's and the choice's objective
     learned, stopped, evals = weights_stage(train, found[grid_pick],
-                                            prior if prior and prior.stage == WEIGHTS else None, s, nfe, affordable)
-    two, val_err = choose(session, fit, [found[grid_pick], learned], teacher, s, nfe, strict=True)
+                                            prior if prior and prior.stage == WEIGHTS else None, ls, nfe, affordable)
+    two, val_err = choose(session, fit, [found[grid_pick], learned], teacher, ls, nfe, strict=True)
     chosen = found[grid_pick] if two == 0 else learned
-    rmse = math.sqrt(chosen.value) if s.objective == "mean" else train.rmse(chosen.grid, chosen.solver)
+    rmse = out["train_error"] if two == 0 else train.rmse(chosen.grid, chosen.solver)
     return {**out, "found": found + [learned], "grids": len(found), "grid_pick": grid_pick,
             "pick": grid_pick if two == 0 else len(found), "grid_validation_error": out["validation_error"],
             "validation_error": val_err, "stopped": out["stopped"] or stopped, "train_error": rmse,
@@ -72,11 +74,16 @@ def weights_stage(train: Objective, start: Found, prior: Found | None, s: Settin
     overrides both): (the learned candidate, why it stopped early or "", the objective evaluations)."""
     fit = train.fit
     wspan = WeightSpan.of(fit.span, fit.solver, fit.options, s.eval_times, s.conditions)
-    obj = Objective(replace(fit, span=wspan), train.pool, train.data, train.ledger, train.kind, train.trim,
-                    train.dim, scale=train.scale)
+    obj = Objective(replace(fit, span=wspan), train.pool, train.data, train.ledger, s.objective, s.trim, train.dim)
     origin = prior or start
     p0 = wspan.params_of(origin.grid, origin.solver)
-    f0 = start.value if prior is None else obj.value(prior.grid, prior.solver)
+    if s.objective == train.kind:
+        obj.scale = train.scale
+        f0 = start.value if prior is None else obj.value(prior.grid, prior.solver)
+    else:  # the learning objective on the start (the log objective's scale from its per-draw errors)
+        sq = obj.per_draw(start.grid, start.solver)
+        obj.calibrate(sq)
+        f0 = obj.value_of(sq) if prior is None else obj.value(prior.grid, prior.solver)
     budget = stage_budget(s, p0.numel()) if s.max_evals else min(stage_budget(s, p0.numel()), affordable)
     budget = max(1, int((1.0 if prior is None else 0.5) * budget))
     best = refine(obj, p0, f0, s, f"NFE {nfe}: {WEIGHTS}", budget)
@@ -97,8 +104,8 @@ def learned_result(session: Session, cell: Plan, nfe: int, teacher: Teacher, s: 
     solver = chosen.solver if isinstance(chosen.solver, LearnedMultistep) else LearnedMultistep(
         s.solver, s.options, None, s.conditions)
 
-    def rmse(f: Found) -> float:
-        return math.sqrt(f.value) if s.objective == "mean" else train.rmse(f.grid, f.solver)
+    def rmse(f: Found) -> float:  # (a learned candidate's value is of the learning objective)
+        return math.sqrt(f.value) if s.objective == "mean" and f.stage != WEIGHTS else train.rmse(f.grid, f.solver)
     errors = {"train": out["train_error"], "validation": out["validation_error"], "heldout": held[0],
               "learned": {"train": rmse(learned), "heldout": held[2]},
               "tuned": {"stage": tuned.stage, "train": out["grid_train_error"],
@@ -114,7 +121,8 @@ def learned_result(session: Session, cell: Plan, nfe: int, teacher: Teacher, s: 
         cost={"samples": cost["samples"], "vjp_samples": cost["vjp"], "nfe": cost["calls"], "seconds": cost["wall"],
               "cpu_seconds": cost["cpu"], "by_stage": cost["by_stage"], "cpu_by_stage": cost["cpu_by_stage"],
               "estimated_samples": session.estimate, "shared": shared},
-        learning={"objective": s.objective, "trim": s.trim, "conditions": s.conditions, "n": session.n,
+        learning={"objective": s.learn_objective, "grid_objective": s.objective, "trim": s.trim,
+                  "conditions": s.conditions, "n": session.n,
                   "train_seeds": list(session.train_seeds), "validation_seeds": list(s.validation_seeds),
                   "heldout_seeds": list(s.heldout_seeds), "teacher": {**teacher.settings(),
                                                                       "error": session.error(teacher)},

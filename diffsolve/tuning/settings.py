@@ -21,8 +21,9 @@ VALIDATION_OFFSET = 7919
 # The defaults of ds.grids.tune and `diffsolve tune` alike: held-out seed 0 with n = 256 is the bench's protocol.
 DEFAULTS: dict[str, Any] = {"train_seeds": (10,), "heldout_seeds": (0,), "n": 256, "candidates": 64,
                             "batch_size": 128, "objective": "mean", "trim": 0.05}
-# the objective of a learned solver (tune(learn=True) / learn): chosen by held-out measurement (benchmarks/learned.py)
-LEARN_OBJECTIVE = "mean"
+# the objective of a learned solver's weights stage and of its choice against the tuned grid (the grid stages keep
+# tune's): chosen by held-out measurement (benchmarks/RESULTS.md, "Learned solvers": mean, log, trimmed)
+LEARN_OBJECTIVE = "log"
 AUTOGRAD_EVALS = (10, 2)  # refinement budget per stage with exact gradients: a + b·parameters evaluations
 FD_EVALS_PER_PARAMETER = 100  # with finite differences: solver runs per parameter
 TEACHER_LEVELS = 4  # the teacher doubles its steps at most this many times
@@ -60,16 +61,19 @@ class Settings:
     options: dict[str, Any]
     learn: bool = False  # a further stage learns the solver's weights (learning.py)
     conditions: int = 1  # what each learned step keeps: 1 consistency, 2 also the base weights' first moment
+    learn_objective: str = LEARN_OBJECTIVE  # the weights stage's objective, and the choice's between learned and tuned
 
 
 def make_settings(solver: str, method: str, restarts: int, eval_times: bool | None, optimizer: str, gradient: str,
                   objective: str, trim: float, max_evals: int | None, checkpoint: bool, teacher_nfe: int | None,
                   teacher_tol: float | None, variable: str | None, train: list[int],
                   heldout: Sequence[int] | None, validation: Sequence[int] | None,
-                  options: dict[str, Any], learn: bool = False, conditions: int = 1) -> Settings:
+                  options: dict[str, Any], learn: bool = False, conditions: int = 1,
+                  learn_objective: str = LEARN_OBJECTIVE) -> Settings:
     """The call's knobs, each checked (a DiffsolveError naming the value, what is expected and the fix)."""
     for label, value, valid in (("tuning method", method, METHODS), ("tuning optimizer", optimizer, OPTIMIZERS),
-                                ("gradient", gradient, GRADIENTS), ("objective", objective, OBJECTIVES)):
+                                ("gradient", gradient, GRADIENTS), ("objective", objective, OBJECTIVES),
+                                ("learning objective", learn_objective, OBJECTIVES)):
         if value not in valid:
             raise DiffsolveError(unknown_name(label, str(value), list(valid)))
     method_obj = get_solver(solver)
@@ -104,7 +108,7 @@ def make_settings(solver: str, method: str, restarts: int, eval_times: bool | No
         check_learnable(method_obj, options, method, conditions)
     return Settings(method_obj, method, restarts, bool(eval_times), optimizer, gradient, objective, trim, max_evals,
                     bool(checkpoint), teacher_nfe, teacher_tol, variable, val, held, dict(options), bool(learn),
-                    conditions)
+                    conditions, learn_objective)
 
 
 def check_learnable(solver: Solver, options: dict[str, Any], method: str, conditions: int) -> None:
