@@ -74,8 +74,8 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument("--variable", help="the ODE's integration variable: t, sigma or lambda (default: the solver's own)")
     p.add_argument("--objective", choices=OBJECTIVES, help="mean: the MSE to the teacher; trimmed: without the worst "
                    "--trim of the draws; log: c·log(1 + e/c) per draw (default "
-                   f"{d.get('objective')}; with --learn the weights' objective, default {d.get('learn_objective')}, the grid "
-                   "keeping tune's)")
+                   f"{d.get('objective')}; with --learn the weights' objective, default "
+                   f"{d.get('learn_objective')}, the grid keeping tune's)")
     p.add_argument("--gradient", choices=GRADIENTS, help="auto: autograd through the solver where the network "
                    f"allows it, else finite differences (default {d.get('gradient')})")
     p.add_argument("--device", help="where the network runs (default: where its weights are)")
