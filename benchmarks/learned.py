@@ -113,10 +113,37 @@ def markdown(rows: list[dict[str, Any]]) -> str:
                    f"{r['learn_samples']:,} / {r['tune_samples']:,} = {r['cost_ratio']:.2f}× | "
                    f"{r['learn_cpu']:.1f} / {r['tune_cpu']:.1f} |")
     if rows:
-        def gmean(key: str) -> float:
-            return math.exp(statistics.fmean(math.log(max(r["ratio"][key], 1e-300)) for r in rows))
-        out.append(f"\nGeometric mean over {len(rows)} cells, learned / tuned: RMSE {gmean('err'):.3f}, median "
-                   f"{gmean('median'):.3f}. Objective {rows[0]['objective']}, conditions {rows[0]['conditions']}.")
+        m = summary(rows)
+        out.append(f"\nGeometric mean over {m['cells']} cells, learned / tuned: RMSE {m['err']:.3f}, median "
+                   f"{m['median']:.3f}; median ≤ 0.5× in {m['median_ok']}, RMSE ≤ 0.7× in {m['rmse_ok']}, both in "
+                   f"{m['both_ok']}; RMSE above its start in {m['worse']}. Weights' objective "
+                   f"{rows[0]['objective']}, conditions {rows[0]['conditions']}.")
+    return "\n".join(out)
+
+
+def summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Geometric means of learned / tuned (RMSE, median, p90) and the cells that meet each target."""
+    def gmean(key: str) -> float:
+        return math.exp(statistics.fmean(math.log(max(r["ratio"][key], 1e-300)) for r in rows))
+    return {"cells": len(rows), "err": gmean("err"), "median": gmean("median"), "p90": gmean("p90"),
+            "median_ok": sum(r["ratio"]["median"] <= TARGETS["median"] for r in rows),
+            "rmse_ok": sum(r["ratio"]["err"] <= TARGETS["rmse"] for r in rows),
+            "both_ok": sum(r["ratio"]["median"] <= TARGETS["median"] and r["ratio"]["err"] <= TARGETS["rmse"]
+                           for r in rows),
+            "worse": sum(r["start_ratio"]["err"] > TARGETS["worse"] for r in rows),
+            "flips": sum(r["learned"]["flips"] for r in rows), "tuned_flips": sum(r["tuned"]["flips"] for r in rows),
+            "cost": max(r["cost_ratio"] for r in rows)}
+
+
+def objectives_table(runs: dict[str, list[dict[str, Any]]]) -> str:
+    """One line per learning objective (the same cells): geometric means of learned / tuned and the targets met."""
+    out = ["| weights' objective | cells | RMSE (geo. mean) | median | p90 | median ≤ 0.5× | RMSE ≤ 0.7× | both | "
+           "worse than its start | flips: learned / tuned | max cost |", "|---" * 11 + "|"]
+    for label, rows in runs.items():
+        m = summary(rows)
+        out.append(f"| {label} | {m['cells']} | {m['err']:.3f} | {m['median']:.3f} | {m['p90']:.3f} | "
+                   f"{m['median_ok']} | {m['rmse_ok']} | {m['both_ok']} | {m['worse']} | {m['flips']} / "
+                   f"{m['tuned_flips']} | {m['cost']:.2f}× |")
     return "\n".join(out)
 
 

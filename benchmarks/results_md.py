@@ -102,6 +102,8 @@ SECTIONS: dict[str, Callable[[Path], str]] = {
     **{f"tuning-cost-{case}": tuned(f"tuning-cost-{case}", tuning_cost.markdown)
        for case in ("gmm", "digits", "unet", "objectives")},
     **{f"learned-{case}": tuned(f"learned-{case}", learned.markdown) for case in ("toy", "digits")},
+    "learned-objectives": lambda r: learned.objectives_table(
+        {o: read_json(r / f"learned-toy{'' if o == 'log' else '-' + o}.json") for o in ("log", "mean", "trimmed")}),
     "defaults": lambda r: tuned_grids.defaults([read_json(r / f"{n}.json") for n in TUNED_RUNS]),
     "defaults-measured": lambda r: defaults.markdown_all([read_json(r / f"defaults-{n}.json")
                                                           for n in defaults.PROBLEMS]),
