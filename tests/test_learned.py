@@ -220,3 +220,15 @@ def test_bad_inputs_are_refused_with_the_fix():
     ]:
         with pytest.raises(ds.DiffsolveError, match=words):
             call()
+
+
+def test_learning_starts_from_tunes_grid_and_costs_less_than_twice_the_tuning():
+    """The grid stages are tune's (same objective, same draws: the same tuned grid, bit for bit); the weights stage
+    spends at most LEARN_SHARE of what they spent, so learning costs < 2× tuning (forward sample-evaluations)."""
+    sizes = {k: v for k, v in TINY.items() if k != "max_evals"}  # the default budgets, on few draws
+    learned = ds.solvers.learn("gmm-2d", "ipndm", 5, order=3, **sizes)
+    tuned = ds.grids.tune("gmm-2d", "ipndm", 5, order=3, **sizes)
+    assert torch.equal(learned.tuned_grid.t, tuned.grid.t) and torch.equal(learned.tuned_grid.t_eval, tuned.grid.t_eval)
+    assert learned.learning["objective"] == "log" and learned.learning["grid_objective"] == "mean"
+    assert tuned.cost_samples < learned.cost["samples"] < 2 * tuned.cost_samples
+    assert learned.errors["tuned"]["train"] == tuned.train_error
