@@ -221,7 +221,7 @@ GRIDS: dict[str, Callable[..., Grid]] = {
     "karras": karras,
 }
 FIXED_KINDS = ("custom", "file")  # specs that carry their own times (and so their own step count)
-# Spec names that a higher layer resolves (the bench's per-cell `tuned` grid): name → (parameter keys, what to
+# Spec names that a higher layer resolves (the bench's per-cell `tuned` and `learned`): name → (parameter keys, what to
 # do elsewhere). Parsed here like any spec; building one here is an error that says what to do instead.
 DEFERRED: dict[str, tuple[tuple[str, ...], str]] = {}
 _ENDS = ("schedule", "steps", "t_start", "t_end")
