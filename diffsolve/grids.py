@@ -221,7 +221,7 @@ GRIDS: dict[str, Callable[..., Grid]] = {
     "karras": karras,
 }
 FIXED_KINDS = ("custom", "file")  # specs that carry their own times (and so their own step count)
-# Spec names that a higher layer resolves (the bench's per-cell `tuned` grid): name → (parameter keys, what to
+# Spec names that a higher layer resolves (the bench's per-cell `tuned` and `learned`): name → (parameter keys, what to
 # do elsewhere). Parsed here like any spec; building one here is an error that says what to do instead.
 DEFERRED: dict[str, tuple[tuple[str, ...], str]] = {}
 _ENDS = ("schedule", "steps", "t_start", "t_end")
@@ -371,9 +371,10 @@ def parse(spec: str | GridSpec) -> GridSpec:
             raise _spec_error(text, "no file named", "write 'file:path/to/grid.json'")
         return GridSpec(text, name, path=rest.strip())
     if name not in GRIDS and name not in DEFERRED:
-        raise GridError(unknown_name("grid", name, [*GRIDS, *DEFERRED])
-                        + f", or custom:T0,T1,… or file:GRID.json (in grid spec {text!r}); parameters follow ':', "
-                          f"e.g. 'karras:rho=5'")
+        bench = f"; in the bench also {', '.join(sorted(DEFERRED))}" if DEFERRED else ""  # (per-cell specs)
+        raise GridError(unknown_name("grid", name, list(GRIDS))
+                        + f", or custom:T0,T1,… or file:GRID.json{bench} (in grid spec {text!r}); parameters "
+                          f"follow ':', e.g. 'karras:rho=5'")
     accepted = list(DEFERRED[name][0]) if name in DEFERRED else grid_params(name)
     params: list[tuple[str, Any]] = []
     for pair in filter(None, (p.strip() for p in rest.split(":"))) if rest else ():

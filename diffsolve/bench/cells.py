@@ -22,11 +22,14 @@ from ..errors import DiffsolveError, unknown_name
 from ..models import Model
 from ..plan import Plan, plan
 from ..solve import solve
+from ..solvers.learned import is_file_spec
 from . import metrics
 from .data import DATA_FIELDS
 from .inputs import DTYPE, Inputs
-from .suite import LEARNED_GRID, Cell
-from .tuned import TUNED, tuned_grid
+from .learned import learned_solver, learning_cost
+from .specs import LEARNED, TUNED
+from .suite import Cell
+from .tuned import tuned_grid
 
 CellKind = Callable[[Cell, Inputs], dict[str, Any]]
 CellPrepare = Callable[[Cell, Inputs], None]
@@ -59,18 +62,22 @@ def prepare_cells(cells: list[Cell], inputs: Inputs) -> None:
 
 def cell_plan(cell: Cell, inputs: Inputs, model: Model) -> Plan:
     """The cell's plan (diffsolve.plan): its solver at its NFE on its grid in its variable; adaptive solvers get
-    rtol = atol = cell.tol; a `tuned` grid is tuned on training draws for this cell (diffsolve.bench.tuned)."""
+    rtol = atol = cell.tol; a `tuned` grid is tuned on training draws for this cell (diffsolve.bench.tuned), a
+    `learned` one runs the solver learned for it on its grid (diffsolve.bench.learned)."""
     options = dict(cell.options)
     if cell.tol is not None:  # adaptive: end points only, the solver chooses its steps
         return plan(model, cell.solver, variable=cell.variable, options={**options, "rtol": cell.tol,
                                                                            "atol": cell.tol})
-    if cell.grid == LEARNED_GRID:  # a learned solver's file brings its grid (checked again: it may have changed)
-        return plan(model, cell.solver, nfe=cell.nfe, variable=cell.variable, options=options,
-                    fingerprint=inputs.problem(cell).fingerprint())
+    fingerprint = inputs.problem(cell).fingerprint()
+    if is_file_spec(cell.solver):  # a learned solver's file brings its grid (checked again: it may have changed)
+        return plan(model, cell.solver, nfe=cell.nfe, variable=cell.variable, options=options, fingerprint=fingerprint)
     spec = grids_mod.parse(cell.grid)
+    if spec.name == LEARNED:  # the solver learned for this cell brings its grid
+        return plan(model, learned_solver(cell, inputs, spec), nfe=cell.nfe, variable=cell.variable, options=options,
+                    fingerprint=fingerprint)
     grid = tuned_grid(cell, inputs, spec)[0] if spec.name == TUNED else spec
     return plan(model, cell.solver, nfe=cell.nfe, grid=grid, variable=cell.variable, options=options,
-                fingerprint=inputs.problem(cell).fingerprint())
+                fingerprint=fingerprint)
 
 
 def solve_cell(cell: Cell, inputs: Inputs, x_T: Tensor) -> tuple[Tensor, int, int | None, float]:
@@ -118,13 +125,22 @@ def ode_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:
     x, nfe, steps, seconds = solve_cell(cell, inputs, x_T)
     out = {"nfe": nfe, "steps": steps, "seconds": seconds, **reference_errors(cell, inputs, x, ref),
            "ref_err": ref_err, "sw2": None, "sw2_floor": None, **data_fields(cell, inputs, x)}
-    if cell.grid.partition(":")[0] == TUNED:  # the tuning's cost (memoised: no second tuning)
-        out.update(tuned_grid(cell, inputs, grids_mod.parse(cell.grid))[1])
+    out.update(training_cost(cell, inputs))
     exact = inputs.exact_sets(cell)
     if exact is not None:
         _, b, floor = exact
         out["sw2"], out["sw2_floor"] = metrics.sliced_w2(x, b, cell.sw2_projections), floor
     return out
+
+
+def training_cost(cell: Cell, inputs: Inputs) -> dict[str, Any]:
+    """A `tuned` or `learned` cell's training cost fields (memoised: no second tuning or learning); {} for others."""
+    if is_file_spec(cell.solver) or cell.grid.partition(":")[0] not in (TUNED, LEARNED):
+        return {}
+    spec = grids_mod.parse(cell.grid)
+    if spec.name == TUNED:
+        return tuned_grid(cell, inputs, spec)[1]
+    return learning_cost(learned_solver(cell, inputs, spec))
 
 
 def prepare_ode(cell: Cell, inputs: Inputs) -> None:
@@ -168,7 +184,11 @@ has status "failed".
 Cells on the `tuned` grid also carry the tuning's cost: tune_nfe (model evaluations), tune_seconds
 (wall), tune_cpu_seconds, tune_train_error (RMSE on the training draws), tune_start (the grid the
 refinement started from) and tune_chosen (start, steps or steps+eval: which won on the validation draws);
-a cached tuned grid reports the cost of its original tuning."""
+a cached tuned grid reports the cost of its original tuning. Cells on the `learned` grid (a solver learned
+per cell: its grid and weights) carry the learning's cost in the same fields, its grid stages included:
+tune_nfe, tune_seconds, tune_cpu_seconds, tune_train_error (the chosen solver's error on the training
+draws), tune_start, and tune_chosen ("weights" when validation chose the learned weights, else the stage
+of the tuned grid it started from, which then runs with the method's own weights)."""
 
 
 def run_cell(cell: Cell, inputs: Inputs) -> dict[str, Any]:

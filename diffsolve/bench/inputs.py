@@ -4,7 +4,8 @@ the user's data (diffsolve.bench.data).
 References are the expensive part (for trained networks): with a `cache_dir` they are also kept on disk,
 keyed by a hash of the problem's fingerprint, the schedule's config, the tolerance and the bytes of x_T, so
 that a rerun that adds cells does not solve them again and a changed network does not reuse them; a damaged
-cache file is solved again (with a one-line warning), never a failure of every cell.
+cache file is solved again (with a one-line warning), never a failure of every cell. What a cell trains on its
+own training draws (a `tuned` grid, a `learned` solver) is made once the same way by `trained`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import torch
 from torch import Tensor
@@ -33,6 +34,13 @@ from .suite import MODEL_SCHEDULE, Cell
 DTYPE = {"float64": torch.float64, "float32": torch.float32}
 STREAM_EXACT_A, STREAM_EXACT_B = 2, 3
 REF_CHECK_FACTOR = 10.0  # the reference's own error: one re-solve at tolerances this many times tighter
+
+
+class _Savable(Protocol):
+    def save(self, path: Path) -> Any: ...
+
+
+Saved = TypeVar("Saved", bound=_Savable)
 
 
 class Inputs:
@@ -55,6 +63,25 @@ class Inputs:
         if key not in self._cache:
             self._cache[key] = make()
         return self._cache[key]
+
+    def trained(self, kind: str, key: str, make: Callable[[], Saved], load: Callable[[Path], Saved]) -> Saved:
+        """What `make` trains for a cell (a tuned grid, a learned solver: objects with .save(path)), keyed by `key` (a
+        string of values): made once per sweep and, with a cache_dir, once across processes and reruns — kept in
+        cache_dir/KIND-<hash of key>.json, made under a file lock (another process making it is waited for) and read
+        back with load(path), which checks it."""
+        if self.cache_dir is None:
+            return self.memo((kind, key), make)
+        path = self.cache_dir / f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+
+        def read() -> Saved:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with locked(path.with_suffix(".lock")):
+                if not path.exists():
+                    tmp = unique_temp(path)  # a name no other process writes
+                    make().save(tmp)
+                    os.replace(tmp, path)  # atomic: a kill leaves no half-written file
+            return load(path)
+        return self.memo((kind, key), read)
 
     def problem(self, cell: Cell) -> Problem:
         return problems_mod.lookup(cell.problem, cell.fingerprint)

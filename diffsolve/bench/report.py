@@ -152,17 +152,25 @@ def markdown(records: list[Record], *, metric: str = "rmse", fit_last: int | Non
     return "\n".join(lines)
 
 
+# per-cell training kinds (grid spec name): what their rows did, the cost's name, what a cached one is
+_TRAINED = (("tuned", "were tuned", "tuning", "grid"), ("learned", "ran a solver learned", "learning", "solver"))
+
+
 def _tuning_cost(records: list[Record]) -> list[str]:
-    """Under a table with tuned cells: the mean tuning cost per cell (model evaluations, wall and CPU seconds)."""
-    tuned = [r for r in records if r.get("tune_nfe") is not None]
-    if not tuned:
-        return []
-    mean = {k: _mean([r[k] for r in tuned if r.get(k) is not None]) for k in ("tune_nfe", "tune_seconds",
-                                                                              "tune_cpu_seconds")}
-    return ["", f"Rows on a `tuned` grid were tuned per cell on training draws (seed + offset) and measured on the "
-                f"cell's own held-out draws; tuning cost per cell, mean of {len(tuned)}: "
-                f"{mean['tune_nfe']:.0f} model evaluations, {mean['tune_seconds']:.1f} s wall, "
-                f"{mean['tune_cpu_seconds'] or 0:.1f} s CPU (a cached grid reports its first tuning).", ""]
+    """Under a table with tuned or learned cells: the mean training cost per cell, for each of the two kinds (model
+    evaluations, wall and CPU seconds; a learned solver's includes the tuning of the grid it starts from)."""
+    lines = []
+    for kind, did, cost, what in _TRAINED:
+        mine = [r for r in records if r.get("tune_nfe") is not None and str(r.get("grid")).partition(":")[0] == kind]
+        if not mine:
+            continue
+        mean = {k: _mean([r[k] for r in mine if r.get(k) is not None])
+                for k in ("tune_nfe", "tune_seconds", "tune_cpu_seconds")}
+        lines += [f"Rows on a `{kind}` grid {did} per cell on training draws (seed + offset) and measured on the "
+                      f"cell's own held-out draws; {cost} cost per cell, mean of {len(mine)}: {mean['tune_nfe']:.0f} "
+                      f"model evaluations, {mean['tune_seconds']:.1f} s wall, {mean['tune_cpu_seconds'] or 0:.1f} s "
+                      f"CPU (a cached {what} reports its first {cost}).", ""]
+    return [""] + lines if lines else []
 
 
 LEGEND = """\
@@ -173,9 +181,9 @@ last points above 10× the reference error (their NFE range in brackets): it app
 order in the asymptotic range. "reference error" is the RMSE between the float64 dopri8 reference
 (rtol = atol = ref_tol) and one re-solve 10× tighter: errors below about 10× it are not resolved.
 The SW2 table's "floor" is the sliced W2 between two independent exact sample sets of the same
-size, the smallest SW2 a perfect sampler would show. A `tuned` grid is tuned per cell on training draws
-disjoint from the cell's own (held-out) draws. "failed": the cell raised (its error is in
-results.jsonl); "—": no value."""
+size, the smallest SW2 a perfect sampler would show. A `tuned` grid is tuned per cell, and a `learned`
+one runs a solver (grid and weights) learned per cell, on training draws disjoint from the cell's own
+(held-out) draws. "failed": the cell raised (its error is in results.jsonl); "—": no value."""
 
 
 DATA_NOTE = """\

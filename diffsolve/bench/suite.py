@@ -17,7 +17,8 @@ solvers × grids × variables × nfe × seeds on a problem; a run's keys overrid
 
 A solver may also be written "name:key=value:key=value" (values parsed as JSON when they can be),
 a grid as a spec (diffsolve.grids: "karras:rho=5", "custom:1.0,0.5,0.1,0.001", "file:grid.json"; a
-grid with its own times gets one cell per solver and variable, at the NFE those times cost).
+grid with its own times gets one cell per solver and variable, at the NFE those times cost; "tuned" and
+"learned" tune a grid or learn a solver per cell on training draws: diffsolve.bench.specs, .tuned, .learned).
 A problem given by reference that wraps a Model takes `shape = [3, 32, 32]` (else the model's) and
 optionally `fingerprint = "…"`; `ref_tol` defaults to the problem's (1e-10 for the analytic ones).
 Every cell carries its problem's fingerprint (diffsolve.problems.Problem.fingerprint; plus a grid
@@ -54,6 +55,7 @@ from ..schedules import SCHEDULES
 from ..solvers import get_solver
 from ..solvers.learned import is_file_spec, load_spec
 from . import data as data_mod
+from .specs import check_specs
 
 DTYPES = ("float64", "float32")
 SUITES_DIR = Path(__file__).resolve().parent.parent / "suites"
@@ -264,6 +266,7 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     for name, options in solvers:
         get_solver(name).check_options(options)  # unknown names and invalid values fail here, before any cell
     grids = [grids_mod.parse(str(g)) for g in _list(_get(run, "grids"), "grid")]
+    check_specs(grids, solvers)  # per-cell tuned / learned specs: their parameters; learned: solvers learnable
     variables = [str(v) for v in _list(_get(run, "variables"), "variable")]
     for v in variables:
         _check_name("integration variable", v, VARIABLES)
