@@ -7,12 +7,12 @@ against the float64 reference; configurations are written 'solver:key=value:…'
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
 
 import torch
 
 import diffsolve as ds
+from diffsolve.bench import parse_solver
 from diffsolve.bench.metrics import rel_err
 from diffsolve.plan import plan
 from diffsolve.schedules import F64
@@ -25,17 +25,8 @@ TUNED = ("ipndm:order=3", "unipc:lower_order_final=1")
 
 
 def config(text: str) -> tuple[str, dict[str, Any]]:
-    """'solver:key=value:…' → (solver, options), values read as JSON (1 → 1, true → True) or else as text."""
-    name, *pairs = text.split(":")
-    opts = {}
-    for pair in pairs:
-        k, _, v = pair.partition("=")
-        try:
-            value = json.loads(v)
-        except json.JSONDecodeError:
-            value = v  # variant=taylor
-        opts[k] = bool(value) if k == "lower_order_final" else value
-    return name, opts
+    """'solver:key=value:…' → (solver, options), read as the bench reads --solver (diffsolve.bench.parse_solver)."""
+    return parse_solver(text)
 
 
 def label(solver: str, opts: dict[str, Any]) -> str:

@@ -71,9 +71,25 @@ class Option:
         raise error(f"{owner + ': ' if owner else ''}{self.name} must be {self.expectation()}, got "
                     f"{value!r}{extra}{doc}; {fix}")
 
+    def read(self, text: str) -> Any:
+        """The value `text` (from a spec such as 'unipc:lower_order_final=1') means for this option: for a bool,
+        true/false/1/0 (any case); otherwise JSON (numbers, true, null, lists) or else the text itself."""
+        import json
+
+        word = text.strip()
+        if self.kind == "bool" and word.lower() in _BOOL_WORDS:
+            return _BOOL_WORDS[word.lower()]
+        try:
+            return json.loads(word)
+        except json.JSONDecodeError:
+            return word
+
     def describe(self) -> str:
         """'name: expectation, default d — doc' for listings."""
         return f"{self.name}: {self.expectation()}, default {self.default!r} — {self.doc}"
+
+
+_BOOL_WORDS = {"true": True, "false": False, "1": True, "0": False}
 
 
 def _number_text(o: Option) -> str:

@@ -52,6 +52,12 @@ def test_suite_expansion_keys_and_solver_options():
     assert len(cells) == 3 * 1 * 4 and {c.variable for c in cells} == {"lambda"}
     assert len({c.key for c in cells}) == len(cells)  # options are part of the key
     assert parse_solver("unipc:variant=bh2:order=3") == ("unipc", {"variant": "bh2", "order": 3})
+    # a bool option reads true/false/1/0 in any case (the labels of the committed results write 1), as a bool
+    for text, value in (("1", True), ("0", False), ("true", True), ("False", False)):
+        assert parse_solver(f"dpmpp2m:lower_order_final={text}") == ("dpmpp2m", {"lower_order_final": value})
+    assert parse_solver("ipndm:order=1") == ("ipndm", {"order": 1})  # an int option keeps 1 an int
+    with pytest.raises(SolverError, match="lower_order_final must be True or False"):
+        expand_run({**SMALL, "solvers": ["unipc:lower_order_final=2"]})
     one = [c for c in cells if c.options][0]
     assert one.options_label == "order=2" and one.solver_label == "unipc[order=2]"
     with pytest.raises(SolverError, match="takes no option"):

@@ -47,12 +47,12 @@ from typing import Any
 
 from .. import grids as grids_mod
 from .. import problems as problems_mod
-from ..checks import positive_float
+from ..checks import Option, positive_float
 from ..dynamics import VARIABLES
 from ..errors import DiffsolveError, unknown_name
 from ..problems import Problem
 from ..schedules import SCHEDULES
-from ..solvers import get_solver
+from ..solvers import SOLVERS, get_solver
 from ..solvers.learned import is_file_spec, load_spec
 from . import data as data_mod
 from .specs import check_specs
@@ -131,15 +131,13 @@ def parse_solver(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if str(spec).strip().startswith("file:"):
         return str(spec).strip(), {}
     name, *pairs = str(spec).strip().split(":")
+    schema = {o.name: o for o in get_solver(name).schema} if name in SOLVERS else {}
     options: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise DiffsolveError(f"solver option {pair!r} in {spec!r} must read key=value, e.g. 'unipc:variant=bh2'")
-        k, v = pair.split("=", 1)
-        try:
-            options[k.strip()] = json.loads(v)
-        except json.JSONDecodeError:
-            options[k.strip()] = v.strip()
+        k, v = (part.strip() for part in pair.split("=", 1))
+        options[k] = schema[k].read(v) if k in schema else Option(k, "str").read(v)  # unknown keys: refused later
     return name, options
 
 
