@@ -222,6 +222,27 @@ def velocity(x, timestep):
     return torch.tanh(x @ w + timestep[:, None] / 1000.0) + 0.3 * x
 
 
+def flow_case(fm, solver: str, x_T: torch.Tensor):
+    """Our scheduler's loop on fm's sigmas, and what it must equal: ds.sample on a model of the same velocity net
+    (a function of the start x and the sigmas it runs, ending at 0), and FlowMatchEuler's own loop for euler."""
+    ours = DiffsolveScheduler.from_config(fm.config, solver=solver)
+    got = diffsolve_loop(ours, velocity, x_T, sigmas=fm.sigmas)
+    torch.testing.assert_close(ours.timesteps, fm.timesteps.to(F64), rtol=1e-6, atol=1e-4)
+    model = from_diffusers(torch.nn.Identity(), fm)
+    model.net = lambda x, t: velocity(x, t)
+
+    def sample(x, sigmas):  # euler: FlowMatch's x ← x + (σ' − σ) v is the DDIM step (ds.sample's euler stops at σ_min)
+        grid = ds.interop.grid_from_sigmas(model.schedule, sigmas.to(F64))
+        return ds.sample(model, x, solver="ddim" if solver == "euler" else solver, grid=grid, to_zero=True).x
+
+    if solver == "euler":
+        x = x_T.clone()
+        for t in fm.timesteps:
+            x = fm.step(velocity(x, torch.full((4,), float(t), dtype=F64)), t, x).prev_sample
+        assert rel(got, x) <= 1e-6, rel(got, x)
+    return ours, got, sample
+
+
 @pytest.mark.parametrize("solver", ["euler", "dpmpp2m", "ipndm", "unipc"])
 def test_flow_matching_loop(solver):
     """With FlowMatchEulerDiscreteScheduler's own sigmas (shift 3, ending at 0): euler equals it (≤ 1e-6); every
@@ -229,21 +250,32 @@ def test_flow_matching_loop(solver):
     fm = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
     fm.set_timesteps(sigmas=torch.linspace(0.95, 0.05, 8).tolist())
     x_T = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
-    ours = DiffsolveScheduler.from_config(fm.config, solver=solver)
-    got = diffsolve_loop(ours, velocity, x_T, sigmas=fm.sigmas)
+    ours, got, sample = flow_case(fm, solver, x_T)
     assert ours.num_inference_steps == 8 and ours.config.options == {"to_zero": True}
-    torch.testing.assert_close(ours.timesteps, fm.timesteps.to(F64), rtol=1e-6, atol=1e-4)
-    model = from_diffusers(torch.nn.Identity(), fm)
-    model.net = lambda x, t: velocity(x, t)
-    grid = ds.interop.grid_from_sigmas(model.schedule, fm.sigmas[:-1].to(F64))
-    # euler: FlowMatch's x ← x + (σ' − σ) v is the DDIM step (ds.sample's euler cannot end at σ = 0 yet)
-    want = ds.sample(model, x_T, solver="ddim" if solver == "euler" else solver, grid=grid, to_zero=True).x
-    assert rel(got, want) <= 1e-6
-    if solver == "euler":
-        x = x_T.clone()
-        for t in fm.timesteps:
-            x = fm.step(velocity(x, torch.full((4,), float(t), dtype=F64)), t, x).prev_sample
-        assert rel(got, x) <= 1e-6, rel(got, x)
+    assert rel(got, sample(x_T, fm.sigmas[:-1])) <= 1e-6
+
+
+@pytest.mark.parametrize("solver", ["euler", "dpmpp2m", "unipc", "ipndm"])
+def test_flow_from_pure_noise(solver):
+    """FlowMatchEulerDiscreteScheduler's default sigmas start at σ = 1 (α = 0, outside diffsolve's Flow): the first
+    step is x ← x + (σ₁ − 1)·v, then the solver from σ₁ — euler equals FlowMatchEuler (≤ 1e-6, same timesteps); every
+    solver equals that step followed by ds.sample on the rest; set_begin_index skips it."""
+    fm = diffusers.FlowMatchEulerDiscreteScheduler(shift=3.0)
+    fm.set_timesteps(8)
+    assert float(fm.sigmas[0]) == 1.0
+    x_T = torch.randn(4, 3, generator=torch.Generator().manual_seed(0), dtype=F64)
+    ours, got, sample = flow_case(fm, solver, x_T)
+    assert ours.num_inference_steps == 8 and float(ours.sigmas[0]) == 1.0
+    first = x_T + (float(fm.sigmas[1]) - 1.0) * velocity(x_T, torch.full((4,), 1000.0, dtype=F64))
+    assert rel(got, sample(first, fm.sigmas[1:-1])) <= 1e-6
+    ours.set_timesteps(sigmas=fm.sigmas)  # image-to-image from timesteps[2]: the step from σ = 1 is skipped
+    ours.set_begin_index(2)
+    x = first.clone()
+    for t in ours.timesteps[2:]:
+        x = ours.step(velocity(x, torch.full((4,), float(t), dtype=F64)), t, x).prev_sample
+    assert rel(x, sample(first, fm.sigmas[2:-1])) <= 1e-6
+    with pytest.raises(SolverError, match="all 8 steps are done"):
+        ours.step(x, ours.timesteps[-1], x)
 
 
 # ---- configs -----------------------------------------------------------------------------------------------
@@ -327,9 +359,14 @@ def test_wrong_use_is_refused_with_the_fix(unet, tmp_path):
         scheduler.set_timesteps(sigmas=[0.5, 1.0, 4.0])
     with pytest.raises(GridError, match=r"exactly one of num_inference_steps, timesteps or sigmas"):
         scheduler.set_timesteps(3, sigmas=[4.0, 1.0])
-    flow = DiffsolveScheduler.from_config(diffusers.FlowMatchEulerDiscreteScheduler().config, solver="ddim")
-    with pytest.raises(GridError, match=r"σ = 1 \(pure noise\).*drop the first"):
+    flow_config = diffusers.FlowMatchEulerDiscreteScheduler().config
+    flow = DiffsolveScheduler.from_config(flow_config, solver="ddpm")  # σ = 1 only with a deterministic solver
+    with pytest.raises(GridError, match=r"start at σ = 1 \(pure noise\).*drop the first entry, or use ddim"):
         flow.set_timesteps(sigmas=[1.0, 0.5, 0.2])
+    with pytest.raises(GridError, match=r"straight to the end; give at least one σ between 1 and 0"):
+        DiffsolveScheduler.from_config(flow_config, solver="ddim").set_timesteps(sigmas=[1.0, 0.0])
+    with pytest.raises(GridError, match=r"a flow's σ must be < 1, got 1\.5"):
+        DiffsolveScheduler.from_config(flow_config, solver="ddim").set_timesteps(sigmas=[1.5, 0.5])
     with pytest.raises(SolverError, match=r"takes no argument\(s\) foo"):
         scheduler.set_timesteps(3)
         scheduler.step(x, scheduler.timesteps[0], x, foo=1)

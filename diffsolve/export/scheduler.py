@@ -80,6 +80,10 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
     brings its grid (evaluation times included), options and end; its whole file is copied into the config
     (`learned`), so a saved scheduler needs no file; it is refused for another schedule (the pipeline's network is
     not seen here: check it with LearnedSolver.load(path, net=unet)).
+
+    A flow's list that starts at σ = 1 (FlowMatch pipelines' sigmas: pure noise, α = 0, outside diffsolve's Flow
+    range) begins with the one step every deterministic solver takes from there, x ← x + (σ₁ − 1)·v (x̂0 = x − v:
+    the Euler / DDIM step, FlowMatchEulerDiscreteScheduler's own); the solver starts at σ₁ (its warm-up there).
     """
 
     _compatibles = COMPATIBLES
@@ -127,6 +131,8 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         self._index = 0
         self._begin_index: int | None = None
         self._begin = 0
+        self._from_noise = False  # the list starts at σ = 1: a first step x ← x + (σ₁ − 1)·v before the plan
+        self._head = False  # that step is still to come in this pass (not skipped by set_begin_index)
         self._grid: Grid | None = None
         self._expected: list[float] = []
         self._mismatch: Tensor | None = None
@@ -270,6 +276,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
                                 "drop the final 0 or the option")
             values, to_zero = values[:-1], True
             self.register_to_config(options={**self.options, "to_zero": True})
+        values = self._drop_pure_noise(values, what)
         if values.numel() == 0:
             raise GridError(f"{what} is empty; give at least one value")
         t = (times_from_network(schedule, values, self.model.time_scale) if timesteps is not None  # type: ignore
@@ -278,6 +285,25 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
             t = torch.cat([t, torch.tensor([schedule.t_min], dtype=F64)])
         return grids_mod.custom(schedule, t)
 
+    def _drop_pure_noise(self, values: Tensor, what: str) -> Tensor:
+        """A flow's list without its first entry when that is σ = 1 (network time `time_scale`), which sets
+        `_from_noise`; the values otherwise."""
+        model = self.model
+        assert model is not None
+        one = 1.0 if what == "sigmas" else float(model.time_scale)
+        self._from_noise = bool(self.flow and values.numel() and abs(float(values[0]) - one) <= 1e-6 * one)
+        if not self._from_noise:
+            return values
+        if model.time_input_fn is not None or self.config.solver in ("ddpm", "sde_dpmpp2m") or self.options.get(
+                "eta", 0.0):
+            raise GridError(f"{what} start at σ = 1 (pure noise), which this scheduler starts from only with a "
+                            f"deterministic solver (x ← x + (σ₁ − 1)·v); drop the first entry, or use ddim (eta=0), "
+                            f"dpmpp2m, unipc, …")
+        if values.numel() < 2 or (what == "sigmas" and float(values[1]) == 0.0):
+            raise GridError(f"{what} {values.tolist()} go from σ = 1 straight to the end; give at least one σ "
+                            f"between 1 and 0")
+        return values[1:]
+
     def set_timesteps(self, num_inference_steps: int | None = None, device: str | torch.device | None = None,
                       timesteps: list[float] | None = None, sigmas: list[float] | None = None,
                       mu: float | None = None) -> None:
@@ -285,6 +311,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         config's own grid) and start over. mu: the resolution shift of a dynamically shifted FlowMatch config."""
         if self.model is None or mu is not None:
             self.model = self._model(mu)
+        self._from_noise = False  # set again by a list that starts at σ = 1
         grid = self._build_grid(self.model.schedule, num_inference_steps, timesteps, sigmas)
         self._grid = grid
         self._compile(0)
@@ -296,8 +323,14 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         levels = noise_levels(grid.schedule, grid.t)
         if calls > grid.steps:
             levels = torch.cat([levels, torch.zeros(1, dtype=F64)])
+        if self._from_noise:  # the network's time at σ = 1 is time_scale (a flow's model time is σ)
+            net = torch.cat([torch.tensor([float(self.model.time_scale)], dtype=F64), net])
+            levels, calls = torch.cat([torch.ones(1, dtype=F64), levels]), calls + 1
+            self.timesteps = net.to(device=device, dtype=dtype)
+            self._expected = net.tolist()
         self.sigmas = levels
         self.num_inference_steps = calls
+        self._head = self._from_noise
 
     def _compile(self, begin: int) -> None:
         """The plan from node `begin` on (warm-up restarts there), and an empty carry."""
@@ -332,7 +365,10 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         if self.program is None:
             raise SolverError("call set_timesteps before set_begin_index")
         self._begin_index = begin_index
-        self._compile(begin_index)
+        head = int(self._from_noise)  # timesteps[0] is then the step from σ = 1, before the plan's nodes
+        self._compile(max(begin_index - head, 0))
+        self._head = bool(head) and begin_index == 0
+        self._index = self._begin = begin_index
 
     def scale_model_input(self, sample: Tensor, timestep: Any = None) -> Tensor:
         """The identity: the sample is already the network's input x (init_noise_sigma = 1)."""
@@ -347,7 +383,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         i, program = self._index, self.program
         if program is None:
             raise SolverError("call set_timesteps(num_inference_steps) before step()")
-        if i >= self._begin + program.steps:
+        if i >= self._begin + int(self._head) + program.steps:
             raise SolverError(f"all {len(self._expected)} steps are done; call set_timesteps(...) to sample again")
         if isinstance(timestep, Tensor) and timestep.device.type != "cpu":
             expected = self.timesteps.to(timestep.device)
@@ -376,7 +412,9 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         i = self._check_timestep(timestep)
         program = self.program
         assert program is not None and self.model is not None
-        k = i - self._begin
+        if self._head and i == self._begin:
+            return self._step_from_noise(model_output, sample, return_dict)
+        k = i - self._begin - int(self._head)
         self._output.output = model_output
         try:
             m = program.fn(sample, program.eval_points[k])
@@ -392,6 +430,15 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         self._index = i + 1
         if k == program.steps - 1:
             self._check_deferred()
+        if not return_dict:
+            return prev, x0
+        return DiffsolveSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
+
+    def _step_from_noise(self, v: Tensor, sample: Tensor, return_dict: bool) -> Any:
+        """The step from σ = 1 to the plan's first node σ₁: x ← x + (σ₁ − 1)·v, with x̂0 = x − v (at σ = 1 the
+        velocity is v = ε − x0 and x = ε)."""
+        prev, x0 = sample + (float(self.sigmas[1]) - 1.0) * v, sample - v
+        self._index += 1
         if not return_dict:
             return prev, x0
         return DiffsolveSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
