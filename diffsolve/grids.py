@@ -29,10 +29,12 @@ import torch
 from torch import Tensor
 
 from .checks import Option
-from .errors import GridError, unknown_name
+from .errors import DiffsolveError, GridError, unknown_name
 from .points import shared_points
 from .schedules import F64, Schedule, as_f64, from_config
 from .valuecache import ValueCache
+
+MAX_STEPS = 10**7  # a grid's steps at most: ~2 GB of Python-float points and coefficients
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,10 @@ class Grid:
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        t = as_f64(self.t).detach().cpu().reshape(-1)
+        if not isinstance(self.schedule, Schedule):
+            raise GridError(f"a grid's schedule must be a diffsolve Schedule such as diffsolve.VPLinear(), got "
+                            f"{self.schedule!r}; pass the schedule object (e.g. model.schedule), not its name")
+        t = times_tensor(self.t, "grid times")
         if torch.isfinite(t).all():
             t = self.schedule.snap_times(t)  # a float32 end a rounding beyond the schedule's is that end
         object.__setattr__(self, "t", t)
@@ -61,6 +66,7 @@ class Grid:
             raise GridError(
                 f"a grid needs at least 2 times (1 step), got {t.numel()}; pass steps >= 1"
             )
+        check_steps(t.numel() - 1)
         if not bool(torch.isfinite(t).all()):
             raise GridError(f"grid times must be finite, got {t.tolist()}")
         d = torch.diff(t)
@@ -74,7 +80,7 @@ class Grid:
         self.schedule.check_times(t, "grid")
 
     def _checked_eval_times(self, t: Tensor) -> Tensor:
-        te = as_f64(self.t_eval).detach().cpu().reshape(-1)
+        te = times_tensor(self.t_eval, "grid evaluation times (t_eval)")
         if torch.isfinite(te).all():
             te = self.schedule.snap_times(te)
         if te.numel() != t.numel():
@@ -157,9 +163,39 @@ def _ends(schedule: Schedule, t_start: float | None, t_end: float | None) -> tup
     return t0, t1
 
 
-def _check_steps(steps: int) -> None:
+def times_tensor(values: Any, what: str = "grid times") -> Tensor:
+    """`values` (a 1-D list or tensor of real numbers) as a float64 CPU tensor; anything else is a GridError naming
+    it: strings, complex or bool entries, and a list of lists or a 2-D tensor (not flattened: say which row)."""
+    if isinstance(values, Tensor):
+        if values.is_complex() or values.dtype == torch.bool:
+            raise GridError(f"{what} must be real numbers, got a tensor of dtype {values.dtype}; pass float times")
+        t = values.detach().to(device="cpu", dtype=F64)
+    else:
+        if isinstance(values, (str, bytes)) or (isinstance(values, (list, tuple)) and any(
+                isinstance(v, (str, bytes, bool)) for v in values)):
+            raise GridError(f"{what} must be numbers, got {values!r}; pass floats, e.g. [1.0, 0.5, 0.001]")
+        try:
+            t = torch.as_tensor(values, dtype=F64)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise GridError(f"{what} must be a 1-D list or tensor of numbers, got {values!r} ({e}); pass floats, "
+                            f"e.g. [1.0, 0.5, 0.001]") from None
+    if t.ndim != 1 and t.numel() > 1:
+        raise GridError(f"{what} must be a 1-D list or tensor, got shape {tuple(t.shape)}; pick one row (e.g. "
+                        f"t[0]) or flatten it on purpose with t.reshape(-1)")
+    return t.reshape(-1)
+
+
+def check_steps(steps: Any) -> int:
+    """`steps` as an int, refused unless a positive integer of at most MAX_STEPS (every grid is made through this
+    bound: the named builders, specs, custom times, ds.sample's budget and the diffusers scheduler)."""
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
         raise GridError(f"steps must be a positive integer, got {steps!r}")
+    if steps > MAX_STEPS:
+        raise GridError(f"{steps} steps would need about {steps * 200 / 2**30:.3g} GiB for the grid's points and "
+                        f"coefficients alone; use at most {MAX_STEPS} steps (if you mean it, raise "
+                        f"diffsolve.grids.MAX_STEPS)")
+    return steps
+
 
 
 def _finish(schedule: Schedule, t: Tensor, t0: float, t1: float, name: str) -> Grid:
@@ -170,14 +206,14 @@ def _finish(schedule: Schedule, t: Tensor, t0: float, t1: float, name: str) -> G
 
 def time(schedule: Schedule, steps: int, t_start: float | None = None, t_end: float | None = None) -> Grid:
     """Uniform in t from t_start (default t_max) to t_end (default t_min)."""
-    _check_steps(steps)
+    check_steps(steps)
     t0, t1 = _ends(schedule, t_start, t_end)
     return _finish(schedule, torch.linspace(t0, t1, steps + 1, dtype=F64), t0, t1, "time")
 
 
 def logsnr(schedule: Schedule, steps: int, t_start: float | None = None, t_end: float | None = None) -> Grid:
     """Uniform in λ = log(α/σ) (DPM-Solver's 'logSNR' grid)."""
-    _check_steps(steps)
+    check_steps(steps)
     t0, t1 = _ends(schedule, t_start, t_end)
     schedule.check_times(torch.tensor([t0, t1], dtype=F64), "grid end")
     lam = torch.linspace(float(schedule.lam(t0)), float(schedule.lam(t1)), steps + 1, dtype=F64)
@@ -186,18 +222,23 @@ def logsnr(schedule: Schedule, steps: int, t_start: float | None = None, t_end: 
 
 def quadratic(schedule: Schedule, steps: int, t_start: float | None = None, t_end: float | None = None) -> Grid:
     """Uniform in √t (DPM-Solver's 'time_quadratic' grid), denser near the clean end."""
-    _check_steps(steps)
+    check_steps(steps)
     t0, t1 = _ends(schedule, t_start, t_end)
     return _finish(schedule, torch.linspace(t0**0.5, t1**0.5, steps + 1, dtype=F64) ** 2, t0, t1, "quadratic")
+
+
+KARRAS_MAX_RHO = 1e6  # σ̄^(1/ρ) within ~1e-5 of 1 already: larger ρ only loses the times to float64 round-off
 
 
 def karras(
     schedule: Schedule, steps: int, rho: float = 7.0, t_start: float | None = None, t_end: float | None = None
 ) -> Grid:
     """Karras et al. (EDM): uniform in σ̄^{1/ρ}."""
-    _check_steps(steps)
-    rho = Option("rho", "float", 7.0, "the Karras grid's exponent: uniform in σ̄^(1/ρ)", low=0.0, open_low=True).check(
-        rho, owner="grid 'karras'", fix="EDM uses rho=7", error=GridError)
+    check_steps(steps)
+    rho = Option("rho", "float", 7.0, "the Karras grid's exponent: uniform in σ̄^(1/ρ); above 1e6 the times collapse "
+                 "onto each other in float64", low=0.0, open_low=True, high=KARRAS_MAX_RHO).check(
+        rho, owner="grid 'karras'", fix="EDM uses rho=7; a very large rho tends to the logsnr grid (ds.grids.logsnr)",
+        error=GridError)
     t0, t1 = _ends(schedule, t_start, t_end)
     s0, s1 = float(schedule.sigma_bar(t0)), float(schedule.sigma_bar(t1))
     widest = max(abs(math.log(s0)), abs(math.log(s1)))
@@ -211,7 +252,7 @@ def karras(
 
 def custom(schedule: Schedule, t: Tensor | list[float]) -> Grid:
     """A user-given sequence of times, validated (strictly monotone, finite, inside the schedule)."""
-    return Grid(schedule, as_f64(t), "custom")
+    return Grid(schedule, times_tensor(t), "custom")
 
 
 GRIDS: dict[str, Callable[..., Grid]] = {
@@ -328,11 +369,11 @@ class GridSpec:
         if steps is None:
             raise GridError(f"grid {self.text!r} needs a step count; pass steps= or nfe=")
         factory = GRIDS[self.name]
+        check_steps(steps)
         if factory not in PURE:
             grid = factory(schedule, steps, **dict(self.params))
             object.__setattr__(grid, "name", self.text)
             return grid
-        _check_steps(steps)
         key = (factory, schedule, steps, self.params)
         first = _BUILT.get(key, lambda: factory(schedule, steps, **dict(self.params)))
         return _copy(first, self.text)
@@ -409,6 +450,7 @@ def make(name: str, schedule: Schedule, steps: int, **kwargs: float) -> Grid:
     if kwargs:
         if name not in GRIDS:
             raise GridError(unknown_name("grid", name, list(GRIDS)))
+        check_steps(steps)
         return GRIDS[name](schedule, steps, **kwargs)
     return build(name, schedule, steps)
 
@@ -490,20 +532,49 @@ def eval_times_of(data: dict[str, Any], path: str | Path) -> Tensor | None:
     return as_f64(te)
 
 
+RESERVED_KEYS = ("times", "schedule", "eval_times")  # a grid file's own fields, written from the Grid alone
+
+
 def save(grid: Grid, path: str | Path, **extra: Any) -> Path:
     """Write a grid file: its times, its schedule's config and any extra JSON fields (solver, nfe, fingerprint…)."""
     p = Path(path)
     if p.is_dir():
         raise GridError(f"cannot write the grid file {str(path)!r}: it is a folder; give a file name, e.g. "
                         f"{str(p / 'grid.json')!r}")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(file_data(grid, **extra), indent=1) + "\n", encoding="utf-8")
+    text = json_text(file_data(grid, **extra), "the grid file's extra fields")
+    write_text(p, text, "the grid file", GridError)
     return p
+
+
+def json_text(data: Any, what: str) -> str:
+    """`data` as indented JSON text (ending in a newline); a value JSON cannot hold is a GridError naming it."""
+    try:
+        return json.dumps(data, indent=1) + "\n"
+    except (TypeError, ValueError) as e:
+        raise GridError(f"{what} must be JSON values (numbers, strings, lists, dicts): {e}; "
+                        f"convert them (e.g. float(x), x.tolist())") from None
+
+
+def write_text(path: Path, text: str, what: str, error: type[DiffsolveError] = DiffsolveError) -> None:
+    """Write `text` to `path`, creating its folder; an OS error (a file where a folder goes, no permission, a full
+    disk) is `error` naming the path and the fix."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+        why = (f"{str(blocker)!r} is a file, not a folder" if blocker is not None
+               else e.strerror or type(e).__name__)
+        raise error(f"cannot write {what} {str(path)!r}: {why}; give a path in a folder you can write to") from None
 
 
 def file_data(grid: Grid, **extra: Any) -> dict[str, Any]:
     """A grid file's JSON object: its times, its schedule's config, its evaluation times (when decoupled) and any
-    extra fields."""
+    extra fields (which must not be named like those: RESERVED_KEYS)."""
+    clash = sorted(k for k in extra if k in RESERVED_KEYS)
+    if clash:
+        raise GridError(f"extra grid-file field(s) {', '.join(map(repr, clash))} would overwrite the grid's own; the "
+                        f"keys {', '.join(RESERVED_KEYS)} are reserved (written from the Grid); drop or rename them")
     data = {"times": grid.t.tolist(), "schedule": grid.schedule.to_config(), **extra}
     if grid.t_eval is not None:
         data["eval_times"] = grid.t_eval.tolist()

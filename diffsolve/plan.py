@@ -24,7 +24,7 @@ from typing import Any
 from . import grids as grids_mod
 from .dynamics import VPSDE, Dynamics, ode
 from .errors import GridError, SolverError
-from .grids import Grid
+from .grids import MAX_STEPS, Grid  # noqa: F401 — MAX_STEPS lives in grids (every grid is bounded there)
 from .models import Model
 from .presets import is_name
 from .presets import resolve as resolve_name
@@ -46,7 +46,6 @@ DEFAULT_CONFIGS: tuple[tuple[float, str, str, dict[str, Any]], ...] = (
     (15, "ipndm", "quadratic", {"order": 3}),
     (float("inf"), "unipc", "quadratic", {"lower_order_final": True, "variant": "bh2"}),
 )
-MAX_STEPS = 10**7  # a grid's steps at most: ~2 GB of Python-float points and coefficients
 ENDS = ("sigma_min", "zero")  # where sampling ends: the grid's last time, or σ = 0 (one more, first-order step)
 DEFAULT_GRID = "logsnr"
 
@@ -139,10 +138,7 @@ def _grid_for(method: Solver, model: Model, grid: str | Grid, nfe: int | None, s
     if steps is None:
         steps = method.steps_for(nfe, **options)
         options = {**method.budget_options(nfe), **options}
-    if steps > MAX_STEPS:
-        raise GridError(f"{steps} steps would need about {steps * 200 / 2**30:.3g} GiB for the grid's points and "
-                        f"coefficients alone; use at most {MAX_STEPS} steps (if you mean it, raise "
-                        f"diffsolve.plan.MAX_STEPS)")
+    grids_mod.check_steps(steps)  # at most grids.MAX_STEPS, before any work
     return grids_mod.build(grid, sched, steps, fingerprint=fingerprint), options
 
 

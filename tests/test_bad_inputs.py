@@ -157,7 +157,41 @@ NOT_YET: list[Case] = [
     ("grids.quadratic t_start=-1", lambda tmp: lambda: grids.quadratic(SCHED, 4, t_start=-1.0), "-1"),
 ]
 
-TABLE = [pytest.param(*case, id=case[0]) for case in CASES + [c for _, c in ELSEWHERE] + NOT_YET] + [
+
+def _afile(tmp: Path) -> Path:
+    (tmp / "afile").write_text("")
+    return tmp / "afile"
+
+
+# the Python-API cases of the second audit (its case ids), each a DiffsolveError naming the value and the fix
+API_AUDIT: list[Case] = [
+    ("H32 grids.custom('VPLinear', …)", lambda tmp: lambda: grids.custom("VPLinear", [1.0, 0.5, 0.001]),
+     "got 'VPLinear'; pass the schedule object"),
+    ("H07 grids.logsnr(10**10 steps)", lambda tmp: lambda: grids.logsnr(SCHED, 10**10),
+     "use at most 10000000 steps"),
+    ("H07 grids.custom beyond MAX_STEPS", lambda tmp: lambda: _with_max_steps(3, lambda: grids.custom(
+        SCHED, [1.0, 0.7, 0.5, 0.2, 0.001])), "4 steps would need"),
+    ("H30 grids.save(times=…)", lambda tmp: lambda: grids.save(grids.logsnr(SCHED, 3), tmp / "g.json", times="x"),
+     "'times' would overwrite"),
+    ("grids.save(an object JSON cannot hold)", lambda tmp: lambda: grids.save(grids.logsnr(SCHED, 3), tmp / "g.json",
+                                                                              note=object()), "must be JSON values"),
+    ("H19 grids.save under a file", lambda tmp: lambda: grids.save(grids.logsnr(SCHED, 3), _afile(tmp) / "g.json"),
+     "is a file, not a folder"),
+    ("C12 karras:rho=1e308", lambda tmp: _sample(grid="karras:rho=1e308"), "got 1e+308"),
+    ("G07 a grid of strings", lambda tmp: _solve("euler", grid=["1.0", "0.001"]), "got ['1.0', '0.001']"),
+    ("G19 a 2-D grid", lambda tmp: _solve("euler", grid=torch.tensor([[1.0, 0.001]])), "shape (1, 2)"),
+]
+
+
+def _with_max_steps(n: int, call: Callable[[], object]) -> object:
+    old, grids.MAX_STEPS = grids.MAX_STEPS, n
+    try:
+        return call()
+    finally:
+        grids.MAX_STEPS = old
+
+
+TABLE = [pytest.param(*case, id=case[0]) for case in CASES + [c for _, c in ELSEWHERE] + NOT_YET + API_AUDIT] + [
     pytest.param("sample nfe=1e12", lambda tmp: _sample(solver="euler", nfe=10**12), "1000000000000",
                  id="sample nfe=1e12")]
 
