@@ -370,3 +370,25 @@ def test_wrong_use_is_refused_with_the_fix(unet, tmp_path):
     with pytest.raises(SolverError, match=r"takes no argument\(s\) foo"):
         scheduler.set_timesteps(3)
         scheduler.step(x, scheduler.timesteps[0], x, foo=1)
+
+
+@pytest.mark.parametrize("rounding", ["int", "float16", "bfloat16"])
+def test_a_timestep_rounded_by_the_pipeline_is_its_step_and_one_of_no_step_is_refused(mixture, rounding):
+    """Pipelines may hand step() the timestep rounded (int, float16, bfloat16: spacing 4 near 1000): the same
+    samples; a value that is no timestep of the plan (12345, NaN, a string) is refused (audit M15, M40, M41)."""
+    net, x_T = mixture
+    config = diffusers.DDPMScheduler().config
+    exact = diffsolve_loop(DiffsolveScheduler.from_config(config, solver="dpmpp2m"), net, x_T, num_inference_steps=8)
+    scheduler = DiffsolveScheduler.from_config(config, solver="dpmpp2m")
+    scheduler.set_timesteps(8)
+    x = x_T.clone()
+    for t in scheduler.timesteps:
+        passed = int(t) if rounding == "int" else t.to(getattr(torch, rounding))
+        x = scheduler.step(net(x, torch.full((x.shape[0],), float(t), dtype=F64)), passed, x).prev_sample
+    assert torch.equal(x, exact)
+    scheduler.set_timesteps(8)
+    for bad, text in ((12345, "12345, which is no timestep"), (float("nan"), "nan (not a finite number)"),
+                      ("abc", "got 'abc'"), (float(scheduler.timesteps[0]) - 30.0, "no timestep of this scheduler")):
+        with pytest.raises(SolverError) as e:
+            scheduler.step(x, bad, x)
+        assert text in str(e.value), str(e.value)

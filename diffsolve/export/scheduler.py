@@ -12,6 +12,8 @@ FlowMatch one); the step arithmetic uses the node's own time.
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -46,6 +48,30 @@ COMPATIBLES = ["DDPMScheduler", "DDIMScheduler", "DPMSolverMultistepScheduler", 
                "LMSDiscreteScheduler", "UniPCMultistepScheduler", "DEISMultistepScheduler",
                "FlowMatchEulerDiscreteScheduler", "FlowMatchHeunDiscreteScheduler"]
 PIPELINE_STEP_KWARGS = ("eta", "use_clipped_model_output")  # what DDIMPipeline passes to every step
+
+
+EXACT = 1e-9  # relative: a timestep this close to an entry of scheduler.timesteps is that entry
+
+
+def timestep_slack(expected: float) -> float:
+    """How far a timestep handed to step() may lie from scheduler.timesteps[i]: pipelines round it to an integer
+    (< 1) or to float16 / bfloat16 (half a spacing: ≤ 2^-8 relative, 2 near 1000 in bfloat16), with a margin of 2."""
+    return 1.0 + abs(expected) * 2.0**-7
+
+
+def _first(timestep: Tensor) -> Tensor:
+    """The one timestep a tensor holds (a batch of equal ones: its first), refused unless a real number."""
+    if timestep.numel() == 0 or timestep.is_complex() or timestep.dtype == torch.bool:
+        raise SolverError(f"step() takes the timestep as a real number (an entry of scheduler.timesteps), got a tensor "
+                          f"of shape {tuple(timestep.shape)} and dtype {timestep.dtype}")
+    return timestep.reshape(-1)[0]
+
+
+def _number(timestep: Any) -> float:
+    if isinstance(timestep, bool) or not isinstance(timestep, numbers.Real):
+        raise SolverError(f"step() takes the timestep as a number or a tensor (an entry of scheduler.timesteps), got "
+                          f"{timestep!r}; pass the pipeline's `t` from `for t in scheduler.timesteps`")
+    return float(timestep)
 
 
 @dataclass
@@ -266,7 +292,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         """One node per listed value (one network call each); the last step goes to σ = 0 (to_zero, or a listed
         final sigma 0) or to the schedule's σ_min."""
         what = "timesteps" if timesteps is not None else "sigmas"
-        values = torch.as_tensor(timesteps if timesteps is not None else sigmas).detach().cpu().to(F64).reshape(-1)
+        values = grids_mod.times_tensor(timesteps if timesteps is not None else sigmas, what)
         if values.numel() > 1 and not bool((values[1:] < values[:-1]).all()):
             raise GridError(f"{what} must be strictly descending (noise → data), got {values.tolist()}; pass them "
                             f"from the noisiest to the cleanest (reversed)")
@@ -378,8 +404,9 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         return int(self.config.num_train_timesteps)
 
     def _check_timestep(self, timestep: Any) -> int:
-        """The index of this step; a timestep out of order is refused (on the host at once; a device timestep is
-        compared on the device and checked, with one read, at the last step)."""
+        """The index of this step; a timestep out of order, not finite, or no timestep of the plan is refused (on the
+        host at once; a device timestep is compared on the device and checked, with one read, at the last step).
+        A value rounded by the pipeline (to an integer, float16 or bfloat16) matches within `timestep_slack`."""
         i, program = self._index, self.program
         if program is None:
             raise SolverError("call set_timesteps(num_inference_steps) before step()")
@@ -387,22 +414,32 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
             raise SolverError(f"all {len(self._expected)} steps are done; call set_timesteps(...) to sample again")
         if isinstance(timestep, Tensor) and timestep.device.type != "cpu":
             expected = self.timesteps.to(timestep.device)
-            off = (expected - timestep.reshape(-1)[0]).abs().argmin() != i
+            gap = (expected - _first(timestep).to(expected.dtype)).abs()
+            exact = gap <= EXACT * expected.abs().clamp(min=1.0)
+            off = ~(gap[i] <= timestep_slack(self._expected[i])) | (exact.any() & ~exact[i])  # NaN: off
             self._mismatch = off if self._mismatch is None else self._mismatch | off
-        else:
-            value = float(timestep.reshape(-1)[0]) if isinstance(timestep, Tensor) else float(timestep)
-            nearest = min(range(len(self._expected)), key=lambda k: abs(self._expected[k] - value))
-            if nearest != i:
-                raise SolverError(
-                    f"step() was called with timestep {value:g} (timesteps[{nearest}]) but the next step is "
-                    f"timesteps[{i}] = {self._expected[i]:g}; call step once per timestep, in the order of "
-                    f"scheduler.timesteps (set_timesteps starts over; to start later, set_begin_index first)")
-        return i
+            return i
+        value = float(_first(timestep)) if isinstance(timestep, Tensor) else _number(timestep)
+        expected_i = self._expected[i]
+        exact = [k for k, e in enumerate(self._expected) if abs(e - value) <= EXACT * max(1.0, abs(e))]
+        near = abs(value - expected_i) <= timestep_slack(expected_i)  # False for NaN
+        if near and (not exact or i in exact):
+            return i
+        order = "call step once per timestep, in the order of scheduler.timesteps (set_timesteps starts over; to " \
+                "start later, set_begin_index first)"
+        if exact or not math.isfinite(value):
+            at = f" (timesteps[{exact[0]}])" if exact else " (not a finite number)"
+            raise SolverError(f"step() was called with timestep {value:g}{at} but the next step is timesteps[{i}] = "
+                              f"{expected_i:g}; {order}")
+        raise SolverError(f"step() was called with timestep {value:g}, which is no timestep of this scheduler: the "
+                          f"next step is timesteps[{i}] = {expected_i:g} (a value rounded to an integer, float16 or "
+                          f"bfloat16 matches within ±{timestep_slack(expected_i):.3g}); {order}")
 
     def _check_deferred(self) -> None:
         if self._mismatch is not None and bool(self._mismatch):
-            raise SolverError("step() was called with a timestep out of order (another entry of scheduler.timesteps "
-                              "than the next one); call step once per timestep, in order (set_timesteps starts over)")
+            raise SolverError("step() was called with a timestep that is not the next entry of scheduler.timesteps "
+                              "(out of order, NaN, or no timestep of this scheduler); call step once per timestep, in "
+                              "order (set_timesteps starts over)")
 
     def step(self, model_output: Tensor, timestep: Any, sample: Tensor, generator: Any = None,
              return_dict: bool = True, variance_noise: Tensor | None = None, **pipeline_kwargs: Any) -> Any:
