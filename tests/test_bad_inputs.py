@@ -180,7 +180,43 @@ API_AUDIT: list[Case] = [
     ("C12 karras:rho=1e308", lambda tmp: _sample(grid="karras:rho=1e308"), "got 1e+308"),
     ("G07 a grid of strings", lambda tmp: _solve("euler", grid=["1.0", "0.001"]), "got ['1.0', '0.001']"),
     ("G19 a 2-D grid", lambda tmp: _solve("euler", grid=torch.tensor([[1.0, 0.001]])), "shape (1, 2)"),
+    ("M27 k_sampler, a NaN denoiser", lambda tmp: _k("dpmpp2m", model=lambda x, s, **k: x * math.nan),
+     "network returned NaN or Inf"),
+    ("M29 k_sampler, sigmas a string", lambda tmp: _k("ipndm", sigmas="sigmas"), "got 'sigmas'"),
+    ("M26 k_sampler, 2-D sigmas", lambda tmp: _k("ipndm", sigmas=KS[None]), "shape (1, 5)"),
+    ("M39 k_sampler, noise of another shape",
+     lambda tmp: _k("ddim", eta=1.0, noise_sampler=lambda a, b: torch.zeros(5)),
+     "returned shape (5,), but the noise must be a tensor of the state's shape (2, 2)"),
+    ("M15 scheduler.step(timestep=12345)", lambda tmp: _scheduler_step(12345), "12345, which is no timestep"),
+    ("M40 scheduler.step(timestep=nan)", lambda tmp: _scheduler_step(math.nan), "nan (not a finite number)"),
+    ("M41 scheduler.step(timestep='abc')", lambda tmp: _scheduler_step("abc"), "got 'abc'"),
+    ("M18 scheduler.set_timesteps(10**9)", lambda tmp: lambda: _ddim_scheduler().set_timesteps(10**9),
+     "use at most 10000000 steps"),
 ]
+
+KS = torch.tensor([14.6, 5.0, 1.0, 0.1, 0.0])
+
+
+def _k(solver: str, model=lambda x, s, **k: x * 0.0, sigmas=KS, noise_sampler=None, **options):
+    from diffsolve.export import k_sampler
+
+    return lambda: k_sampler(solver, **options)(model, torch.randn(2, 2), sigmas, noise_sampler=noise_sampler)
+
+
+def _ddim_scheduler():
+    import diffusers
+
+    from diffsolve.export import DiffsolveScheduler
+
+    return DiffsolveScheduler.from_config(diffusers.DDPMScheduler().config, solver="ddim")
+
+
+def _scheduler_step(timestep):
+    def call():
+        s = _ddim_scheduler()
+        s.set_timesteps(4)
+        s.step(torch.zeros(1, 2), timestep, torch.randn(1, 2))
+    return call
 
 
 def _with_max_steps(n: int, call: Callable[[], object]) -> object:

@@ -16,9 +16,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import trange
 
-from ..errors import GridError, SolverError
-from ..grids import Grid, custom
-from ..models import X0Model
+from ..errors import GridError, ModelError, SolverError
+from ..grids import Grid, custom, times_tensor
+from ..models import X0Model, check_state
 from ..schedules import EDM, F64
 from ..solvers.exp.base import Carry
 from ..solvers.learned import LearnedSolver, learned_of
@@ -36,7 +36,7 @@ def sigma_grid_schedule(levels: list[float]) -> EDM:
 
 def checked_sigmas(sigmas: Any) -> tuple[list[float], bool]:
     """(the positive levels, whether the list ends with 0), refused unless strictly descending and positive."""
-    values = torch.as_tensor(sigmas).detach().to("cpu", F64).reshape(-1).tolist()
+    values = times_tensor(sigmas, "sigmas").tolist()
     if len(values) < 2:
         raise GridError(f"sigmas needs at least two noise levels (one step), got {values}")
     if any(b >= a for a, b in zip(values[:-1], values[1:])):
@@ -64,11 +64,21 @@ def learned_grid(learned: LearnedSolver) -> tuple[Tensor, Grid]:
 def checked_learned_sigmas(learned: LearnedSolver, sigmas: Any) -> Grid:
     """The learned solver's grid for k-diffusion (`learned_grid`), refused unless `sigmas` are its own."""
     listed, grid = learned_grid(learned)
-    given = torch.as_tensor(sigmas).detach().to("cpu", F64).reshape(-1)
+    given = times_tensor(sigmas, "sigmas")
     if given.shape != listed.shape or not torch.allclose(given, listed, rtol=SIGMA_RTOL, atol=0.0):
         raise GridError(f"this learned solver runs on its own sigmas {[round(v, 6) for v in listed.tolist()]} (its "
                         f"grid: its weights hold there alone), got {given.tolist()}; pass k_sampler(…).sigmas")
     return grid
+
+
+def _noise(draw: Callable[[Any, Any], Tensor], sigma: Any, sigma_next: Any, x: Tensor) -> Tensor:
+    """noise_sampler(σ_i, σ_{i+1}), refused unless a tensor of x's shape (checked on the host: no sync)."""
+    z = draw(sigma, sigma_next)
+    if not isinstance(z, Tensor) or z.shape != x.shape:
+        got = f"shape {tuple(z.shape)}" if isinstance(z, Tensor) else type(z).__name__
+        raise ModelError(f"noise_sampler(sigma, sigma_next) returned {got}, but the noise must be a tensor of the "
+                         f"state's shape {tuple(x.shape)}; return e.g. torch.randn_like(x)")
+    return z
 
 
 def k_sampler(solver: str | LearnedSolver, **options: Any) -> Sampler:
@@ -96,19 +106,24 @@ def k_sampler(solver: str | LearnedSolver, **options: Any) -> Sampler:
         else:
             levels, to_zero = checked_sigmas(sigmas)
             grid, method, opts = custom(sigma_grid_schedule(levels), levels), solver, {**options, "to_zero": to_zero}
-        denoiser = X0Model(model, grid.schedule, coords="ve", model_kwargs=extra_args, check_finite=False)
+        denoiser = X0Model(model, grid.schedule, coords="ve", model_kwargs=extra_args)
         program = Program.compile(denoiser, method, grid, opts, "a k-diffusion sampler")
+        check_state(x)
         draw = noise_sampler or (lambda s, s_next: torch.randn_like(x))
         points, carry = program.points, Carry()
+        denoiser.finite_checks.record(x, points[0].t, "input")  # NaN/Inf: read once after the loop, as ds.solve
         y = x * points[0].alpha  # x̄ → the plan's VP coordinates (x = α x̄)
         for i in trange(program.steps, disable=disable):
             m = program.fn(y, program.eval_points[i])
             if callback is not None:
                 callback({"x": y * (1.0 / points[i].alpha), "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i],
                           "denoised": program.x0(y, m, i)})
-            z = draw(sigmas[i], sigmas[i + 1]) if program.needs_noise(i) else None
+            z = _noise(draw, sigmas[i], sigmas[i + 1], x) if program.needs_noise(i) else None
             y = program.step(i, y, m, carry, None if z is None else (lambda _, z=z: z))
-        return y if to_zero else y * (1.0 / points[-1].alpha)  # the step to σ = 0 ends at x̂0 itself
+        out = y if to_zero else y * (1.0 / points[-1].alpha)  # the step to σ = 0 ends at x̂0 itself
+        denoiser.finite_checks.record(out, points[-1].t, "state")
+        denoiser.raise_if_not_finite()
+        return out
 
     name = solver if learned is None else learned.solver.name
     sample.__name__ = f"sample_diffsolve_{name}".replace("-", "_")
