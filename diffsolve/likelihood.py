@@ -21,15 +21,25 @@ import torch
 import torchdiffeq
 from torch import Tensor
 
-from .checks import positive_float, positive_int
+from .checks import Option, positive_float, positive_int
 from .dynamics import ProbabilityFlowODE
 from .errors import DiffsolveError, ModelError
 from .models import Model
 from .points import make_point
 from .schedules import as_f64
-from .solvers.torchdiffeq_ode import ADAPTIVE_METHODS
+from .solvers.options import MIN_TOL, tolerance
+from .solvers.torchdiffeq_ode import ADAPTIVE_METHODS, FIXED_METHODS
 
 DIVERGENCES = ("exact", "hutchinson")
+METHOD = Option("method", "choice", "dopri5", "the torchdiffeq solver of the probability-flow ODE",
+                choices=tuple(ADAPTIVE_METHODS) + tuple(FIXED_METHODS))
+
+
+def check_tolerances(rtol: float, atol: float, example: str) -> None:
+    """rtol and atol of the adaptive solve, each in [MIN_TOL, 1)."""
+    for tol, what in ((rtol, "rtol"), (atol, "atol")):
+        tolerance(what, 1e-6, "a tolerance of the adaptive solve", below=1.0).check(
+            tol, fix=f"tolerances of the adaptive solve are finite, >= {MIN_TOL:g} and < 1, {example}")
 PROBES = ("rademacher", "gaussian")
 
 
@@ -123,8 +133,13 @@ def log_likelihood(
             f"(exact costs one backward pass per dimension, hutchinson one per probe)"
         )
     positive_int(probes, "probes", "give the number of Hutchinson probes, e.g. 1")
-    for tol, what in ((rtol, "rtol"), (atol, "atol")):
-        positive_float(tol, what, "tolerances of the adaptive solve must be finite and > 0, e.g. 1e-6", below=1)
+    check_tolerances(rtol, atol, "e.g. 1e-6")
+    METHOD.check(method, fix="adaptive ones control the error (rtol/atol); dopri5 is the default")
+    data_scale = positive_float(data_scale, "data_scale", "it is dx/du for data on a unit-spaced lattice, e.g. 2/K "
+                                                          "for K levels mapped to [-1, 1]; 1.0 for continuous data")
+    if not isinstance(model, Model):
+        raise ModelError(f"log_likelihood takes a diffsolve Model, got {type(model).__name__}; wrap the network "
+                         f"first, e.g. diffsolve.EpsModel(net, diffsolve.VPLinear())")
     if model.coords != "vp":
         raise ModelError("log_likelihood works in VP coordinates; wrap the network with coords='vp'")
     if not isinstance(x, Tensor) or not torch.is_floating_point(x) or x.ndim < 2:
@@ -133,6 +148,10 @@ def log_likelihood(
             f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}"
         )
     model.check_input(x)
+    if not bool(torch.isfinite(x).all()):  # one read at entry (the adaptive solve reads every step anyway)
+        bad = int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).nonzero()[0, 0])
+        raise ModelError(f"x holds NaN or Inf (sample {bad} is the first); the likelihood of a point is defined only "
+                         f"for finite data: drop or fix those samples (torch.isfinite(x).all(...))")
     schedule = model.schedule
     t0 = schedule.t_min if t_end is None else float(t_end)
     t1 = schedule.t_max if t_max is None else float(t_max)
@@ -150,6 +169,8 @@ def log_likelihood(
             y = state[0].detach().requires_grad_(True)
             dy = ode.drift(y, p)
             div = exact_divergence(dy, y) if divergence == "exact" else hutchinson_divergence(dy, y, vs)
+        if model.check_finite:  # the network's NaN/Inf named by its call, before the step control reads it
+            model.raise_if_not_finite()
         return dy.detach(), div.detach()
 
     nfe0 = model.nfe
@@ -198,8 +219,7 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
         n = positive_int(n, "n (held-out points)", "omit it for the default (toy-2d: 1000; digits-8x8: all 297)")
         if most is not None and n > most:
             raise DiffsolveError(f"n = {n} but {name} has {most} held-out points; give n <= {most} or omit it")
-    for tol, what in ((rtol, "rtol"), (atol, "atol")):  # checked again by log_likelihood, but before the load
-        positive_float(tol, what, "tolerances of the adaptive solve must be finite and > 0, e.g. 1e-5", below=1)
+    check_tolerances(rtol, atol, "e.g. 1e-5")  # checked again by log_likelihood, but before the load
     sched = model.schedule
     if name.startswith("toy-2d"):
         x = nets.toy_2d(1000 if n is None else n, 10**6 + seed).to(torch.float64)

@@ -8,7 +8,7 @@ Every network call is counted in `nfe`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,11 +16,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .checks import Option
 from .errors import ModelError
 from .points import Point, filled, make_point, time_input_dtype
 from .schedules import Schedule
 
 Net = Callable[..., Tensor]
+MAX_GUIDANCE = 1e4  # |CFG scale| at most: beyond it the guided ε is the difference (ε_c − ε_u) blown up past any use
 _F32, _F64 = torch.float32, torch.float64
 
 
@@ -32,6 +34,7 @@ class FiniteChecks:
     def __init__(self) -> None:
         self._sums: list[Tensor] = []
         self._labels: list[tuple[str, float]] = []
+        self._calls_read = 0  # network calls whose checks a passing raise_if_bad already read (and forgot)
 
     def __len__(self) -> int:
         return len(self._sums)
@@ -43,7 +46,7 @@ class FiniteChecks:
 
     def record(self, value: Tensor, t: float, what: str = "output") -> None:
         """Queue a check of `value` at time t; `what` is "output" (a network call), "input" (the state before any
-        call) or "state" (the solver's state after the loop)."""
+        call) or "state" (the solver's state: handed to a network call, or after the loop)."""
         self._sums.append(value.sum(dtype=_F64 if value.dtype is _F64 else _F32))
         self._labels.append((what, t))
 
@@ -58,6 +61,10 @@ class FiniteChecks:
             self._labels.append((w, t))
 
     def clear(self) -> None:
+        self._forget()
+        self._calls_read = 0
+
+    def _forget(self) -> None:
         self._sums.clear()
         self._labels.clear()
 
@@ -67,19 +74,20 @@ class FiniteChecks:
         del self._labels[n:]
 
     def raise_if_bad(self) -> None:
-        """One host sync: raise a ModelError naming the first non-finite check, then forget them all."""
+        """One host sync: raise a ModelError naming the first non-finite check, then forget them all. Passing checks
+        are forgotten too, their calls still counted in a later message (an adaptive solver checks every call)."""
         if not self._sums:
             return
         stacked = torch.stack(self._sums).detach()  # (a differentiable solve's sums carry a graph)
-        if math.isfinite(float(stacked.sum())):  # every sum finite (a finite total can only come from those)
-            self.clear()
-            return
-        ok = torch.isfinite(stacked)  # the total is not finite: NaN/Inf somewhere, or finite sums overflowing it
-        if bool(ok.all()):
-            self.clear()
+        ok = None
+        if not math.isfinite(float(stacked.sum())):  # a finite total can only come from finite sums
+            ok = torch.isfinite(stacked)  # the total is not finite: NaN/Inf somewhere, or finite sums overflowing it
+        if ok is None or bool(ok.all()):
+            self._calls_read += sum(1 for w, _ in self._labels if w == "output")
+            self._forget()
             return
         first = int((~ok).nonzero()[0, 0])
-        calls = sum(1 for w, _ in self._labels[: first + 1] if w == "output")
+        calls = self._calls_read + sum(1 for w, _ in self._labels[: first + 1] if w == "output")
         what, t = self._labels[first]
         self.clear()
         if what == "input":
@@ -89,8 +97,8 @@ class FiniteChecks:
             )
         if what == "state":
             raise ModelError(
-                f"the solver's state at t = {t:.6g} holds NaN or Inf after {calls} network calls whose outputs were "
-                f"all finite: the step arithmetic overflowed (outputs too large for the state's dtype, e.g. a "
+                f"the solver's state at t = {t:.6g} holds NaN or Inf after {calls} network call(s) whose outputs "
+                f"were all finite: the step arithmetic overflowed (outputs too large for the state's dtype, e.g. a "
                 f"network returning ~1e307, or a step too long for the solver); check the network's output scale "
                 f"and its prediction type, or use more steps"
             )
@@ -135,6 +143,15 @@ class Model:
     ):
         if coords not in ("vp", "ve"):
             raise ModelError(f"coords must be 'vp' or 've', got {coords!r}")
+        if time_input is not None and not callable(time_input):
+            raise ModelError(f"time_input must be a function of the float64 times (batch,) -> the network's time "
+                             f"input, or None, got {time_input!r}; e.g. time_input=lambda t: t * 999")
+        if model_kwargs is not None and not (isinstance(model_kwargs, Mapping) and all(
+                isinstance(k, str) for k in model_kwargs)):
+            raise ModelError(f"model_kwargs must be a dict of the network's keyword arguments (name -> value) or "
+                             f"None, got {model_kwargs!r}; e.g. model_kwargs={{'cond': labels}}")
+        if not isinstance(check_finite, bool):
+            raise ModelError(f"check_finite must be True or False, got {check_finite!r}")
         if not callable(net):
             raise ModelError(f"net must be callable as net(x, t) -> tensor, got {type(net).__name__}")
         if not isinstance(schedule, Schedule):
@@ -178,12 +195,15 @@ class Model:
         if not isinstance(out, Tensor) or out.shape != shape or not out.is_floating_point():
             got = (tuple(out.shape) if out.shape != x.shape else f"dtype {out.dtype}") if isinstance(out, Tensor) \
                 else type(out).__name__
+            unbatched = isinstance(out, Tensor) and tuple(out.shape[1:]) == tuple(shape) and out.shape[0] == 1
             raise ModelError(
                 f"the network returned {got} for an input of shape {tuple(x.shape)}; it must return a "
                 f"floating-point tensor of the input's shape (wrap it so that it returns only the prediction)"
+                + (f"; the state has no batch dimension: pass x[None] (shape {(1, *shape)})" if unbatched else "")
             )
-        if self.check_finite:
-            self.finite_checks.record(out, p.t)  # one reduction per call, read once after the loop
+        if self.check_finite:  # the state it was given, then its output: one reduction each, read after the loop
+            self.finite_checks.record(x, p.t, "state")
+            self.finite_checks.record(out, p.t)
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
     def _first_call(self, x_in: Tensor, p: Point, kwargs: dict[str, Any] | None) -> Tensor:
@@ -274,9 +294,11 @@ class Model:
         check_state(x)
         expected = getattr(self.net, "data_shape", None)
         if expected is not None and not _fits(tuple(x.shape[1:]), tuple(expected)):
+            single = _fits(tuple(x.shape), tuple(expected))  # one sample without its batch dimension
             raise ModelError(
                 f"the state has shape {tuple(x.shape)} but the network takes states of shape (batch, "
-                f"{', '.join('any' if d is None else str(d) for d in expected)}); reshape x_T to fit"
+                f"{', '.join('any' if d is None else str(d) for d in expected)}); "
+                + (f"add the batch dimension: x[None] (shape {(1, *x.shape)})" if single else "reshape x_T to fit")
             )
         params = getattr(self.net, "parameters", None)
         if params is None:
@@ -431,8 +453,9 @@ class CFG(Model):
     def __init__(self, model: Model, cond: Tensor, uncond: Tensor, scale: float, cond_key: str = "cond"):
         if not isinstance(model, Model):
             raise ModelError(f"CFG wraps a diffsolve Model, got {type(model).__name__}; wrap the network first")
-        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale):
-            raise ModelError(f"the guidance scale must be a finite number, got {scale!r} (1 = no guidance)")
+        scale = Option("the guidance scale", "float", 1.0, "1 = no guidance; usual values lie in 1 to 20",
+                       low=-MAX_GUIDANCE, high=MAX_GUIDANCE).check(scale, owner="CFG", fix="pass e.g. scale=7.5",
+                                                                    error=ModelError)
         if not (isinstance(cond, Tensor) and isinstance(uncond, Tensor)) or cond.shape != uncond.shape:
             shapes = [tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__ for c in (cond, uncond)]
             raise ModelError(

@@ -190,6 +190,22 @@ API_AUDIT: list[Case] = [
     ("M15 scheduler.step(timestep=12345)", lambda tmp: _scheduler_step(12345), "12345, which is no timestep"),
     ("M40 scheduler.step(timestep=nan)", lambda tmp: _scheduler_step(math.nan), "nan (not a finite number)"),
     ("M41 scheduler.step(timestep='abc')", lambda tmp: _scheduler_step("abc"), "got 'abc'"),
+    ("F21 time_input='t'", lambda tmp: lambda: ds.EpsModel(_cond_net, SCHED, time_input="t"), "got 't'"),
+    ("F22 model_kwargs=[1]", lambda tmp: lambda: ds.EpsModel(_cond_net, SCHED, model_kwargs=[1]), "got [1]"),
+    ("F29 CFG scale 1e308", lambda tmp: _cfg(4, 1e308), "the guidance scale must be a finite number >= -10000"),
+    ("E02 one sample without its batch dimension", lambda tmp: lambda: ds.sample(MODEL, X[0], solver="heun", nfe=4),
+     "add the batch dimension: x[None]"),
+    ("F23 a NaN network under dopri5", lambda tmp: lambda: ds.sample(ds.EpsModel(lambda x, t: x * math.nan, SCHED), X,
+                                                                     solver="dopri5", rtol=1e-3, atol=1e-3),
+     "network returned NaN or Inf (its sum is not finite) at network call 1"),
+    ("F23 a NaN network under dpm_adaptive", lambda tmp: lambda: ds.sample(
+        ds.EpsModel(lambda x, t: x * math.nan, SCHED), X, solver="dpm_adaptive"), "at network call 1"),
+    ("F25 a network returning 1e307 (the state overflows)", lambda tmp: _solve(
+        "heun", dynamics=ds.ode(ds.EpsModel(lambda x, t: torch.full_like(x, 1e307) + 0 * x, SCHED), "sigma")),
+     "holds NaN or Inf after 1 network call(s) whose outputs were all finite"),
+    ("D37 dpm_adaptive rtol=atol=1e-300", lambda tmp: _sample(solver="dpm_adaptive", nfe=None, rtol=1e-300,
+                                                              atol=1e-300), "rtol must be a finite number >= 1e-15"),
+    ("D37 dopri5 atol=1e-300", lambda tmp: _solve("dopri5", rtol=1e-3, atol=1e-300), "got 1e-300"),
     ("M18 scheduler.set_timesteps(10**9)", lambda tmp: lambda: _ddim_scheduler().set_timesteps(10**9),
      "use at most 10000000 steps"),
 ]

@@ -86,8 +86,11 @@ def test_bits_per_dim_and_errors():
 def test_bad_tolerances_and_probe_counts_are_refused():
     model = ds.EpsModel(lambda x, t: 0.1 * x, ds.VPLinear())
     x = torch.zeros(2, 2, dtype=torch.float64)
-    for kw, match in (({"rtol": -1.0}, "rtol must be a finite number > 0 and < 1"), ({"atol": float("nan")}, "atol"),
-                      ({"rtol": "1e-3"}, "rtol"), ({"probes": 0, "divergence": "hutchinson"}, "probes")):
+    for kw, match in (({"rtol": -1.0}, "rtol must be a finite number >= 1e-15 and < 1"),
+                      ({"atol": float("nan")}, "atol"),
+                      ({"rtol": "1e-3"}, "rtol"), ({"probes": 0, "divergence": "hutchinson"}, "probes"),
+                      ({"rtol": 1e-300}, "got 1e-300"), ({"method": "nope"}, "method must be one of 'dopri5'"),
+                      ({"data_scale": 0}, "data_scale must be a finite number > 0, got 0")):
         with pytest.raises(ds.DiffsolveError, match=match):
             log_likelihood(model, x, **kw)
 
@@ -102,3 +105,13 @@ def test_flow_trained_toy_likelihood_is_close_to_the_true_density():
 
     out = pretrained_likelihood("toy-2d-flow", n=200, seed=1, rtol=1e-4, atol=1e-4)
     assert -3 * out["excess_nats_per_dim_se"] < out["excess_nats_per_dim"] < 0.1, out
+
+
+def test_nan_data_and_a_nan_network_are_named():
+    """NaN in x is named at entry, a NaN network by its call (both were "time range [nan, nan]": audit N08, F23)."""
+    x = torch.zeros(2, 2, dtype=torch.float64)
+    x[1, 0] = float("nan")
+    with pytest.raises(ds.ModelError, match=r"x holds NaN or Inf \(sample 1 is the first\)"):
+        log_likelihood(ds.EpsModel(lambda v, t: 0.1 * v, ds.VPLinear()), x)
+    with pytest.raises(ds.ModelError, match="network returned NaN or Inf .* at network call 1"):
+        log_likelihood(ds.EpsModel(lambda v, t: v * float("nan"), ds.VPLinear()), x.nan_to_num())

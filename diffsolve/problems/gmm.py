@@ -180,6 +180,7 @@ class GaussianMixture(Problem):
 
         # Model calls always share one t across the batch: pass it once, as a (1,) float64 tensor,
         # so the mixture's variances are computed once per call rather than once per row.
+        net.data_shape = (self.dim,)  # type: ignore[attr-defined]  # states are (batch, dim): checked before a call
         cls = EpsModel if prediction == "eps" else FlowModel
         return cls(net, schedule, time_input=lambda t: t[:1])
 

@@ -18,6 +18,7 @@ from ..dynamics import Dynamics
 from ..grids import Grid
 from ..points import make_point
 from .base import Solver, node_points, register
+from .options import tolerance
 
 ADAPTIVE_METHODS = {
     "dopri5": 5,
@@ -46,8 +47,8 @@ class TorchdiffeqSolver(Solver):
         keys = ADAPTIVE_KEYS if adaptive else ADAMS_KEYS if method.endswith("_adams") else FIXED_KEYS
         table = Option("options", "table", None, "torchdiffeq's own solver options", keys=keys, optional=True)
         self.schema = (
-            Option("rtol", "float", 1e-5, "relative tolerance of the error control", low=0.0, open_low=True),
-            Option("atol", "float", 1e-5, "absolute tolerance of the error control", low=0.0, open_low=True),
+            tolerance("rtol", 1e-5, "relative tolerance of the error control"),
+            tolerance("atol", 1e-5, "absolute tolerance of the error control"),
             table,
         ) if adaptive else (table,)
         kind = "adaptive, error-controlled" if adaptive else "fixed-grid, steps on the grid"
@@ -65,6 +66,8 @@ class TorchdiffeqSolver(Solver):
         s = dynamics.variable_of(grid.t)
         ends = {float(s[0]): nodes[0], float(s[-1]): nodes[-1]}
         t_lo, t_hi = float(grid.t.min()), float(grid.t.max())
+        model = dynamics.model
+        checking = self.adaptive and model is not None and model.check_finite
 
         def f(s_now: Tensor, y: Tensor) -> Tensor:
             # Adaptive control syncs anyway; reading s here costs nothing more.
@@ -73,7 +76,10 @@ class TorchdiffeqSolver(Solver):
             if p is None:  # stage times lie inside the grid's span; clamp the inverse map's round-off at its ends
                 t = dynamics.time_of(torch.tensor(key, dtype=torch.float64)).clamp(t_lo, t_hi)
                 p = make_point(schedule, t)
-            return dynamics.drift(y, p)
+            drift = dynamics.drift(y, p)
+            if checking:  # NaN/Inf from the network (or the state) named at once, before the step control reads it
+                model.raise_if_not_finite()  # type: ignore[union-attr]
+            return drift
 
         y0 = dynamics.to_state(x, nodes[0])
         use_grid = record or not self.adaptive

@@ -20,7 +20,7 @@ from ...errors import SolverError
 from ...grids import Grid
 from ...points import make_point
 from ..base import node_points, register
-from ..options import THRESHOLD
+from ..options import THRESHOLD, tolerance
 from .base import ExpSolver, combine, form_option, take_step
 from .coeffs import Combo, Node, first_order, linear_part
 from .phi import phi
@@ -48,8 +48,8 @@ class DPMAdaptive(ExpSolver):
     evaluates_at_nodes = False  # its steps are its own, not the grid's
     schema = (
         Option("order", "int", 3, "the order of the accepted steps (embedded pair order − 1 / order)", low=2, high=3),
-        Option("rtol", "float", 0.05, "relative tolerance of the error control", low=0.0, open_low=True),
-        Option("atol", "float", 0.0078, "absolute tolerance of the error control", low=0.0, open_low=True),
+        tolerance("rtol", 0.05, "relative tolerance of the error control"),
+        tolerance("atol", 0.0078, "absolute tolerance of the error control"),
         Option("h_init", "float", 0.05, "the first trial step in λ", low=0.0, open_low=True),
         Option("theta", "float", 0.9, "the safety factor of the step-size update", low=0.0, high=1.0, open_low=True),
         Option("max_trials", "int", 10_000, "the most trial steps before giving up", low=1),
@@ -106,7 +106,11 @@ class DPMAdaptive(ExpSolver):
                 err = ((x_high - x_low) / delta).reshape(x.shape[0], -1).square().mean(-1).sqrt().max()
                 e = float(err)  # the one host read per trial that step control needs
                 if not math.isfinite(e):
-                    raise SolverError(f"{self.name}: the error estimate is {e} at t = {s.t:.6g}; check the model")
+                    if dynamics.model is not None and dynamics.model.check_finite:
+                        dynamics.model.raise_if_not_finite()  # the network's NaN/Inf (or the state's) by its call
+                    raise SolverError(f"{self.name}: the error estimate is {e} at t = {s.t:.6g} although the "
+                                      f"network's outputs were finite (or not checked); check the model's output "
+                                      f"scale, or pass check_finite=True to the model to find the call")
                 if e <= 1.0:
                     x, x_prev, s, m_s = x_high, x_low, t, None
                 h = theta * hh * max(e, 1e-10) ** (-1.0 / order)
