@@ -206,6 +206,12 @@ API_AUDIT: list[Case] = [
     ("D37 dpm_adaptive rtol=atol=1e-300", lambda tmp: _sample(solver="dpm_adaptive", nfe=None, rtol=1e-300,
                                                               atol=1e-300), "rtol must be a finite number >= 1e-15"),
     ("D37 dopri5 atol=1e-300", lambda tmp: _solve("dopri5", rtol=1e-3, atol=1e-300), "got 1e-300"),
+    ("L16 tune(device='cuda:99')", lambda tmp: lambda: ds.grids.tune("gmm-2d", "ipndm", 5, n=16, device="cuda:99",
+                                                                   progress=False, cache_dir=False),
+     "device 'cuda:99' is not available on this machine"),
+    ("L16 tune(device='foo')", lambda tmp: lambda: ds.grids.tune("gmm-2d", "ipndm", 5, n=16, device="foo",
+                                                               progress=False, cache_dir=False),
+     "device 'foo' is not a torch device"),
     ("M18 scheduler.set_timesteps(10**9)", lambda tmp: lambda: _ddim_scheduler().set_timesteps(10**9),
      "use at most 10000000 steps"),
 ]

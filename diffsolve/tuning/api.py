@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .. import distributed
+from ..devices import check_device
 from ..errors import DiffsolveError
 from ..models import Model
 from ..plan import plan
@@ -130,7 +131,7 @@ def _open(problem: Problem | Model | str, nfes: list[int], s: Settings, train: l
     dtype = dtype or prob.network_dtype()
     model = prob.model(sched, dtype=dtype)
     params = list(model.net.parameters()) if isinstance(model.net, nn.Module) else []
-    dev = torch.device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
+    dev = check_device(device) if device is not None else (params[0].device if params else torch.device("cpu"))
     if params and any(p.device != dev for p in params):
         model.net.to(dev)
     for k in nfes:  # every budget and option checked before any work
