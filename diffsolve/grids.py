@@ -29,9 +29,10 @@ import torch
 from torch import Tensor
 
 from .checks import Option
-from .errors import DiffsolveError, GridError, unknown_name
+from .errors import GridError, unknown_name
 from .points import shared_points
 from .schedules import F64, Schedule, as_f64, from_config
+from .userpaths import write_text
 from .valuecache import ValueCache
 
 MAX_STEPS = 10**7  # a grid's steps at most: ~2 GB of Python-float points and coefficients
@@ -553,19 +554,6 @@ def json_text(data: Any, what: str) -> str:
     except (TypeError, ValueError) as e:
         raise GridError(f"{what} must be JSON values (numbers, strings, lists, dicts): {e}; "
                         f"convert them (e.g. float(x), x.tolist())") from None
-
-
-def write_text(path: Path, text: str, what: str, error: type[DiffsolveError] = DiffsolveError) -> None:
-    """Write `text` to `path`, creating its folder; an OS error (a file where a folder goes, no permission, a full
-    disk) is `error` naming the path and the fix."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as e:
-        blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
-        why = (f"{str(blocker)!r} is a file, not a folder" if blocker is not None
-               else e.strerror or type(e).__name__)
-        raise error(f"cannot write {what} {str(path)!r}: {why}; give a path in a folder you can write to") from None
 
 
 def file_data(grid: Grid, **extra: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor
 
 from . import grids as grids_mod
+from .checks import Option
 from .dynamics import Dynamics
 from .errors import GridError, ModelError, SolverError
 from .grids import Grid
@@ -79,6 +80,9 @@ def solve(
             f"solve() integrates dynamics, got {type(dynamics).__name__}; pass diffsolve.ode(model, 'sigma') "
             f"(or an SDE such as diffsolve.VPSDE(schedule).reverse(model)), or call diffsolve.sample(model, x_T, …)"
         )
+    for name, value in (("trajectory", trajectory), ("grad", grad), ("cuda_graph", cuda_graph)):
+        Option(name, "bool", False).check(value, owner="solve()", fix=f"pass {name}=True or {name}=False",
+                                          error=SolverError)
     method = get_solver(solver)
     grid = _as_grid(dynamics, grid)
     _check_direction(dynamics, grid)

@@ -212,6 +212,7 @@ API_AUDIT: list[Case] = [
     ("L16 tune(device='foo')", lambda tmp: lambda: ds.grids.tune("gmm-2d", "ipndm", 5, n=16, device="foo",
                                                                progress=False, cache_dir=False),
      "device 'foo' is not a torch device"),
+    ("G14 solve(trajectory='yes')", lambda tmp: _solve("heun", trajectory="yes"), "trajectory must be True or False"),
     ("M18 scheduler.set_timesteps(10**9)", lambda tmp: lambda: _ddim_scheduler().set_timesteps(10**9),
      "use at most 10000000 steps"),
 ]
