@@ -212,6 +212,8 @@ API_AUDIT: list[Case] = [
     ("L16 tune(device='foo')", lambda tmp: lambda: ds.grids.tune("gmm-2d", "ipndm", 5, n=16, device="foo",
                                                                progress=False, cache_dir=False),
      "device 'foo' is not a torch device"),
+    ("userpaths.make_folder under a file", lambda tmp: lambda: _make_folder(_afile(tmp) / "out"),
+     "is a file, not a folder"),
     ("G14 solve(trajectory='yes')", lambda tmp: _solve("heun", trajectory="yes"), "trajectory must be True or False"),
     ("M18 scheduler.set_timesteps(10**9)", lambda tmp: lambda: _ddim_scheduler().set_timesteps(10**9),
      "use at most 10000000 steps"),
@@ -240,6 +242,12 @@ def _scheduler_step(timestep):
         s.set_timesteps(4)
         s.step(torch.zeros(1, 2), timestep, torch.randn(1, 2))
     return call
+
+
+def _make_folder(path: Path) -> Path:
+    from diffsolve.userpaths import make_folder
+
+    return make_folder(path, "the results folder")
 
 
 def _with_max_steps(n: int, call: Callable[[], object]) -> object:

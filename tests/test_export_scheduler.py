@@ -392,3 +392,15 @@ def test_a_timestep_rounded_by_the_pipeline_is_its_step_and_one_of_no_step_is_re
         with pytest.raises(SolverError) as e:
             scheduler.step(x, bad, x)
         assert text in str(e.value), str(e.value)
+
+
+def test_the_device_timestep_check_matches_the_host_one():
+    """scheduler.step's on-device comparison (one deferred read), run here on CPU tensors: rounded values are their
+    step, another entry, 12345 and NaN are off."""
+    from diffsolve.export.scheduler import timestep_off
+
+    expected = torch.tensor([999.0, 749.25, 499.5, 249.75], dtype=F64)
+    for value, off in ((999.0, False), (1000.0, False), (998.0, False), (749.25, True), (12345.0, True),
+                       (float("nan"), True), (990.0, True)):
+        got = timestep_off(expected, torch.tensor(value).to(torch.bfloat16 if value == 1000.0 else F64), 0)
+        assert bool(got) == off, value

@@ -59,6 +59,15 @@ def timestep_slack(expected: float) -> float:
     return 1.0 + abs(expected) * 2.0**-7
 
 
+def timestep_off(expected: Tensor, timestep: Tensor, i: int) -> Tensor:
+    """On the device, no sync: a bool tensor, True unless `timestep` is expected[i] within `timestep_slack` and is
+    not exactly another entry (NaN is off)."""
+    gap = (expected - timestep.to(expected.dtype)).abs()
+    exact = gap <= EXACT * expected.abs().clamp(min=1.0)
+    slack = 1.0 + expected[i].abs() * 2.0**-7  # timestep_slack, as a tensor
+    return ~(gap[i] <= slack) | (exact.any() & ~exact[i])
+
+
 def _first(timestep: Tensor) -> Tensor:
     """The one timestep a tensor holds (a batch of equal ones: its first), refused unless a real number."""
     if timestep.numel() == 0 or timestep.is_complex() or timestep.dtype == torch.bool:
@@ -413,10 +422,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         if i >= self._begin + int(self._head) + program.steps:
             raise SolverError(f"all {len(self._expected)} steps are done; call set_timesteps(...) to sample again")
         if isinstance(timestep, Tensor) and timestep.device.type != "cpu":
-            expected = self.timesteps.to(timestep.device)
-            gap = (expected - _first(timestep).to(expected.dtype)).abs()
-            exact = gap <= EXACT * expected.abs().clamp(min=1.0)
-            off = ~(gap[i] <= timestep_slack(self._expected[i])) | (exact.any() & ~exact[i])  # NaN: off
+            off = timestep_off(self.timesteps.to(timestep.device), _first(timestep), i)
             self._mismatch = off if self._mismatch is None else self._mismatch | off
             return i
         value = float(_first(timestep)) if isinstance(timestep, Tensor) else _number(timestep)
