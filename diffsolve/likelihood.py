@@ -105,28 +105,9 @@ def draw_probes(shape: torch.Size, n: int, kind: str, seed: int, dtype: torch.dt
     return out
 
 
-def log_likelihood(
-    model: Model,
-    x: Tensor,
-    *,
-    t_end: float | None = None,
-    t_max: float | None = None,
-    divergence: str = "exact",
-    probes: int = 1,
-    probe: str = "rademacher",
-    seed: int = 0,
-    rtol: float = 1e-6,
-    atol: float = 1e-6,
-    method: str = "dopri5",
-    prior: Callable[[Tensor], Tensor] | None = None,
-    data_scale: float = 1.0,
-) -> Likelihood:
-    """log p_{t_end}(x) of the model's probability-flow ODE, solved from t_end to t_max adaptively.
-
-    x is VP-coordinate data (batch first) in the dtype of the network (float64 recommended: the
-    tolerances are then meaningful). `data_scale` is dx/du for data u on a unit-spaced lattice (e.g.
-    2/K for K levels mapped to [−1, 1] with uniform dequantization): bits/dim = −(log p + d log data_scale)/(d ln 2).
-    """
+def _check_inputs(model: Model, x: Tensor, divergence: str, probes: int, rtol: float, atol: float, method: str,
+                  data_scale: float) -> float:
+    """log_likelihood's arguments, checked before any work; the data scale as a float."""
     if divergence not in DIVERGENCES:
         raise DiffsolveError(
             f"unknown divergence {divergence!r}; valid ones are {', '.join(DIVERGENCES)} "
@@ -152,6 +133,32 @@ def log_likelihood(
         bad = int((~torch.isfinite(x.reshape(x.shape[0], -1))).any(1).nonzero()[0, 0])
         raise ModelError(f"x holds NaN or Inf (sample {bad} is the first); the likelihood of a point is defined only "
                          f"for finite data: drop or fix those samples (torch.isfinite(x).all(...))")
+    return data_scale
+
+
+def log_likelihood(
+    model: Model,
+    x: Tensor,
+    *,
+    t_end: float | None = None,
+    t_max: float | None = None,
+    divergence: str = "exact",
+    probes: int = 1,
+    probe: str = "rademacher",
+    seed: int = 0,
+    rtol: float = 1e-6,
+    atol: float = 1e-6,
+    method: str = "dopri5",
+    prior: Callable[[Tensor], Tensor] | None = None,
+    data_scale: float = 1.0,
+) -> Likelihood:
+    """log p_{t_end}(x) of the model's probability-flow ODE, solved from t_end to t_max adaptively.
+
+    x is VP-coordinate data (batch first) in the dtype of the network (float64 recommended: the
+    tolerances are then meaningful). `data_scale` is dx/du for data u on a unit-spaced lattice (e.g.
+    2/K for K levels mapped to [−1, 1] with uniform dequantization): bits/dim = −(log p + d log data_scale)/(d ln 2).
+    """
+    data_scale = _check_inputs(model, x, divergence, probes, rtol, atol, method, data_scale)
     schedule = model.schedule
     t0 = schedule.t_min if t_end is None else float(t_end)
     t1 = schedule.t_max if t_max is None else float(t_max)
