@@ -372,3 +372,67 @@ def test_a_grid_file_with_a_bool_time_is_refused(tmp_path):
     path.write_bytes(b"\xff\xfe{}")
     with pytest.raises(DiffsolveError, match="not valid JSON"):
         grids.read_file(path)
+
+
+# ---- learned solver files named by --solver file:PATH -----------------------------------------------------------
+def _learned_data() -> dict:
+    """A valid learned solver file's JSON object (iPNDM on gmm-2d's logsnr grid of 4 steps, Δ = 0)."""
+    import diffsolve as ds
+    from diffsolve.solvers.exp.learned import LearnedMultistep, plan_sizes
+    from diffsolve.solvers.learned import LearnedSolver
+
+    prob = ds.problems.get("gmm-2d")
+    grid = ds.grids.logsnr(prob.default_schedule(), 4)
+    deltas = [[0.0] * k for k in plan_sizes(LearnedMultistep("ipndm").plan_on(grid))]
+    return LearnedSolver(LearnedMultistep("ipndm", {}, deltas), grid, 4, "sigma", prob.fingerprint(),
+                         problem="gmm-2d").file_data()
+
+
+LEARNED_BAD = {  # what is wrong → (the file's text or a change to its fields, the words the one error line holds)
+    "nfe a word": ({"nfe": "four"}, "nfe must be an integer >= 1, got 'four'"),
+    "a NaN weight": ({"weights": "NAN"}, "weights.deltas[0][0] must be a finite number, got nan"),
+    "weights a word": ({"weights": {"deltas": "zero"}}, "weights.deltas must be a list of lists"),
+    "no weights": ({"weights": None}, "has no 'weights'"),
+    "a future version": ({"version": 9}, "upgrade diffsolve"),
+    "steps that its times contradict": ({"steps": 7}, "steps is 7, but its times and options make 4"),
+    "problem a number": ({"problem": 3}, "problem must be a string"),
+    "broken JSON": ("{\"kind\": \"learned\",", "is not valid JSON in UTF-8 (JSONDecodeError"),
+    "not UTF-8": (b"{\"kind\": \"learn\xffed\"}", "is not valid JSON in UTF-8 (UnicodeDecodeError"),
+}
+
+
+def _without(argv: list[str], flag: str) -> list[str]:
+    """argv without `flag` and its value."""
+    i = argv.index(flag)
+    return argv[:i] + argv[i + 2:]
+
+
+def _learned_file(tmp: Path, change) -> Path:
+    path = tmp / "learned.json"
+    if isinstance(change, (str, bytes)):
+        path.write_bytes(change.encode() if isinstance(change, str) else change)
+        return path
+    data = {**_learned_data(), **change}
+    if change.get("weights") == "NAN":
+        data["weights"] = {**_learned_data()["weights"], "deltas": [[float("nan")], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]}
+    if change.get("weights", 0) is None:
+        data.pop("weights")
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("cmd", ["bench", "sample"])
+@pytest.mark.parametrize("kind", list(LEARNED_BAD))
+def test_a_damaged_learned_file_is_one_error_naming_the_file_the_field_and_the_fix(cmd, kind, tmp_path, capsys):
+    change, words = LEARNED_BAD[kind]
+    path = _learned_file(tmp_path, change)
+    rc, err = run(_without(BASE[cmd], "--nfe") + ["--solver", f"file:{path}"], tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, words)
+    assert f"learned solver file {str(path)!r}" in err and "ds.solvers.learn(…).save(path)" in err
+    assert "grid file" not in err and "grids.save" not in err
+
+
+def test_a_valid_learned_file_runs_in_the_bench(tmp_path, capsys):
+    path = _learned_file(tmp_path, {})
+    rc, err = run(_without(BASE["bench"], "--nfe") + ["--solver", f"file:{path}"], tmp_path, capsys)
+    assert rc == 0, err
