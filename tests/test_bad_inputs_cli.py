@@ -245,6 +245,40 @@ def test_a_file_that_is_not_a_checkpoint_is_one_error(cmd, kind, tmp_path, capsy
     assert_one_error_line(rc, err, cmd, "not a checkpoint written by `diffsolve train`")
 
 
+def _edited_toy(change) -> dict:
+    from diffsolve import nets
+
+    ckpt = torch.load(nets.checkpoint_path("toy-2d"), weights_only=True)
+    change(ckpt)
+    return ckpt
+
+
+CHECKPOINTS_EDITED = {  # the shipped toy-2d checkpoint, edited → the words of the one error line
+    "weights of another shape": (lambda c: c["state_dict"].update({"net.0.weight": torch.zeros(128, 1)}),
+                                 "parameter 'net.0.weight' has shape (128, 1) in checkpoint"),
+    "a weight missing": (lambda c: c["state_dict"].pop("net.6.bias"), "(missing: net.6.bias)"),
+    "an unknown task": (lambda c: c.update(name="cifar-10"), "was trained on task 'cifar-10', which diffsolve does "
+                                                              "not know"),
+    "a schedule that cannot be built": (lambda c: c.update(schedule={"type": "Nope"}),
+                                        "its schedule cannot be built (unknown schedule type 'Nope'"),
+    "a config the architecture does not take": (lambda c: c["config"].update(bogus=1),
+                                                "cannot be built from config"),
+}
+
+
+@pytest.mark.parametrize("cmd", ["likelihood", "bench"])
+@pytest.mark.parametrize("kind", list(CHECKPOINTS_EDITED))
+def test_an_edited_checkpoint_is_one_error_naming_the_file_and_what_does_not_fit(cmd, kind, tmp_path, capsys):
+    change, words = CHECKPOINTS_EDITED[kind]
+    path = tmp_path / "edited.pt"
+    torch.save(_edited_toy(change), path)
+    rc, err = run([*BASE[cmd], "--problem", str(path)], tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, words)
+    assert f"checkpoint {str(path)!r}" in err and "diffsolve train" in err
+    if kind == "weights of another shape":
+        assert "but (128, 34) in its network" in err
+
+
 def test_sample_on_a_device_this_machine_lacks_is_refused_before_the_manifest(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
