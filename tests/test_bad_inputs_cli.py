@@ -60,6 +60,9 @@ def _argument_rows() -> list:
             bad = {below: f"got {float(below) if option.kind == 'float' else int(below)}", "abc": "invalid"}
             if option.kind == "float":
                 bad.update({"nan": "got nan", "inf": "got inf"})
+            if option.high is not None:  # above the bound: its message says why it is there (the doc)
+                above = f"{int(option.high) * 1000 + 1}" if option.kind == "int" else "1e300"
+                bad[above] = f"got {int(above) if option.kind == 'int' else float(above)} ({option.doc})"
             rows += [pytest.param(cmd, [*BASE[cmd], option.name, value], text, id=f"{cmd} {option.name} {value}")
                      for value, text in bad.items()]
     return rows
@@ -70,6 +73,22 @@ def test_an_option_out_of_range_is_one_error_line_naming_it(cmd, argv, text, tmp
     rc, err = run(argv, tmp_path, capsys)
     assert_one_error_line(rc, err, cmd, text)
     assert argv[-2] in err
+
+
+TRAIN_BAD = [(["--lr", "1e300"], "lr must be a finite number > 0 and <= 1, got 1e+300 (Adam's learning rate: above 1"),
+             (["--threads", "100000"], "--threads must be an integer >= 1 and <= "),
+             (["--steps", "0"], "steps must be an integer >= 1")]
+
+
+@pytest.mark.parametrize("argv,text", TRAIN_BAD, ids=[" ".join(a) for a, _ in TRAIN_BAD])
+def test_a_train_option_out_of_range_is_one_error_line_before_training(argv, text, tmp_path, capsys, monkeypatch):
+    import os
+
+    rc, err = run([*BASE["train"], *argv], tmp_path, capsys)
+    assert_one_error_line(rc, err, "train", text)
+    assert not (tmp_path / "t.pt").exists()
+    if argv[0] == "--threads":
+        assert f"this machine has {os.cpu_count()} core(s)" in err
 
 
 # ---- destinations: checked before any work ---------------------------------------------------------------------

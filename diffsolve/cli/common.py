@@ -17,6 +17,7 @@ from typing import Any
 
 from ..checks import Option
 from ..errors import DiffsolveError
+from ..threads import checked_threads, threads_option
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 3, 4, 130, 143
 EXIT_CRASH = 1
@@ -26,7 +27,7 @@ PROBLEM_HELP = ("a registered problem (see `diffsolve bench --list`), pkg.module
 SOLVER_HELP = "NAME or NAME:KEY=VALUE:… with solver options, e.g. ipndm:order=3 (see `diffsolve bench --list`)"
 GRID_HELP = ("time, logsnr, quadratic, karras, with parameters after ':' (karras:rho=5), custom:T0,T1,… or "
              "file:GRID.json")
-THREADS = Option("--threads", "int", 1, "torch intra-op CPU threads", low=1)
+THREADS = threads_option("--threads")
 
 
 class UsageError(DiffsolveError):
@@ -81,7 +82,7 @@ def set_threads(args: argparse.Namespace) -> None:
     """torch's intra-op CPU threads from the checked --threads."""
     import torch
 
-    torch.set_num_threads(THREADS.check(args.threads, fix="give the number of CPU threads to use, e.g. 1"))
+    torch.set_num_threads(checked_threads(args.threads, THREADS.name))
 
 
 def csv_list(text: str) -> list[str]:
