@@ -232,6 +232,35 @@ def test_the_cli_refuses_a_bad_line_then_repairs_it(change, drop, tmp_path, caps
     assert_one_error_line(rc, err, "bench", "is a folder")
 
 
+# ---- suite files ---------------------------------------------------------------------------------------------------
+SUITE = 'problem = "gmm-2d"\nn = 8\nnfe = [4]\nvariables = ["t"]\ngrids = ["logsnr"]\n[[run]]\nsolvers = ["euler"]\n'
+SUITES_BAD = {  # what is wrong → (the file's bytes, the words of the one error line)
+    "a name that climbs out of bench-results": (b'name = "../../evil"\n' + SUITE.encode(),
+                                                "suite name '../../evil'"),
+    "a name with a slash": (b'name = "a/b"\n' + SUITE.encode(), "no '/' or '..'"),
+    "a name that is a number": (b'name = 3\n' + SUITE.encode(), "suite name 3"),
+    "not UTF-8": (b'name = "caf\xe9"\n' + SUITE.encode(), "is not UTF-8 text"),
+    "not TOML": (b"name = \n", "is not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("kind", list(SUITES_BAD))
+def test_a_bad_suite_file_is_one_error_line_and_nothing_is_written(kind, tmp_path, capsys, monkeypatch):
+    raw, words = SUITES_BAD[kind]
+    (tmp_path / "s.toml").write_bytes(raw)
+    monkeypatch.chdir(tmp_path)
+    rc, err = run(["bench", "--suite", str(tmp_path / "s.toml"), "--no-progress", "--no-report"], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", words)
+    assert str(tmp_path / "s.toml") in err and not (tmp_path / "bench-results").exists()
+
+
+def test_a_good_suite_file_writes_under_bench_results_by_its_name(tmp_path, capsys, monkeypatch):
+    (tmp_path / "s.toml").write_text('name = "my suite-1"\n' + SUITE)
+    monkeypatch.chdir(tmp_path)
+    rc, err = run(["bench", "--suite", "s.toml", "--no-progress", "--no-report"], tmp_path, capsys)
+    assert rc == 0 and (tmp_path / "bench-results" / "my suite-1" / "results.jsonl").exists(), err
+
+
 # ---- files the commands read: sample manifests and checkpoints --------------------------------------------------
 MANIFESTS = {"not JSON": "{bad", "a list": "[1, 2]", "empty": "", "binary": b"\xff\xfe\x00"}
 

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cached_property
@@ -338,6 +339,20 @@ def _learned_cells(label: str, prob: Problem, schedule: str, learned: list[tuple
     return cells
 
 
+SUITE_NAME = re.compile(r"\w[\w .+-]*")  # a plain word: it names the results folder bench-results/NAME
+
+
+def suite_name(name: Any, source: str = "") -> str:
+    """A suite's name, checked to be a plain file-name-safe word (letters, digits, space, '.', '+', '-', '_'; no
+    '..'), since it names the results folder bench-results/NAME."""
+    if not isinstance(name, str) or not SUITE_NAME.fullmatch(name) or ".." in name or len(name) > 100:
+        where = f" in {source!r}" if source else ""
+        raise DiffsolveError(f"suite name {name!r}{where} must be a plain word of letters, digits, spaces, '.', '+', "
+                             f"'-' and '_' (no '/' or '..'; at most 100 characters): it names the results folder "
+                             f"bench-results/NAME; rename it, e.g. name = \"my-suite\"")
+    return name
+
+
 @dataclass
 class Suite:
     """A named list of cells plus report settings (order fit range)."""
@@ -374,7 +389,7 @@ class Suite:
                     seen.add(cell.key)
                     cells.append(cell)
         fit_last = data.get("fit_last", 3)
-        return cls(str(data.get("name", name)), cells, str(data.get("description", "")),
+        return cls(suite_name(data.get("name", name), source), cells, str(data.get("description", "")),
                    None if fit_last in (0, None) else int(fit_last), data.get("fit_min_nfe"), source)
 
     @classmethod
@@ -395,4 +410,7 @@ class Suite:
                 data = tomllib.load(f)
             except tomllib.TOMLDecodeError as e:
                 raise DiffsolveError(f"suite file {str(path)!r} is not valid TOML: {e}") from e
+            except UnicodeDecodeError as e:
+                raise DiffsolveError(f"suite file {str(path)!r} is not UTF-8 text ({e}); TOML files are UTF-8: save it "
+                                     f"again as UTF-8") from None
         return cls.from_dict(data, name=path.stem, source=str(path), overrides=overrides)
