@@ -87,6 +87,22 @@ def default_device() -> str:
     return f"cuda:{_env_int('LOCAL_RANK') or 0}" if torch.cuda.is_available() else "cpu"
 
 
+def available_device(spec: str, flag: str = "--device") -> torch.device:
+    """The torch device `spec` names, checked to exist on this machine (a tensor is made there); else a
+    DiffsolveError naming `flag`, the value and the devices there are (used by sample --device and tune --device)."""
+    try:
+        device = torch.device(spec)
+    except (RuntimeError, TypeError):
+        raise DiffsolveError(f"{flag} {spec!r} is not a torch device; give e.g. cpu or cuda:0") from None
+    try:
+        torch.empty(1, device=device)
+    except Exception as e:  # noqa: BLE001 — no CUDA, no such GPU, a backend not built in: all the same to the user
+        have = f"cpu or cuda:0 … cuda:{torch.cuda.device_count() - 1}" if torch.cuda.is_available() else "cpu"
+        raise DiffsolveError(f"{flag} {spec!r} is not available on this machine ({type(e).__name__}: "
+                             f"{str(e).splitlines()[0] if str(e) else ''}); give {have}") from None
+    return device
+
+
 def start(shard: str | None = None) -> Rank:
     """This process's Rank: from --shard (job arrays) or torchrun's environment, joining its process group."""
     env = from_env()

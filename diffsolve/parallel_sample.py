@@ -61,16 +61,7 @@ class SampleJob:
             raise DiffsolveError(f"--seed {self.seed!r} with --n {self.n}: sample i uses seed + i, which must stay in "
                                  f"[0, 2^30); give a seed in [0, {MAX_SAMPLE_SEED - self.n}]")
         Option("--dtype", "choice", "float32", choices=tuple(DTYPES)).check(self.dtype)
-        try:
-            device = torch.device(self.device)
-        except (RuntimeError, TypeError):
-            raise DiffsolveError(f"--device {self.device!r} is not a torch device; give e.g. cpu or cuda:0") from None
-        try:
-            torch.empty(1, device=device)
-        except Exception as e:  # noqa: BLE001 — no CUDA, no such GPU, a backend not built in: all the same to the user
-            have = f"cpu or cuda:0 … cuda:{torch.cuda.device_count() - 1}" if torch.cuda.is_available() else "cpu"
-            raise DiffsolveError(f"--device {self.device!r} is not available on this machine ({type(e).__name__}: "
-                                 f"{str(e).splitlines()[0] if str(e) else ''}); give {have}") from None
+        distributed.available_device(self.device)
 
     def batches(self) -> list[tuple[int, int]]:
         """(first sample, end) of every batch, in order."""

@@ -340,6 +340,22 @@ def test_sample_on_a_device_this_machine_lacks_is_refused_before_the_manifest(tm
     assert rc == 0 and (tmp_path / "s" / "samples.pt").exists(), err
 
 
+@pytest.mark.parametrize("cmd", ["sample", "tune"])
+@pytest.mark.parametrize("device,words", [("cuda:7", "is not available on this machine"),
+                                          ("foo", "is not a torch device; give e.g. cpu or cuda:0")])
+def test_a_device_this_machine_lacks_is_one_error_before_any_work(cmd, device, words, tmp_path, capsys,
+                                                                  monkeypatch):
+    """sample and tune share one device check (diffsolve.distributed.available_device)."""
+    import importlib
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    module, name = WORK[cmd]
+    monkeypatch.setattr(importlib.import_module(module), name, lambda *a, **k: pytest.fail("work started"))
+    rc, err = run([*BASE[cmd], "--device", device], tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, f"--device {device!r} {words}")
+
+
 # ---- hypothesis: the command line's argument space ---------------------------------------------------------------
 TOKENS = {
     "bench": {"--problem": ["gmm-2d", "gmm-3d", "x.py:model", "gmm-2d,gmm-2d"],

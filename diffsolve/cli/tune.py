@@ -164,7 +164,10 @@ def run(args: argparse.Namespace) -> int:
 
     exports = check_kinds(common.csv_list(args.export) if args.export else [], not args.no_eval_times, args.learn)
     common.set_threads(args)
-    from ..distributed import from_env
+    from ..distributed import available_device, from_env
+
+    if args.device is not None:
+        available_device(args.device)  # as sample --device: a device this machine lacks is refused before any work
     from ..tuning import learn, tune
 
     solver = kw.pop("solver")
