@@ -276,6 +276,27 @@ def test_a_damaged_manifest_is_one_error_with_the_fix(kind, tmp_path, capsys):
     assert "Delete the folder" in err
 
 
+BATCHES = {"text": lambda p: p.write_text("junk\n"), "empty": lambda p: p.write_bytes(b""),
+           "a list": lambda p: torch.save([1, 2], p),
+           "another batch's samples": lambda p: torch.save({"x": torch.zeros(3, 2), "first": 0, "nfe": 4}, p)}
+
+
+@pytest.mark.parametrize("kind", list(BATCHES))
+def test_a_damaged_batch_file_is_one_error_with_the_fix(kind, tmp_path, capsys):
+    argv = [*BASE["sample"], "--batch", "2"]
+    rc, err = run(argv, tmp_path, capsys)
+    assert rc == 0, err
+    first = sorted((tmp_path / "s" / "batches").iterdir())[0]
+    BATCHES[kind](first)
+    (tmp_path / "s" / "samples.pt").unlink()
+    rc, err = run(argv, tmp_path, capsys)
+    assert_one_error_line(rc, err, "sample", f"{first} is damaged")
+    assert "holds samples 0 … 1" in err and "Delete that file (a rerun samples it again)" in err
+    first.unlink()
+    rc, err = run(argv, tmp_path, capsys)  # the fix it names works
+    assert rc == 0 and (tmp_path / "s" / "samples.pt").exists(), err
+
+
 def _checkpoints(tmp: Path) -> dict[str, Path]:
     out = {"text": tmp / "text.pt", "empty": tmp / "empty.pt", "a list": tmp / "list.pt", "no weights": tmp / "d.pt"}
     out["text"].write_text("hello")
