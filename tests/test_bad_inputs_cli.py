@@ -156,6 +156,20 @@ def test_a_bad_user_file_is_one_error_naming_it_and_its_exception(cmd, kind, tmp
     assert not (tmp_path / "s" / "manifest.json").exists()  # sample: a wrong input never claims the folder
 
 
+HUGE = ("import torch\nimport diffsolve as ds\n\n\nclass Net(torch.nn.Module):\n    def forward(self, x, t):\n"
+        "        return torch.full_like(x, 1e307)\n\n\nmodel = ds.EpsModel(Net(), ds.VPLinear())\n")
+
+
+def test_a_network_whose_outputs_explode_fails_its_cells_naming_the_reference_solve(tmp_path, capsys):
+    """Outputs of 1e307 pass the first-call check (finite), then the adaptive reference solve's step falls to 0:
+    each cell fails with one DiffsolveError naming the reference solve, the likely cause and the fix."""
+    path = _user_file(tmp_path, HUGE)
+    rc, err = run([*BASE["bench"], "--problem", f"{path}:model", "--shape", "2"], tmp_path, capsys)
+    assert rc == 4 and "Traceback" not in err, err
+    assert "DiffsolveError: the float64 reference solve of problem" in err and "step size fell to 0" in err, err
+    assert "network's outputs are huge" in err and "--ref-tol" in err, err
+
+
 def test_a_user_file_imports_modules_beside_it(tmp_path, capsys):
     path = _user_file(tmp_path, GOOD)
     rc, err = run([*BASE["bench"], "--problem", f"{path}:model", "--shape", "2"], tmp_path, capsys)
