@@ -174,7 +174,7 @@ def adopt_legacy(args: argparse.Namespace, suite: Any, out: Any) -> None:
 def sweep(args: argparse.Namespace, suite: Any, out: Any, fmt: str) -> int:
     """Run the suite into OUT; report (on the process that holds the whole suite) and say how it went."""
     from ..bench.api import run_suite
-    from . import stop_status
+    from ..console import stop_status
 
     def emit(record: dict[str, Any], fresh: bool) -> None:  # --format json: each record as its cell is done
         print(json.dumps(record, allow_nan=False), flush=True)

@@ -16,10 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import Option
+from ..console import EXIT_INTERRUPTED, EXIT_TERMINATED  # noqa: F401 (the exit statuses, all here)
 from ..errors import DiffsolveError
 from ..threads import checked_threads, threads_option
 
-EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 3, 4, 130, 143
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_ALL_FAILED = 0, 2, 3, 4
 EXIT_CRASH = 1
 PROBLEM_HELP = ("a registered problem (see `diffsolve bench --list`), pkg.module:attr, path/to/file.py:attr (attr: a "
                 "Problem, a diffsolve Model or a zero-argument function returning one; the file's folder is put on "
