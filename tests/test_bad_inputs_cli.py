@@ -75,6 +75,16 @@ def test_an_option_out_of_range_is_one_error_line_naming_it(cmd, argv, text, tmp
     assert argv[-2] in err
 
 
+@pytest.mark.parametrize("axis", list(bench.DEFAULT_AXES))
+@pytest.mark.parametrize("value", ["", " ", "a,,b"])
+def test_an_empty_value_of_a_sweep_axis_is_one_error_line(axis, value, tmp_path, capsys):
+    """'' (an unset shell variable) is not a request for the default sweep, and 5,,10 drops nothing silently."""
+    argv = _without(BASE["bench"], f"--{axis}") if f"--{axis}" in BASE["bench"] else BASE["bench"]
+    rc, err = run([*argv, f"--{axis}", value], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", f"--{axis} {value!r} has an empty value")
+    assert f"leave --{axis} out for that default" in err and not (tmp_path / "b").exists()
+
+
 TRAIN_BAD = [(["--lr", "1e300"], "lr must be a finite number > 0 and <= 1, got 1e+300 (Adam's learning rate: above 1"),
              (["--threads", "100000"], "--threads must be an integer >= 1 and <= "),
              (["--steps", "0"], "steps must be an integer >= 1")]
@@ -179,13 +189,13 @@ def test_a_user_file_imports_modules_beside_it(tmp_path, capsys):
 # ---- results lines: generated from the store's schema ------------------------------------------------------------
 BIG = "JSON number 1e999"
 WRONG = {"a string": [1, None, ["x"]], "an integer": ["4", 4.5, True], "a number": ["abc", True, [1.0]],
-         "an object": [[], "x"]}
+         "a number >= 0": ["abc", True, [1.0], -5.0], "an object": [[], "x"]}
 
 
 def _line_rows() -> list:
     rows = []
     for field, (what, _) in store_mod.SCHEMA.items():
-        for value in WRONG[what]:
+        for value in WRONG[what.split(" (")[0]]:
             if value is None and field in store_mod.NULLABLE:
                 continue
             rows.append(pytest.param({field: value}, (), field, id=f"{field}={value!r}"))
@@ -227,8 +237,9 @@ GOOD_LINE = json.dumps({"problem": "gmm-2d", "schedule": "linear", "solver": "eu
                         "key": "k", "status": "ok", "nfe": 4, "rmse": 0.1, "error": None})
 
 
-@pytest.mark.parametrize("change,drop", [({"rmse": "abc"}, ()), ({}, ("problem",)), ({"rmse": BIG}, ())],
-                         ids=["rmse='abc'", "no problem", "rmse=1e999"])
+@pytest.mark.parametrize("change,drop", [({"rmse": "abc"}, ()), ({}, ("problem",)), ({"rmse": BIG}, ()),
+                                         ({"rmse": -5.0}, ())],
+                         ids=["rmse='abc'", "no problem", "rmse=1e999", "rmse=-5"])
 def test_the_cli_refuses_a_bad_line_then_repairs_it(change, drop, tmp_path, capsys):
     lines = _good_lines(tmp_path, capsys)
     path = tmp_path / "b" / "results.jsonl"

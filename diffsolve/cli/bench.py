@@ -126,7 +126,8 @@ def suite_of(args: argparse.Namespace) -> Any:
                              f"copy of the suite file to change its axes")
     if not axis_given:
         return Suite.load(args.suite or "default", overrides)
-    ax = {a: getattr(args, a) or DEFAULT_AXES[a] for a in DEFAULT_AXES}
+    ax = {a: common.no_empty(getattr(args, a), f"--{a}", DEFAULT_AXES[a]) if a in axis_given else DEFAULT_AXES[a]
+          for a in DEFAULT_AXES}
     run = {"problems": common.csv_list(ax["problem"]), "solvers": common.csv_list(ax["solver"]),
            "grids": common.grid_list(ax["grid"]), "variables": common.csv_list(ax["variable"]),
            "nfe": common.int_list(ax["nfe"], "--nfe", low=1)}

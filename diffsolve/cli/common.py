@@ -86,6 +86,15 @@ def set_threads(args: argparse.Namespace) -> None:
     torch.set_num_threads(checked_threads(args.threads, THREADS.name))
 
 
+def no_empty(text: str, flag: str, default: str) -> str:
+    """text, unless it or one of its comma-separated values is empty ('' from an unset shell variable, 5,,10): that
+    is a wrong input, not a request for the default."""
+    if any(not piece.strip() for piece in text.split(",")):
+        raise DiffsolveError(f"{flag} {text!r} has an empty value; give comma-separated values, e.g. {flag} "
+                             f"{default}, or leave {flag} out for that default")
+    return text
+
+
 def csv_list(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
