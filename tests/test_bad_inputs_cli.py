@@ -85,6 +85,53 @@ def test_an_empty_value_of_a_sweep_axis_is_one_error_line(axis, value, tmp_path,
     assert f"leave --{axis} out for that default" in err and not (tmp_path / "b").exists()
 
 
+def _grid_file(tmp: Path, kind: str) -> Path:
+    import diffsolve as ds
+
+    path = tmp / f"grid-{kind}.json"
+    if kind == "cosine":
+        ds.grids.save(ds.grids.logsnr(ds.VPCosine(), 4), path)
+    else:
+        path.write_text(json.dumps({"times": [1.0, 0.5, 0.001], "schedule": ds.VPLinear().to_config()})
+                        .replace("1.0,", "1e999,", 1))
+    return path
+
+
+UPFRONT = {  # a (solver, grid, NFE) combination whose plan is wrong → (its flags, the words of the one error line)
+    "karras rho < 0": (["--solver", "heun", "--grid", "karras:rho=-1", "--nfe", "5"], "rho must be a finite number"),
+    "custom times not monotone": (["--grid", "custom:1,0.5,0.7,0.001", "--nfe", "3"], "strictly monotone"),
+    "a grid file of another schedule": (["--grid", "file:{cosine}", "--nfe", "4"], "was made for schedule VPCosine"),
+    "1e999 in a grid file": (["--grid", "file:{inf}", "--nfe", "2"], "grid times must be finite"),
+    "a budget below heun's minimum": (["--solver", "heun", "--nfe", "1"], "an NFE budget of 1 is below"),
+    "a budget beyond MAX_STEPS": (["--nfe", "1000000000"], "use at most 10000000 steps"),
+    "an NFE a custom grid does not cost": (["--grid", "custom:1,0.5,0.001", "--nfe", "7"],
+                                           "grid 'custom:1,0.5,0.001' has 2 steps but 7 were asked for"),
+}
+
+
+@pytest.mark.parametrize("kind", list(UPFRONT))
+def test_a_wrong_plan_is_one_error_line_before_any_cell_runs(kind, tmp_path, capsys):
+    """The bench checks each (solver, grid, NFE) plan up front (diffsolve.plan, as the cell will make it), so these
+    are exit 2 with the plan's message, not exit 4 with every cell failed."""
+    flags, words = UPFRONT[kind]
+    files = {"cosine": _grid_file(tmp_path, "cosine"), "inf": _grid_file(tmp_path, "inf")}
+    argv = BASE["bench"]
+    for flag in flags[::2]:
+        argv = _without(argv, flag) if flag in argv else argv
+    rc, err = run([*argv, *(f.format(**files) for f in flags)], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", words)
+    assert "(checked before any cell runs)" in err and not (tmp_path / "b" / "results.jsonl").exists()
+
+
+def test_a_grid_with_its_own_times_runs_at_its_cost_without_nfe_or_with_it(tmp_path, capsys):
+    base = _without(BASE["bench"], "--nfe")
+    for extra in ([], ["--nfe", "2"]):
+        rc, err = run([*base, "--grid", "custom:1,0.5,0.001", "--fresh", *extra], tmp_path, capsys)
+        assert rc == 0, err
+        rows = [json.loads(x) for x in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+        assert [(r["grid"], r["nfe_target"], r["nfe"]) for r in rows] == [("custom:1,0.5,0.001", 2, 2)]
+
+
 TRAIN_BAD = [(["--lr", "1e300"], "lr must be a finite number > 0 and <= 1, got 1e+300 (Adam's learning rate: above 1"),
              (["--threads", "100000"], "--threads must be an integer >= 1 and <= "),
              (["--steps", "0"], "steps must be an integer >= 1")]

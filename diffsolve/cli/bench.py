@@ -126,12 +126,7 @@ def suite_of(args: argparse.Namespace) -> Any:
                              f"copy of the suite file to change its axes")
     if not axis_given:
         return Suite.load(args.suite or "default", overrides)
-    ax = {a: common.no_empty(getattr(args, a), f"--{a}", DEFAULT_AXES[a]) if a in axis_given else DEFAULT_AXES[a]
-          for a in DEFAULT_AXES}
-    run = {"problems": common.csv_list(ax["problem"]), "solvers": common.csv_list(ax["solver"]),
-           "grids": common.grid_list(ax["grid"]), "variables": common.csv_list(ax["variable"]),
-           "nfe": common.int_list(ax["nfe"], "--nfe", low=1)}
-    return Suite.from_dict(run, name="cli", overrides=overrides)
+    return Suite.from_dict(common.sweep_run(args, DEFAULT_AXES), name="cli", overrides=overrides)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -3,7 +3,7 @@
 Every subcommand names a problem with `--problem`, a solver with `--solver NAME:KEY=VALUE:…` and a grid with
 `--grid SPEC`; numbers are described by `diffsolve.checks.Option`s and checked after parsing with `check`, so a
 wrong value gets the one message form of the validation layer. Destinations are checked before any work:
-`writable_folder` (bench, sample) and `writable_file` (tune, train). Nothing here imports torch.
+`writable_folder` (bench, sample) and `writable_file` (tune, train). Nothing here imports torch at import.
 """
 
 from __future__ import annotations
@@ -84,6 +84,20 @@ def set_threads(args: argparse.Namespace) -> None:
     import torch
 
     torch.set_num_threads(checked_threads(args.threads, THREADS.name))
+
+
+def sweep_run(args: argparse.Namespace, defaults: dict[str, str]) -> dict[str, Any]:
+    """The run (diffsolve.bench.expand_run) of bench's sweep axes: each given one (none of its values empty), else
+    its default. Without --nfe, a sweep whose grids all have their own times (custom:, file:) runs at their cost."""
+    from ..grids import parse
+
+    ax = {a: defaults[a] if getattr(args, a) is None else no_empty(getattr(args, a), f"--{a}", defaults[a])
+          for a in defaults}
+    run = {"problems": csv_list(ax["problem"]), "solvers": csv_list(ax["solver"]), "grids": grid_list(ax["grid"]),
+           "variables": csv_list(ax["variable"])}
+    if args.nfe is not None or not all(parse(g).fixed for g in run["grids"]):
+        run["nfe"] = int_list(ax["nfe"], "--nfe", low=1)
+    return run
 
 
 def no_empty(text: str, flag: str, default: str) -> str:
