@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 import sys
 import types
-from typing import TYPE_CHECKING, Any
 
 from . import errors
 from .errors import DiffsolveError, GridError, ModelError, ScheduleError, SolverError
 
 __version__ = "0.1.0"
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: `import diffsolve` stays light for the CLI
 
 # public name → the submodule that defines it
 _NAMES = {
@@ -81,6 +81,8 @@ class _Package(types.ModuleType):
 sys.modules[__name__].__class__ = _Package
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from typing import Any  # noqa: F401  (annotations only: `import typing` costs milliseconds at start-up)
+
     from . import bench, grids, problems, schedules, solvers  # noqa: F401  (bench, problems: not in __all__)
     from .dynamics import DDIMODE, VPSDE, Dynamics, ForwardSDE, ProbabilityFlowODE, ReverseSDE, ReverseVPSDE, ode
     from .models import CFG, EpsModel, FlowModel, Model, ScoreModel, VModel, X0Model, wrap

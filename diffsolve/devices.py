@@ -8,8 +8,6 @@ import torch
 
 from .errors import DiffsolveError
 
-_AVAILABLE: set[torch.device] = set()  # devices a tensor was made on once: not tried again
-
 
 def available_devices() -> str:
     """The devices this machine has, in words: 'cpu' or 'cpu or cuda:0 … cuda:N'."""
@@ -25,13 +23,10 @@ def check_device(device: Any, what: str = "device") -> torch.device:
         dev = torch.device(device)
     except (RuntimeError, TypeError):
         raise DiffsolveError(f"{what} {device!r} is not a torch device; give e.g. cpu or cuda:0") from None
-    if dev in _AVAILABLE:
-        return dev
     try:
         torch.empty(1, device=dev)
     except Exception as e:  # noqa: BLE001 — no CUDA, no such GPU, a backend not built in: all the same to the user
         first = str(e).splitlines()[0] if str(e) else ""
         raise DiffsolveError(f"{what} {device!r} is not available on this machine ({type(e).__name__}: {first}); "
                              f"give {available_devices()}") from None
-    _AVAILABLE.add(dev)
     return dev

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .errors import ModelError
+from .errors import DiffsolveError, ModelError
 from .models import Model, wrap
 from .schedules import from_config
 from .valuecache import ValueCache
@@ -185,12 +185,68 @@ def checkpoint_path(name: str) -> Path:
     return Path(str(resources.files("diffsolve") / "checkpoints" / f"{name}.pt"))
 
 
+CHECKPOINT_KEYS = ("arch", "config", "schedule", "state_dict")
+
+
+def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], nn.Module]:
+    """(the checkpoint, its network with the weights loaded): the one place a checkpoint file is read. Anything that
+    makes it not a checkpoint `diffsolve train` writes (a file torch cannot read, missing keys, an unknown task name
+    or architecture, weights of other shapes) raises one ModelError naming the file, what is wrong and the fix."""
+    where = f"checkpoint {str(path)!r}"
+    fix = "give a checkpoint written by `diffsolve train` (or train one: diffsolve train TASK --out PATH)"
+    if not Path(path).is_file():
+        raise ModelError(f"no checkpoint file {str(path)!r}; give a path written by `diffsolve train`")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 — any file torch cannot read is the same wrong input
+        raise ModelError(f"{str(path)!r} is not a checkpoint written by `diffsolve train` (torch.load cannot read "
+                         f"it: {type(e).__name__}); {fix}") from None
+    if not isinstance(ckpt, dict) or not set(CHECKPOINT_KEYS) <= set(ckpt) or not isinstance(ckpt["state_dict"], dict):
+        raise ModelError(f"{str(path)!r} is not a checkpoint written by `diffsolve train` (it needs the keys "
+                         f"{', '.join(CHECKPOINT_KEYS)}); wrap other networks in a diffsolve Model")
+    if ckpt.get("name") not in PRETRAINED:
+        raise ModelError(f"{where} was trained on task {ckpt.get('name')!r}, which diffsolve does not know (its "
+                         f"tasks: {', '.join(PRETRAINED)}); the file was edited or is not from `diffsolve train`: "
+                         f"{fix}")
+    try:
+        from_config(ckpt["schedule"])
+    except DiffsolveError as e:
+        raise ModelError(f"{where}: its schedule cannot be built ({e}); {fix}") from None
+    if not isinstance(ckpt["config"], dict):
+        raise ModelError(f"{where}: its config must be a dict of the architecture's arguments, got "
+                         f"{ckpt['config']!r}; {fix}")
+    try:
+        net = build_net(ckpt["arch"], ckpt["config"])
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"{where}: its architecture {ckpt['arch']!r} cannot be built from config {ckpt['config']!r} "
+                         f"({type(e).__name__}: {e}); {fix}") from None
+    _check_weights(net, ckpt["state_dict"], f"{where} (architecture {ckpt['arch']!r})", fix)
+    net.load_state_dict(ckpt["state_dict"])
+    return ckpt, net
+
+
+def _check_weights(net: nn.Module, state: dict[str, Any], where: str, fix: str) -> None:
+    """Refuse weights that do not fit the network: missing or unexpected names, or the first of another shape (what is
+    wrong comes first: a caller may cut the line short)."""
+    own = net.state_dict()
+    missing, extra = [k for k in own if k not in state], [k for k in state if k not in own]
+    if missing or extra:
+        shown = "; ".join(f"{what}: {', '.join(keys[:3])}" + (" …" if len(keys) > 3 else "")
+                          for what, keys in (("missing", missing), ("unexpected", extra)) if keys)
+        raise ModelError(f"parameters of {where} do not fit its network ({shown}); the file is damaged or was "
+                         f"edited: {fix}")
+    for k, v in own.items():
+        got = state[k]
+        if not isinstance(got, Tensor) or got.shape != v.shape:
+            shape = tuple(got.shape) if isinstance(got, Tensor) else type(got).__name__
+            raise ModelError(f"parameter {k!r} has shape {shape} in {where} but {tuple(v.shape)} in its network; the "
+                             f"file is damaged or was edited: {fix}")
+
+
 def load_checkpoint(path: str | Path, *, dtype: torch.dtype = torch.float32,
                     device: str | torch.device = "cpu") -> tuple[Model, dict[str, Any]]:
     """(model on the checkpoint's schedule — ε or velocity, as it was trained — and the checkpoint's metadata)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    net = build_net(ckpt["arch"], ckpt["config"])
-    net.load_state_dict(ckpt["state_dict"])
+    ckpt, net = open_checkpoint(path)
     net.to(device=device, dtype=dtype).eval().requires_grad_(False)
     meta = {k: v for k, v in ckpt.items() if k != "state_dict"}
     return wrap(net, from_config(ckpt["schedule"]), ckpt.get("prediction", "eps")), meta

@@ -188,8 +188,27 @@ def merge(job: SampleJob, out: Path) -> Path | None:
     paths = [batch_path(out, *b) for b in job.batches()]
     if not all(p.exists() for p in paths):
         return None
-    parts = [torch.load(p) for p in paths]
+    parts = [read_batch(p, *b) for p, b in zip(paths, job.batches())]
     target = out / "samples.pt"
     save_atomic({"x": torch.cat([p["x"] for p in parts]), "seeds": sample_seeds(job.seed, 0, job.n),
                  "nfe_per_sample_batch": parts[0]["nfe"]}, target)
     return target
+
+
+def read_batch(path: Path, start: int, end: int) -> dict[str, Any]:
+    """A batch file's {"x", "first", "seeds", "nfe"}, checked to hold samples start … end − 1; a file that cannot be
+    read or holds something else is a damaged folder: a DiffsolveError naming the file and the fix."""
+    try:
+        part = torch.load(path, weights_only=True)
+        why = "" if isinstance(part, dict) else f"it holds a {type(part).__name__}"
+    except Exception as e:  # noqa: BLE001 — any file torch cannot read is the same damage
+        part, why = None, f"torch.load cannot read it: {type(e).__name__}"
+    if not why:
+        x = part.get("x")
+        if not isinstance(x, Tensor) or x.ndim < 1 or x.shape[0] != end - start or part.get("first") != start \
+                or not isinstance(part.get("nfe"), int):
+            why = f"it does not hold samples {start} … {end - 1} (x, first, nfe)"
+    if why:
+        raise DiffsolveError(f"{path} is damaged ({why}); it holds samples {start} … {end - 1} of the folder's job. "
+                             f"Delete that file (a rerun samples it again), or delete the folder to start again")
+    return part

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import grids as grids_mod
+from .checks import Option
 from .dynamics import VPSDE, Dynamics, ode
 from .errors import GridError, SolverError
 from .grids import MAX_STEPS, Grid  # noqa: F401 — MAX_STEPS lives in grids (every grid is bounded there)
@@ -46,6 +47,7 @@ DEFAULT_CONFIGS: tuple[tuple[float, str, str, dict[str, Any]], ...] = (
     (15, "ipndm", "quadratic", {"order": 3}),
     (float("inf"), "unipc", "quadratic", {"lower_order_final": True, "variant": "bh2"}),
 )
+PROBE_STEPS = 64  # plan(probe=True) builds a named grid with at most this many steps (its parameters are checked alike)
 ENDS = ("sigma_min", "zero")  # where sampling ends: the grid's last time, or σ = 0 (one more, first-order step)
 DEFAULT_GRID = "logsnr"
 
@@ -74,9 +76,10 @@ def default_config(budget: int) -> tuple[str, str, dict[str, Any]]:
     raise GridError(f"no default configuration for nfe={budget}; pass solver=")
 
 
-def _budget(label: str, value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise GridError(f"{label} must be a positive integer, got {value!r}; pass e.g. {label}=20")
+def _budget(label: str, value: Any) -> int | None:
+    """An NFE budget or step count as an int (any integer type: Python's, numpy's, a 0-d integer tensor's item), or
+    None; the validation layer's GridError otherwise."""
+    return Option(label, "int", low=1, optional=True).check(value, fix=f"pass e.g. {label}=20", error=GridError)
 
 
 def _named(model: Model, name: str, nfe: int | None, steps: int | None, grid: Any, options: dict[str, Any],
@@ -122,8 +125,9 @@ def _end_options(method: Solver, end: str | None, options: dict[str, Any]) -> di
 
 
 def _grid_for(method: Solver, model: Model, grid: str | Grid, nfe: int | None, steps: int | None,
-              options: dict[str, Any], fingerprint: str | None) -> tuple[Grid, dict[str, Any]]:
-    """(the grid, the options with the budget's own) for a fixed-step solver, or the end points for an adaptive one."""
+              options: dict[str, Any], fingerprint: str | None, probe: bool = False) -> tuple[Grid, dict[str, Any]]:
+    """(the grid, the options with the budget's own) for a fixed-step solver, or the end points for an adaptive one;
+    `probe`: a named grid is built with at most PROBE_STEPS steps (every check made, little work)."""
     sched = model.schedule
     if method.adaptive:
         if nfe is not None or steps is not None:
@@ -139,6 +143,8 @@ def _grid_for(method: Solver, model: Model, grid: str | Grid, nfe: int | None, s
         steps = method.steps_for(nfe, **options)
         options = {**method.budget_options(nfe), **options}
     grids_mod.check_steps(steps)  # at most grids.MAX_STEPS, before any work
+    if probe and not own_times:
+        steps = min(steps, PROBE_STEPS)
     return grids_mod.build(grid, sched, steps, fingerprint=fingerprint), options
 
 
@@ -153,6 +159,7 @@ def plan(
     options: dict[str, Any] | None = None,
     end: str | None = None,
     fingerprint: str | None = None,
+    probe: bool = False,
 ) -> Plan:
     """What `solver` (with `options`) solves on `model` at an NFE budget (or a step count, or a grid's own times).
 
@@ -160,9 +167,10 @@ def plan(
     integration variable (t, sigma, lambda; default the solver's own); `end`: "sigma_min" (default) or "zero"
     (one more step to σ = 0, counted in the budget); `fingerprint`: the problem's, checked against a grid file's and
     a learned solver's. A learned solver ("file:learned.json") brings its grid and end: give nfe= (its own) or nothing.
+    `probe=True` makes every check with little work (a named grid of at most PROBE_STEPS steps, not the budget's):
+    the bench checks each cell's plan so, before any cell runs; the plan it returns is not for solving.
     """
-    _budget("nfe", nfe)
-    _budget("steps", steps)
+    nfe, steps = _budget("nfe", nfe), _budget("steps", steps)
     options = dict(options or {})
     if isinstance(solver, str) and solver not in SOLVERS and is_name(solver):  # "DPM++ 2M Karras": the named sampler
         solver, grid, options, end = _named(model, str(solver), nfe, steps, grid, options, end)
@@ -180,7 +188,8 @@ def plan(
     method = get_solver(solver)
     options = _end_options(method, end, options)
     method.check_options(options)  # before any work (and before steps_for and integrates_for read them)
-    g, options = _grid_for(method, model, DEFAULT_GRID if grid is None else grid, nfe, steps, options, fingerprint)
+    g, options = _grid_for(method, model, DEFAULT_GRID if grid is None else grid, nfe, steps, options, fingerprint,
+                           probe)
     return Plan(method, dynamics_for(model, method, options, variable), g, options, budget)
 
 

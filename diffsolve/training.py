@@ -24,9 +24,10 @@ import torch
 from torch import Tensor, nn
 
 from . import nets
-from .checks import Option, positive_float, positive_int
+from .checks import Option, positive_int
 from .errors import DiffsolveError
 from .schedules import Flow, Schedule, VPLinear, from_config
+from .threads import checked_threads
 
 
 @dataclass
@@ -100,7 +101,9 @@ def train(name: str, *, steps: int | None = None, batch: int | None = None, lr: 
     task = TASKS[name]
     steps = positive_int(task.steps if steps is None else steps, "steps", f"omit it for the task's {task.steps}")
     batch = positive_int(task.batch if batch is None else batch, "batch", f"omit it for the task's {task.batch}")
-    lr = positive_float(task.lr if lr is None else lr, "lr (Adam's learning rate)", f"omit it for the task's {task.lr}")
+    lr = Option("lr", "float", task.lr, "Adam's learning rate: above 1 the steps overshoot and training diverges",
+                low=0, open_low=True, high=1).check(task.lr if lr is None else lr,
+                                                    fix=f"omit it for the task's {task.lr}, or give e.g. 1e-3")
     seed = Option("seed", "int", 0, "seeds init, data, t and noise", low=0).check(seed)
     ema = Option("ema", "float", 0.999, "decay of the weights' moving average", low=0, high=1,
                  open_high=True).check(ema)
@@ -189,7 +192,7 @@ def destination(args: argparse.Namespace) -> Path:
 def check_arguments(args: argparse.Namespace) -> None:
     """The command line's threads and destination, checked before any training (the task's numbers are checked by
     `train` before its first step)."""
-    positive_int(args.threads, "--threads", "give the number of CPU threads to use, e.g. 1")
+    checked_threads(args.threads, "--threads")
     target = destination(args)
     if target.is_dir():
         raise DiffsolveError(f"--out {str(target)!r} is a folder; give a checkpoint file such as "

@@ -60,6 +60,9 @@ def _argument_rows() -> list:
             bad = {below: f"got {float(below) if option.kind == 'float' else int(below)}", "abc": "invalid"}
             if option.kind == "float":
                 bad.update({"nan": "got nan", "inf": "got inf"})
+            if option.high is not None:  # above the bound: its message says why it is there (the doc)
+                above = f"{int(option.high) * 1000 + 1}" if option.kind == "int" else "1e300"
+                bad[above] = f"got {int(above) if option.kind == 'int' else float(above)} ({option.doc})"
             rows += [pytest.param(cmd, [*BASE[cmd], option.name, value], text, id=f"{cmd} {option.name} {value}")
                      for value, text in bad.items()]
     return rows
@@ -70,6 +73,79 @@ def test_an_option_out_of_range_is_one_error_line_naming_it(cmd, argv, text, tmp
     rc, err = run(argv, tmp_path, capsys)
     assert_one_error_line(rc, err, cmd, text)
     assert argv[-2] in err
+
+
+@pytest.mark.parametrize("axis", list(bench.DEFAULT_AXES))
+@pytest.mark.parametrize("value", ["", " ", "a,,b"])
+def test_an_empty_value_of_a_sweep_axis_is_one_error_line(axis, value, tmp_path, capsys):
+    """'' (an unset shell variable) is not a request for the default sweep, and 5,,10 drops nothing silently."""
+    argv = _without(BASE["bench"], f"--{axis}") if f"--{axis}" in BASE["bench"] else BASE["bench"]
+    rc, err = run([*argv, f"--{axis}", value], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", f"--{axis} {value!r} has an empty value")
+    assert f"leave --{axis} out for that default" in err and not (tmp_path / "b").exists()
+
+
+def _grid_file(tmp: Path, kind: str) -> Path:
+    import diffsolve as ds
+
+    path = tmp / f"grid-{kind}.json"
+    if kind == "cosine":
+        ds.grids.save(ds.grids.logsnr(ds.VPCosine(), 4), path)
+    else:
+        path.write_text(json.dumps({"times": [1.0, 0.5, 0.001], "schedule": ds.VPLinear().to_config()})
+                        .replace("1.0,", "1e999,", 1))
+    return path
+
+
+UPFRONT = {  # a (solver, grid, NFE) combination whose plan is wrong → (its flags, the words of the one error line)
+    "karras rho < 0": (["--solver", "heun", "--grid", "karras:rho=-1", "--nfe", "5"], "rho must be a finite number"),
+    "custom times not monotone": (["--grid", "custom:1,0.5,0.7,0.001", "--nfe", "3"], "strictly monotone"),
+    "a grid file of another schedule": (["--grid", "file:{cosine}", "--nfe", "4"], "was made for schedule VPCosine"),
+    "1e999 in a grid file": (["--grid", "file:{inf}", "--nfe", "2"], "grid times must be finite"),
+    "a budget below heun's minimum": (["--solver", "heun", "--nfe", "1"], "an NFE budget of 1 is below"),
+    "a budget beyond MAX_STEPS": (["--nfe", "1000000000"], "use at most 10000000 steps"),
+    "an NFE a custom grid does not cost": (["--grid", "custom:1,0.5,0.001", "--nfe", "7"],
+                                           "grid 'custom:1,0.5,0.001' has 2 steps but 7 were asked for"),
+}
+
+
+@pytest.mark.parametrize("kind", list(UPFRONT))
+def test_a_wrong_plan_is_one_error_line_before_any_cell_runs(kind, tmp_path, capsys):
+    """The bench checks each (solver, grid, NFE) plan up front (diffsolve.plan, as the cell will make it), so these
+    are exit 2 with the plan's message, not exit 4 with every cell failed."""
+    flags, words = UPFRONT[kind]
+    files = {"cosine": _grid_file(tmp_path, "cosine"), "inf": _grid_file(tmp_path, "inf")}
+    argv = BASE["bench"]
+    for flag in flags[::2]:
+        argv = _without(argv, flag) if flag in argv else argv
+    rc, err = run([*argv, *(f.format(**files) for f in flags)], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", words)
+    assert "(checked before any cell runs)" in err and not (tmp_path / "b" / "results.jsonl").exists()
+
+
+def test_a_grid_with_its_own_times_runs_at_its_cost_without_nfe_or_with_it(tmp_path, capsys):
+    base = _without(BASE["bench"], "--nfe")
+    for extra in ([], ["--nfe", "2"]):
+        rc, err = run([*base, "--grid", "custom:1,0.5,0.001", "--fresh", *extra], tmp_path, capsys)
+        assert rc == 0, err
+        rows = [json.loads(x) for x in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+        assert [(r["grid"], r["nfe_target"], r["nfe"]) for r in rows] == [("custom:1,0.5,0.001", 2, 2)]
+
+
+TRAIN_BAD = [(["--lr", "1e300"], "lr must be a finite number > 0 and <= 1, got 1e+300 (Adam's learning rate: above 1"),
+             (["--threads", "100000"], "--threads must be an integer >= 1 and <= "),
+             (["--steps", "0"], "steps must be an integer >= 1")]
+
+
+@pytest.mark.parametrize("argv,text", TRAIN_BAD, ids=[" ".join(a) for a, _ in TRAIN_BAD])
+def test_a_train_option_out_of_range_is_one_error_line_before_training(argv, text, tmp_path, capsys, monkeypatch):
+    import os
+
+    rc, err = run([*BASE["train"], *argv], tmp_path, capsys)
+    assert_one_error_line(rc, err, "train", text)
+    assert not (tmp_path / "t.pt").exists()
+    if argv[0] == "--threads":
+        assert f"this machine has {os.cpu_count()} core(s)" in err
 
 
 # ---- destinations: checked before any work ---------------------------------------------------------------------
@@ -137,6 +213,21 @@ def test_a_bad_user_file_is_one_error_naming_it_and_its_exception(cmd, kind, tmp
     assert not (tmp_path / "s" / "manifest.json").exists()  # sample: a wrong input never claims the folder
 
 
+HUGE = ("import torch\nimport diffsolve as ds\n\n\nclass Net(torch.nn.Module):\n    def forward(self, x, t):\n"
+        "        return torch.full_like(x, 1e307)\n\n\nmodel = ds.EpsModel(Net(), ds.VPLinear())\n")
+
+
+def test_a_network_whose_outputs_explode_fails_its_cells_naming_the_reference_solve(tmp_path, capsys):
+    """Outputs of 1e307 pass the first-call check (finite); the reference solve's state then overflows, which its
+    per-call check reads (adaptive solvers read every call): each cell fails with one ModelError saying so and naming
+    the network's output scale — no traceback (it was torchdiffeq's 'underflow in dt' assertion)."""
+    path = _user_file(tmp_path, HUGE)
+    rc, err = run([*BASE["bench"], "--problem", f"{path}:model", "--shape", "2"], tmp_path, capsys)
+    assert rc == 4 and "Traceback" not in err, err
+    assert "ModelError: the solver's state" in err and "step arithmetic overflowed" in err, err
+    assert "network's output scale" in err, err
+
+
 def test_a_user_file_imports_modules_beside_it(tmp_path, capsys):
     path = _user_file(tmp_path, GOOD)
     rc, err = run([*BASE["bench"], "--problem", f"{path}:model", "--shape", "2"], tmp_path, capsys)
@@ -146,13 +237,13 @@ def test_a_user_file_imports_modules_beside_it(tmp_path, capsys):
 # ---- results lines: generated from the store's schema ------------------------------------------------------------
 BIG = "JSON number 1e999"
 WRONG = {"a string": [1, None, ["x"]], "an integer": ["4", 4.5, True], "a number": ["abc", True, [1.0]],
-         "an object": [[], "x"]}
+         "a number >= 0": ["abc", True, [1.0], -5.0], "an object": [[], "x"]}
 
 
 def _line_rows() -> list:
     rows = []
     for field, (what, _) in store_mod.SCHEMA.items():
-        for value in WRONG[what]:
+        for value in WRONG[what.split(" (")[0]]:
             if value is None and field in store_mod.NULLABLE:
                 continue
             rows.append(pytest.param({field: value}, (), field, id=f"{field}={value!r}"))
@@ -194,8 +285,9 @@ GOOD_LINE = json.dumps({"problem": "gmm-2d", "schedule": "linear", "solver": "eu
                         "key": "k", "status": "ok", "nfe": 4, "rmse": 0.1, "error": None})
 
 
-@pytest.mark.parametrize("change,drop", [({"rmse": "abc"}, ()), ({}, ("problem",)), ({"rmse": BIG}, ())],
-                         ids=["rmse='abc'", "no problem", "rmse=1e999"])
+@pytest.mark.parametrize("change,drop", [({"rmse": "abc"}, ()), ({}, ("problem",)), ({"rmse": BIG}, ()),
+                                         ({"rmse": -5.0}, ())],
+                         ids=["rmse='abc'", "no problem", "rmse=1e999", "rmse=-5"])
 def test_the_cli_refuses_a_bad_line_then_repairs_it(change, drop, tmp_path, capsys):
     lines = _good_lines(tmp_path, capsys)
     path = tmp_path / "b" / "results.jsonl"
@@ -213,6 +305,35 @@ def test_the_cli_refuses_a_bad_line_then_repairs_it(change, drop, tmp_path, caps
     assert_one_error_line(rc, err, "bench", "is a folder")
 
 
+# ---- suite files ---------------------------------------------------------------------------------------------------
+SUITE = 'problem = "gmm-2d"\nn = 8\nnfe = [4]\nvariables = ["t"]\ngrids = ["logsnr"]\n[[run]]\nsolvers = ["euler"]\n'
+SUITES_BAD = {  # what is wrong → (the file's bytes, the words of the one error line)
+    "a name that climbs out of bench-results": (b'name = "../../evil"\n' + SUITE.encode(),
+                                                "suite name '../../evil'"),
+    "a name with a slash": (b'name = "a/b"\n' + SUITE.encode(), "no '/' or '..'"),
+    "a name that is a number": (b'name = 3\n' + SUITE.encode(), "suite name 3"),
+    "not UTF-8": (b'name = "caf\xe9"\n' + SUITE.encode(), "is not UTF-8 text"),
+    "not TOML": (b"name = \n", "is not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("kind", list(SUITES_BAD))
+def test_a_bad_suite_file_is_one_error_line_and_nothing_is_written(kind, tmp_path, capsys, monkeypatch):
+    raw, words = SUITES_BAD[kind]
+    (tmp_path / "s.toml").write_bytes(raw)
+    monkeypatch.chdir(tmp_path)
+    rc, err = run(["bench", "--suite", str(tmp_path / "s.toml"), "--no-progress", "--no-report"], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", words)
+    assert str(tmp_path / "s.toml") in err and not (tmp_path / "bench-results").exists()
+
+
+def test_a_good_suite_file_writes_under_bench_results_by_its_name(tmp_path, capsys, monkeypatch):
+    (tmp_path / "s.toml").write_text('name = "my suite-1"\n' + SUITE)
+    monkeypatch.chdir(tmp_path)
+    rc, err = run(["bench", "--suite", "s.toml", "--no-progress", "--no-report"], tmp_path, capsys)
+    assert rc == 0 and (tmp_path / "bench-results" / "my suite-1" / "results.jsonl").exists(), err
+
+
 # ---- files the commands read: sample manifests and checkpoints --------------------------------------------------
 MANIFESTS = {"not JSON": "{bad", "a list": "[1, 2]", "empty": "", "binary": b"\xff\xfe\x00"}
 
@@ -226,6 +347,27 @@ def test_a_damaged_manifest_is_one_error_with_the_fix(kind, tmp_path, capsys):
     rc, err = run(BASE["sample"], tmp_path, capsys)
     assert_one_error_line(rc, err, "sample", "manifest.json is damaged")
     assert "Delete the folder" in err
+
+
+BATCHES = {"text": lambda p: p.write_text("junk\n"), "empty": lambda p: p.write_bytes(b""),
+           "a list": lambda p: torch.save([1, 2], p),
+           "another batch's samples": lambda p: torch.save({"x": torch.zeros(3, 2), "first": 0, "nfe": 4}, p)}
+
+
+@pytest.mark.parametrize("kind", list(BATCHES))
+def test_a_damaged_batch_file_is_one_error_with_the_fix(kind, tmp_path, capsys):
+    argv = [*BASE["sample"], "--batch", "2"]
+    rc, err = run(argv, tmp_path, capsys)
+    assert rc == 0, err
+    first = sorted((tmp_path / "s" / "batches").iterdir())[0]
+    BATCHES[kind](first)
+    (tmp_path / "s" / "samples.pt").unlink()
+    rc, err = run(argv, tmp_path, capsys)
+    assert_one_error_line(rc, err, "sample", f"{first} is damaged")
+    assert "holds samples 0 … 1" in err and "Delete that file (a rerun samples it again)" in err
+    first.unlink()
+    rc, err = run(argv, tmp_path, capsys)  # the fix it names works
+    assert rc == 0 and (tmp_path / "s" / "samples.pt").exists(), err
 
 
 def _checkpoints(tmp: Path) -> dict[str, Path]:
@@ -245,6 +387,40 @@ def test_a_file_that_is_not_a_checkpoint_is_one_error(cmd, kind, tmp_path, capsy
     assert_one_error_line(rc, err, cmd, "not a checkpoint written by `diffsolve train`")
 
 
+def _edited_toy(change) -> dict:
+    from diffsolve import nets
+
+    ckpt = torch.load(nets.checkpoint_path("toy-2d"), weights_only=True)
+    change(ckpt)
+    return ckpt
+
+
+CHECKPOINTS_EDITED = {  # the shipped toy-2d checkpoint, edited → the words of the one error line
+    "weights of another shape": (lambda c: c["state_dict"].update({"net.0.weight": torch.zeros(128, 1)}),
+                                 "parameter 'net.0.weight' has shape (128, 1) in checkpoint"),
+    "a weight missing": (lambda c: c["state_dict"].pop("net.6.bias"), "(missing: net.6.bias)"),
+    "an unknown task": (lambda c: c.update(name="cifar-10"), "was trained on task 'cifar-10', which diffsolve does "
+                                                              "not know"),
+    "a schedule that cannot be built": (lambda c: c.update(schedule={"type": "Nope"}),
+                                        "its schedule cannot be built (unknown schedule type 'Nope'"),
+    "a config the architecture does not take": (lambda c: c["config"].update(bogus=1),
+                                                "cannot be built from config"),
+}
+
+
+@pytest.mark.parametrize("cmd", ["likelihood", "bench"])
+@pytest.mark.parametrize("kind", list(CHECKPOINTS_EDITED))
+def test_an_edited_checkpoint_is_one_error_naming_the_file_and_what_does_not_fit(cmd, kind, tmp_path, capsys):
+    change, words = CHECKPOINTS_EDITED[kind]
+    path = tmp_path / "edited.pt"
+    torch.save(_edited_toy(change), path)
+    rc, err = run([*BASE[cmd], "--problem", str(path)], tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, words)
+    assert f"checkpoint {str(path)!r}" in err and "diffsolve train" in err
+    if kind == "weights of another shape":
+        assert "but (128, 34) in its network" in err
+
+
 def test_sample_on_a_device_this_machine_lacks_is_refused_before_the_manifest(tmp_path, capsys):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
@@ -256,6 +432,22 @@ def test_sample_on_a_device_this_machine_lacks_is_refused_before_the_manifest(tm
         assert rc == 2 and not (tmp_path / "s").exists(), err
     rc, err = run(BASE["sample"], tmp_path, capsys)  # the corrected command into the same folder
     assert rc == 0 and (tmp_path / "s" / "samples.pt").exists(), err
+
+
+@pytest.mark.parametrize("cmd", ["sample", "tune"])
+@pytest.mark.parametrize("device,words", [("cuda:7", "is not available on this machine"),
+                                          ("foo", "is not a torch device; give e.g. cpu or cuda:0")])
+def test_a_device_this_machine_lacks_is_one_error_before_any_work(cmd, device, words, tmp_path, capsys,
+                                                                  monkeypatch):
+    """sample and tune share one device check (diffsolve.devices.check_device)."""
+    import importlib
+
+    if device.startswith("cuda") and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    module, name = WORK[cmd]
+    monkeypatch.setattr(importlib.import_module(module), name, lambda *a, **k: pytest.fail("work started"))
+    rc, err = run([*BASE[cmd], "--device", device], tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, f"--device {device!r} {words}")
 
 
 # ---- hypothesis: the command line's argument space ---------------------------------------------------------------
@@ -372,3 +564,89 @@ def test_a_grid_file_with_a_bool_time_is_refused(tmp_path):
     path.write_bytes(b"\xff\xfe{}")
     with pytest.raises(DiffsolveError, match="not valid JSON"):
         grids.read_file(path)
+
+
+# ---- learned solver files named by --solver file:PATH -----------------------------------------------------------
+def _learned_data() -> dict:
+    """A valid learned solver file's JSON object (iPNDM on gmm-2d's logsnr grid of 4 steps, Δ = 0)."""
+    import diffsolve as ds
+    from diffsolve.solvers.exp.learned import LearnedMultistep, plan_sizes
+    from diffsolve.solvers.learned import LearnedSolver
+
+    prob = ds.problems.get("gmm-2d")
+    grid = ds.grids.logsnr(prob.default_schedule(), 4)
+    deltas = [[0.0] * k for k in plan_sizes(LearnedMultistep("ipndm").plan_on(grid))]
+    return LearnedSolver(LearnedMultistep("ipndm", {}, deltas), grid, 4, "sigma", prob.fingerprint(),
+                         problem="gmm-2d").file_data()
+
+
+LEARNED_BAD = {  # what is wrong → (the file's text or a change to its fields, the words the one error line holds)
+    "nfe a word": ({"nfe": "four"}, "nfe must be an integer >= 1, got 'four'"),
+    "a NaN weight": ({"weights": "NAN"}, "weights.deltas[0][0] must be a finite number, got nan"),
+    "weights a word": ({"weights": {"deltas": "zero"}}, "weights.deltas must be a list of lists"),
+    "no weights": ({"weights": None}, "has no 'weights'"),
+    "a future version": ({"version": 9}, "upgrade diffsolve"),
+    "steps that its times contradict": ({"steps": 7}, "steps is 7, but its times and options make 4"),
+    "problem a number": ({"problem": 3}, "problem must be a string"),
+    "broken JSON": ("{\"kind\": \"learned\",", "is not valid JSON in UTF-8 (JSONDecodeError"),
+    "not UTF-8": (b"{\"kind\": \"learn\xffed\"}", "is not valid JSON in UTF-8 (UnicodeDecodeError"),
+}
+
+
+def _without(argv: list[str], flag: str) -> list[str]:
+    """argv without `flag` and its value."""
+    i = argv.index(flag)
+    return argv[:i] + argv[i + 2:]
+
+
+def _learned_file(tmp: Path, change) -> Path:
+    path = tmp / "learned.json"
+    if isinstance(change, (str, bytes)):
+        path.write_bytes(change.encode() if isinstance(change, str) else change)
+        return path
+    data = {**_learned_data(), **change}
+    if change.get("weights") == "NAN":
+        data["weights"] = {**_learned_data()["weights"], "deltas": [[float("nan")], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]]}
+    if change.get("weights", 0) is None:
+        data.pop("weights")
+    path.write_text(json.dumps(data))
+    return path
+
+
+@pytest.mark.parametrize("cmd", ["bench", "sample"])
+@pytest.mark.parametrize("kind", list(LEARNED_BAD))
+def test_a_damaged_learned_file_is_one_error_naming_the_file_the_field_and_the_fix(cmd, kind, tmp_path, capsys):
+    change, words = LEARNED_BAD[kind]
+    path = _learned_file(tmp_path, change)
+    rc, err = run(_without(BASE[cmd], "--nfe") + ["--solver", f"file:{path}"], tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, words)
+    assert f"learned solver file {str(path)!r}" in err and "ds.solvers.learn(…).save(path)" in err
+    assert "grid file" not in err and "grids.save" not in err
+
+
+def test_a_valid_learned_file_runs_in_the_bench(tmp_path, capsys):
+    path = _learned_file(tmp_path, {})
+    rc, err = run(_without(BASE["bench"], "--nfe") + ["--solver", f"file:{path}"], tmp_path, capsys)
+    assert rc == 0, err
+
+
+def test_a_reference_solve_whose_step_falls_to_zero_is_one_error_naming_it():
+    """torchdiffeq's 'underflow in dt' assertion (a stiff ODE, finite throughout) becomes a DiffsolveError naming the
+    reference solve, its tolerance and the fix (--ref-tol); other assertion errors pass through."""
+    from diffsolve.bench import expand_run
+    from diffsolve.bench.inputs import _reference
+
+    cell = expand_run({"problems": ["gmm-2d"], "solvers": ["euler"], "grids": ["logsnr"], "variables": ["t"],
+                       "nfe": [4]})[0]
+
+    def underflow():
+        raise AssertionError("underflow in dt 0.0")
+
+    with pytest.raises(DiffsolveError, match=r"reference solve of problem 'gmm-2d'.*step size fell to 0.*--ref-tol"):
+        _reference(cell, 1e-10, underflow)
+
+    def other():
+        raise AssertionError("something else")
+
+    with pytest.raises(AssertionError, match="something else"):
+        _reference(cell, 1e-10, other)

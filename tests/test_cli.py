@@ -57,22 +57,49 @@ def test_help_documents_every_option(capsys):
     assert "not both" in capsys.readouterr().err
 
 
-def test_all_failed_sweep_prints_the_failures_and_exits_4_without_a_traceback(tmp_path, capsys):
-    args = ["bench", "--problem", "gmm-2d", "--solver", "rk4", "--nfe", "2,3", "--variable", "t", "--n", "8",
+def _failing_at_run(monkeypatch, fails) -> None:
+    """Cells for which fails(cell) fail when they run (a budget or a grid too bad is refused before any cell runs:
+    only the run reveals these, e.g. a network that returns NaN at some time)."""
+    from diffsolve.bench import cells
+    from diffsolve.errors import ModelError
+
+    solve_cell = cells.solve_cell
+
+    def maybe(cell, inputs, x_T):
+        if fails(cell):
+            raise ModelError(f"the network returned NaN at nfe={cell.nfe} (a test's failing cell)")
+        return solve_cell(cell, inputs, x_T)
+
+    monkeypatch.setattr(cells, "solve_cell", maybe)
+
+
+def test_all_failed_sweep_prints_the_failures_and_exits_4_without_a_traceback(tmp_path, capsys, monkeypatch):
+    _failing_at_run(monkeypatch, lambda cell: True)
+    args = ["bench", "--problem", "gmm-2d", "--solver", "rk4", "--nfe", "4,8", "--variable", "t", "--n", "8",
             "--no-progress", "--out", str(tmp_path)]
     assert main(args) == 4
     err = capsys.readouterr().err
     assert "every cell failed (2)" in err and "Traceback" not in err
-    assert err.count("an NFE budget of") == 2 and "nfe=2" in err and "nfe=3" in err
+    assert err.count("the network returned NaN") == 2 and "nfe=4" in err and "nfe=8" in err
     assert not (tmp_path / "rmse_vs_nfe.png").exists() and not (tmp_path / "table.md").exists()
 
 
-def test_partly_failed_sweep_lists_the_failed_cells_and_exits_3(tmp_path, capsys):
-    args = ["bench", "--problem", "gmm-2d", "--solver", "rk4,euler", "--nfe", "3,4", "--variable", "t", "--n", "8",
+def test_a_budget_below_a_solvers_minimum_is_refused_before_any_cell_runs(tmp_path, capsys):
+    args = ["bench", "--problem", "gmm-2d", "--solver", "euler,rk4", "--nfe", "2,3", "--variable", "t", "--n", "8",
+            "--no-progress", "--out", str(tmp_path)]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "solver 'rk4', grid 'logsnr', nfe 2: an NFE budget of 2 is below" in err
+    assert not (tmp_path / "results.jsonl").exists()
+
+
+def test_partly_failed_sweep_lists_the_failed_cells_and_exits_3(tmp_path, capsys, monkeypatch):
+    _failing_at_run(monkeypatch, lambda cell: cell.solver == "rk4" and cell.nfe == 4)
+    args = ["bench", "--problem", "gmm-2d", "--solver", "rk4,euler", "--nfe", "4,8", "--variable", "t", "--n", "8",
             "--no-progress", "--out", str(tmp_path)]
     assert main(args) == 3
     captured = capsys.readouterr()
-    assert "1 of 4 cells failed" in captured.err and "rk4 logsnr t nfe=3" in captured.err
+    assert "1 of 4 cells failed" in captured.err and "rk4 logsnr t nfe=4" in captured.err
     assert captured.out.count("| rk4 / logsnr / t |") == 2  # one row per table (rmse, sw2), with 'failed' in it
     assert "failed" in captured.out and "Legend:" in captured.out and "reference error" in captured.out
     wrote = [line for line in captured.err.splitlines() if line.startswith("wrote ")][0]

@@ -109,3 +109,66 @@ def test_a_signal_while_torch_is_imported_is_one_line(signum, status, tmp_path):
     assert proc.returncode == status, err
     assert err.strip().splitlines()[-1] in ("diffsolve bench: terminated (SIGTERM)", "diffsolve bench: interrupted")
     assert "Traceback" not in err
+
+
+# ---- the console script's entry point: handlers before diffsolve.cli is imported (audit s11, s12) ------------------
+LONG = ["bench", "--problem", "gmm-64", "--n", "256", "--solver", "euler,heun,rk4", "--variable", "t,sigma",
+        "--nfe", "5,10,20,50,100,200", "--no-progress"]
+LINES = {signal.SIGINT: (130, "diffsolve bench: interrupted"),
+         signal.SIGTERM: (143, "diffsolve bench: terminated (SIGTERM)")}
+
+
+def _entry_point() -> str:
+    """What pyproject's [project.scripts] runs for `diffsolve`: module:function."""
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]["diffsolve"]
+
+
+def _script(tmp_path: Path, *python: str) -> subprocess.Popen:
+    """The `diffsolve` console script, as pip's wrapper runs it (import the entry point, call it), on LONG."""
+    module, func = _entry_point().split(":")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, *python, "-c", f"import sys; from {module} import {func}; "
+                             f"sys.exit({func}())", *LONG, "--out", str(tmp_path)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_while_the_command_line_is_imported_is_one_line(signum, tmp_path):
+    """The entry point installs the handlers before it imports diffsolve.cli: a signal sent as soon as diffsolve.cli
+    is being imported (seen through -X importtime) gives the one line and 130/143, never a traceback."""
+    proc = _script(tmp_path, "-X", "importtime")
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if line.rstrip().endswith("diffsolve.cli.common"):  # inside `import diffsolve.cli`, before it is done
+            proc.send_signal(signum)
+            break
+    else:
+        pytest.fail("diffsolve.cli.common was never imported: " + "".join(seen[-5:]))
+    err = [line for line in proc.communicate(timeout=60)[1].splitlines() if not line.startswith("import time:")]
+    status, words = LINES[signum]
+    assert proc.returncode == status and err == [words], (proc.returncode, err)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_in_the_first_milliseconds_is_never_a_traceback_from_the_command_line(signum, tmp_path):
+    """Sent 10–40 ms after the start. Once the entry point runs: the one line and 130/143. Before (the interpreter
+    starting, site, `import diffsolve.console`: no program can handle a signal there) SIGTERM ends the process as the
+    signal does, silently, and SIGINT is Python's own KeyboardInterrupt — but never a traceback through
+    diffsolve.cli or torch (the audit's s11, s12: the window while diffsolve.cli was imported)."""
+    status, words = LINES[signum]
+    for delay in (0.01, 0.02, 0.03, 0.04):
+        proc = _script(tmp_path)
+        time.sleep(delay)
+        proc.send_signal(signum)
+        err = proc.communicate(timeout=60)[1]
+        assert "diffsolve/cli" not in err and "torch" not in err, (delay, err)
+        if proc.returncode == status:
+            assert err.splitlines() == [words], (delay, err)
+        elif signum == signal.SIGTERM:
+            assert proc.returncode == -signum and not err, (delay, proc.returncode, err)
+        else:
+            assert "KeyboardInterrupt" in err or proc.returncode == -signum, (delay, proc.returncode, err)

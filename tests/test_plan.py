@@ -120,3 +120,17 @@ def test_a_community_name_is_a_whole_sampler():
     assert plan(model, "ddim", nfe=10).grid.name == "logsnr" and plan(model, "DDIM", nfe=10).grid.name == "DDIM"
     with pytest.raises(ds.SolverError, match="names a whole sampler"):
         plan(model, "DPM++ 2M Karras", nfe=10, grid="logsnr")
+
+
+def test_a_budget_of_any_integer_type_is_an_integer_and_others_are_refused():
+    """nfe=np.int64(6) (e.g. from a numpy array of budgets) is an integer (audit A16); floats, bools and strings are
+    refused by the validation layer, naming the value and the fix."""
+    import numpy as np
+
+    prob = ds.problems.get("gmm-2d")
+    model = prob.model(prob.default_schedule())
+    assert plan(model, "heun", nfe=np.int64(6)).steps == 3 and plan(model, "euler", steps=np.int32(4)).steps == 4
+    assert ds.sample(model, prob.x_T(4, 0), solver="heun", nfe=np.int64(6)).nfe == 6
+    for bad in (True, 2.5, "6", 0, np.float64(6)):
+        with pytest.raises(ds.GridError, match=r"nfe must be an integer >= 1 or None, got .*; pass e.g. nfe=20"):
+            plan(model, "heun", nfe=bad)

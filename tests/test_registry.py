@@ -136,7 +136,7 @@ def test_sample_and_ode_default_to_the_same_variable():
     dpm = ds.sample(model, x, solver="dpmpp2m", steps=5)
     assert torch.equal(dpm.x, ds.solve(ds.ode(model, "lambda"), x, grids.logsnr(schedule, 5), "dpmpp2m").x)
     for bad in (True, 0, -3, 2.5):
-        with pytest.raises(ds.DiffsolveError, match="positive integer"):
+        with pytest.raises(ds.DiffsolveError, match="nfe must be an integer >= 1"):
             ds.sample(model, x, solver="heun", nfe=bad)
     with pytest.raises(ds.GridError, match=r"GiB for the grid.*use at most"):
         ds.sample(model, x, solver="heun", nfe=10**12)

@@ -245,8 +245,9 @@ def test_bench_runs_a_tuned_file_and_refuses_one_of_another_model(tuned, tmp_pat
               progress=False)
     ok = ds.bench.run("gmm-2d", **kw).records[0]
     assert ok["status"] == "ok" and ok["nfe"] == 4
-    other = ds.bench.run("gmm-64", **kw).records[0]
-    assert other["status"] == "failed" and "fingerprint" in other["error"]
+    with pytest.raises(DiffsolveError, match="fingerprint") as e:  # refused before any cell runs (its plan)
+        ds.bench.run("gmm-64", **kw)
+    assert "checked before any cell runs" in str(e.value)
 
 
 def test_the_choice_is_made_on_validation_draws_of_other_seeds(tuned):

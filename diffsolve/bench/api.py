@@ -25,9 +25,9 @@ from typing import Any
 
 import torch
 
-from ..checks import positive_int
 from ..distributed import Rank
 from ..errors import DiffsolveError
+from ..threads import checked_threads
 from . import best as best_mod
 from . import report
 from .inputs import Inputs
@@ -242,7 +242,7 @@ def run_suite(suite: Suite, out: str | Path | None = None, *, shard: str | None 
     returned in Results.interrupted with the finished cells. This is what `diffsolve bench` runs."""
     before = torch.get_num_threads()
     if threads is not None:
-        torch.set_num_threads(positive_int(threads, "threads", "give the number of CPU threads, e.g. 1"))
+        torch.set_num_threads(checked_threads(threads))
     try:
         if out is None:
             inputs = Inputs(progress=progress)

@@ -107,9 +107,11 @@ class Inputs:
                                                            f"{cell.ref_tol:g}")
         t0 = time.perf_counter()
         with counter:
-            ref = prob.reference(x_T, sched, rtol=cell.ref_tol, atol=cell.ref_tol, on_eval=counter.on_eval)
+            ref = _reference(cell, cell.ref_tol, lambda: prob.reference(x_T, sched, rtol=cell.ref_tol,
+                                                                        atol=cell.ref_tol, on_eval=counter.on_eval))
             counter.restart(f"its error: re-solve at rtol {tight:g}")
-            fine = prob.reference(x_T, sched, rtol=tight, atol=tight, on_eval=counter.on_eval)
+            fine = _reference(cell, tight, lambda: prob.reference(x_T, sched, rtol=tight, atol=tight,
+                                                                  on_eval=counter.on_eval))
         seconds = time.perf_counter() - t0
         self.reference_seconds += seconds
         self.reference_nfe += counter.nfe
@@ -179,6 +181,22 @@ class Inputs:
         """α at the cell's end time t_end (the schedule's t_min): x̄ = x/α there are data coordinates."""
         sched = self.schedule(cell)
         return float(sched.alpha(sched.t_min))
+
+
+def _reference(cell: Cell, tol: float, solve: Callable[[], Tensor]) -> Tensor:
+    """solve() (a reference solve at rtol = atol = tol); its step size falling to zero (torchdiffeq's "underflow in
+    dt") is a DiffsolveError naming the reference solve, the likely cause and the fix."""
+    try:
+        return solve()
+    except AssertionError as e:
+        if "underflow in dt" not in str(e):
+            raise
+        raise DiffsolveError(
+            f"the float64 reference solve of problem {cell.problem!r} (adaptive, rtol = atol = {tol:g}) failed: its "
+            f"step size fell to 0 (torchdiffeq: {e}). Likely the network's outputs are huge or explode along the "
+            f"path (a diffusion model's ε is of order 1), or the ODE is too stiff for this tolerance; check what the "
+            f"model returns on x_T, or loosen the reference tolerance (--ref-tol, now {cell.ref_tol:g}, e.g. "
+            f"{cell.ref_tol * 100:g})") from None
 
 
 def _read_reference(path: Path, shape: torch.Size) -> tuple[Tensor, float] | None:

@@ -8,10 +8,10 @@ Files in the store's folder, for a store at OUT/results.jsonl:
   results.bad.jsonl        lines set aside by `repair` (line number, reason and the raw text)
 
 Every line is checked against the record schema when read (`check_line`: JSON, the outcome, the cell's
-parameters present, every known field of its type, every number finite — `1e999` reads as inf and is
-refused). A kill during a write can leave at most one partial last line; it is cut off when the store is
-read under the lock, so the interrupted cell simply runs again. Any other bad line raises StoreError
-naming its line, unless the store is opened with repair=True, which moves such lines to results.bad.jsonl
+parameters present, every known field of its type (errors, times and tolerances >= 0), every number finite —
+`1e999` reads as inf and is refused). A kill during a write can leave at most one partial last line; it is cut
+off when the store is read under the lock, so the interrupted cell simply runs again. Any other bad line raises
+StoreError naming its line, unless the store is opened with repair=True, which moves such lines to results.bad.jsonl
 so that their cells run again. Merging is idempotent: an 'ok' record beats a 'failed' one for the same key,
 otherwise the later line wins (results.jsonl first, then the shards in name order); `merge_shards` folds the
 shards into results.jsonl. `ResultStore(None)` (MemoryStore) keeps the records in memory only.
@@ -89,10 +89,14 @@ _NUMBER = ("seconds", "rmse", "rel_err", "max_err", "ref_err", "sw2", "sw2_floor
            "cov_err_floor", "err_median", "err_p90", "data_sw2", "data_sw2_floor", "data_mmd2", "data_mmd2_floor",
            "data_fd", "data_fd_floor")
 _TABLE = ("options", "params", "nonfinite")
+# numbers that may be below 0: the unbiased MMD² (mean 0 for equal laws), the Fréchet distance (round-off near 0)
+_SIGNED = ("order_theory", "data_mmd2", "data_fd", "data_fd_floor")
 SCHEMA: dict[str, tuple[str, Any]] = {
     **{k: ("a string", lambda v: isinstance(v, str)) for k in _TEXT},
     **{k: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)) for k in _INT},
-    **{k: ("a number", _number) for k in _NUMBER},
+    **{k: ("a number", _number) if k in _SIGNED else ("a number >= 0 (errors, times and tolerances are never "
+                                                       "negative)", lambda v: _number(v) and v >= 0)
+       for k in _NUMBER},
     **{k: ("an object", lambda v: isinstance(v, dict)) for k in _TABLE},
     "error": ("a string", lambda v: isinstance(v, str)),
 }

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cached_property
@@ -270,7 +271,8 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
         _check_name("integration variable", v, VARIABLES)
     dtype = str(run.get("dtype", "float64"))
     _check_name("dtype", dtype, DTYPES)
-    nfes = [_int(x, "every nfe", 1) for x in _list(_get(run, "nfe"), "nfe")]
+    all_fixed = all(g.fixed for g in grids)
+    nfes = [_int(x, "every nfe", 1) for x in _list(_get(run, "nfe"), "nfe")] if "nfe" in run or not all_fixed else []
     seeds = [_int(x, "every seed", 0) for x in _list(run.get("seeds", [0]), "seeds")]
     params = run.get("params", {})
     if not isinstance(params, dict):
@@ -309,13 +311,42 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
                     if cfp != fp:  # a grid file's cells: their problem is found under the combined fingerprint
                         problems_mod.adopt(prob, p, cfp)
                     steps = g.steps
-                    # a grid with its own times: one cell, at the NFE those steps cost
-                    budgets = nfes if steps is None else [solver.nfe_for(steps) or steps]
+                    # a grid with its own times: one cell, at the NFE those steps cost; when every grid of the run
+                    # has its own times the NFE list is theirs, and a budget they do not cost is refused (plan's rule)
+                    budgets = nfes if steps is None or (all_fixed and nfes) else [solver.nfe_for(steps) or steps]
                     for v in vs:
                         for nfe in budgets:
                             cells.append(Cell(p, schedule, name, g.text, v, nfe, seed, n, options, kind, **extra,
                                               fingerprint=cfp))
+    check_plans(cells, dict(probs))
     return cells
+
+
+def check_plans(cells: list[Cell], probs: dict[str, Problem]) -> None:
+    """Each cell's plan (diffsolve.plan, as the cell will make it), checked before any cell runs where that is cheap:
+    the solver's budget, the step count, the grid's parameters and times, a grid file's schedule and problem — no
+    network call (plan(probe=True)). Adaptive solvers, learned solvers' files and per-cell tuned or learned grids are
+    left out (checked by their own up-front checks, or only by their run)."""
+    from ..plan import plan
+
+    models: dict[tuple[str, str], Any] = {}
+    seen: set[tuple[Any, ...]] = set()
+    for c in cells:
+        key = (c.problem, c.schedule, c.solver, c.options_label, c.grid, c.variable, c.nfe, c.fingerprint)
+        if key in seen or c.tol is not None or is_file_spec(c.solver) or grids_mod.parse(c.grid).name in \
+                grids_mod.DEFERRED:
+            continue
+        seen.add(key)
+        prob = probs[c.problem]
+        if (c.problem, c.schedule) not in models:
+            sched = prob.default_schedule() if c.schedule == MODEL_SCHEDULE else SCHEDULES[c.schedule]()
+            models[c.problem, c.schedule] = prob.model(sched)
+        try:
+            plan(models[c.problem, c.schedule], c.solver, nfe=c.nfe, grid=c.grid, variable=c.variable,
+                 options=dict(c.options), fingerprint=prob.fingerprint(), probe=True)
+        except DiffsolveError as e:
+            raise type(e)(f"problem {c.problem!r}, solver {c.label or c.solver!r}, grid {c.grid!r}, nfe {c.nfe}: {e} "
+                          f"(checked before any cell runs)") from None
 
 
 def _learned_cells(label: str, prob: Problem, schedule: str, learned: list[tuple[str, dict[str, Any]]],
@@ -336,6 +367,20 @@ def _learned_cells(label: str, prob: Problem, schedule: str, learned: list[tuple
         cells += [Cell(label, schedule, spec, LEARNED_GRID, solver.variable, solver.nfe, seed, n, options, kind,
                        **extra, fingerprint=fp, label=shown) for seed in seeds]
     return cells
+
+
+SUITE_NAME = re.compile(r"\w[\w .+-]*")  # a plain word: it names the results folder bench-results/NAME
+
+
+def suite_name(name: Any, source: str = "") -> str:
+    """A suite's name, checked to be a plain file-name-safe word (letters, digits, space, '.', '+', '-', '_'; no
+    '..'), since it names the results folder bench-results/NAME."""
+    if not isinstance(name, str) or not SUITE_NAME.fullmatch(name) or ".." in name or len(name) > 100:
+        where = f" in {source!r}" if source else ""
+        raise DiffsolveError(f"suite name {name!r}{where} must be a plain word of letters, digits, spaces, '.', '+', "
+                             f"'-' and '_' (no '/' or '..'; at most 100 characters): it names the results folder "
+                             f"bench-results/NAME; rename it, e.g. name = \"my-suite\"")
+    return name
 
 
 @dataclass
@@ -374,7 +419,7 @@ class Suite:
                     seen.add(cell.key)
                     cells.append(cell)
         fit_last = data.get("fit_last", 3)
-        return cls(str(data.get("name", name)), cells, str(data.get("description", "")),
+        return cls(suite_name(data.get("name", name), source), cells, str(data.get("description", "")),
                    None if fit_last in (0, None) else int(fit_last), data.get("fit_min_nfe"), source)
 
     @classmethod
@@ -395,4 +440,7 @@ class Suite:
                 data = tomllib.load(f)
             except tomllib.TOMLDecodeError as e:
                 raise DiffsolveError(f"suite file {str(path)!r} is not valid TOML: {e}") from e
+            except UnicodeDecodeError as e:
+                raise DiffsolveError(f"suite file {str(path)!r} is not UTF-8 text ({e}); TOML files are UTF-8: save it "
+                                     f"again as UTF-8") from None
         return cls.from_dict(data, name=path.stem, source=str(path), overrides=overrides)

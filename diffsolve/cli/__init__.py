@@ -3,25 +3,24 @@
 One module per subcommand (diffsolve.cli.bench, …), each with `add_parser(subparsers)` and `run(args)`; they share
 diffsolve.cli.common. `main` runs every subcommand under one handler, from its first line to its last:
 - a DiffsolveError (a wrong input) or an OSError about a path → one line `diffsolve CMD: error: …`, exit 2;
-- Ctrl-C → one line, exit 130; SIGTERM → one line, exit 143 (handlers installed before torch is imported);
+- Ctrl-C → one line, exit 130; SIGTERM → one line, exit 143 (handlers installed before torch is imported; the
+  `diffsolve` script's entry point, diffsolve.console.main, installs them before it imports this package);
 - anything else → the traceback is written to a log file named in one line, exit 1.
 Importing this package does not import torch.
 """
 
 from __future__ import annotations
 
-import signal
 import sys
-import threading
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..console import signals_raise, stop_status
 from ..errors import DiffsolveError
 from . import bench, likelihood, sample, train, tune
-from .common import EXIT_CRASH, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, Parser
+from .common import EXIT_CRASH, EXIT_USAGE, Parser
 
 COMMANDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], int]]] = {
     "bench": (bench.add_parser, bench.run),
@@ -30,40 +29,6 @@ COMMANDS: dict[str, tuple[Callable[[Any], Any], Callable[[Any], int]]] = {
     "tune": (tune.add_parser, tune.run),
     "sample": (sample.add_parser, sample.run),
 }
-
-
-class Stopped(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived while a command ran (raised in the main thread like Ctrl-C)."""
-
-    def __init__(self, signum: int):
-        super().__init__(f"signal {signum}")
-        self.signum = signum
-
-
-def stop_status(e: KeyboardInterrupt) -> tuple[int, str]:
-    """(exit status, what happened) of an interrupt: 143 for SIGTERM, else 130."""
-    if isinstance(e, Stopped) and e.signum == signal.SIGTERM:
-        return EXIT_TERMINATED, "terminated (SIGTERM)"
-    return EXIT_INTERRUPTED, "interrupted"
-
-
-@contextmanager
-def signals_raise() -> Iterator[None]:
-    """Inside the block SIGINT and SIGTERM raise Stopped in the main thread (an ignored SIGINT stays ignored)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise Stopped(signum)
-
-    names = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN]
-    old = {s: signal.signal(s, handler) for s in names}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
 
 
 def build_parser() -> Parser:

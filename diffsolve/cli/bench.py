@@ -126,11 +126,7 @@ def suite_of(args: argparse.Namespace) -> Any:
                              f"copy of the suite file to change its axes")
     if not axis_given:
         return Suite.load(args.suite or "default", overrides)
-    ax = {a: getattr(args, a) or DEFAULT_AXES[a] for a in DEFAULT_AXES}
-    run = {"problems": common.csv_list(ax["problem"]), "solvers": common.csv_list(ax["solver"]),
-           "grids": common.grid_list(ax["grid"]), "variables": common.csv_list(ax["variable"]),
-           "nfe": common.int_list(ax["nfe"], "--nfe", low=1)}
-    return Suite.from_dict(run, name="cli", overrides=overrides)
+    return Suite.from_dict(common.sweep_run(args, DEFAULT_AXES), name="cli", overrides=overrides)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -174,7 +170,7 @@ def adopt_legacy(args: argparse.Namespace, suite: Any, out: Any) -> None:
 def sweep(args: argparse.Namespace, suite: Any, out: Any, fmt: str) -> int:
     """Run the suite into OUT; report (on the process that holds the whole suite) and say how it went."""
     from ..bench.api import run_suite
-    from . import stop_status
+    from ..console import stop_status
 
     def emit(record: dict[str, Any], fresh: bool) -> None:  # --format json: each record as its cell is done
         print(json.dumps(record, allow_nan=False), flush=True)

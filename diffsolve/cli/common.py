@@ -3,7 +3,7 @@
 Every subcommand names a problem with `--problem`, a solver with `--solver NAME:KEY=VALUE:…` and a grid with
 `--grid SPEC`; numbers are described by `diffsolve.checks.Option`s and checked after parsing with `check`, so a
 wrong value gets the one message form of the validation layer. Destinations are checked before any work:
-`writable_folder` (bench, sample) and `writable_file` (tune, train). Nothing here imports torch.
+`writable_folder` (bench, sample) and `writable_file` (tune, train). Nothing here imports torch at import.
 """
 
 from __future__ import annotations
@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import Option
+from ..console import EXIT_INTERRUPTED, EXIT_TERMINATED  # noqa: F401 (the exit statuses, all here)
 from ..errors import DiffsolveError
+from ..threads import checked_threads, threads_option
 
-EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_ALL_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 3, 4, 130, 143
+EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_ALL_FAILED = 0, 2, 3, 4
 EXIT_CRASH = 1
 PROBLEM_HELP = ("a registered problem (see `diffsolve bench --list`), pkg.module:attr, path/to/file.py:attr (attr: a "
                 "Problem, a diffsolve Model or a zero-argument function returning one; the file's folder is put on "
@@ -26,7 +28,7 @@ PROBLEM_HELP = ("a registered problem (see `diffsolve bench --list`), pkg.module
 SOLVER_HELP = "NAME or NAME:KEY=VALUE:… with solver options, e.g. ipndm:order=3 (see `diffsolve bench --list`)"
 GRID_HELP = ("time, logsnr, quadratic, karras, with parameters after ':' (karras:rho=5), custom:T0,T1,… or "
              "file:GRID.json")
-THREADS = Option("--threads", "int", 1, "torch intra-op CPU threads", low=1)
+THREADS = threads_option("--threads")
 
 
 class UsageError(DiffsolveError):
@@ -81,7 +83,30 @@ def set_threads(args: argparse.Namespace) -> None:
     """torch's intra-op CPU threads from the checked --threads."""
     import torch
 
-    torch.set_num_threads(THREADS.check(args.threads, fix="give the number of CPU threads to use, e.g. 1"))
+    torch.set_num_threads(checked_threads(args.threads, THREADS.name))
+
+
+def sweep_run(args: argparse.Namespace, defaults: dict[str, str]) -> dict[str, Any]:
+    """The run (diffsolve.bench.expand_run) of bench's sweep axes: each given one (none of its values empty), else
+    its default. Without --nfe, a sweep whose grids all have their own times (custom:, file:) runs at their cost."""
+    from ..grids import parse
+
+    ax = {a: defaults[a] if getattr(args, a) is None else no_empty(getattr(args, a), f"--{a}", defaults[a])
+          for a in defaults}
+    run = {"problems": csv_list(ax["problem"]), "solvers": csv_list(ax["solver"]), "grids": grid_list(ax["grid"]),
+           "variables": csv_list(ax["variable"])}
+    if args.nfe is not None or not all(parse(g).fixed for g in run["grids"]):
+        run["nfe"] = int_list(ax["nfe"], "--nfe", low=1)
+    return run
+
+
+def no_empty(text: str, flag: str, default: str) -> str:
+    """text, unless it or one of its comma-separated values is empty ('' from an unset shell variable, 5,,10): that
+    is a wrong input, not a request for the default."""
+    if any(not piece.strip() for piece in text.split(",")):
+        raise DiffsolveError(f"{flag} {text!r} has an empty value; give comma-separated values, e.g. {flag} "
+                             f"{default}, or leave {flag} out for that default")
+    return text
 
 
 def csv_list(text: str) -> list[str]:

@@ -164,7 +164,11 @@ def run(args: argparse.Namespace) -> int:
 
     exports = check_kinds(common.csv_list(args.export) if args.export else [], not args.no_eval_times, args.learn)
     common.set_threads(args)
+    from ..devices import check_device
     from ..distributed import from_env
+
+    if args.device is not None:
+        check_device(args.device, "--device")  # as sample --device: a device this machine lacks is refused first
     from ..tuning import learn, tune
 
     solver = kw.pop("solver")

@@ -20,7 +20,6 @@ import torch
 from torch import Tensor, nn
 
 from .. import nets
-from ..errors import DiffsolveError
 from ..models import EpsModel, Model, wrap
 from ..schedules import Schedule, VPSchedule
 from .base import F64, Problem, check_lambda_range, generator, retimed, state_hash, time_range
@@ -71,19 +70,8 @@ class TrainedProblem(Problem):
 
     def __init__(self, path: str | Path, name: str | None = None):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DiffsolveError(f"no checkpoint file {str(path)!r}; give a path written by `diffsolve train`")
-        try:
-            ckpt = torch.load(self.path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 — any unreadable file gets the same clear message
-            raise DiffsolveError(f"{str(path)!r} is not a checkpoint written by `diffsolve train`: {e}") from None
-        if not isinstance(ckpt, dict) or not {"arch", "config", "schedule", "state_dict"} <= set(ckpt):
-            raise DiffsolveError(f"{str(path)!r} is not a checkpoint written by `diffsolve train` (it needs the keys "
-                                 f"arch, config, schedule and state_dict); wrap other networks in a diffsolve Model")
-        self.task = str(ckpt.get("name", ""))
-        if self.task not in TASK_SHAPES:
-            raise DiffsolveError(f"checkpoint {str(path)!r} was trained on task {self.task!r}; "
-                                 f"known tasks: {', '.join(TASK_SHAPES)}")
+        ckpt, _ = nets.open_checkpoint(self.path)  # every part checked: a wrong file is refused before any work
+        self.task = str(ckpt["name"])
         self.name = name or str(path)
         self.shape = TASK_SHAPES[self.task]
         self.description = DESCRIPTIONS[self.task] + ("" if name in TASK_SHAPES else f" ({path})")

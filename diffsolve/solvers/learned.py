@@ -24,15 +24,37 @@ import torch
 from torch import nn
 
 from .. import grids as grids_mod
+from ..checks import Option
+from ..dynamics import VARIABLES
 from ..errors import DiffsolveError, SolverError
 from ..grids import Grid
+from ..jsonfile import read_json
 from ..schedules import Schedule, from_config
-from .exp.learned import LearnedMultistep
+from .exp.learned import CONDITIONS, LearnedMultistep
 
 FILE = "file:"
 KIND = "learned"
 VERSION = 1
 F64 = torch.float64
+WHAT = "learned solver file"
+FIX = "write it again with ds.solvers.learn(…).save(path) (or diffsolve tune --learn)"
+# the file's fields (diffsolve checks them all on load, naming the file and the field): numbers and words as Options,
+# then those that hold a string, an object or a list of numbers (each may be null)
+FIELDS = (Option("version", "int", VERSION, "the file format; this diffsolve reads up to its own", low=1,
+                 high=VERSION),
+          Option("solver", "str", doc="the base method's name"),
+          Option("nfe", "int", doc="network evaluations per solve", low=1),
+          Option("steps", "int", doc="the grid's steps: one fewer than its times", low=1, optional=True),
+          Option("variable", "choice", doc="the variable it was learned in", choices=VARIABLES, optional=True),
+          Option("end", "choice", doc="where it ends", choices=("zero", "sigma_min"), optional=True),
+          Option("chosen", "str", doc="what validation chose", optional=True))
+TYPED = {"fingerprint": (str, "a string"), "network": (str, "a string"), "problem": (str, "a string"),
+         "options": (dict, "an object"), "errors": (dict, "an object"), "cost": (dict, "an object"),
+         "learning": (dict, "an object"), "weights": (dict, "an object"), "schedule": (dict, "an object"),
+         "times": (list, "a list of numbers"), "eval_times": (list, "a list of numbers"),
+         "tuned_times": (list, "a list of numbers"), "tuned_eval_times": (list, "a list of numbers")}
+REQUIRED = ("solver", "nfe", "weights", "schedule", "times")
+FIXES = {"version": f"a newer diffsolve wrote it: upgrade diffsolve to read it, or {FIX}"}
 
 
 def is_file_spec(solver: Any) -> bool:
@@ -125,18 +147,19 @@ class LearnedSolver:
              net: Any = None) -> LearnedSolver:
         """Read a learned solver; refuse it for another `schedule`, problem `fingerprint` or network `net` (each
         checked when given)."""
-        out = cls.from_data(grids_mod.read_file(path), str(path))
+        out = cls.from_data(read_json(path, WHAT, FIX, error=SolverError), str(path))
         out.check(str(path), schedule, fingerprint, net)
         return out
 
     @classmethod
     def from_data(cls, data: dict[str, Any], where: str) -> LearnedSolver:
         """The learned solver of a file's JSON object (`file_data`; `where` names it in errors), not checked."""
-        data = grids_mod.checked_data(data, where)
-        if data.get("kind") != KIND:
-            raise SolverError(f"{where!r} is not a learned solver's file (kind {data.get('kind')!r}, expected "
+        if not isinstance(data, dict) or data.get("kind") != KIND:
+            kind = data.get("kind") if isinstance(data, dict) else f"not a JSON object but a {type(data).__name__}"
+            raise SolverError(f"{where!r} is not a learned solver's file (kind {kind!r}, expected "
                               f"{KIND!r}); a grid file goes to grid='file:{where}', a learned solver is made by "
                               f"ds.solvers.learn / diffsolve tune --learn")
+        data = grids_mod.checked_data(checked_fields(data, where), where)
         try:
             sched = from_config(data["schedule"])
             weights = data["weights"]
@@ -147,12 +170,20 @@ class LearnedSolver:
                 sched, data["tuned_times"], "tuned", None if data.get("tuned_eval_times") is None
                 else torch.tensor(data["tuned_eval_times"], dtype=F64))
         except (KeyError, TypeError, ValueError) as e:
-            raise SolverError(f"learned solver file {where!r} is incomplete or damaged ({type(e).__name__}: {e}); "
-                              f"write it again with ds.solvers.learn(…).save(path)") from None
-        return cls(solver, grid, int(data["nfe"]), str(data.get("variable", "")), str(data.get("fingerprint", "")),
-                   data.get("network"), str(data.get("problem", "")), str(data.get("chosen", "weights")),
+            raise SolverError(f"{WHAT} {where!r} is incomplete or damaged ({type(e).__name__}: {e}); {FIX}") from None
+        made = cls(solver, grid, data["nfe"], data.get("variable") or "", data.get("fingerprint") or "",
+                   data.get("network"), data.get("problem") or "", data.get("chosen") or "weights",
                    dict(data.get("errors") or {}), dict(data.get("cost") or {}), dict(data.get("learning") or {}),
                    tuned)
+        for name, value, want in (("steps", data.get("steps"), grid.steps), ("end", data.get("end"), made.end)):
+            if value not in (None, want):
+                raise SolverError(f"{WHAT} {where!r}: {name} is {value!r}, but its times and options make {want!r}; "
+                                  f"{FIX}")
+        try:
+            made.solver.plan_on(grid)  # its weights fit its own grid (no network call)
+        except SolverError as e:
+            raise SolverError(f"{WHAT} {where!r}: its weights do not fit its own grid ({e}); {FIX}") from None
+        return made
 
     def check(self, where: str, schedule: Schedule | None = None, fingerprint: str | None = None,
               net: Any = None) -> None:
@@ -169,6 +200,44 @@ class LearnedSolver:
             raise SolverError(f"learned solver {where!r} was learned for a network with weights fingerprint "
                               f"{self.network!r}, but this model's network has {network_fingerprint(net)!r} (another "
                               f"model, or its weights changed); {fix}")
+
+
+def checked_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """A learned solver file's JSON object with every field checked (FIELDS, TYPED, the weights: Δ finite numbers,
+    conditions 1 or 2); a SolverError names the file, the field, its value and the fix. Numbers come back as int or
+    float."""
+    owner = f"{WHAT} {where!r}"
+    missing = [k for k in REQUIRED if k not in data]
+    if missing:
+        raise SolverError(f"{owner} has no {', '.join(repr(k) for k in missing)}; {FIX}")
+    out = dict(data)
+    for option in FIELDS:
+        out[option.name] = option.check(data.get(option.name, option.default), owner=owner,
+                                        fix=FIXES.get(option.name, FIX), error=SolverError)
+    for name, (kind, what) in TYPED.items():
+        value = data.get(name)
+        numbers = what != "a list of numbers" or all(Option(name, "float").valid(v) for v in value or [])
+        if value is not None and not (isinstance(value, kind) and numbers):
+            raise SolverError(f"{owner}: {name} must be {what} (finite) or null, got {_short(value)}; {FIX}")
+    weights = dict(data["weights"])
+    weights["conditions"] = Option("weights.conditions", "int", 1, "the conditions its steps keep", low=min(CONDITIONS),
+                                   high=max(CONDITIONS)).check(weights.get("conditions", 1), owner=owner, fix=FIX,
+                                                               error=SolverError)
+    deltas = weights.get("deltas")
+    if deltas is not None and not (isinstance(deltas, list) and all(isinstance(d, list) for d in deltas)):
+        raise SolverError(f"{owner}: weights.deltas must be a list of lists of numbers (one per combination) or null, "
+                          f"got {_short(deltas)}; {FIX}")
+    for i, d in enumerate(deltas or []):
+        for j, v in enumerate(d):
+            Option(f"weights.deltas[{i}][{j}]", "float", doc="a learned weight").check(
+                v, owner=owner, fix=f"the file is damaged (or its learning diverged); {FIX}", error=SolverError)
+    out["weights"] = weights
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:80] + "…"
 
 
 def load_spec(spec: str | LearnedSolver, schedule: Schedule | None = None, fingerprint: str | None = None,
