@@ -46,7 +46,7 @@ class FiniteChecks:
 
     def record(self, value: Tensor, t: float, what: str = "output") -> None:
         """Queue a check of `value` at time t; `what` is "output" (a network call), "input" (the state before any
-        call) or "state" (the solver's state: handed to a network call, or after the loop)."""
+        call) or "state" (the solver's state after the loop)."""
         self._sums.append(value.sum(dtype=_F64 if value.dtype is _F64 else _F32))
         self._labels.append((what, t))
 
@@ -89,6 +89,7 @@ class FiniteChecks:
         first = int((~ok).nonzero()[0, 0])
         calls = self._calls_read + sum(1 for w, _ in self._labels[: first + 1] if w == "output")
         what, t = self._labels[first]
+        huge = self._huge_before(first) if what == "output" else None
         self.clear()
         if what == "input":
             raise ModelError(
@@ -102,13 +103,31 @@ class FiniteChecks:
                 f"network returning ~1e307, or a step too long for the solver); check the network's output scale "
                 f"and its prediction type, or use more steps"
             )
+        if huge is not None:  # the previous output was finite but near overflow: the state it made overflowed
+            raise ModelError(
+                f"the network returned NaN or Inf at network call {calls} (t = {t:.6g}), after call {calls - 1} "
+                f"returned finite outputs summing to {huge:.3g}: the step arithmetic overflowed the state's dtype "
+                f"(outputs too large, e.g. a network returning ~1e307) and the network was fed NaN/Inf; check the "
+                f"network's output scale and its prediction type"
+            )
         raise ModelError(
             f"the network returned NaN or Inf (its sum is not finite) at network call {calls} "
-            f"(t = {t:.6g}), from a finite input state; check the network and its dtype "
+            f"(t = {t:.6g}), its earlier outputs finite; check the network and its dtype "
             f"(float16 overflows above 65504: keep the state in float32 with Model(..., net_dtype=torch.float16)), "
             f"the time range (t_end too close to 0 divides by a tiny σ) and the input scale; "
             f"pass check_finite=False to the model to skip"
         )
+
+
+    def _huge_before(self, first: int) -> float | None:
+        """The sum of the network output recorded before check `first` when it lies within 1e-10 of its dtype's
+        overflow (a state made from it likely overflowed), else None; read on the error path only."""
+        earlier = [i for i, (w, _) in enumerate(self._labels[:first]) if w == "output"]
+        if not earlier:
+            return None
+        value = self._sums[earlier[-1]].detach()
+        big = float(value.abs())
+        return big if big > 1e-10 * torch.finfo(value.dtype).max else None
 
 
 @dataclass
@@ -201,9 +220,8 @@ class Model:
                 f"floating-point tensor of the input's shape (wrap it so that it returns only the prediction)"
                 + (f"; the state has no batch dimension: pass x[None] (shape {(1, *shape)})" if unbatched else "")
             )
-        if self.check_finite:  # the state it was given, then its output: one reduction each, read after the loop
-            self.finite_checks.record(x, p.t, "state")
-            self.finite_checks.record(out, p.t)
+        if self.check_finite:
+            self.finite_checks.record(out, p.t)  # one reduction per call, read once after the loop
         return out if out.dtype == x.dtype else out.to(x.dtype)
 
     def _first_call(self, x_in: Tensor, p: Point, kwargs: dict[str, Any] | None) -> Tensor:

@@ -218,14 +218,13 @@ HUGE = ("import torch\nimport diffsolve as ds\n\n\nclass Net(torch.nn.Module):\n
 
 
 def test_a_network_whose_outputs_explode_fails_its_cells_naming_the_reference_solve(tmp_path, capsys):
-    """Outputs of 1e307 pass the first-call check (finite); the reference solve's state then overflows, which its
-    per-call check reads (adaptive solvers read every call): each cell fails with one ModelError saying so and naming
-    the network's output scale — no traceback (it was torchdiffeq's 'underflow in dt' assertion)."""
+    """Outputs of 1e307 pass the first-call check (finite), then the adaptive reference solve's step falls to 0:
+    each cell fails with one DiffsolveError naming the reference solve, the likely cause and the fix."""
     path = _user_file(tmp_path, HUGE)
     rc, err = run([*BASE["bench"], "--problem", f"{path}:model", "--shape", "2"], tmp_path, capsys)
     assert rc == 4 and "Traceback" not in err, err
-    assert "ModelError: the solver's state" in err and "step arithmetic overflowed" in err, err
-    assert "network's output scale" in err, err
+    assert "reference solve of problem" in err and "step size fell to 0" in err, err
+    assert "network's outputs are huge" in err and "--ref-tol" in err, err
 
 
 def test_a_user_file_imports_modules_beside_it(tmp_path, capsys):
