@@ -30,6 +30,7 @@ from torch import Tensor
 
 from .checks import Option
 from .errors import GridError, unknown_name
+from .jsonfile import read_json
 from .points import shared_points
 from .schedules import F64, Schedule, as_f64, from_config
 from .userpaths import write_text
@@ -463,16 +464,7 @@ def _numbers(values: Any) -> bool:
 
 def read_file(path: str | Path) -> dict[str, Any]:
     """The JSON object of a grid file, checked to hold 'times' (numbers) and 'schedule' (a config)."""
-    p = Path(path)
-    if not p.is_file():
-        raise GridError(f"grid file {str(path)!r} does not exist; write one with diffsolve.grids.save(grid, path)")
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise GridError(f"grid file {str(path)!r} is not valid JSON in UTF-8 ({type(e).__name__}: {e}); write it with "
-                        f"diffsolve.grids.save") from None
-    except OSError as e:
-        raise GridError(f"grid file {str(path)!r} cannot be read ({e.strerror or e}); check its permissions") from None
+    data = read_json(path, "grid file", "write one with diffsolve.grids.save(grid, path)", error=GridError)
     return checked_data(data, path)
 
 

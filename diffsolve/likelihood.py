@@ -217,6 +217,8 @@ def pretrained_likelihood(name: str, *, n: int | None = None, seed: int = 0, div
     else:  # a checkpoint file written by `diffsolve train`: its task picks the held-out data
         try:
             model, meta = nets.load_checkpoint(name, dtype=torch.float64)
+        except DiffsolveError:  # nets.open_checkpoint's own message names the file, what does not fit and the fix
+            raise
         except Exception as e:  # noqa: BLE001 — any file that does not load is the same wrong input
             raise DiffsolveError(f"{name!r} is not a checkpoint written by `diffsolve train` ({type(e).__name__}: "
                                  f"{str(e)[:200]}); give {', '.join(nets.PRETRAINED)} or such a checkpoint") from None

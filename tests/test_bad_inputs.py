@@ -250,6 +250,18 @@ def _make_folder(path: Path) -> Path:
     return make_folder(path, "the results folder")
 
 
+def _results():
+    return ds.bench.run("gmm-2d", solvers=["euler"], nfe=[4], n=16, progress=False)
+
+
+BENCH_RESULTS: list[Case] = [
+    ("K26 Results.best('ten')", lambda tmp: lambda: _results().best("ten"), "nfe must be an integer >= 1, got 'ten'"),
+    ("Results.best(4, metric='nope')", lambda tmp: lambda: _results().best(4, "nope"), "metric must be one of 'rmse'"),
+    ("K12 Results.write under a file", lambda tmp: lambda: _results().write(_afile(tmp) / "out"),
+     "is a file, not a folder"),
+]
+
+
 def _with_max_steps(n: int, call: Callable[[], object]) -> object:
     old, grids.MAX_STEPS = grids.MAX_STEPS, n
     try:
@@ -258,7 +270,8 @@ def _with_max_steps(n: int, call: Callable[[], object]) -> object:
         grids.MAX_STEPS = old
 
 
-TABLE = [pytest.param(*case, id=case[0]) for case in CASES + [c for _, c in ELSEWHERE] + NOT_YET + API_AUDIT] + [
+ALL_CASES = CASES + [c for _, c in ELSEWHERE] + NOT_YET + API_AUDIT + BENCH_RESULTS
+TABLE = [pytest.param(*case, id=case[0]) for case in ALL_CASES] + [
     pytest.param("sample nfe=1e12", lambda tmp: _sample(solver="euler", nfe=10**12), "1000000000000",
                  id="sample nfe=1e12")]
 

@@ -25,9 +25,11 @@ from typing import Any
 
 import torch
 
+from ..checks import Option
 from ..distributed import Rank
 from ..errors import DiffsolveError
 from ..threads import checked_threads
+from ..userpaths import make_folder
 from . import best as best_mod
 from . import report
 from .inputs import Inputs
@@ -84,8 +86,7 @@ def write_report(records: list[Record], out: str | Path, *, fit_last: int | None
     strong-error plot (OUT is created if missing). Returns the paths written."""
     from .stochastic import plot_ode_vs_sde
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = make_folder(out, "the report folder")
     with open(out / "results.csv", "w", newline="", encoding="utf-8") as f:
         f.write(report_csv(records))
     (out / "table.md").write_text(report_markdown(records, fit_last=fit_last, fit_min_nfe=fit_min_nfe),
@@ -178,6 +179,8 @@ class Results:
     def best(self, nfe: int, metric: str = "rmse") -> dict[str, Any] | None:
         """The solver / grid / variable with the lowest metric among points that spent at most `nfe` evaluations
         (counted, seed means), or None when none did."""
+        nfe = Option("nfe", "int", None, "the NFE budget", low=1).check(nfe, fix="pass the budget, e.g. best(10)")
+        metric = Option("metric", "choice", "rmse", choices=report.POINT_FIELDS).check(metric)
         found: dict[str, Any] | None = None
         for s in report.series(self.records):
             for p in s.points.values():

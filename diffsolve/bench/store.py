@@ -32,6 +32,7 @@ from typing import Any
 
 from ..errors import DiffsolveError
 from ..locking import claim, locked, unique_temp
+from ..userpaths import make_folder
 
 Record = dict[str, Any]
 STATUSES = ("ok", "failed")
@@ -198,7 +199,7 @@ class ResultStore:
         if self.path.is_dir():
             raise StoreError(f"the results file {str(self.path)!r} is a folder; remove or rename it, "
                              f"or give another --out folder")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(self.path.parent, "the results folder", StoreError)
         stem, suffix = self.path.stem, self.path.suffix
         self.write_path = self.path if shard is None else self.path.with_name(f"{stem}.shard-{shard}{suffix}")
         self.bad_path = self.path.with_name(f"{stem}.bad{suffix}")
