@@ -404,3 +404,50 @@ def test_the_device_timestep_check_matches_the_host_one():
                        (float("nan"), True), (990.0, True)):
         got = timestep_off(expected, torch.tensor(value).to(torch.bfloat16 if value == 1000.0 else F64), 0)
         assert bool(got) == off, value
+
+
+def test_a_list_that_ends_at_the_schedules_end_steps_to_zero(mixture):
+    """DDIMScheduler's own timesteps end at 0, the DDPM table's last time: that call is the last step's, to σ = 0 (as
+    diffusers' set_alpha_to_one), with or without options={'to_zero': True} (audit R2-A20: a repeat was refused)."""
+    net, x_T = mixture
+    theirs = diffusers.DDIMScheduler(clip_sample=False)
+    want = diffusers_loop(theirs, net, x_T, 10)
+    assert int(theirs.timesteps[-1]) == 0
+    ours = DiffsolveScheduler.from_config(theirs.config, solver="ddim")
+    got = diffsolve_loop(ours, net, x_T, timesteps=theirs.timesteps)
+    assert ours.num_inference_steps == 10 and ours.config.options == {"to_zero": True}
+    assert rel(got, want) <= 1e-5, rel(got, want)
+    refusing = DiffsolveScheduler.from_config(theirs.config, solver="ddim", options={"to_zero": False})
+    with pytest.raises(GridError, match=r"end at the schedule's last time \(0\).*drop the last value"):
+        refusing.set_timesteps(timesteps=theirs.timesteps)
+
+
+def test_listed_values_outside_the_schedule_or_not_finite_are_named_in_their_units():
+    """timesteps / sigmas beyond the schedule's range are refused in the list's units with the range (audit R2-A16:
+    the message spoke of internal times); NaN is refused as such (R2-A19: 'must be descending')."""
+    scheduler = DiffsolveScheduler.from_config(diffusers.DDPMScheduler().config, solver="ddim")
+    with pytest.raises(GridError, match=r"timesteps \[5000.0\] lie outside .* go from 999 \(noisiest\) down to 0;"):
+        scheduler.set_timesteps(timesteps=[5000, 10])
+    with pytest.raises(GridError, match=r"sigmas \[200.0\] lie outside .* go from 157.4"):
+        scheduler.set_timesteps(sigmas=[200.0, 1.0])
+    with pytest.raises(GridError, match=r"timesteps must be finite numbers, got \[900.0, nan, 10.0\]"):
+        scheduler.set_timesteps(timesteps=[900, float("nan"), 10])
+
+
+def test_bfloat16_timesteps_of_a_dense_grid_are_their_steps(mixture):
+    """On a grid with timesteps 1 apart, bfloat16 rounding (spacing 4 near 1000) can land exactly on a neighbour:
+    a float16/bfloat16 timestep within rounding of the next entry is that entry (audit R2-A14); a float64 timestep
+    equal to another entry is still out of order."""
+    net, x_T = mixture
+    timesteps = list(range(999, 979, -1))
+    exact = diffsolve_loop(DiffsolveScheduler.from_config(diffusers.DDPMScheduler().config, solver="ddim"), net, x_T,
+                           timesteps=timesteps)
+    scheduler = DiffsolveScheduler.from_config(diffusers.DDPMScheduler().config, solver="ddim")
+    scheduler.set_timesteps(timesteps=timesteps)
+    x = x_T.clone()
+    for t in scheduler.timesteps:
+        x = scheduler.step(net(x, torch.full((x.shape[0],), float(t), dtype=F64)), t.to(torch.bfloat16), x).prev_sample
+    assert torch.equal(x, exact)
+    scheduler.set_timesteps(timesteps=timesteps)
+    with pytest.raises(SolverError, match=r"timestep 998 \(timesteps\[1\]\) but the next step is timesteps\[0\]"):
+        scheduler.step(x, torch.tensor(998.0, dtype=F64), x)

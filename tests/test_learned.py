@@ -150,6 +150,11 @@ def test_a_learned_file_is_refused_for_another_model_or_schedule(learned_gmm2d, 
             call()
     with pytest.raises(ds.DiffsolveError, match="not a learned solver's file"):
         ds.sample(model, x, solver=f"file:{ds.grids.save(ds.grids.logsnr(sched, 5), tmp_path / 'g.json')}")
+    data = json.loads(path.read_text())  # a weight far beyond what learning makes (|Δ| of order 1): the file is named
+    data["weights"]["deltas"][0][0] = 1e300
+    (tmp_path / "huge.json").write_text(json.dumps(data))
+    with pytest.raises(ds.DiffsolveError, match=r"huge.json': weights.deltas\[0\]\[0\] must be .* <= 1000"):
+        ds.sample(model, x, solver=f"file:{tmp_path / 'huge.json'}")
 
 
 class TimedLinear(nn.Module):

@@ -59,12 +59,17 @@ def timestep_slack(expected: float) -> float:
     return 1.0 + abs(expected) * 2.0**-7
 
 
+ROUNDED_DTYPES = (torch.float16, torch.bfloat16)  # a timestep in these was rounded: it may equal a neighbour exactly
+
+
 def timestep_off(expected: Tensor, timestep: Tensor, i: int) -> Tensor:
     """On the device, no sync: a bool tensor, True unless `timestep` is expected[i] within `timestep_slack` and is
-    not exactly another entry (NaN is off)."""
+    not exactly another entry — unless it is in float16/bfloat16, whose rounding can land on one (NaN is off)."""
     gap = (expected - timestep.to(expected.dtype)).abs()
-    exact = gap <= EXACT * expected.abs().clamp(min=1.0)
     slack = 1.0 + expected[i].abs() * 2.0**-7  # timestep_slack, as a tensor
+    if timestep.dtype in ROUNDED_DTYPES:
+        return ~(gap[i] <= slack)
+    exact = gap <= EXACT * expected.abs().clamp(min=1.0)
     return ~(gap[i] <= slack) | (exact.any() & ~exact[i])
 
 
@@ -302,6 +307,8 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         final sigma 0) or to the schedule's σ_min."""
         what = "timesteps" if timesteps is not None else "sigmas"
         values = grids_mod.times_tensor(timesteps if timesteps is not None else sigmas, what)
+        if not bool(torch.isfinite(values).all()):
+            raise GridError(f"{what} must be finite numbers, got {values.tolist()}")
         if values.numel() > 1 and not bool((values[1:] < values[:-1]).all()):
             raise GridError(f"{what} must be strictly descending (noise → data), got {values.tolist()}; pass them "
                             f"from the noisiest to the cleanest (reversed)")
@@ -316,9 +323,29 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
             raise GridError(f"{what} is empty; give at least one value")
         t = (times_from_network(schedule, values, self.model.time_scale) if timesteps is not None  # type: ignore
              else times_from_noise_levels(schedule, values))
+        self._check_range(schedule, t, values, what)
+        slack = 1e-12 * max(1.0, abs(schedule.t_max))
+        if not to_zero and float(t[-1]) <= schedule.t_min + slack:  # e.g. DDIM's list, which ends at timestep 0
+            if self.options.get("to_zero") is False or t.numel() < 2:
+                raise GridError(f"the {what} end at the schedule's last time ({values[-1].item():g}), from which "
+                                f"only a step to σ = 0 is left; drop the last value, or allow to_zero and give at "
+                                f"least two values")
+            to_zero = True  # its call is the last step's, to σ = 0 (diffusers: set_alpha_to_one / final σ = 0)
+            self.register_to_config(options={**self.options, "to_zero": True})
         if not to_zero:
             t = torch.cat([t, torch.tensor([schedule.t_min], dtype=F64)])
         return grids_mod.custom(schedule, t)
+
+    def _check_range(self, schedule: Schedule, t: Tensor, values: Tensor, what: str) -> None:
+        """Listed values whose times lie outside the schedule's [t_min, t_max] are refused in the list's own units."""
+        slack = 1e-12 * max(1.0, abs(schedule.t_max))
+        outside = (t < schedule.t_min - slack) | (t > schedule.t_max + slack)
+        if not bool(outside.any()):
+            return
+        ends = torch.tensor([schedule.t_max, schedule.t_min], dtype=F64)
+        lims = (network_times(self.model, ends) if what == "timesteps" else noise_levels(schedule, ends)).tolist()
+        raise GridError(f"{what} {values[outside].tolist()} lie outside this schedule's range: its {what} go from "
+                        f"{lims[0]:.6g} (noisiest) down to {lims[1]:.6g}; give values in that range")
 
     def _drop_pure_noise(self, values: Tensor, what: str) -> Tensor:
         """A flow's list without its first entry when that is σ = 1 (network time `time_scale`), which sets
@@ -429,7 +456,8 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         expected_i = self._expected[i]
         exact = [k for k, e in enumerate(self._expected) if abs(e - value) <= EXACT * max(1.0, abs(e))]
         near = abs(value - expected_i) <= timestep_slack(expected_i)  # False for NaN
-        if near and (not exact or i in exact):
+        rounded = isinstance(timestep, Tensor) and timestep.dtype in ROUNDED_DTYPES  # may land on a neighbour exactly
+        if near and (not exact or i in exact or rounded):
             return i
         order = "call step once per timestep, in the order of scheduler.timesteps (set_timesteps starts over; to " \
                 "start later, set_begin_index first)"

@@ -202,6 +202,9 @@ class LearnedSolver:
                               f"model, or its weights changed); {fix}")
 
 
+MAX_DELTA = 1e3  # |Δ| at most: learned corrections are of order 0.1–1 (the base weights' own scale)
+
+
 def checked_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
     """A learned solver file's JSON object with every field checked (FIELDS, TYPED, the weights: Δ finite numbers,
     conditions 1 or 2); a SolverError names the file, the field, its value and the fix. Numbers come back as int or
@@ -229,7 +232,8 @@ def checked_fields(data: dict[str, Any], where: str) -> dict[str, Any]:
                           f"got {_short(deltas)}; {FIX}")
     for i, d in enumerate(deltas or []):
         for j, v in enumerate(d):
-            Option(f"weights.deltas[{i}][{j}]", "float", doc="a learned weight").check(
+            Option(f"weights.deltas[{i}][{j}]", "float", doc="a learned weight; learning keeps them of order 1",
+                   low=-MAX_DELTA, high=MAX_DELTA).check(
                 v, owner=owner, fix=f"the file is damaged (or its learning diverged); {FIX}", error=SolverError)
     out["weights"] = weights
     return out
