@@ -451,3 +451,21 @@ def test_bfloat16_timesteps_of_a_dense_grid_are_their_steps(mixture):
     scheduler.set_timesteps(timesteps=timesteps)
     with pytest.raises(SolverError, match=r"timestep 998 \(timesteps\[1\]\) but the next step is timesteps\[0\]"):
         scheduler.step(x, torch.tensor(998.0, dtype=F64), x)
+
+
+def test_a_numpy_step_count_is_a_step_count_and_a_batch_of_different_timesteps_is_refused():
+    """set_timesteps(np.int64(5)) is 5 calls (re-audit R2-A18); step() with a batch of unequal timesteps is refused on
+    the host (R2-A09: its first entry was taken), a batch of equal ones is that one."""
+    import numpy as np
+
+    scheduler = DiffsolveScheduler.from_config(diffusers.DDPMScheduler().config, solver="ddim")
+    scheduler.set_timesteps(np.int64(5))
+    assert scheduler.num_inference_steps == 5
+    for bad in ("5", 5.0, True):
+        with pytest.raises(GridError, match="num_inference_steps must be an integer >= 1"):
+            scheduler.set_timesteps(bad)
+    scheduler.set_timesteps(5)
+    t, x = scheduler.timesteps, torch.randn(3, 2, dtype=F64)
+    with pytest.raises(SolverError, match="a batch of different timesteps"):
+        scheduler.step(x, torch.stack([t[0], t[0], t[1]]), x)
+    assert scheduler.step(x, torch.stack([t[0]] * 3), x).prev_sample.shape == x.shape

@@ -74,11 +74,16 @@ def timestep_off(expected: Tensor, timestep: Tensor, i: int) -> Tensor:
 
 
 def _first(timestep: Tensor) -> Tensor:
-    """The one timestep a tensor holds (a batch of equal ones: its first), refused unless a real number."""
+    """The one timestep a tensor holds (a batch of equal ones: its first), refused unless a real number; on the host
+    a batch of unequal ones is refused (on a device they count as off in the deferred check)."""
     if timestep.numel() == 0 or timestep.is_complex() or timestep.dtype == torch.bool:
         raise SolverError(f"step() takes the timestep as a real number (an entry of scheduler.timesteps), got a tensor "
                           f"of shape {tuple(timestep.shape)} and dtype {timestep.dtype}")
-    return timestep.reshape(-1)[0]
+    flat = timestep.reshape(-1)
+    if flat.device.type == "cpu" and flat.numel() > 1 and not bool((flat == flat[0]).all()):
+        raise SolverError(f"step() got a batch of different timesteps {flat.tolist()[:8]}: every sample of a batch "
+                          f"takes the same step; pass one timestep (an entry of scheduler.timesteps)")
+    return flat[0]
 
 
 def _number(timestep: Any) -> float:
@@ -295,8 +300,9 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
             raise GridError(f"set_timesteps takes exactly one of num_inference_steps, timesteps or sigmas; got "
                             f"{', '.join(given) or 'none'}")
         if n is not None:
-            steps = n - 1 if to_zero else n
-            if isinstance(n, bool) or not isinstance(n, int) or steps < 1:
+            whole = isinstance(n, numbers.Integral) and not isinstance(n, bool)  # numpy integers too
+            steps = int(n) - 1 if whole and to_zero else int(n) if whole else 0
+            if steps < 1:
                 raise GridError(f"num_inference_steps must be an integer >= {2 if to_zero else 1}"
                                 f"{' (one call goes to the step to σ = 0)' if to_zero else ''}, got {n!r}")
             return grids_mod.build(self.config.grid, schedule, steps)
@@ -449,7 +455,8 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         if i >= self._begin + int(self._head) + program.steps:
             raise SolverError(f"all {len(self._expected)} steps are done; call set_timesteps(...) to sample again")
         if isinstance(timestep, Tensor) and timestep.device.type != "cpu":
-            off = timestep_off(self.timesteps.to(timestep.device), _first(timestep), i)
+            flat = timestep.reshape(-1)
+            off = timestep_off(self.timesteps.to(timestep.device), _first(timestep), i) | (flat != flat[0]).any()
             self._mismatch = off if self._mismatch is None else self._mismatch | off
             return i
         value = float(_first(timestep)) if isinstance(timestep, Tensor) else _number(timestep)
