@@ -404,6 +404,14 @@ CHECKPOINTS_EDITED = {  # the shipped toy-2d checkpoint, edited → the words of
                                         "its schedule cannot be built (unknown schedule type 'Nope'"),
     "a config the architecture does not take": (lambda c: c["config"].update(bogus=1),
                                                 "cannot be built from config"),
+    "a negative size in the config": (lambda c: c["config"].update(hidden=-5),  # R2-c07: torch's RuntimeError
+                                      "cannot be built from config {'dim': 2, 'hidden': -5, 'depth': 3, 'temb': 32} "
+                                      "(hidden = -5 must be > 0)"),
+    "an absurd size in the config": (lambda c: c["config"].update(hidden=10**9),  # built without memory first
+                                     "parameter 'net.0.weight' has shape (128, 34) in checkpoint"),
+    "an unknown architecture": (lambda c: c.update(arch="nope"), "unknown architecture 'nope'; valid ones are mlp"),
+    "an unknown prediction": (lambda c: c.update(prediction="nope"),  # R2-c11, R2-c16: the file is named
+                              "its prediction 'nope' is not one diffsolve knows (valid ones are eps, x0, v"),
 }
 
 
