@@ -313,6 +313,17 @@ SUITES_BAD = {  # what is wrong → (the file's bytes, the words of the one erro
     "a name that is a number": (b'name = 3\n' + SUITE.encode(), "suite name 3"),
     "not UTF-8": (b'name = "caf\xe9"\n' + SUITE.encode(), "is not UTF-8 text"),
     "not TOML": (b"name = \n", "is not valid TOML"),
+    # every setting has a kind and a range, checked before any cell runs (R2-c27, R2-c29, R2-c30, R2-c35)
+    "fit_last a word": (b'fit_last = "three"\n' + SUITE.encode(),
+                        "fit_last must be an integer >= 0 and <= 10000, got 'three'"),
+    "fit_last 1": (b"fit_last = 1\n" + SUITE.encode(), "fit_last = 1 leaves one budget, which fits no order"),
+    "fit_min_nfe a word": (b'fit_min_nfe = "x"\n' + SUITE.encode(),
+                           "fit_min_nfe must be a finite number >= 1 and <= 1e+09, got 'x'"),
+    "sw2_projections huge": (b"sw2_projections = 1000000000\n" + SUITE.encode(),
+                             "sw2_projections must be an integer >= 1 and <= 10000, got 1000000000"),
+    "repeats huge": (b"repeats = 1000000000\n" + SUITE.encode(),
+                     "repeats must be an integer >= 1 and <= 1000, got 1000000000"),
+    "description a number": (b"description = 5\n" + SUITE.encode(), "description must be a string, got 5"),
 }
 
 
