@@ -359,9 +359,29 @@ def test_a_damaged_manifest_is_one_error_with_the_fix(kind, tmp_path, capsys):
     assert "Delete the folder" in err
 
 
-BATCHES = {"text": lambda p: p.write_text("junk\n"), "empty": lambda p: p.write_bytes(b""),
-           "a list": lambda p: torch.save([1, 2], p),
-           "another batch's samples": lambda p: torch.save({"x": torch.zeros(3, 2), "first": 0, "nfe": 4}, p)}
+def _edit_batch(p: Path, **change) -> None:
+    torch.save({**torch.load(p, weights_only=True), **change}, p)
+
+
+def _nan_batch(p: Path) -> None:
+    x = torch.load(p, weights_only=True)["x"].clone()
+    x[0, 0] = float("nan")
+    _edit_batch(p, x=x)
+
+
+BATCHES = {  # what the first batch file becomes → the words of the one error line
+    "text": (lambda p: p.write_text("junk\n"), "torch.load cannot read it"),
+    "empty": (lambda p: p.write_bytes(b""), "torch.load cannot read it"),
+    "a list": (lambda p: torch.save([1, 2], p), "it holds a list"),
+    "another batch's samples": (lambda p: torch.save({"x": torch.zeros(3, 2), "first": 0, "nfe": 4}, p),
+                                "it does not hold samples 0 … 1"),
+    "samples of another shape": (lambda p: _edit_batch(p, x=torch.zeros(2, 3)),  # R2-c49: was torch.cat's error
+                                 "its x is a torch.float32 tensor of shape (2, 3), not torch.float32 of shape (2, 2)"),
+    "samples of another dtype": (lambda p: _edit_batch(p, x=torch.zeros(2, 2, dtype=torch.float64)),
+                                 "its x is a torch.float64 tensor of shape (2, 2), not torch.float32"),
+    "a NaN": (_nan_batch,  # R2-c52: was merged into samples.pt
+              "its x holds 1 NaN or Inf value; sampling stores finite values only"),
+}
 
 
 @pytest.mark.parametrize("kind", list(BATCHES))
@@ -370,10 +390,12 @@ def test_a_damaged_batch_file_is_one_error_with_the_fix(kind, tmp_path, capsys):
     rc, err = run(argv, tmp_path, capsys)
     assert rc == 0, err
     first = sorted((tmp_path / "s" / "batches").iterdir())[0]
-    BATCHES[kind](first)
+    change, words = BATCHES[kind]
+    change(first)
     (tmp_path / "s" / "samples.pt").unlink()
     rc, err = run(argv, tmp_path, capsys)
     assert_one_error_line(rc, err, "sample", f"{first} is damaged")
+    assert words in err
     assert "holds samples 0 … 1" in err and "Delete that file (a rerun samples it again)" in err
     first.unlink()
     rc, err = run(argv, tmp_path, capsys)  # the fix it names works
