@@ -106,6 +106,10 @@ UPFRONT = {  # a (solver, grid, NFE) combination whose plan is wrong → (its fl
     "a budget beyond MAX_STEPS": (["--nfe", "1000000000"], "use at most 10000000 steps"),
     "an NFE a custom grid does not cost": (["--grid", "custom:1,0.5,0.001", "--nfe", "7"],
                                            "grid 'custom:1,0.5,0.001' has 2 steps but 7 were asked for"),
+    "a custom grid's cost outside the NFE list (R2-c36)": (
+        ["--solver", "euler", "--grid", "logsnr,custom:1,0.5,0.001", "--nfe", "7"],
+        "grid 'custom:1,0.5,0.001' has its own times: solver 'euler' runs its 2 steps at nfe=2, which is not in the "
+        "NFE list [7]; add 2 to the list (--nfe, or nfe in the suite), or run it in a sweep of its own without --nfe"),
 }
 
 
@@ -130,6 +134,11 @@ def test_a_grid_with_its_own_times_runs_at_its_cost_without_nfe_or_with_it(tmp_p
         assert rc == 0, err
         rows = [json.loads(x) for x in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
         assert [(r["grid"], r["nfe_target"], r["nfe"]) for r in rows] == [("custom:1,0.5,0.001", 2, 2)]
+    # beside a grid of budgets: at its cost when the NFE list holds it (with --nfe 2,7, logsnr runs at both)
+    rc, err = run([*base, "--grid", "logsnr,custom:1,0.5,0.001", "--nfe", "2,7", "--fresh"], tmp_path, capsys)
+    rows = [json.loads(x) for x in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+    assert rc == 0 and sorted((r["grid"], r["nfe"]) for r in rows) == [
+        ("custom:1,0.5,0.001", 2), ("logsnr", 2), ("logsnr", 7)], err
 
 
 TRAIN_BAD = [(["--lr", "1e300"], "lr must be a finite number > 0 and <= 1, got 1e+300 (Adam's learning rate: above 1"),
@@ -668,6 +677,20 @@ def test_a_valid_learned_file_runs_in_the_bench(tmp_path, capsys):
     path = _learned_file(tmp_path, {})
     rc, err = run(_without(BASE["bench"], "--nfe") + ["--solver", f"file:{path}"], tmp_path, capsys)
     assert rc == 0, err
+    rc, err = run(_without(BASE["bench"], "--nfe") + ["--solver", f"file:{path}", "--nfe", "4", "--fresh"], tmp_path,
+                  capsys)
+    assert rc == 0, err
+
+
+def test_a_learned_file_with_an_nfe_list_it_does_not_cost_is_refused(tmp_path, capsys):
+    """It runs at its own NFE (4): an --nfe list without it is refused, as ds.sample refuses nfe=8 (R2-c02)."""
+    path = _learned_file(tmp_path, {})
+    rc, err = run(_without(BASE["bench"], "--nfe") + ["--solver", f"file:{path},euler", "--nfe", "8"], tmp_path,
+                  capsys)
+    assert_one_error_line(rc, err, "bench", f"'file:{path}' was learned for nfe=4, which is not in the NFE list [8]; "
+                                            f"add 4 to the list (--nfe, or nfe in the suite), or run it in a sweep of "
+                                            f"its own without --nfe")
+    assert not (tmp_path / "b" / "results.jsonl").exists()
 
 
 def test_a_reference_solve_whose_step_falls_to_zero_is_one_error_naming_it():

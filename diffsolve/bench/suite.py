@@ -271,9 +271,11 @@ def _data_keys(run: dict[str, Any], probs: list[tuple[str, Problem]]) -> dict[st
     return {"data": key, "features": fp}
 
 
-def expand_run(run: dict[str, Any], source: str = "") -> list[Cell]:
+def expand_run(run: dict[str, Any], source: str = "", *, nfe_given: bool = True) -> list[Cell]:
     """All cells of one run (defaults already merged in), every name checked against its registry; `source` (the
-    suite file) is named by the errors of its settings."""
+    suite file) is named by the errors of its settings. A cell at its own cost (a grid with its own times, a learned
+    solver's file) must cost an NFE of the run's list, as ds.sample refuses nfe= it does not cost — unless the list
+    is the command line's default (`nfe_given=False`: no --nfe), which the other grids use."""
     _check_keys(run, RUN_KEYS)
     run = _plural(run)
     probs = _problems(run)
@@ -310,7 +312,10 @@ def expand_run(run: dict[str, Any], source: str = "") -> list[Cell]:
         ref_tol = positive_float(run.get("ref_tol", prob.default_ref_tol), "ref_tol", tol_fix, below=1)
         extra = {"dtype": dtype, "ref_tol": ref_tol, "sw2_projections": setting(run, "sw2_projections", None, source),
                  "params": params, "repeats": setting(run, "repeats", None, source), **measured_on}
-        cells += _learned_cells(p, prob, schedule, learned, seeds, n, str(run.get("kind") or "ode"), extra)
+        own = _learned_cells(p, prob, schedule, learned, seeds, n, str(run.get("kind") or "ode"), extra)
+        for c in own:
+            _own_cost(f"{c.solver!r} was learned for nfe={c.nfe}", c.nfe, nfes if nfe_given else [])
+        cells += own
         for seed in seeds:
             for name, options in solvers:
                 solver = get_solver(name)
@@ -334,12 +339,23 @@ def expand_run(run: dict[str, Any], source: str = "") -> list[Cell]:
                     # a grid with its own times: one cell, at the NFE those steps cost; when every grid of the run
                     # has its own times the NFE list is theirs, and a budget they do not cost is refused (plan's rule)
                     budgets = nfes if steps is None or (all_fixed and nfes) else [solver.nfe_for(steps) or steps]
+                    if steps is not None and not all_fixed:
+                        _own_cost(f"grid {g.text!r} has its own times: solver {name!r} runs its {steps} steps at "
+                                  f"nfe={budgets[0]}", budgets[0], nfes if nfe_given else [])
                     for v in vs:
                         for nfe in budgets:
                             cells.append(Cell(p, schedule, name, g.text, v, nfe, seed, n, options, kind, **extra,
                                               fingerprint=cfp))
     check_plans(cells, dict(probs))
     return cells
+
+
+def _own_cost(what: str, cost: int, nfes: list[int]) -> None:
+    """Refuse a cell at its own cost outside the run's NFE list (empty: no list to keep to)."""
+    if nfes and cost not in nfes:
+        raise DiffsolveError(f"{what}, which is not in the NFE list [{', '.join(map(str, nfes))}]; add {cost} to "
+                             f"the list (--nfe, or nfe in the suite), or run it in a sweep of its own without --nfe "
+                             f"(checked before any cell runs)")
 
 
 def check_plans(cells: list[Cell], probs: dict[str, Problem]) -> None:
@@ -416,11 +432,13 @@ class Suite:
 
     @classmethod
     def from_dict(
-        cls, data: dict[str, Any], name: str = "suite", source: str = "", overrides: dict[str, Any] | None = None
+        cls, data: dict[str, Any], name: str = "suite", source: str = "", overrides: dict[str, Any] | None = None,
+        *, nfe_given: bool = True,
     ) -> Suite:
         """Build from parsed TOML: top-level defaults merged into each [[run]] (or one implicit run).
 
-        `overrides` (e.g. {"n": 64} from the command line) win over both the defaults and the runs.
+        `overrides` (e.g. {"n": 64} from the command line) win over both the defaults and the runs; `nfe_given=False`
+        when the NFE list is the command line's default (see expand_run).
         """
         _check_keys(data, SUITE_KEYS)
         fit_last, fit_min_nfe = setting(data, "fit_last", source=source), setting(data, "fit_min_nfe", source=source)
@@ -442,7 +460,8 @@ class Suite:
         seen: set[str] = set()
         for run in runs:
             _check_keys(run, RUN_KEYS)
-            for cell in expand_run({**defaults, **_plural(run), **_plural(overrides or {})}, source):
+            for cell in expand_run({**defaults, **_plural(run), **_plural(overrides or {})}, source,
+                                   nfe_given=nfe_given):
                 if cell.key not in seen:
                     seen.add(cell.key)
                     cells.append(cell)
