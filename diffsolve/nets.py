@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import DiffsolveError, ModelError
-from .models import Model, wrap
+from .models import PREDICTIONS, Model, wrap
 from .schedules import from_config
 from .valuecache import ValueCache
 
@@ -215,14 +215,31 @@ def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], nn.Module]:
     if not isinstance(ckpt["config"], dict):
         raise ModelError(f"{where}: its config must be a dict of the architecture's arguments, got "
                          f"{ckpt['config']!r}; {fix}")
-    try:
-        net = build_net(ckpt["arch"], ckpt["config"])
-    except (TypeError, ValueError) as e:
-        raise ModelError(f"{where}: its architecture {ckpt['arch']!r} cannot be built from config {ckpt['config']!r} "
-                         f"({type(e).__name__}: {e}); {fix}") from None
-    _check_weights(net, ckpt["state_dict"], f"{where} (architecture {ckpt['arch']!r})", fix)
+    prediction = ckpt.get("prediction", "eps")
+    if not isinstance(prediction, str) or prediction not in PREDICTIONS:
+        raise ModelError(f"{where}: its prediction {prediction!r} is not one diffsolve knows (valid ones are "
+                         f"{', '.join(PREDICTIONS)}); the file was edited or is not from `diffsolve train`: {fix}")
+    # first without memory (the meta device): a config of absurd sizes is refused by the weights' shapes, not by an
+    # allocation; any error building it (a negative size, an argument of the wrong kind) is the config's
+    _check_weights(_build(ckpt, where, fix, torch.device("meta")), ckpt["state_dict"],
+                   f"{where} (architecture {ckpt['arch']!r})", fix)
+    net = _build(ckpt, where, fix, torch.device("cpu"))
     net.load_state_dict(ckpt["state_dict"])
     return ckpt, net
+
+
+def _build(ckpt: dict[str, Any], where: str, fix: str, device: torch.device) -> nn.Module:
+    """The checkpoint's network on `device`; any error building it is one ModelError naming the file and config."""
+    try:
+        with device:
+            return build_net(ckpt["arch"], ckpt["config"])
+    except ModelError as e:
+        raise ModelError(f"{where}: {e}; {fix}") from None
+    except Exception as e:  # noqa: BLE001 — whatever the architecture raises on these arguments is the config's fault
+        bad = [f"{k} = {v!r}" for k, v in ckpt["config"].items() if isinstance(v, (int, float)) and v <= 0]
+        raise ModelError(f"{where}: its architecture {ckpt['arch']!r} cannot be built from config {ckpt['config']!r}"
+                         + (f" ({', '.join(bad)} must be > 0)" if bad else "")
+                         + f" ({type(e).__name__}: {str(e)[:200]}); {fix}") from None
 
 
 def _check_weights(net: nn.Module, state: dict[str, Any], where: str, fix: str) -> None:

@@ -180,24 +180,27 @@ def run(job: SampleJob, out: str | Path, rank: distributed.Rank, *, progress: bo
     distributed.barrier(rank)
     # under torchrun the leader merges after the barrier; shards of a job array cannot wait for each other, so
     # each tries (merging is idempotent and atomic): the last to finish writes samples.pt
-    return merge(job, out) if rank.leader or not rank.group else None
+    return merge(job, out, problem) if rank.leader or not rank.group else None
 
 
-def merge(job: SampleJob, out: Path) -> Path | None:
-    """OUT/samples.pt (x: all n samples in order, seeds) once every batch file is there; else None."""
+def merge(job: SampleJob, out: Path, problem: problems.Problem) -> Path | None:
+    """OUT/samples.pt (x: all n samples in order, seeds) once every batch file is there; else None. Each batch file
+    is checked (read_batch) to hold what this job's sample_batch writes."""
     paths = [batch_path(out, *b) for b in job.batches()]
     if not all(p.exists() for p in paths):
         return None
-    parts = [read_batch(p, *b) for p, b in zip(paths, job.batches())]
+    row = tuple(x_T_rows(problem, [job.seed], problem.default_schedule()).shape[1:])  # one sample, as sampled
+    parts = [read_batch(p, *b, row=row, dtype=DTYPES[job.dtype]) for p, b in zip(paths, job.batches())]
     target = out / "samples.pt"
     save_atomic({"x": torch.cat([p["x"] for p in parts]), "seeds": sample_seeds(job.seed, 0, job.n),
                  "nfe_per_sample_batch": parts[0]["nfe"]}, target)
     return target
 
 
-def read_batch(path: Path, start: int, end: int) -> dict[str, Any]:
-    """A batch file's {"x", "first", "seeds", "nfe"}, checked to hold samples start … end − 1; a file that cannot be
-    read or holds something else is a damaged folder: a DiffsolveError naming the file and the fix."""
+def read_batch(path: Path, start: int, end: int, *, row: tuple[int, ...], dtype: torch.dtype) -> dict[str, Any]:
+    """A batch file's {"x", "first", "seeds", "nfe"}, checked to hold samples start … end − 1: x of shape
+    (end − start, *row) and `dtype`, every value finite (sampling never stores NaN or Inf). A file that cannot be
+    read or holds something else is a damaged folder: a DiffsolveError naming the file, what is wrong and the fix."""
     try:
         part = torch.load(path, weights_only=True)
         why = "" if isinstance(part, dict) else f"it holds a {type(part).__name__}"
@@ -208,6 +211,12 @@ def read_batch(path: Path, start: int, end: int) -> dict[str, Any]:
         if not isinstance(x, Tensor) or x.ndim < 1 or x.shape[0] != end - start or part.get("first") != start \
                 or not isinstance(part.get("nfe"), int):
             why = f"it does not hold samples {start} … {end - 1} (x, first, nfe)"
+        elif tuple(x.shape) != (end - start, *row) or x.dtype != dtype:
+            why = (f"its x is a {x.dtype} tensor of shape {tuple(x.shape)}, not {dtype} of shape "
+                   f"{(end - start, *row)}")
+        elif not bool(torch.isfinite(x).all()):
+            bad = int((~torch.isfinite(x)).sum())
+            why = f"its x holds {bad} NaN or Inf value{'s' * (bad > 1)}; sampling stores finite values only"
     if why:
         raise DiffsolveError(f"{path} is damaged ({why}); it holds samples {start} … {end - 1} of the folder's job. "
                              f"Delete that file (a rerun samples it again), or delete the folder to start again")

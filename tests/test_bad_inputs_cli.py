@@ -106,6 +106,10 @@ UPFRONT = {  # a (solver, grid, NFE) combination whose plan is wrong → (its fl
     "a budget beyond MAX_STEPS": (["--nfe", "1000000000"], "use at most 10000000 steps"),
     "an NFE a custom grid does not cost": (["--grid", "custom:1,0.5,0.001", "--nfe", "7"],
                                            "grid 'custom:1,0.5,0.001' has 2 steps but 7 were asked for"),
+    "a custom grid's cost outside the NFE list (R2-c36)": (
+        ["--solver", "euler", "--grid", "logsnr,custom:1,0.5,0.001", "--nfe", "7"],
+        "grid 'custom:1,0.5,0.001' has its own times: solver 'euler' runs its 2 steps at nfe=2, which is not in the "
+        "NFE list [7]; add 2 to the list (--nfe, or nfe in the suite), or run it in a sweep of its own without --nfe"),
 }
 
 
@@ -130,6 +134,11 @@ def test_a_grid_with_its_own_times_runs_at_its_cost_without_nfe_or_with_it(tmp_p
         assert rc == 0, err
         rows = [json.loads(x) for x in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
         assert [(r["grid"], r["nfe_target"], r["nfe"]) for r in rows] == [("custom:1,0.5,0.001", 2, 2)]
+    # beside a grid of budgets: at its cost when the NFE list holds it (with --nfe 2,7, logsnr runs at both)
+    rc, err = run([*base, "--grid", "logsnr,custom:1,0.5,0.001", "--nfe", "2,7", "--fresh"], tmp_path, capsys)
+    rows = [json.loads(x) for x in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
+    assert rc == 0 and sorted((r["grid"], r["nfe"]) for r in rows) == [
+        ("custom:1,0.5,0.001", 2), ("logsnr", 2), ("logsnr", 7)], err
 
 
 TRAIN_BAD = [(["--lr", "1e300"], "lr must be a finite number > 0 and <= 1, got 1e+300 (Adam's learning rate: above 1"),
@@ -313,6 +322,17 @@ SUITES_BAD = {  # what is wrong → (the file's bytes, the words of the one erro
     "a name that is a number": (b'name = 3\n' + SUITE.encode(), "suite name 3"),
     "not UTF-8": (b'name = "caf\xe9"\n' + SUITE.encode(), "is not UTF-8 text"),
     "not TOML": (b"name = \n", "is not valid TOML"),
+    # every setting has a kind and a range, checked before any cell runs (R2-c27, R2-c29, R2-c30, R2-c35)
+    "fit_last a word": (b'fit_last = "three"\n' + SUITE.encode(),
+                        "fit_last must be an integer >= 0 and <= 10000, got 'three'"),
+    "fit_last 1": (b"fit_last = 1\n" + SUITE.encode(), "fit_last = 1 leaves one budget, which fits no order"),
+    "fit_min_nfe a word": (b'fit_min_nfe = "x"\n' + SUITE.encode(),
+                           "fit_min_nfe must be a finite number >= 1 and <= 1e+09, got 'x'"),
+    "sw2_projections huge": (b"sw2_projections = 1000000000\n" + SUITE.encode(),
+                             "sw2_projections must be an integer >= 1 and <= 10000, got 1000000000"),
+    "repeats huge": (b"repeats = 1000000000\n" + SUITE.encode(),
+                     "repeats must be an integer >= 1 and <= 1000, got 1000000000"),
+    "description a number": (b"description = 5\n" + SUITE.encode(), "description must be a string, got 5"),
 }
 
 
@@ -348,9 +368,29 @@ def test_a_damaged_manifest_is_one_error_with_the_fix(kind, tmp_path, capsys):
     assert "Delete the folder" in err
 
 
-BATCHES = {"text": lambda p: p.write_text("junk\n"), "empty": lambda p: p.write_bytes(b""),
-           "a list": lambda p: torch.save([1, 2], p),
-           "another batch's samples": lambda p: torch.save({"x": torch.zeros(3, 2), "first": 0, "nfe": 4}, p)}
+def _edit_batch(p: Path, **change) -> None:
+    torch.save({**torch.load(p, weights_only=True), **change}, p)
+
+
+def _nan_batch(p: Path) -> None:
+    x = torch.load(p, weights_only=True)["x"].clone()
+    x[0, 0] = float("nan")
+    _edit_batch(p, x=x)
+
+
+BATCHES = {  # what the first batch file becomes → the words of the one error line
+    "text": (lambda p: p.write_text("junk\n"), "torch.load cannot read it"),
+    "empty": (lambda p: p.write_bytes(b""), "torch.load cannot read it"),
+    "a list": (lambda p: torch.save([1, 2], p), "it holds a list"),
+    "another batch's samples": (lambda p: torch.save({"x": torch.zeros(3, 2), "first": 0, "nfe": 4}, p),
+                                "it does not hold samples 0 … 1"),
+    "samples of another shape": (lambda p: _edit_batch(p, x=torch.zeros(2, 3)),  # R2-c49: was torch.cat's error
+                                 "its x is a torch.float32 tensor of shape (2, 3), not torch.float32 of shape (2, 2)"),
+    "samples of another dtype": (lambda p: _edit_batch(p, x=torch.zeros(2, 2, dtype=torch.float64)),
+                                 "its x is a torch.float64 tensor of shape (2, 2), not torch.float32"),
+    "a NaN": (_nan_batch,  # R2-c52: was merged into samples.pt
+              "its x holds 1 NaN or Inf value; sampling stores finite values only"),
+}
 
 
 @pytest.mark.parametrize("kind", list(BATCHES))
@@ -359,10 +399,12 @@ def test_a_damaged_batch_file_is_one_error_with_the_fix(kind, tmp_path, capsys):
     rc, err = run(argv, tmp_path, capsys)
     assert rc == 0, err
     first = sorted((tmp_path / "s" / "batches").iterdir())[0]
-    BATCHES[kind](first)
+    change, words = BATCHES[kind]
+    change(first)
     (tmp_path / "s" / "samples.pt").unlink()
     rc, err = run(argv, tmp_path, capsys)
     assert_one_error_line(rc, err, "sample", f"{first} is damaged")
+    assert words in err
     assert "holds samples 0 … 1" in err and "Delete that file (a rerun samples it again)" in err
     first.unlink()
     rc, err = run(argv, tmp_path, capsys)  # the fix it names works
@@ -404,6 +446,14 @@ CHECKPOINTS_EDITED = {  # the shipped toy-2d checkpoint, edited → the words of
                                         "its schedule cannot be built (unknown schedule type 'Nope'"),
     "a config the architecture does not take": (lambda c: c["config"].update(bogus=1),
                                                 "cannot be built from config"),
+    "a negative size in the config": (lambda c: c["config"].update(hidden=-5),  # R2-c07: torch's RuntimeError
+                                      "cannot be built from config {'dim': 2, 'hidden': -5, 'depth': 3, 'temb': 32} "
+                                      "(hidden = -5 must be > 0)"),
+    "an absurd size in the config": (lambda c: c["config"].update(hidden=10**9),  # built without memory first
+                                     "parameter 'net.0.weight' has shape (128, 34) in checkpoint"),
+    "an unknown architecture": (lambda c: c.update(arch="nope"), "unknown architecture 'nope'; valid ones are mlp"),
+    "an unknown prediction": (lambda c: c.update(prediction="nope"),  # R2-c11, R2-c16: the file is named
+                              "its prediction 'nope' is not one diffsolve knows (valid ones are eps, x0, v"),
 }
 
 
@@ -627,6 +677,20 @@ def test_a_valid_learned_file_runs_in_the_bench(tmp_path, capsys):
     path = _learned_file(tmp_path, {})
     rc, err = run(_without(BASE["bench"], "--nfe") + ["--solver", f"file:{path}"], tmp_path, capsys)
     assert rc == 0, err
+    rc, err = run(_without(BASE["bench"], "--nfe") + ["--solver", f"file:{path}", "--nfe", "4", "--fresh"], tmp_path,
+                  capsys)
+    assert rc == 0, err
+
+
+def test_a_learned_file_with_an_nfe_list_it_does_not_cost_is_refused(tmp_path, capsys):
+    """It runs at its own NFE (4): an --nfe list without it is refused, as ds.sample refuses nfe=8 (R2-c02)."""
+    path = _learned_file(tmp_path, {})
+    rc, err = run(_without(BASE["bench"], "--nfe") + ["--solver", f"file:{path},euler", "--nfe", "8"], tmp_path,
+                  capsys)
+    assert_one_error_line(rc, err, "bench", f"'file:{path}' was learned for nfe=4, which is not in the NFE list [8]; "
+                                            f"add 4 to the list (--nfe, or nfe in the suite), or run it in a sweep of "
+                                            f"its own without --nfe")
+    assert not (tmp_path / "b" / "results.jsonl").exists()
 
 
 def test_a_reference_solve_whose_step_falls_to_zero_is_one_error_naming_it():

@@ -9,7 +9,7 @@ import torch
 
 import diffsolve as ds
 from diffsolve.bench import expand_run
-from diffsolve.errors import GridError
+from diffsolve.errors import DiffsolveError, GridError
 
 F64 = torch.float64
 LIN = ds.VPLinear()
@@ -83,13 +83,17 @@ def test_registered_grid_and_specs_in_sample_and_in_suites(tmp_path, fresh_grid_
     assert torch.equal(a.x, b.x) and a.nfe == 6
     c = ds.sample(model, x, solver="heun", grid=ds.grids.logsnr(model.schedule, 4))  # a Grid: its steps
     assert c.nfe == 8
-    # a grid with its own times: one cell per solver and variable, at the NFE those steps cost
+    # a grid with its own times: one cell per solver and variable, at the NFE those steps cost (in the NFE list)
     cells = expand_run({"problem": "gmm-2d", "solvers": ["euler", "heun"], "grids": ["custom:1.0,0.3,0.001",
-                        "karras:rho=5"], "variables": ["lambda"], "nfe": [4, 8], "n": 4})
+                        "karras:rho=5"], "variables": ["lambda"], "nfe": [2, 4], "n": 4})
     assert sorted((c.solver, c.grid, c.nfe) for c in cells) == sorted([
         ("euler", "custom:1.0,0.3,0.001", 2), ("heun", "custom:1.0,0.3,0.001", 4),
-        ("euler", "karras:rho=5", 4), ("euler", "karras:rho=5", 8), ("heun", "karras:rho=5", 4),
-        ("heun", "karras:rho=5", 8)])
+        ("euler", "karras:rho=5", 2), ("euler", "karras:rho=5", 4), ("heun", "karras:rho=5", 2),
+        ("heun", "karras:rho=5", 4)])
+    with pytest.raises(DiffsolveError, match=r"solver 'euler' runs its 2 steps at nfe=2, which is not in the NFE list "
+                                             r"\[4, 8\]"):
+        expand_run({"problem": "gmm-2d", "solvers": ["euler", "heun"], "grids": ["custom:1.0,0.3,0.001",
+                    "karras:rho=5"], "variables": ["lambda"], "nfe": [4, 8], "n": 4})
     # a grid file's content is part of the cells' fingerprint
     path = ds.grids.save(ds.grids.logsnr(ds.VPLinear(), 3), tmp_path / "g.json")
     one = expand_run({"problem": "gmm-2d", "solver": "euler", "grid": f"file:{path}", "variable": "t", "nfe": [3]})

@@ -155,9 +155,29 @@ def _list(value: Any, what: str) -> list[Any]:
 
 
 def _int(value: Any, what: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise DiffsolveError(f"{what} must be an integer ≥ {minimum}, got {value!r}")
-    return value
+    return Option(what, "int", low=minimum).check(value, fix=f"give an integer >= {minimum}")
+
+
+# the suite's numeric settings: their kind and a sane range, checked when the suite is loaded (before any cell runs)
+SUITE_OPTIONS = {o.name: o for o in (
+    Option("n", "int", None, "samples per cell", low=2, high=10**7),
+    Option("sw2_projections", "int", 256, "random directions of the sliced W2 metric", low=1, high=10_000),
+    Option("repeats", "int", 1, "identical timed solves per cell; seconds is their median", low=1, high=1000),
+    Option("fit_last", "int", 3, "the order fit uses the last N budgets; 0 for all", low=0, high=10_000),
+    Option("fit_min_nfe", "float", None, "the order fit uses budgets of at least this NFE", low=1, high=10**9),
+)}
+NULLABLE = {"fit_last", "fit_min_nfe"}  # None (from Python; TOML has no null) is their "no limit"
+FLAGS = {"n": "--n", "repeats": "--repeats"}
+
+
+def setting(data: dict[str, Any], name: str, default: Any = None, source: str = "") -> Any:
+    """The suite's setting `name` (or `default`, else its Option's), checked by its Option in SUITE_OPTIONS."""
+    o = SUITE_OPTIONS[name]
+    value = data.get(name, o.default if default is None else default)
+    if value is None and name in NULLABLE:
+        return None
+    fix = f"set {name} to such a value" + (f" with {FLAGS[name]} or" if name in FLAGS else "") + " in the suite file"
+    return o.check(value, owner=f"suite {source!r}" if source else "", fix=fix)
 
 
 RUN_KEYS = {"problem", "problems", "schedule", "n", "seeds", "nfe", "solver", "solvers", "grids", "grid",
@@ -251,8 +271,11 @@ def _data_keys(run: dict[str, Any], probs: list[tuple[str, Problem]]) -> dict[st
     return {"data": key, "features": fp}
 
 
-def expand_run(run: dict[str, Any]) -> list[Cell]:
-    """All cells of one run (defaults already merged in), every name checked against its registry."""
+def expand_run(run: dict[str, Any], source: str = "", *, nfe_given: bool = True) -> list[Cell]:
+    """All cells of one run (defaults already merged in), every name checked against its registry; `source` (the
+    suite file) is named by the errors of its settings. A cell at its own cost (a grid with its own times, a learned
+    solver's file) must cost an NFE of the run's list, as ds.sample refuses nfe= it does not cost — unless the list
+    is the command line's default (`nfe_given=False`: no --nfe), which the other grids use."""
     _check_keys(run, RUN_KEYS)
     run = _plural(run)
     probs = _problems(run)
@@ -285,12 +308,14 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
     for p, prob in probs:
         fp = problems_mod.adopt(prob, p)
         schedule = str(schedule_given) if schedule_given is not None else schedule_name(prob)
-        n = _int(run.get("n", prob.default_n), "n (samples per cell)", 2)
+        n = setting(run, "n", prob.default_n, source)
         ref_tol = positive_float(run.get("ref_tol", prob.default_ref_tol), "ref_tol", tol_fix, below=1)
-        extra = {"dtype": dtype, "ref_tol": ref_tol,
-                 "sw2_projections": _int(run.get("sw2_projections", 256), "sw2_projections", 1), "params": params,
-                 "repeats": _int(run.get("repeats", 1), "repeats", 1), **measured_on}
-        cells += _learned_cells(p, prob, schedule, learned, seeds, n, str(run.get("kind") or "ode"), extra)
+        extra = {"dtype": dtype, "ref_tol": ref_tol, "sw2_projections": setting(run, "sw2_projections", None, source),
+                 "params": params, "repeats": setting(run, "repeats", None, source), **measured_on}
+        own = _learned_cells(p, prob, schedule, learned, seeds, n, str(run.get("kind") or "ode"), extra)
+        for c in own:
+            _own_cost(f"{c.solver!r} was learned for nfe={c.nfe}", c.nfe, nfes if nfe_given else [])
+        cells += own
         for seed in seeds:
             for name, options in solvers:
                 solver = get_solver(name)
@@ -314,12 +339,23 @@ def expand_run(run: dict[str, Any]) -> list[Cell]:
                     # a grid with its own times: one cell, at the NFE those steps cost; when every grid of the run
                     # has its own times the NFE list is theirs, and a budget they do not cost is refused (plan's rule)
                     budgets = nfes if steps is None or (all_fixed and nfes) else [solver.nfe_for(steps) or steps]
+                    if steps is not None and not all_fixed:
+                        _own_cost(f"grid {g.text!r} has its own times: solver {name!r} runs its {steps} steps at "
+                                  f"nfe={budgets[0]}", budgets[0], nfes if nfe_given else [])
                     for v in vs:
                         for nfe in budgets:
                             cells.append(Cell(p, schedule, name, g.text, v, nfe, seed, n, options, kind, **extra,
                                               fingerprint=cfp))
     check_plans(cells, dict(probs))
     return cells
+
+
+def _own_cost(what: str, cost: int, nfes: list[int]) -> None:
+    """Refuse a cell at its own cost outside the run's NFE list (empty: no list to keep to)."""
+    if nfes and cost not in nfes:
+        raise DiffsolveError(f"{what}, which is not in the NFE list [{', '.join(map(str, nfes))}]; add {cost} to "
+                             f"the list (--nfe, or nfe in the suite), or run it in a sweep of its own without --nfe "
+                             f"(checked before any cell runs)")
 
 
 def check_plans(cells: list[Cell], probs: dict[str, Problem]) -> None:
@@ -396,13 +432,23 @@ class Suite:
 
     @classmethod
     def from_dict(
-        cls, data: dict[str, Any], name: str = "suite", source: str = "", overrides: dict[str, Any] | None = None
+        cls, data: dict[str, Any], name: str = "suite", source: str = "", overrides: dict[str, Any] | None = None,
+        *, nfe_given: bool = True,
     ) -> Suite:
         """Build from parsed TOML: top-level defaults merged into each [[run]] (or one implicit run).
 
-        `overrides` (e.g. {"n": 64} from the command line) win over both the defaults and the runs.
+        `overrides` (e.g. {"n": 64} from the command line) win over both the defaults and the runs; `nfe_given=False`
+        when the NFE list is the command line's default (see expand_run).
         """
         _check_keys(data, SUITE_KEYS)
+        fit_last, fit_min_nfe = setting(data, "fit_last", source=source), setting(data, "fit_min_nfe", source=source)
+        if fit_last == 1:
+            raise DiffsolveError(f"suite{f' {source!r}' if source else ''}: fit_last = 1 leaves one budget, which "
+                                 f"fits no order; give 2 or more (the default is 3), or 0 for all budgets")
+        description = data.get("description", "")
+        if not isinstance(description, str):
+            raise DiffsolveError(f"suite{f' {source!r}' if source else ''}: description must be a string, got "
+                                 f"{description!r}; quote it, e.g. description = \"what this suite measures\"")
         defaults = _plural({k: v for k, v in data.items() if k in RUN_KEYS})
         runs = data.get("run", [{}])
         if not isinstance(runs, list) or not all(isinstance(r, dict) for r in runs):
@@ -414,13 +460,13 @@ class Suite:
         seen: set[str] = set()
         for run in runs:
             _check_keys(run, RUN_KEYS)
-            for cell in expand_run({**defaults, **_plural(run), **_plural(overrides or {})}):
+            for cell in expand_run({**defaults, **_plural(run), **_plural(overrides or {})}, source,
+                                   nfe_given=nfe_given):
                 if cell.key not in seen:
                     seen.add(cell.key)
                     cells.append(cell)
-        fit_last = data.get("fit_last", 3)
-        return cls(suite_name(data.get("name", name), source), cells, str(data.get("description", "")),
-                   None if fit_last in (0, None) else int(fit_last), data.get("fit_min_nfe"), source)
+        return cls(suite_name(data.get("name", name), source), cells, description, fit_last or None, fit_min_nfe,
+                   source)
 
     @classmethod
     def load(cls, path_or_name: str | Path, overrides: dict[str, Any] | None = None) -> Suite:

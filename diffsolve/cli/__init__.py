@@ -4,7 +4,8 @@ One module per subcommand (diffsolve.cli.bench, …), each with `add_parser(subp
 diffsolve.cli.common. `main` runs every subcommand under one handler, from its first line to its last:
 - a DiffsolveError (a wrong input) or an OSError about a path → one line `diffsolve CMD: error: …`, exit 2;
 - Ctrl-C → one line, exit 130; SIGTERM → one line, exit 143 (handlers installed before torch is imported; the
-  `diffsolve` script's entry point, diffsolve.console.main, installs them before it imports this package);
+  `diffsolve` script's entry point, diffsolve.console.main, installs them before it imports this package; a signal
+  inside an import is raised once the import is done, and one whose exception was swallowed still ends the command);
 - anything else → the traceback is written to a log file named in one line, exit 1.
 Importing this package does not import torch.
 """
@@ -17,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..console import signals_raise, stop_status
+from ..console import honour, signals_raise, stop_status
 from ..errors import DiffsolveError
 from . import bench, likelihood, sample, train, tune
 from .common import EXIT_CRASH, EXIT_USAGE, Parser
@@ -44,30 +45,36 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `diffsolve` script; returns the exit status."""
+    """Entry point of the command line (diffsolve.console.main calls it); returns the exit status."""
     with signals_raise():
         argv = sys.argv[1:] if argv is None else list(argv)
         command = "diffsolve" + next((f" {a}" for a in argv[:1] if a in COMMANDS), "")
-        try:
-            parser = build_parser()
-            args = parser.parse_args(argv)
-            if args.command is None:
-                parser.print_help(sys.stderr)
-                return EXIT_USAGE
-            command = f"diffsolve {args.command}"
-            return COMMANDS[args.command][1](args)
-        except DiffsolveError as e:
-            return _say(f"{command}: error: {e}", EXIT_USAGE)
-        except KeyboardInterrupt as e:
-            status, what = stop_status(e)
-            return _say(f"{command}: {what}", status)
-        except OSError as e:
-            if e.filename is None:
-                return _crashed(command, e, argv)
-            where = repr(e.filename) + ("" if e.filename2 is None else f" → {e.filename2!r}")
-            return _say(f"{command}: error: {e.strerror or e}: {where}; check the path", EXIT_USAGE)
-        except Exception as e:  # noqa: BLE001 — the one place an unexpected error is reported
-            return _crashed(command, e, argv)
+        status, command = _run(argv, command)
+        return honour(status, command)  # a signal whose exception was swallowed still ends the command as one
+
+
+def _run(argv: list[str], command: str) -> tuple[int, str]:
+    """Parse and run the command under the one handler; (exit status, the command's name for messages)."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return EXIT_USAGE, command
+        command = f"diffsolve {args.command}"
+        return COMMANDS[args.command][1](args), command
+    except DiffsolveError as e:
+        return _say(f"{command}: error: {e}", EXIT_USAGE), command
+    except KeyboardInterrupt as e:
+        status, what = stop_status(e)
+        return _say(f"{command}: {what}", status), command
+    except OSError as e:
+        if e.filename is None:
+            return _crashed(command, e, argv), command
+        where = repr(e.filename) + ("" if e.filename2 is None else f" → {e.filename2!r}")
+        return _say(f"{command}: error: {e.strerror or e}: {where}; check the path", EXIT_USAGE), command
+    except Exception as e:  # noqa: BLE001 — the one place an unexpected error is reported
+        return _crashed(command, e, argv), command
 
 
 def _say(line: str, status: int) -> int:

@@ -126,7 +126,8 @@ def suite_of(args: argparse.Namespace) -> Any:
                              f"copy of the suite file to change its axes")
     if not axis_given:
         return Suite.load(args.suite or "default", overrides)
-    return Suite.from_dict(common.sweep_run(args, DEFAULT_AXES), name="cli", overrides=overrides)
+    return Suite.from_dict(common.sweep_run(args, DEFAULT_AXES), name="cli", overrides=overrides,
+                           nfe_given=args.nfe is not None)
 
 
 def run(args: argparse.Namespace) -> int:
