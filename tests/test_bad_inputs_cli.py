@@ -631,7 +631,7 @@ def _learned_data() -> dict:
 
 LEARNED_BAD = {  # what is wrong → (the file's text or a change to its fields, the words the one error line holds)
     "nfe a word": ({"nfe": "four"}, "nfe must be an integer >= 1, got 'four'"),
-    "a NaN weight": ({"weights": "NAN"}, "weights.deltas[0][0] must be a finite number, got nan"),
+    "a NaN weight": ({"weights": "NAN"}, "weights.deltas[0][0] must be a finite number >= -1000 and <= 1000, got nan"),
     "weights a word": ({"weights": {"deltas": "zero"}}, "weights.deltas must be a list of lists"),
     "no weights": ({"weights": None}, "has no 'weights'"),
     "a future version": ({"version": 9}, "upgrade diffsolve"),
