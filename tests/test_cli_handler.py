@@ -163,6 +163,7 @@ def _stopped(err: list[str], signum: int) -> bool:
                                           and err[2].startswith(f"{what}: 0 of ") and "Traceback" not in err[2])
 
 
+@pytest.mark.slow  # timing sweeps of real processes (~8 s each); the deterministic tests above stay fast
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_in_the_first_milliseconds_is_never_a_traceback_from_the_command_line(signum, tmp_path):
     """Sent 10–40 ms after the start. Once the entry point runs: the one line and 130/143. Before (the interpreter
@@ -232,6 +233,7 @@ def test_a_signal_whose_exception_was_swallowed_still_ends_the_command(monkeypat
     assert capsys.readouterr().err == "diffsolve bench: terminated (SIGTERM)\n"
 
 
+@pytest.mark.slow  # timing sweeps of real processes (~8 s each); the deterministic tests above stay fast
 @pytest.mark.parametrize("how", ["script", "module"])
 def test_sigterm_at_any_time_of_the_start_is_143_and_one_line(how, tmp_path):
     """SIGTERM 0.1–0.4 s after the start (while numpy, scipy and torch are imported) through the `diffsolve` script and
