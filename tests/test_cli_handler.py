@@ -89,7 +89,8 @@ def test_a_signal_anywhere_in_main_is_one_line_and_its_status(where, signum, sta
 
 
 @pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="watches the child's memory maps through /proc")
-@pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+@pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143),  # SIGINT in the slow run (same path, ~2 s each)
+                                           pytest.param(signal.SIGINT, 130, marks=pytest.mark.slow)])
 def test_a_signal_while_torch_is_imported_is_one_line(signum, status, tmp_path):
     """The handlers are in place before torch is imported: a signal then gives the one line, not a traceback (held
     back until torch's import is done, it may stop the sweep instead: its own line, no cell stored)."""
@@ -137,7 +138,8 @@ def _script(tmp_path: Path, *python: str) -> subprocess.Popen:
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow),  # same path: slow run
+                                    signal.SIGTERM])
 def test_a_signal_while_the_command_line_is_imported_is_one_line(signum, tmp_path):
     """The entry point installs the handlers before it imports diffsolve.cli: a signal sent as soon as diffsolve.cli
     is being imported (seen through -X importtime) gives the one line and 130/143, never a traceback."""
@@ -255,7 +257,8 @@ def _module(tmp_path: Path) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [pytest.param(signal.SIGINT, marks=pytest.mark.slow),  # same path: slow run
+                                    signal.SIGTERM])
 def test_python_m_diffsolve_has_the_handlers_before_the_command_line(signum, tmp_path):
     """`python -m diffsolve` goes through the script's entry point (R2-s06, R2-s07): a signal as soon as diffsolve.cli
     is being imported gives the one line, not a KeyboardInterrupt traceback or death by the signal."""
