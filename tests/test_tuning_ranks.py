@@ -18,6 +18,7 @@ MEASURED = ("times", "eval_times", "train_error", "heldout_error", "validation_e
             "cost_vjp_samples", "heldout_median", "heldout_p90", "evals")
 
 
+@pytest.mark.slow  # torchrun with two processes (~7 s); .ci/run runs the slow set too
 def test_two_ranks_give_the_grid_of_one_process(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     env.update(OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
