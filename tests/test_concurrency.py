@@ -35,6 +35,7 @@ def _values(records: list[dict]) -> dict[str, tuple]:
     return {r["key"]: tuple(r[k] for k in MEASURED) for r in records}
 
 
+@pytest.mark.slow  # two real processes (~2 s); the claim/lock logic is tested in-process below
 def test_two_processes_running_one_sweep_into_one_folder_store_every_cell_once(tmp_path):
     """Both run at once; the store holds each cell exactly once, values equal to a single process's run."""
     shared = tmp_path / "shared"
@@ -64,6 +65,7 @@ print(json.dumps(solved))
 """
 
 
+@pytest.mark.slow  # two real processes (~2 s); the claim/lock logic is tested in-process below
 def test_two_processes_share_the_reference_cache_without_races_or_double_solves(tmp_path):
     """Six references, two processes: no error, each reference solved by exactly one of them."""
     procs = [subprocess.Popen([sys.executable, "-c", REF_SCRIPT, str(tmp_path)], env=ENV, stdout=subprocess.PIPE,
