@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import DiffsolveError
 
+MIN_TOL = 1e-15  # below ~5 float64 round-offs (eps ≈ 2.2e-16) no error control can hold: its estimate overflows
 KINDS = ("bool", "int", "float", "choice", "seed", "generator", "path", "pattern", "table", "str")
 
 
@@ -174,3 +175,10 @@ def seed_list(values: Any, name: str, *, error: type[DiffsolveError] = Diffsolve
         raise error(f"{name} must be a non-empty list of non-negative integers, e.g. [0], got {values!r}")
     return [Option(name, "int", low=0).check(s, fix="seeds are integers >= 0, e.g. [0, 1]", error=error)
             for s in items]
+
+
+def tolerance(name: str, default: float | None, doc: str, below: float | None = None, *,
+              optional: bool = False) -> Option:
+    """rtol / atol of an error control: a finite number >= MIN_TOL (and < `below` when given)."""
+    return Option(name, "float", default, f"{doc}; at least {MIN_TOL:g}, float64's round-off", low=MIN_TOL, high=below,
+                  open_high=below is not None, optional=optional)

@@ -21,13 +21,12 @@ import torch
 import torchdiffeq
 from torch import Tensor
 
-from .checks import Option, positive_float, positive_int
+from .checks import MIN_TOL, Option, positive_float, positive_int, tolerance
 from .dynamics import ProbabilityFlowODE
 from .errors import DiffsolveError, ModelError
 from .models import Model
 from .points import make_point
 from .schedules import as_f64
-from .solvers.options import MIN_TOL, tolerance
 from .solvers.torchdiffeq_ode import ADAPTIVE_METHODS, FIXED_METHODS
 
 DIVERGENCES = ("exact", "hutchinson")

@@ -74,7 +74,7 @@ CASES: list[Case] = [
     ("suite tols nan", lambda tmp: _suite(solvers=["dopri5"], tols=[math.nan]), "got nan"),
     ("suite tols inf", lambda tmp: _suite(solvers=["dopri5"], tols=[math.inf]), "got inf"),
     ("suite tols string", lambda tmp: _suite(solvers=["dopri5"], tols=["1e-3"]), "'1e-3'"),
-    ("suite ref_tol -1", lambda tmp: _suite(ref_tol=-1), "ref_tol must be a finite number > 0 and < 1, got -1"),
+    ("suite ref_tol -1", lambda tmp: _suite(ref_tol=-1), "ref_tol must be a finite number >= 1e-15 and < 1, got -1"),
     ("suite ref_tol nan", lambda tmp: _suite(ref_tol=math.nan), "got nan"),
     ("suite [run] table", lambda tmp: lambda: Suite.from_dict({**RUN, "run": {"solvers": ["heun"]}}), "[[run]]"),
     ("store garbage line", lambda tmp: _store(tmp, "garbage{"), "line 2: not valid JSON"),

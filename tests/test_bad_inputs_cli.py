@@ -127,6 +127,21 @@ def test_a_wrong_plan_is_one_error_line_before_any_cell_runs(kind, tmp_path, cap
     assert "(checked before any cell runs)" in err and not (tmp_path / "b" / "results.jsonl").exists()
 
 
+@pytest.mark.parametrize("flags,words", [
+    (["--solver", "dopri5", "--tols", "1e-16"], "every tol in 'tols' must be a finite number >= 1e-15 and < 1, got "
+                                                "1e-16"),  # R2-c43: was exit 4, every cell failed
+    (["--ref-tol", "1e-16"], "--ref-tol must be a finite number >= 1e-15 and < 1 or None, got 1e-16"),  # R2-c44
+])
+def test_a_tolerance_below_float64s_round_off_is_refused_before_any_work(flags, words, tmp_path, capsys):
+    """Tolerances of adaptive cells and of the reference share the solvers' bound (diffsolve.checks.MIN_TOL)."""
+    argv = BASE["bench"]
+    for flag in flags[::2]:
+        argv = _without(argv, flag) if flag in argv else argv
+    rc, err = run([*argv, *flags], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", words)
+    assert "float64's round-off" in err and not (tmp_path / "b" / "results.jsonl").exists()
+
+
 def test_a_grid_with_its_own_times_runs_at_its_cost_without_nfe_or_with_it(tmp_path, capsys):
     base = _without(BASE["bench"], "--nfe")
     for extra in ([], ["--nfe", "2"]):
@@ -139,6 +154,9 @@ def test_a_grid_with_its_own_times_runs_at_its_cost_without_nfe_or_with_it(tmp_p
     rows = [json.loads(x) for x in (tmp_path / "b" / "results.jsonl").read_text().splitlines()]
     assert rc == 0 and sorted((r["grid"], r["nfe"]) for r in rows) == [
         ("custom:1,0.5,0.001", 2), ("logsnr", 2), ("logsnr", 7)], err
+    # ... and says, in one line, that it has no cell at the other NFEs (R2-c45: it was silent)
+    assert "diffsolve bench: warning: grid 'custom:1,0.5,0.001' has its own times: solver 'euler' runs its 2 steps " \
+           "at nfe=2 only, not at the run's other NFEs (7)" in err.splitlines(), err
 
 
 TRAIN_BAD = [(["--lr", "1e300"], "lr must be a finite number > 0 and <= 1, got 1e+300 (Adam's learning rate: above 1"),
@@ -182,6 +200,17 @@ def test_a_wrong_destination_is_refused_before_any_work(cmd, out, text, tmp_path
     argv = [*BASE[cmd][:-1], out] if BASE[cmd][-2] == "--out" else [*BASE[cmd], "--out", out]
     rc, err = run(argv, tmp_path, capsys)
     assert_one_error_line(rc, err, cmd, text)
+
+
+def test_a_file_where_sample_keeps_its_batch_folder_is_one_error_with_the_fix(tmp_path, capsys):
+    """R2-c51: a file named like the batch folder was 'File exists: …; check the path'."""
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "batches").write_text("x")
+    argv = [*BASE["sample"][:-1], str(out)] if BASE["sample"][-2] == "--out" else [*BASE["sample"], "--out", str(out)]
+    rc, err = run(argv, tmp_path, capsys)
+    assert_one_error_line(rc, err, "sample", f"{str(out / 'batches')!r} exists and is not a folder, but a folder is "
+                                             f"needed there; move it away or choose another --out")
 
 
 # ---- the user's files named by --problem ------------------------------------------------------------------------

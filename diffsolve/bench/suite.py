@@ -41,6 +41,7 @@ import hashlib
 import json
 import re
 import tomllib
+import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
@@ -48,7 +49,7 @@ from typing import Any
 
 from .. import grids as grids_mod
 from .. import problems as problems_mod
-from ..checks import Option, positive_float
+from ..checks import MIN_TOL, Option, tolerance
 from ..dynamics import VARIABLES
 from ..errors import DiffsolveError, unknown_name
 from ..problems import Problem
@@ -300,8 +301,8 @@ def expand_run(run: dict[str, Any], source: str = "", *, nfe_given: bool = True)
     params = run.get("params", {})
     if not isinstance(params, dict):
         raise DiffsolveError(f"a run's 'params' must be a table of kind-specific settings, got {params!r}")
-    tol_fix = "tolerances are finite numbers in (0, 1), e.g. 1e-6"
-    tols = [positive_float(x, "every tol in 'tols'", tol_fix, below=1)
+    tol_fix = f"tolerances are finite numbers in [{MIN_TOL:g}, 1), e.g. 1e-6"
+    tols = [tolerance("every tol in 'tols'", None, "rtol = atol of an adaptive cell", below=1).check(x, fix=tol_fix)
             for x in _list(run.get("tols", DEFAULT_TOLS), "tols")]
     measured_on = _data_keys(run, probs)
     cells = []
@@ -309,7 +310,8 @@ def expand_run(run: dict[str, Any], source: str = "", *, nfe_given: bool = True)
         fp = problems_mod.adopt(prob, p)
         schedule = str(schedule_given) if schedule_given is not None else schedule_name(prob)
         n = setting(run, "n", prob.default_n, source)
-        ref_tol = positive_float(run.get("ref_tol", prob.default_ref_tol), "ref_tol", tol_fix, below=1)
+        ref_tol = tolerance("ref_tol", None, "rtol = atol of the reference solve", below=1).check(
+            run.get("ref_tol", prob.default_ref_tol), fix=tol_fix)
         extra = {"dtype": dtype, "ref_tol": ref_tol, "sw2_projections": setting(run, "sw2_projections", None, source),
                  "params": params, "repeats": setting(run, "repeats", None, source), **measured_on}
         own = _learned_cells(p, prob, schedule, learned, seeds, n, str(run.get("kind") or "ode"), extra)
@@ -335,19 +337,29 @@ def expand_run(run: dict[str, Any], source: str = "", *, nfe_given: bool = True)
                     cfp = _cell_fingerprint(fp, g)
                     if cfp != fp:  # a grid file's cells: their problem is found under the combined fingerprint
                         problems_mod.adopt(prob, p, cfp)
-                    steps = g.steps
-                    # a grid with its own times: one cell, at the NFE those steps cost; when every grid of the run
-                    # has its own times the NFE list is theirs, and a budget they do not cost is refused (plan's rule)
-                    budgets = nfes if steps is None or (all_fixed and nfes) else [solver.nfe_for(steps) or steps]
-                    if steps is not None and not all_fixed:
-                        _own_cost(f"grid {g.text!r} has its own times: solver {name!r} runs its {steps} steps at "
-                                  f"nfe={budgets[0]}", budgets[0], nfes if nfe_given else [])
+                    budgets = _budgets(g, name, solver, nfes, nfe_given, all_fixed, warn=seed == seeds[0])
                     for v in vs:
                         for nfe in budgets:
                             cells.append(Cell(p, schedule, name, g.text, v, nfe, seed, n, options, kind, **extra,
                                               fingerprint=cfp))
     check_plans(cells, dict(probs))
     return cells
+
+
+def _budgets(g: Any, name: str, solver: Any, nfes: list[int], nfe_given: bool, all_fixed: bool, *,
+             warn: bool) -> list[int]:
+    """The NFEs a grid's cells run at: the run's list, or — a grid with its own times — the one NFE its steps cost
+    (when every grid of the run has its own times the NFE list is theirs, and a budget they do not cost is refused:
+    plan's rule). Such a grid outside the list is refused; beside the list's other NFEs it is said (`warn`)."""
+    steps = g.steps
+    budgets = nfes if steps is None or (all_fixed and nfes) else [solver.nfe_for(steps) or steps]
+    if steps is not None and not all_fixed:
+        what = f"grid {g.text!r} has its own times: solver {name!r} runs its {steps} steps at nfe={budgets[0]}"
+        _own_cost(what, budgets[0], nfes if nfe_given else [])
+        if warn and set(nfes) - set(budgets):
+            warnings.warn(f"{what} only, not at the run's other NFEs "
+                          f"({', '.join(str(k) for k in nfes if k not in budgets)})", stacklevel=3)
+    return budgets
 
 
 def _own_cost(what: str, cost: int, nfes: list[int]) -> None:

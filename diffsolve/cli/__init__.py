@@ -6,7 +6,8 @@ diffsolve.cli.common. `main` runs every subcommand under one handler, from its f
 - Ctrl-C → one line, exit 130; SIGTERM → one line, exit 143 (handlers installed before torch is imported; the
   `diffsolve` script's entry point, diffsolve.console.main, installs them before it imports this package; a signal
   inside an import is raised once the import is done, and one whose exception was swallowed still ends the command);
-- anything else → the traceback is written to a log file named in one line, exit 1.
+- anything else → the traceback is written to a log file named in one line, exit 1;
+- a warning raised from diffsolve's own code → one line `diffsolve CMD: warning: …` (others keep Python's form).
 Importing this package does not import torch.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -62,7 +64,9 @@ def _run(argv: list[str], command: str) -> tuple[int, str]:
             parser.print_help(sys.stderr)
             return EXIT_USAGE, command
         command = f"diffsolve {args.command}"
-        return COMMANDS[args.command][1](args), command
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(command, warnings.showwarning)
+            return COMMANDS[args.command][1](args), command
     except DiffsolveError as e:
         return _say(f"{command}: error: {e}", EXIT_USAGE), command
     except KeyboardInterrupt as e:
@@ -72,9 +76,25 @@ def _run(argv: list[str], command: str) -> tuple[int, str]:
         if e.filename is None:
             return _crashed(command, e, argv), command
         where = repr(e.filename) + ("" if e.filename2 is None else f" → {e.filename2!r}")
+        if isinstance(e, FileExistsError):  # mkdir on a path that is a file: a folder is needed there
+            return _say(f"{command}: error: {where} exists and is not a folder, but a folder is needed there; move "
+                        f"it away or choose another --out", EXIT_USAGE), command
         return _say(f"{command}: error: {e.strerror or e}: {where}; check the path", EXIT_USAGE), command
     except Exception as e:  # noqa: BLE001 — the one place an unexpected error is reported
         return _crashed(command, e, argv), command
+
+
+def _one_line_warnings(command: str, default: Callable[..., None]) -> Callable[..., None]:
+    """showwarning for one command: diffsolve's own warnings as `diffsolve CMD: warning: …`, others by `default`."""
+    package = str(Path(__file__).resolve().parents[1])
+
+    def show(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None,
+             line: str | None = None) -> None:
+        if str(Path(filename).resolve()).startswith(package):
+            print(f"{command}: warning: {message}", file=sys.stderr if file is None else file)
+        else:
+            default(message, category, filename, lineno, file, line)
+    return show
 
 
 def _say(line: str, status: int) -> int:

@@ -53,10 +53,3 @@ THRESHOLD = (
     Option("threshold_max", "float", 1.0, "the largest clip level s of dynamic thresholding", low=1.0),
 )
 FORM_DOC = "what the network output is integrated as: 'noise' (ε) or 'data' (x̂0)"
-MIN_TOL = 1e-15  # below ~5 float64 round-offs (eps ≈ 2.2e-16) no error control can hold: its estimate overflows
-
-
-def tolerance(name: str, default: float, doc: str, below: float | None = None) -> Option:
-    """rtol / atol of an error control: a finite number >= MIN_TOL (and < `below` when given)."""
-    return Option(name, "float", default, f"{doc}; at least {MIN_TOL:g}, float64's round-off", low=MIN_TOL, high=below,
-                  open_high=below is not None)

@@ -13,12 +13,11 @@ import torch
 import torchdiffeq
 from torch import Tensor
 
-from ..checks import Option
+from ..checks import Option, tolerance
 from ..dynamics import Dynamics
 from ..grids import Grid
 from ..points import make_point
 from .base import Solver, node_points, register
-from .options import tolerance
 
 ADAPTIVE_METHODS = {
     "dopri5": 5,

@@ -14,13 +14,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ...checks import Option
+from ...checks import Option, tolerance
 from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...grids import Grid
 from ...points import make_point
 from ..base import node_points, register
-from ..options import THRESHOLD, tolerance
+from ..options import THRESHOLD
 from .base import ExpSolver, combine, form_option, take_step
 from .coeffs import Combo, Node, first_order, linear_part
 from .phi import phi
