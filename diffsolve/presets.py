@@ -103,8 +103,9 @@ NAMES: tuple[NamedSampler, ...] = (
     NamedSampler("Heun", "heun", _K, diffusers="HeunDiscreteScheduler()", k_diffusion="sample_heun",
                  missing="its last step is an Euler step to σ = 0, and diffsolve's Runge–Kutta solvers cannot end at "
                          "σ = 0 yet (issue 22, end='zero'); use ds.sample(solver='heun') to σ_min"),
-    NamedSampler("DPM++ 3M SDE", "", _MULTISTEP, k_diffusion="sample_dpmpp_3m_sde",
-                 missing="diffsolve has no third-order SDE-DPM-Solver++ yet; use 'DPM++ 2M SDE'"),
+    NamedSampler("DPM++ 3M SDE", "sde_dpmpp3m", _MULTISTEP, k_diffusion="sample_dpmpp_3m_sde",
+                 note="noise: generator=, noise_sampler= (k-diffusion); diffusers' DPMSolverMultistepScheduler("
+                      "algorithm_type='sde-dpmsolver++', solver_order=3) is another method (its D2 weight)"),
 )
 _BY_KEY = {" ".join(n.name.lower().split()): n for n in NAMES}
 

@@ -3,7 +3,8 @@
 A diffsolve model and a k-diffusion denoiser are two views of one x̂0: D(x̄, σ̄) = x̂0(α x̄, t(σ̄)). k-diffusion's
 sample_dpmpp_2m / sample_euler / sample_heun on `ds.export.sigmas(grid)` equal ds.solve of the same methods on that
 grid (≤ 1e-10, float64); `k_sampler(solver)` on k-diffusion's Karras sigmas equals ds.solve on that grid, and its
-ddim(eta=1), sde_dpmpp2m and ipndm_v(order=4) are k-diffusion's Euler ancestral, DPM++ 2M SDE and LMS.
+ddim(eta=1), sde_dpmpp2m, sde_dpmpp3m and ipndm_v(order=4) are k-diffusion's Euler ancestral, DPM++ 2M SDE,
+DPM++ 3M SDE and LMS (ds.solve of sde_dpmpp3m too).
 """
 
 from __future__ import annotations
@@ -105,8 +106,8 @@ def test_callback_sees_k_diffusions_dict():
 
 
 def test_stochastic_samplers_are_k_diffusions_with_the_same_noise():
-    """ddim(eta=1) is sample_euler_ancestral; sde_dpmpp2m is sample_dpmpp_2m_sde (eta=1, midpoint); ipndm_v of
-    order 4 is sample_lms (deterministic)."""
+    """ddim(eta=1) is sample_euler_ancestral; sde_dpmpp2m is sample_dpmpp_2m_sde (eta=1, midpoint); sde_dpmpp3m is
+    sample_dpmpp_3m_sde (eta=1); ipndm_v of order 4 is sample_lms (deterministic)."""
     sigmas = karras_sigmas(7)
     x_bar = X / float(SCHED.alpha(SCHED.t_from_sigma_bar(sigmas[0])))
     noise = [torch.randn(X.shape, generator=torch.Generator().manual_seed(i), dtype=F64) for i in range(7)]
@@ -117,12 +118,33 @@ def test_stochastic_samplers_are_k_diffusions_with_the_same_noise():
 
     d = denoiser(MODEL)
     for ours, theirs in ((k_sampler("ddim", eta=1.0), K.sample_euler_ancestral),
-                         (k_sampler("sde_dpmpp2m"), K.sample_dpmpp_2m_sde)):
+                         (k_sampler("sde_dpmpp2m"), K.sample_dpmpp_2m_sde),
+                         (k_sampler("sde_dpmpp3m"), K.sample_dpmpp_3m_sde)):
         a = ours(d, x_bar, sigmas, disable=True, noise_sampler=sampler())
         b = theirs(d, x_bar, sigmas, disable=True, noise_sampler=sampler())
         assert rel(a, b) <= 1e-10, theirs.__name__
     a = k_sampler("ipndm_v", order=4)(d, x_bar, sigmas, disable=True)
     assert rel(a, K.sample_lms(d, x_bar, sigmas, disable=True)) <= 1e-10
+
+
+@pytest.mark.parametrize("levels", [2, 3, 4, 9])
+def test_sde_dpmpp3m_solve_is_sample_dpmpp_3m_sde(levels):
+    """ds.solve of sde_dpmpp3m on the reverse SDE (generator=: torch.randn per step) is k-diffusion's
+    sample_dpmpp_3m_sde (eta=1) on Karras sigmas ending in 0, given the same z: the VP step α_t × k-diffusion's x̄ step
+    (sde_exponential's docstring), its warm-up (ddpm, then 2M 'taylor') included — 1, 2, 3 and 8 steps before σ = 0."""
+    sigmas = karras_sigmas(levels)
+    x_bar = X / float(SCHED.alpha(SCHED.t_from_sigma_bar(sigmas[0])))
+    g = torch.Generator().manual_seed(7)
+    theirs = K.sample_dpmpp_3m_sde(denoiser(MODEL), x_bar, sigmas, disable=True,
+                                   noise_sampler=lambda s, s_next: torch.randn(X.shape, generator=g, dtype=F64))
+    grid = ds.grids.custom(SCHED, SCHED.t_from_sigma_bar(sigmas[:-1]))
+    sde = ds.VPSDE(SCHED).reverse(MODEL)
+    ours = ds.solve(sde, X, grid, "sde_dpmpp3m", to_zero=True, generator=torch.Generator().manual_seed(7))
+    assert ours.nfe == levels and rel(ours.x, theirs) <= 1e-10
+    if levels > 3:  # the third-order steps matter: 2M 'taylor' throughout is another sampler
+        other = ds.solve(sde, X, grid, "sde_dpmpp2m", variant="taylor", to_zero=True,
+                         generator=torch.Generator().manual_seed(7))
+        assert rel(other.x, theirs) > 1e-3
 
 
 def test_wrong_use_is_refused_with_the_fix():

@@ -1,6 +1,7 @@
 """Community sampler names: each available name's diffsolve configuration gives the samples of the named peer sampler
 with its default settings — diffusers' scheduler of that name on a DDPM table, and k-diffusion's sampler on its
-Karras sigmas — from the same x_T (≤ 1e-5 relative; diffusers rounds its coefficients to float32)."""
+Karras sigmas (a name diffusers lacks: on the name's own sigmas) — from the same x_T (≤ 1e-5 relative; diffusers rounds
+its coefficients to float32)."""
 
 from __future__ import annotations
 
@@ -176,3 +177,37 @@ def test_karras_names_equal_k_diffusion(name):
     noise = {"generator": torch.Generator().manual_seed(5)} if "SDE" in name else {}
     sol = ds.sample(model, x_T, **resolve(name).sample_kwargs(schedule, 10), **noise)
     assert rel(sol.x, theirs) <= 1e-10
+
+
+# names with no diffusers scheduler of that name: k-diffusion's sampler on the name's own sigmas (on a DDPM table)
+K_ONLY = {"DPM++ 3M SDE": "sample_dpmpp_3m_sde"}
+
+
+def test_every_available_name_without_diffusers_has_a_k_diffusion_check():
+    assert {n.name for n in NAMES if not n.missing and not n.diffusers and n.name != "iPNDM"} == set(K_ONLY)
+
+
+@pytest.mark.skipif(K is None, reason="k-diffusion is not installed (pip install --no-deps k-diffusion)")
+@pytest.mark.parametrize("calls", CALLS)
+@pytest.mark.parametrize("name", list(K_ONLY))
+def test_name_equals_k_diffusion_on_its_sigmas(table, name, calls):
+    """The name's grid exported as a sigma list (σ̄ at diffusers' integer steps, then 0), run by k-diffusion's
+    sampler with the z that ds.sample(generator=) draws: ≤ 1e-10 (diffusers' 3rd-order sde-dpmsolver++ is another
+    method: tests/test_sde.py)."""
+    schedule, net, x_T = table
+    model = ds.wrap(net, schedule, "eps")
+    kwargs = resolve(name).sample_kwargs(schedule, calls)
+    sigmas = ds.export.sigmas(kwargs["grid"], schedule)
+    t_of = dict(zip(sigmas.tolist(), kwargs["grid"].t.tolist()))  # the node's own time (no σ̄ → t round trip)
+
+    def denoiser(x_bar, sigma, **extra):
+        p = ds.make_point(schedule, t_of[float(sigma[0])])
+        return model.x0_at(x_bar * p.alpha, p)
+
+    g = torch.Generator().manual_seed(5)
+    theirs = getattr(K, K_ONLY[name])(denoiser, x_T / float(schedule.alpha(kwargs["grid"].t[0])), sigmas,
+                                      disable=True, noise_sampler=lambda s, s_next: torch.randn(x_T.shape, generator=g,
+                                                                                                 dtype=F64))
+    sol = ds.sample(model, x_T, solver=name, nfe=calls, generator=torch.Generator().manual_seed(5))
+    assert sol.nfe == calls and torch.equal(sol.grid.t, kwargs["grid"].t)
+    assert rel(sol.x, theirs) <= 1e-10, rel(sol.x, theirs)

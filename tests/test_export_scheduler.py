@@ -24,7 +24,8 @@ SHAPE = (2, 1, 8, 8)
 SOLVERS = [
     ("ddim", {}), ("euler", {}), ("dpmpp2m", {}), ("dpmpp3m", {}), ("dpm2m", {}), ("dpm3m", {}), ("deis", {}),
     ("unipc", {}), ("ipndm", {}), ("ipndm_v", {}), ("ddim", {"eta": 0.5}), ("ddpm", {}), ("sde_dpmpp2m", {}),
-    ("dpmpp2m", {"to_zero": True}), ("unipc", {"to_zero": True}), ("ddpm", {"to_zero": True}),
+    ("sde_dpmpp3m", {}), ("dpmpp2m", {"to_zero": True}), ("unipc", {"to_zero": True}), ("ddpm", {"to_zero": True}),
+    ("sde_dpmpp3m", {"to_zero": True}),
 ]
 IDS = [s + "".join(f"-{k}={v}" for k, v in o.items()) for s, o in SOLVERS]
 
@@ -99,7 +100,7 @@ def test_pipeline_equals_sample_on_a_standard_grid(unet, solver, options):
     assert torch.isfinite(want).all()
 
 
-NODE = [(i, s) for i, s in zip(IDS, SOLVERS) if s[0] not in ("ddpm", "sde_dpmpp2m", "euler")]  # take t_eval
+NODE = [(i, s) for i, s in zip(IDS, SOLVERS) if s[0] not in ("ddpm", "sde_dpmpp2m", "sde_dpmpp3m", "euler")]  # t_eval
 
 
 @pytest.mark.parametrize("solver,options", [s for _, s in NODE], ids=[i for i, _ in NODE])
@@ -360,9 +361,10 @@ def test_wrong_use_is_refused_with_the_fix(unet, tmp_path):
     with pytest.raises(GridError, match=r"exactly one of num_inference_steps, timesteps or sigmas"):
         scheduler.set_timesteps(3, sigmas=[4.0, 1.0])
     flow_config = diffusers.FlowMatchEulerDiscreteScheduler().config
-    flow = DiffsolveScheduler.from_config(flow_config, solver="ddpm")  # σ = 1 only with a deterministic solver
-    with pytest.raises(GridError, match=r"start at σ = 1 \(pure noise\).*drop the first entry, or use ddim"):
-        flow.set_timesteps(sigmas=[1.0, 0.5, 0.2])
+    for stochastic in ("ddpm", "sde_dpmpp3m"):  # σ = 1 only with a deterministic solver
+        flow = DiffsolveScheduler.from_config(flow_config, solver=stochastic)
+        with pytest.raises(GridError, match=r"start at σ = 1 \(pure noise\).*drop the first entry, or use ddim"):
+            flow.set_timesteps(sigmas=[1.0, 0.5, 0.2])
     with pytest.raises(GridError, match=r"straight to the end; give at least one σ between 1 and 0"):
         DiffsolveScheduler.from_config(flow_config, solver="ddim").set_timesteps(sigmas=[1.0, 0.0])
     with pytest.raises(GridError, match=r"a flow's σ must be < 1, got 1\.5"):

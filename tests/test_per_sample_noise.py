@@ -31,7 +31,8 @@ from diffsolve.solvers.brownian import (
 )
 
 F64 = torch.float64
-CASES = [("euler_maruyama", {}), ("srk", {}), ("ddpm", {}), ("sde_dpmpp2m", {}), ("ddim", {"eta": 0.5})]
+CASES = [("euler_maruyama", {}), ("srk", {}), ("ddpm", {}), ("sde_dpmpp2m", {}), ("sde_dpmpp3m", {}),
+         ("ddim", {"eta": 0.5})]
 
 
 @pytest.fixture(scope="module")

@@ -86,6 +86,7 @@ BAD_OPTIONS = [  # (solver, options, words the message must contain) — issue 1
     ("dpm3", {"pattern": [3, "2"]}, "got [3, '2']"),
     ("sde_dpmpp2m", {"variant": "heun"}, "variant must be one of 'midpoint', 'taylor', got 'heun'"),
     ("sde_dpmpp2m", {"solver_type": "heun"}, "solver_type → variant"),
+    ("sde_dpmpp3m", {"to_zero": "yes"}, "to_zero must be True or False, got 'yes'"),
     ("euler_maruyama", {"seed": -1}, "got -1"),
 ]
 

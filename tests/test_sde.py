@@ -14,13 +14,16 @@ import torch
 import torchsde
 
 import diffsolve as ds
+from diffsolve.solvers.base import Solver
 from diffsolve.solvers.brownian import brownian_path, grid_path, grid_taus
+from diffsolve.solvers.exp.coeffs import Combo, third_order_differences
+from diffsolve.solvers.sde_exponential import ReverseSDEExponential
 
 F64 = torch.float64
 SCHED = ds.VPLinear()
 MU = torch.tensor([0.5, -0.3], dtype=F64)
 S = 0.7
-STOCHASTIC = ["euler_maruyama", "srk", "ddpm", "sde_dpmpp2m"]
+STOCHASTIC = ["euler_maruyama", "srk", "ddpm", "sde_dpmpp2m", "sde_dpmpp3m"]
 
 
 def gaussian_model(schedule: ds.Schedule = SCHED) -> ds.Model:
@@ -160,7 +163,7 @@ def test_forward_vpsde_euler_maruyama_marginals() -> None:
 # is below 1.5 standard errors at n = 2000. DDPM's variance deficit is O(h) with a large constant
 # (0.046 at 100 λ-steps): it needs small steps, which is the seed's point.
 MOMENT_RUNS = [("euler_maruyama", "time", 100), ("srk", "time", 40), ("ddpm", "logsnr", 200),
-               ("sde_dpmpp2m", "logsnr", 50)]
+               ("sde_dpmpp2m", "logsnr", 50), ("sde_dpmpp3m", "logsnr", 50)]
 
 
 @pytest.mark.parametrize("solver,grid_name,steps", MOMENT_RUNS)
@@ -224,9 +227,10 @@ def mixture() -> tuple[ds.Model, torch.Tensor, torch.Tensor]:
     return model, x, srk_reference(model, x)
 
 
-# (solver, grid, steps, theory): SRA1 is strong order 1.5; EM and DDPM order 1 (additive noise).
+# (solver, grid, steps, theory): SRA1 is strong order 1.5; EM, DDPM and SDE-DPM-Solver++(3M) order 1 (additive noise,
+# ΔW alone). The 3M's slope is 1.22 over 16–128 (its third-order deterministic part still shows), 1.04 over 32–256.
 ORDER_RUNS = [("srk", "time", [8, 16, 32, 64], 1.5), ("euler_maruyama", "logsnr", [16, 32, 64, 128], 1.0),
-              ("ddpm", "logsnr", [16, 32, 64, 128], 1.0)]
+              ("ddpm", "logsnr", [16, 32, 64, 128], 1.0), ("sde_dpmpp3m", "logsnr", [32, 64, 128, 256], 1.0)]
 
 
 @pytest.mark.parametrize("solver,grid_name,steps,theory", ORDER_RUNS)
@@ -250,6 +254,14 @@ def test_sde_dpmpp2m_converges_strongly_on_the_same_path(mixture) -> None:
 
 def _diffusers_reference(scheduler, steps: int, solver: str, step_kw: dict | None = None, **options: str) -> None:
     """Run a diffusers scheduler with noise taken from our path; compare with our solver on the same grid."""
+    ours, theirs = _diffusers_run(scheduler, steps, solver, step_kw, **options)
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+def _diffusers_run(
+    scheduler, steps: int, solver: str | Solver, step_kw: dict | None = None, **options: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(our solver's samples, the diffusers scheduler's) on its timesteps, the noise of both from one path."""
     scheduler.set_timesteps(steps)
     sched = ds.DiscreteDDPM(alphas_cumprod=scheduler.alphas_cumprod.to(F64))
     weight = torch.tensor([[0.7, -0.2], [0.3, 0.9]], dtype=F64)
@@ -269,7 +281,7 @@ def _diffusers_reference(scheduler, steps: int, solver: str, step_kw: dict | Non
         z = bm(taus[i], taus[i + 1]) / math.sqrt(taus[i + 1] - taus[i])
         eps = net(y, torch.full((8,), float(n), dtype=F64))
         y = scheduler.step(eps, n, y, variance_noise=z, **(step_kw or {})).prev_sample
-    torch.testing.assert_close(ours, y, rtol=1e-5, atol=1e-5)
+    return ours, y
 
 
 def test_ddpm_equals_diffusers_ddim_eta_one() -> None:
@@ -290,6 +302,43 @@ def test_sde_dpmpp2m_equals_diffusers(solver_type: str, variant: str) -> None:
     _diffusers_reference(scheduler, 10, "sde_dpmpp2m", variant=variant)
 
 
+class DiffusersThirdOrder(ReverseSDEExponential):
+    """sde_dpmpp3m with diffusers' D2 weight α_t((1 − e^{−H} − H)/H² − 1/2) = α_t(−φ₂(−H) − 1/2) in place of
+    α_t(1/2 − φ₂(−H)): from the third step on, α_t·D2 less (to test what diffusers computes, not a method)."""
+
+    def build(self, nodes, form, **options):
+        plan = super().build(nodes, form, **options)
+        for i in range(2, len(plan.steps)):
+            s, t = nodes[i], nodes[i + 1]
+            if not t.zero:
+                d2 = third_order_differences(nodes[i - 2 : i + 1][::-1], t.lam - s.lam)[1]
+                step = plan.steps[i]
+                step.predict = Combo(step.predict.a, tuple(w - t.alpha * q for w, q in zip(step.predict.w, d2)))
+        return plan
+
+
+@pytest.mark.parametrize("solver_type,warmup,gap", [("heun", "taylor", 0.17), ("midpoint", "midpoint", 0.13)])
+def test_diffusers_third_order_sde_is_another_method(solver_type: str, warmup: str, gap: float) -> None:
+    """diffusers' 'sde-dpmsolver++' with solver_order=3 is not k-diffusion's 3M SDE (sde_dpmpp3m): it warms up with
+    its solver_type (the default 'midpoint'; 3M SDE: 'taylor', diffusers' 'heun'), and from the third step its D2
+    weight is α_t(−φ₂(−H) − 1/2), an O(1) weight on D2 = O(h²), where the exact integral of the quadratic is
+    2α_t H φ₃(−H) = O(h) and k-diffusion's α_t H φ₃(−H) = α_t(1/2 − φ₂(−H)). Measured here (10 steps): 0.173 (heun)
+    and 0.125 (midpoint) relative to its samples; with its D2 weight put in, diffsolve's plan gives them to 1e-5."""
+    diffusers = pytest.importorskip("diffusers")
+
+    def scheduler():
+        return diffusers.DPMSolverMultistepScheduler(
+            algorithm_type="sde-dpmsolver++", solver_order=3, solver_type=solver_type, lower_order_final=False,
+            timestep_spacing="trailing", final_sigmas_type="sigma_min",
+        )
+
+    ours, theirs = _diffusers_run(scheduler(), 10, "sde_dpmpp3m")
+    assert gap - 0.01 < float((ours - theirs).norm() / theirs.norm()) < gap + 0.01
+    theirs_in_diffsolve = DiffusersThirdOrder("diffusers-sde-3m", 3, "diffusers' 3rd-order sde-dpmsolver++")
+    theirs_in_diffsolve.warmup = warmup
+    _diffusers_reference(scheduler(), 10, theirs_in_diffsolve)
+
+
 # ---- wrong inputs ------------------------------------------------------------------------------------------
 
 
@@ -306,6 +355,8 @@ def test_wrong_inputs_raise_clear_errors() -> None:
         ds.solve(dyn, x, grid, "sde_dpmpp2m", solver_type="heun")
     with pytest.raises(ds.SolverError, match="takes no option"):
         ds.solve(dyn, x, grid, "ddpm", variant="taylor")
+    with pytest.raises(ds.SolverError, match=r"takes no option\(s\) variant, its name fixes them.*sde_dpmpp2m takes"):
+        ds.solve(dyn, x, grid, "sde_dpmpp3m", variant="midpoint")
     with pytest.raises(ds.SolverError, match="shape"):
         ds.solve(dyn, x, grid, "euler_maruyama", bm=brownian_path(dyn, (5, 2), F64, "cpu", 0))
     with pytest.raises(ds.SolverError, match="not both"):

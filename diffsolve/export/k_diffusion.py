@@ -85,7 +85,7 @@ def k_sampler(solver: str | LearnedSolver, **options: Any) -> Sampler:
     """A k-diffusion sampler running diffsolve's `solver` (with `options`): sample(model, x, sigmas, extra_args=None,
     callback=None, disable=None, noise_sampler=None) → x̂ at the last sigma (x̂0 when the sigmas end with 0).
 
-    Stochastic solvers (ddim eta > 0, ddpm, sde_dpmpp2m) draw z_i = noise_sampler(σ_i, σ_{i+1}) (default
+    Stochastic solvers (ddim eta > 0, ddpm, sde_dpmpp2m/3m) draw z_i = noise_sampler(σ_i, σ_{i+1}) (default
     torch.randn_like(x), as k-diffusion's ancestral samplers). A learned solver ('file:learned.json' or a
     LearnedSolver) runs on its own grid: pass the sampler's `.sigmas` (its nodes' σ̄, with 0 when it ends there);
     the network sees its evaluation times, and its options are its own (threshold= may be added)."""

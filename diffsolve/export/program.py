@@ -5,7 +5,7 @@ what `ds.solve` would build for the same model, solver, grid and options — the
 integrator's plan (x ← a·x + Σ_j w_j m_j + std·z per step, solvers/exp/base.py) and the model view the solver
 integrates (ε or x̂0, thresholded) — and `Program.step` is `plan_step`, the one step of `ds.solve`'s own loop.
 Only solvers that call the model once per step fit: multistep exponential integrators, iPNDM and the stochastic
-ddim/ddpm/sde_dpmpp2m. State in the loop: the carried model outputs and the step index, nothing else.
+ddim/ddpm/sde_dpmpp2m/sde_dpmpp3m. State in the loop: the carried model outputs and the step index, nothing else.
 """
 
 from __future__ import annotations

@@ -27,8 +27,10 @@ from ..grids import Grid
 from ..interop import diffusers_model, flow_schedule_from_diffusers, is_flow_scheduler, schedule_from_diffusers
 from ..models import Model
 from ..schedules import F64, Schedule, from_config
+from ..solvers import SOLVERS
 from ..solvers.exp.base import Carry, ExpSolver
 from ..solvers.learned import LearnedSolver, learned_of
+from ..solvers.sde_exponential import ReverseSDEExponential
 from .program import Program, resolve_solver
 from .schedules import network_times, noise_levels, times_from_network, times_from_noise_levels
 
@@ -116,7 +118,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
     """Any diffsolve solver that calls the model once per step, on any diffsolve grid, as a diffusers scheduler.
 
     solver: ddim, dpmpp2m/3m, dpm2m/3m, deis, unipc, ipndm, ipndm_v, euler (= ddim), and the stochastic ddim
-    (eta > 0), ddpm, sde_dpmpp2m (noise from step's generator=). grid: a spec ("logsnr", "karras:rho=7",
+    (eta > 0), ddpm, sde_dpmpp2m/3m (noise from step's generator=). grid: a spec ("logsnr", "karras:rho=7",
     "custom:…", "file:g.json"); a file's times and evaluation times are copied into the config, so
     save_pretrained/from_pretrained carry them bit for bit. options: the solver's (e.g. {"to_zero": True} to end
     at σ = 0 as diffusers' final_sigmas_type="zero": num_inference_steps then counts that step). The schedule: the
@@ -209,6 +211,12 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
     def _method(self) -> str | ExpSolver:
         """The solver the plan runs: the config's name, or the learned solver its config carries."""
         return self.config.solver if self._learned is None else self._learned.solver
+
+    @property
+    def _reverse_sde(self) -> bool:
+        """Whether the solver samples the reverse SDE by its name (ddpm, sde_dpmpp2m/3m: η = 1)."""
+        method = self._method
+        return isinstance(method if isinstance(method, ExpSolver) else SOLVERS.get(method), ReverseSDEExponential)
 
     def _copy_grid_file(self, path: str, solver: str | None, options: dict[str, Any] | None) -> None:
         """Copy a grid file's times, evaluation times and schedule into the config (and, when no solver is given,
@@ -362,7 +370,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         self._from_noise = bool(self.flow and values.numel() and abs(float(values[0]) - one) <= 1e-6 * one)
         if not self._from_noise:
             return values
-        if model.time_input_fn is not None or self.config.solver in ("ddpm", "sde_dpmpp2m") or self.options.get(
+        if model.time_input_fn is not None or self._reverse_sde or self.options.get(
                 "eta", 0.0):
             raise GridError(f"{what} start at σ = 1 (pure noise), which this scheduler starts from only with a "
                             f"deterministic solver (x ← x + (σ₁ − 1)·v); drop the first entry, or use ddim (eta=0), "
@@ -527,7 +535,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
             raise SolverError(f"DiffsolveScheduler.step takes no argument(s) {', '.join(unknown)}; solver options go "
                               f"to the scheduler: DiffsolveScheduler(..., options={{...}})")
         eta = kwargs.get("eta")
-        mine = float(self.options.get("eta", 1.0 if self.config.solver in ("ddpm", "sde_dpmpp2m") else 0.0))
+        mine = float(self.options.get("eta", 1.0 if self._reverse_sde else 0.0))
         if eta not in (None, 0, 0.0) and float(eta) != mine:
             raise SolverError(f"the pipeline passed eta={eta}, but this scheduler's solver {self.config.solver!r} "
                               f"runs eta={mine:g}; set it on the scheduler: DiffsolveScheduler(solver='ddim', "

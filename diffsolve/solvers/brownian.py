@@ -325,7 +325,7 @@ NOISE_OPTIONS = ("seed", "bm", "generator")
 
 
 class StepNoise:
-    """For samplers that read one Gaussian per grid step (ddim with eta > 0, ddpm, sde_dpmpp2m): the noise options
+    """For samplers that read one Gaussian per grid step (ddim with eta > 0, ddpm, sde_dpmpp2m/3m): the noise options
     are checked together (at most one of seed=, bm=, generator=) and become the step noise of `step_noise`."""
 
     name: str

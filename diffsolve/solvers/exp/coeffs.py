@@ -105,6 +105,20 @@ def lagrange(form: str, history: list[Node], t: Node) -> Combo:
     return Combo(a, tuple(c * h * sum(cj[k] * phis[k] for k in range(len(cj))) for cj in basis))
 
 
+def third_order_differences(history: list[Node], h: Scalar) -> tuple[tuple[Scalar, ...], tuple[Scalar, ...]]:
+    """Lu et al.'s D1 = h P'(0) and D2 = h² P''(0)/2 of the quadratic P(λ − λ_s) through the last three outputs, as
+    weights on (m0, m1, m2): with r0 = h_0/h, r1 = h_1/h, D1_0 = (m0 − m1)/r0, D1_1 = (m1 − m2)/r1,
+    D1 = D1_0 + r0/(r0 + r1)·(D1_0 − D1_1), D2 = (D1_0 − D1_1)/(r0 + r1)."""
+    r0 = (history[0].lam - history[1].lam) / h
+    r1 = (history[1].lam - history[2].lam) / h
+    d10 = (1.0 / r0, -1.0 / r0, 0.0)
+    d11 = (0.0, 1.0 / r1, -1.0 / r1)
+    diff = tuple(p - q for p, q in zip(d10, d11))
+    d1 = tuple(p + r0 / (r0 + r1) * q for p, q in zip(d10, diff))
+    d2 = tuple(q / (r0 + r1) for q in diff)
+    return d1, d2
+
+
 def dpm_multistep(form: str, history: list[Node], t: Node, variant: str) -> Combo:
     """Multistep DPM-Solver(++) as Lu et al. write it, with D_k differences of the outputs.
 
@@ -129,14 +143,7 @@ def dpm_multistep(form: str, history: list[Node], t: Node, variant: str) -> Comb
     if order == 3:
         if variant != "diffusers":
             raise SolverError(f"unknown 3rd-order multistep variant {variant!r}; valid ones are 'taylor', 'diffusers'")
-        r0 = (s.lam - history[1].lam) / h
-        r1 = (history[1].lam - history[2].lam) / h
-        # D1_0 = (m0 − m1)/r0, D1_1 = (m1 − m2)/r1, D1 = D1_0 + r0/(r0+r1)(D1_0 − D1_1), D2 = (D1_0 − D1_1)/(r0+r1)
-        d10 = (1.0 / r0, -1.0 / r0, 0.0)
-        d11 = (0.0, 1.0 / r1, -1.0 / r1)
-        diff = tuple(p - q for p, q in zip(d10, d11))
-        d1 = tuple(p + r0 / (r0 + r1) * q for p, q in zip(d10, diff))
-        d2 = tuple(q / (r0 + r1) for q in diff)
+        d1, d2 = third_order_differences(history, h)
         f1, f2, f3 = phi(1, z), phi(2, z), phi(3, z)
         d0 = (1.0, 0.0, 0.0)
         return Combo(a, tuple(c * h * (f1 * p + f2 * q + f3 * r) for p, q, r in zip(d0, d1, d2)))
