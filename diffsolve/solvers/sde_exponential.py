@@ -30,9 +30,9 @@ from ..errors import SolverError
 from .base import register
 from .brownian import StepNoise
 from .contract import EXPONENTIAL_SDE
-from .exp.base import TO_ZERO, ExpSolver, Plan, StepPlan
+from .exp.base import ExpSolver, Plan, StepPlan
 from .exp.coeffs import Combo, Node, to_zero
-from .options import GENERATOR, PATH, SEED, Option
+from .options import GENERATOR, PATH, SEED, TO_ZERO, Option
 
 VARIANTS = ("midpoint", "taylor")
 

@@ -24,7 +24,7 @@ from ...valuecache import value_key
 from ..base import Solver, node_points
 from ..cache import node_values, shared
 from ..contract import EXPONENTIAL_ODE
-from ..options import FORM_DOC, THRESHOLD
+from ..options import FORM_DOC, THRESHOLD, TO_ZERO
 from .coeffs import FORMS, ZERO, Combo, Node
 from .threshold import Prediction, prediction_fn
 
@@ -42,8 +42,6 @@ FIXED_ORDER_FINAL = Option(
     "the last steps at order ≤ steps left (the last one first order); off by default (measured worse here)",
     optional=True,
 )
-TO_ZERO = Option("to_zero", "bool", False, "one more step from the grid's end to σ = 0 (x̂0 itself); its evaluation "
-                 "counts in an NFE budget (the grid gets one step fewer)")
 COMMON = (LOWER_ORDER_FINAL, TO_ZERO) + THRESHOLD
 
 
