@@ -118,3 +118,12 @@ def test_to_zero_needs_a_model_backed_ode():
     with pytest.raises(ds.SolverError, match="calls its model at the step's own time only"):
         ds.solve(Decay(decoupled.schedule, model), x, decoupled, "heun")
 
+
+def test_heun_names_fix_the_variable():
+    model, x = _gmm(ds.DiscreteDDPM())
+    p = plan(model, "Heun", nfe=9)
+    assert p.solver.name == "heun" and p.dynamics.variable == "sigma" and p.steps == 4 and p.options["to_zero"]
+    assert plan(model, "Heun", nfe=9, variable="sigma").dynamics.variable == "sigma"
+    with pytest.raises(ds.SolverError, match="names a whole sampler.*variable="):
+        plan(model, "Heun", nfe=9, variable="t")
+    assert ds.sample(model, x, solver="Heun", nfe=9).nfe == 9
