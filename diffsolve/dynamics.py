@@ -57,6 +57,7 @@ class Dynamics(ABC):
     # The diffusion form exponential integrators need: the model's ε-/x̂0-prediction on the schedule's α, σ, with
     # a linear part in VP coordinates they solve exactly (they read the model and the schedule, not the drift).
     semilinear: bool = False
+    decouples: bool = False  # drift_at can call the model at another time than the step's (decoupled grids)
 
     def __init__(self, schedule: Schedule, model: Model | None):
         self.schedule = schedule
@@ -82,6 +83,14 @@ class Dynamics(ABC):
     def drift(self, y: Tensor, p: Point) -> Tensor:
         """f(y, s): dy/ds for ODEs, the drift for SDEs."""
 
+    def drift_at(self, y: Tensor, p: Point, at: Point) -> Tensor:
+        """f(y, s) at p with the network called at `at` (a grid's decoupled evaluation time); dynamics that declare
+        `decouples` can, others only at p itself."""
+        if at is not p:
+            raise DiffsolveError(f"{self!r} calls its model at the step's own time only (it does not declare "
+                                 f"`decouples`); use a grid without decoupled evaluation times")
+        return self.drift(y, p)
+
     def diffusion(self, y: Tensor, p: Point) -> Tensor:
         """g(y, s), the diagonal diffusion coefficient (SDEs only)."""
         raise DiffsolveError(f"{type(self).__name__} is an ODE: it has no diffusion coefficient")
@@ -95,12 +104,17 @@ class ProbabilityFlowODE(Dynamics):
 
     variable = "t"
     semilinear = True
+    decouples = True
 
     def __init__(self, model: Model):
         super().__init__(model.schedule, model)
 
     def drift(self, y: Tensor, p: Point) -> Tensor:
-        eps = self.model.eps_at(y, p)
+        return self.drift_at(y, p, p)
+
+    def drift_at(self, y: Tensor, p: Point, at: Point) -> Tensor:
+        """f x + g² ε_θ(x, at)/(2σ), the coefficients at p."""
+        eps = self.model.eps_at(y, at)
         return torch.add(eps * (0.5 * p.g2 / p.sigma), y, alpha=p.f)
 
 
@@ -112,6 +126,7 @@ class DDIMODE(Dynamics):
     """
 
     semilinear = True
+    decouples = True
 
     def __init__(self, model: Model, variable: str = "sigma"):
         if variable not in VARIABLES:
@@ -128,7 +143,11 @@ class DDIMODE(Dynamics):
         return y * p.alpha
 
     def drift(self, y: Tensor, p: Point) -> Tensor:
-        eps = self.model.eps_at(y * p.alpha, p)
+        return self.drift_at(y, p, p)
+
+    def drift_at(self, y: Tensor, p: Point, at: Point) -> Tensor:
+        """ε_θ(α x̄, at) times dσ̄/ds, with α and dσ̄/ds at p."""
+        eps = self.model.eps_at(y * p.alpha, at)
         if self.variable == "sigma":
             return eps
         if self.variable == "lambda":

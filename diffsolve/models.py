@@ -370,6 +370,11 @@ def _fits(shape: tuple[int, ...], expected: tuple[int | None, ...]) -> bool:
     return len(shape) == len(expected) and all(e is None or e == d for d, e in zip(shape, expected))
 
 
+def x0_of_eps(x: Tensor, eps: Tensor, p: Point) -> Tensor:
+    """x̂0 = (x − σ ε)/α at p, for VP-coordinate x."""
+    return scaled(add_scaled(x, eps, -p.sigma), 1.0 / p.alpha)
+
+
 class EpsModel(Model):
     """Wrap net(x, t) → ε."""
 
@@ -379,7 +384,7 @@ class EpsModel(Model):
         return out
 
     def _to_x0(self, out: Tensor, x: Tensor, p: Point) -> Tensor:
-        return scaled(add_scaled(x, out, -p.sigma), 1.0 / p.alpha)
+        return x0_of_eps(x, out, p)
 
 
 class X0Model(Model):

@@ -83,14 +83,17 @@ def _budget(label: str, value: Any) -> int | None:
 
 
 def _named(model: Model, name: str, nfe: int | None, steps: int | None, grid: Any, options: dict[str, Any],
-           end: str | None) -> tuple[str, Grid, dict[str, Any], str]:
-    """(solver, grid, options, end) of a community name at an NFE budget (diffsolve.presets); the name fixes the
-    grid and the end, the caller's options go over the name's."""
+           end: str | None, variable: str | None) -> tuple[str, Grid, dict[str, Any], str, str | None]:
+    """(solver, grid, options, end, variable) of a community name at an NFE budget (diffsolve.presets); the name fixes
+    the grid, the end and the variable it names, the caller's options go over the name's."""
+    whole = SolverError(f"{name!r} names a whole sampler (solver, grid, end point and variable); give it nfe= alone, "
+                        f"or give its solver {resolve_name(name).solver!r} with your own grid=, end= and variable=")
     if nfe is None or steps is not None or grid is not None or end is not None:
-        raise SolverError(f"{name!r} names a whole sampler (solver, grid and end point); give it nfe= alone, or give "
-                          f"its solver {resolve_name(name).solver!r} with your own grid= and end=")
+        raise whole
     config = resolve_name(name).config(model.schedule, nfe)
-    return config.solver, config.grid, {**config.options, **options}, config.end
+    if config.variable is not None and variable not in (None, config.variable):
+        raise whole
+    return config.solver, config.grid, {**config.options, **options}, config.end, config.variable or variable
 
 
 def _learned(model: Model, spec: str | LearnedSolver, nfe: int | None, steps: int | None, grid: Any, end: str | None,
@@ -173,7 +176,7 @@ def plan(
     nfe, steps = _budget("nfe", nfe), _budget("steps", steps)
     options = dict(options or {})
     if isinstance(solver, str) and solver not in SOLVERS and is_name(solver):  # "DPM++ 2M Karras": the named sampler
-        solver, grid, options, end = _named(model, str(solver), nfe, steps, grid, options, end)
+        solver, grid, options, end, variable = _named(model, str(solver), nfe, steps, grid, options, end, variable)
     budget = nfe
     if isinstance(solver, LearnedSolver) or is_file_spec(solver):
         learned = _learned(model, solver, nfe, steps, grid, end, fingerprint)  # type: ignore[arg-type]

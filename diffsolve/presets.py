@@ -1,10 +1,11 @@
 """Community sampler names ("DPM++ 2M Karras", "Euler a", …) as diffsolve configurations: one table.
 
-Each name is (solver, options, grid recipe, end): the diffsolve solver that computes the same steps, the peer's
-default options, how the peer spaces its steps (diffsolve/peer_grids.py) and where it ends ("zero": a last step to σ = 0
-that returns x̂0, diffusers' final_sigmas_type="zero" and k-diffusion's trailing 0; "sigma_min": the grid's last
-time). `resolve(name)` finds a name case-insensitively; `.config(schedule, nfe)` builds the grid for an NFE budget
-(the step to σ = 0 counted in it) and `.sample_kwargs(schedule, nfe)` gives ds.sample's keywords. The cell plan
+Each name is (solver, options, grid recipe, end, variable): the diffsolve solver that computes the same steps, the
+peer's default options, how the peer spaces its steps (diffsolve/peer_grids.py), where it ends ("zero": a last step to
+σ = 0 that returns x̂0, diffusers' final_sigmas_type="zero" and k-diffusion's trailing 0; "sigma_min": the grid's last
+time) and, where the solver's own would not do, the variable it steps in. `resolve(name)` finds a name
+case-insensitively; `.config(schedule, nfe)` builds the grid for an NFE budget (the solver's steps that fit it, the
+step to σ = 0 counted in it) and `.sample_kwargs(schedule, nfe)` gives ds.sample's keywords. The cell plan
 (diffsolve.plan) resolves a name given as a solver: `ds.sample(model, x, solver="DPM++ 2M Karras", nfe=10)`.
 tests/test_export_names.py checks each available name against its
 peers' default samplers (same x_T, ≤ 1e-5 relative).
@@ -19,6 +20,7 @@ from .errors import SolverError
 from .grids import Grid
 from .peer_grids import GridRecipe
 from .schedules import Schedule
+from .solvers import get_solver
 
 LOWER_BELOW_15 = "below 15 calls"  # diffusers' DEIS lowers its final order only with fewer than 15 timesteps
 
@@ -31,6 +33,7 @@ class Config:
     grid: Grid
     options: dict[str, Any]
     end: str
+    variable: str | None = None  # the ODE's variable (None: the solver's own)
 
 
 @dataclass(frozen=True)
@@ -46,28 +49,34 @@ class NamedSampler:
     k_diffusion: str = ""  # the k-diffusion sampler of that name
     note: str = ""
     missing: str = ""  # why diffsolve cannot run it yet ("" when it can)
+    variable: str = ""  # the ODE's variable the solver steps in ("": the solver's own, diffsolve.plan.own_variable)
 
     def options_for(self, nfe: int) -> dict[str, Any]:
         """The options at this budget (a rule such as DEIS's 'lower order at the end below 15 calls' applied)."""
         return {k: (nfe < 15 if v == LOWER_BELOW_15 else v) for k, v in self.options.items()}
 
     def config(self, schedule: Schedule, nfe: int) -> Config:
-        """Solver, grid (nfe network calls), options and end on `schedule`; refused when diffsolve lacks it."""
+        """Solver, grid, options, end and variable on `schedule` at `nfe` network calls; refused when diffsolve lacks
+        it. The grid has the solver's steps for the budget (Solver.steps_for: the step to σ = 0 counted, whole steps
+        only), i.e. the peer's noise levels before σ = 0 (its num_inference_steps): steps + 1 with end zero."""
         if self.missing:
             raise SolverError(f"{self.name!r} is not available in diffsolve yet: {self.missing}")
         to_zero = self.end == "zero"
-        grid = self.grid.build(schedule, nfe, to_zero, self.name)
-        return Config(self.solver, grid, self.options_for(nfe), self.end)
+        steps = get_solver(self.solver).steps_for(nfe, to_zero=to_zero)
+        grid = self.grid.build(schedule, steps + int(to_zero), to_zero, self.name)
+        return Config(self.solver, grid, self.options_for(nfe), self.end, self.variable or None)
 
     def sample_kwargs(self, schedule: Schedule, nfe: int) -> dict[str, Any]:
-        """ds.sample's keywords for this name at `nfe` calls: solver, grid (spending them), options and end."""
+        """ds.sample's keywords for this name at `nfe` calls: solver, grid (spending them), options, end, variable."""
         c = self.config(schedule, nfe)
-        return {"solver": c.solver, "grid": c.grid, "end": c.end, **c.options}
+        return {"solver": c.solver, "grid": c.grid, "end": c.end, "variable": c.variable, **c.options}
 
 
 _MULTISTEP, _MULTISTEP_KARRAS = GridRecipe("linspace"), GridRecipe("karras")
 _K, _K_KARRAS = GridRecipe("linspace", "k"), GridRecipe("karras", "k")
 _DPM = "DPMSolverMultistepScheduler()"
+_HEUN_NOTE = ("Heun steps in σ̄, then an Euler step to σ = 0 (x̂0): 2k + 1 calls on k + 1 levels; an even budget "
+              "spends one call less (whole steps, as every fixed-step solver)")
 
 NAMES: tuple[NamedSampler, ...] = (
     NamedSampler("DPM++ 2M", "dpmpp2m", _MULTISTEP, diffusers=_DPM, k_diffusion="sample_dpmpp_2m"),
@@ -100,9 +109,11 @@ NAMES: tuple[NamedSampler, ...] = (
                  diffusers="IPNDMScheduler() (its step on the same σ list)",
                  note="IPNDMScheduler's own σ list starts at σ = 1, outside diffsolve's schedules: the name fixes "
                       "the method, the grid is diffusers' multistep spacing"),
-    NamedSampler("Heun", "heun", _K, diffusers="HeunDiscreteScheduler()", k_diffusion="sample_heun",
-                 missing="its last step is an Euler step to σ = 0, and diffsolve's Runge–Kutta solvers cannot end at "
-                         "σ = 0 yet (issue 22, end='zero'); use ds.sample(solver='heun') to σ_min"),
+    NamedSampler("Heun", "heun", _K, variable="sigma", diffusers="HeunDiscreteScheduler()", k_diffusion="sample_heun",
+                 note=_HEUN_NOTE),
+    NamedSampler("Heun Karras", "heun", _K_KARRAS, variable="sigma",
+                 diffusers="HeunDiscreteScheduler(use_karras_sigmas=True)",
+                 k_diffusion="sample_heun + get_sigmas_karras", note="budget as Heun"),
     NamedSampler("DPM++ 3M SDE", "sde_dpmpp3m", _MULTISTEP, k_diffusion="sample_dpmpp_3m_sde",
                  note="noise: generator=, noise_sampler= (k-diffusion); diffusers' DPMSolverMultistepScheduler("
                       "algorithm_type='sde-dpmsolver++', solver_order=3) is another method (its D2 weight)"),
@@ -126,11 +137,13 @@ def is_name(name: Any) -> bool:
 
 def table_markdown() -> str:
     """The table as Markdown (the README's "Take it home" section shows it)."""
-    rows = ["| name | diffsolve solver, options | grid (diffusers' spacing on a DDPM table) | end | peers | note |",
+    rows = ["| name | diffsolve solver, options, variable | grid (diffusers' spacing on a DDPM table) | end | peers "
+            "| note |",
             "| --- | --- | --- | --- | --- | --- |"]
     for n in NAMES:
         opts = ", ".join(f"{k}={v!r}" for k, v in n.options.items())
-        solver = f"`{n.solver}`" + (f" ({opts})" if opts else "") if not n.missing else "not yet"
+        variable = f", variable={n.variable!r}" if n.variable else ""
+        solver = f"`{n.solver}`" + (f" ({opts})" if opts else "") + variable if not n.missing else "not yet"
         peers = "; ".join(p for p in (n.diffusers, n.k_diffusion) if p)
         rows.append(f"| {n.name} | {solver} | {n.grid.describe()} | {n.end} | {peers} | {n.missing or n.note} |")
     return "\n".join(rows)

@@ -29,7 +29,7 @@ class Solution:
     nfe: int
     grid: Grid
     solver: str
-    trajectory: Tensor | None = None  # shape (steps + 1, *x.shape) when requested
+    trajectory: Tensor | None = None  # shape (steps + 1, *x.shape) when requested; to_zero appends x̂0 (= x)
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -120,7 +120,8 @@ def solve(
             return v
     stacked = None
     if trajectory:
-        stacked = torch.stack([to_user(v, p) for v, p in zip([x_vp] + traj, grid.points)])
+        # one state per grid time, then x̂0 after a step to σ = 0 (mapped back as the end state: zero_end_state)
+        stacked = torch.stack([to_user(v, p) for v, p in zip([x_vp] + traj, grid.points + [end])])
     info = {"cuda_graph": cuda_graph}
     return Solution(x=to_user(x_end, end), nfe=nfe, grid=grid, solver=method.name, trajectory=stacked, info=info)
 

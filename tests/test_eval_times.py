@@ -37,6 +37,9 @@ def run(grid: ds.grids.Grid, solver: str, **options) -> torch.Tensor:
 def test_the_node_evaluating_solvers_are_the_multistep_exponential_ones():
     assert {"ddim", "dpmpp2m", "dpmpp3m", "unipc", "deis", "ipndm", "ipndm_v"} <= set(NODE_SOLVERS)
     assert not {"heun", "rk4", "euler", "dpm2", "dpm3", "dpm_adaptive", "dopri5"} & set(NODE_SOLVERS)
+    # Euler and Heun call the model at nodes only (twice per node for Heun): they take decoupled grids too
+    takes = {name for name, s in SOLVERS.items() if s.accepts_decoupled}
+    assert takes == set(NODE_SOLVERS) | {"euler", "heun"}
 
 
 @pytest.mark.parametrize("solver", NODE_SOLVERS)
@@ -67,7 +70,27 @@ def test_ipndm_with_shifted_evaluations_by_hand():
     torch.testing.assert_close(got, x3, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("solver", ["heun", "dpm3", "rk4"])
+def test_heun_with_shifted_evaluations_by_hand():
+    """Heun in σ̄ on the DDIM ODE, the network at t'_i and t'_{i+1}: x̄_{i+1} = x̄_i + h_i/2 (ε_i + ε(α_{i+1}(x̄_i +
+    h_i ε_i), t'_{i+1})), ε_i = ε(α_i x̄_i, t'_i); then the step to σ = 0: x̂0 = x̄_N − σ̄_N ε(α_N x̄_N, t'_N)."""
+    grid = shifted(ds.grids.logsnr(SCHED, 3), 0.8)
+    t, te = grid.t, grid.t_eval
+    a, sb = SCHED.alpha(t), SCHED.sigma_bar(t)
+
+    def eps(x, s):
+        return PROB.eps(x, s, SCHED)
+
+    xb = X.to(F64) / a[0]
+    for i in range(grid.steps):
+        h = sb[i + 1] - sb[i]
+        e = eps(a[i] * xb, te[i])
+        xb = xb + 0.5 * h * (e + eps(a[i + 1] * (xb + h * e), te[i + 1]))
+    want = xb - sb[-1] * eps(a[-1] * xb, te[-1])
+    got = ds.solve(ds.ode(MODEL, "sigma"), X, grid, "heun", to_zero=True).x
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("solver", ["midpoint", "dpm3", "rk4"])
 def test_solvers_with_stages_refuse_a_decoupled_grid(solver):
     with pytest.raises(SolverError, match=r"decoupled evaluation times.*Grid\(schedule, grid.t\)"):
         run(shifted(ds.grids.quadratic(SCHED, 6)), solver)

@@ -80,9 +80,9 @@ def test_step_to_zero_returns_the_denoised_estimate():
     grid = grids.logsnr(schedule, 6)
     for solver in ("ddim", "dpmpp2m", "unipc", "dpm2m", "deis"):
         sol = ds.solve(ds.ode(model, "lambda"), x, grid, solver, to_zero=True, trajectory=True)
-        x_last = sol.trajectory[-1]
+        x_last = sol.trajectory[-2]  # the grid's end; the trajectory ends with x̂0 itself
         x0 = model.x0(x_last, grid.t[-1])
-        assert sol.nfe == 7
+        assert sol.nfe == 7 and sol.trajectory.shape[0] == grid.steps + 2 and torch.equal(sol.trajectory[-1], sol.x)
         # the noise form returns (x − σ ε)/α of the (corrected) last state: exactly x̂0 there
         if solver in ("ddim", "dpm2m", "deis", "dpmpp2m"):
             assert torch.allclose(sol.x, x0, rtol=1e-12, atol=1e-12), solver

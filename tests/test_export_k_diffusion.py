@@ -2,9 +2,9 @@
 
 A diffsolve model and a k-diffusion denoiser are two views of one x̂0: D(x̄, σ̄) = x̂0(α x̄, t(σ̄)). k-diffusion's
 sample_dpmpp_2m / sample_euler / sample_heun on `ds.export.sigmas(grid)` equal ds.solve of the same methods on that
-grid (≤ 1e-10, float64); `k_sampler(solver)` on k-diffusion's Karras sigmas equals ds.solve on that grid, and its
-ddim(eta=1), sde_dpmpp2m, sde_dpmpp3m and ipndm_v(order=4) are k-diffusion's Euler ancestral, DPM++ 2M SDE,
-DPM++ 3M SDE and LMS (ds.solve of sde_dpmpp3m too).
+grid, ending at σ_min or (to_zero) at 0 (≤ 1e-10, float64); `k_sampler(solver)` on k-diffusion's Karras sigmas
+equals ds.solve on that grid, and its ddim(eta=1), sde_dpmpp2m, sde_dpmpp3m and ipndm_v(order=4) are k-diffusion's
+Euler ancestral, DPM++ 2M SDE, DPM++ 3M SDE and LMS (ds.solve of sde_dpmpp3m too).
 """
 
 from __future__ import annotations
@@ -57,12 +57,14 @@ def test_k_diffusion_on_exported_sigmas_equals_diffsolve(peer, solver, variable,
     assert rel(theirs, solve_bar(grid, solver, variable, **options)) <= 1e-10
 
 
-def test_dpmpp_2m_to_zero_on_exported_sigmas():
-    """end='zero' appends σ = 0: the last step returns x̂0, as diffsolve's to_zero."""
+@pytest.mark.parametrize("peer,solver,variable,options", CASES, ids=[c[0] for c in CASES])
+def test_to_zero_on_exported_sigmas(peer, solver, variable, options):
+    """end='zero' appends σ = 0: the last step returns x̂0, as diffsolve's to_zero (Runge–Kutta's included: k-diffusion
+    ends Euler and Heun with an Euler step to 0)."""
     grid = ds.grids.logsnr(SCHED, 7)
     x_bar = X / float(SCHED.alpha(grid.t[0]))
-    theirs = K.sample_dpmpp_2m(denoiser(MODEL), x_bar, ds.export.sigmas(grid, SCHED), disable=True)
-    assert rel(theirs, solve_bar(grid, "dpmpp2m", "lambda", to_zero=True)) <= 1e-10
+    theirs = getattr(K, peer)(denoiser(MODEL), x_bar, ds.export.sigmas(grid, SCHED), disable=True)
+    assert rel(theirs, solve_bar(grid, solver, variable, to_zero=True, **options)) <= 1e-10
 
 
 def karras_sigmas(n: int) -> torch.Tensor:

@@ -26,6 +26,21 @@ def test_reported_nfe_is_counted_network_calls(name, gaussian_data):
     assert torch.isfinite(sol.x).all()
 
 
+@pytest.mark.parametrize("name", sorted(n for n, s in ds.SOLVERS.items() if "to_zero" in s.options))
+def test_the_step_to_zero_is_one_counted_call_more(name, gaussian_data):
+    """to_zero: nfe_for(steps) + 1 calls, counted; the trajectory holds every grid time, then x̂0 (= x)."""
+    solver = ds.get_solver(name)
+    data, schedule = gaussian_data, ds.VPLinear()
+    model = data.model(schedule)
+    grid = ds.grids.logsnr(schedule, 6)
+    x = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    options = {"to_zero": True, **({"seed": 0} if "seed" in solver.options else {})}
+    before = data.calls
+    sol = ds.solve(dynamics_for(model, solver, options), x, grid, name, trajectory=True, **options)
+    assert sol.nfe == data.calls - before == solver.nfe_for(6) + 1
+    assert sol.trajectory.shape[0] == 8 and torch.equal(sol.trajectory[-1], sol.x)
+
+
 def test_trajectory_holds_every_grid_time_in_user_coordinates(gaussian_data):
     data, schedule = gaussian_data, ds.EDM()
     model = data.model(schedule)

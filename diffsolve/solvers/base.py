@@ -11,6 +11,7 @@ from ..checks import Option
 from ..dynamics import Dynamics
 from ..errors import SolverError, unknown_name
 from ..grids import Grid
+from ..models import Model
 from ..points import Point
 from ..valuecache import ValueCache, value_key
 from .contract import ANY_ODE, Integrates
@@ -30,7 +31,7 @@ class Solver(ABC):
     family: str = ""
     order: float = 1.0
     adaptive: bool = False
-    evaluates_at_nodes: bool = False  # one model call per grid node: accepts grids with decoupled t_eval
+    evaluates_at_nodes: bool = False  # one model call per grid node: takes decoupled t_eval, tuning may learn them
     min_steps: int = 1
     schema: tuple[Option, ...] = ()
     renamed: dict[str, str] = {}  # old option name → new one (rejected with the new name)
@@ -42,6 +43,11 @@ class Solver(ABC):
     def options(self) -> tuple[str, ...]:
         """The names of the options this solver takes."""
         return tuple(o.name for o in self.schema)
+
+    @property
+    def accepts_decoupled(self) -> bool:
+        """Whether it takes grids with decoupled evaluation times: it calls the model at grid nodes only."""
+        return self.evaluates_at_nodes
 
     @property
     def stochastic(self) -> bool:
@@ -68,11 +74,11 @@ class Solver(ABC):
         """The number of steps that spends at most `nfe` evaluations (fixed-step solvers) with these options."""
         if isinstance(nfe, bool) or not isinstance(nfe, int) or nfe < 1:
             raise SolverError(f"an NFE budget must be a positive integer, got {nfe!r}; pass e.g. nfe=20")
-        if options.get("to_zero"):  # the step to σ = 0 spends one evaluation of the budget
-            if nfe < 2:
-                raise SolverError(f"solver {self.name!r} with to_zero (end='zero') spends one evaluation on the step "
-                                  f"to σ = 0, so it needs nfe >= 2, got {nfe}; raise the NFE or end at σ_min")
-            nfe -= 1
+        zero = 1 if options.get("to_zero") else 0  # the step to σ = 0 spends one evaluation of the budget
+        if zero and nfe < 2:
+            raise SolverError(f"solver {self.name!r} with to_zero (end='zero') spends one evaluation on the step "
+                              f"to σ = 0, so it needs nfe >= 2, got {nfe}; raise the NFE or end at σ_min")
+        nfe -= zero
         per_step = self.nfe_for(1)
         if per_step is None and self.adaptive:
             raise SolverError(f"solver {self.name!r} is adaptive: give it tolerances, not an NFE budget")
@@ -84,9 +90,9 @@ class Solver(ABC):
         steps = nfe // max(per_step, 1)
         if steps < self.min_steps:
             raise SolverError(
-                f"an NFE budget of {nfe} is below what solver {self.name!r} needs: at least "
-                f"{self.min_steps * per_step} ({self.min_steps} step(s) of {per_step} evaluation(s)); "
-                f"raise the NFE or pick a lower-order solver"
+                f"an NFE budget of {nfe + zero} is below what solver {self.name!r} needs: at least "
+                f"{self.min_steps * per_step + zero} ({self.min_steps} step(s) of {per_step} evaluation(s)"
+                f"{', and the step to σ = 0' if zero else ''}); raise the NFE or pick a lower-order solver"
             )
         return steps
 
@@ -120,11 +126,11 @@ class Solver(ABC):
 
     def _check(self, dynamics: Dynamics, grid: Grid, options: dict[str, Any]) -> None:
         self.check_options(options)
-        if grid.decoupled and not self.evaluates_at_nodes:
-            takes = sorted(name for name, s in SOLVERS.items() if s.evaluates_at_nodes)
+        if grid.decoupled and not self.accepts_decoupled:
+            takes = sorted(name for name, s in SOLVERS.items() if s.accepts_decoupled)
             raise SolverError(
                 f"grid {grid.name!r} has decoupled evaluation times (t_eval), which only solvers that call the model "
-                f"once per grid node use; {self.name!r} does not. Use one of {takes}, or the grid's times alone: "
+                f"at the grid nodes alone use; {self.name!r} does not. Use one of {takes}, or the grid's times alone: "
                 f"Grid(schedule, grid.t)"
             )
         need = self.integrates_for(**options)
@@ -190,6 +196,12 @@ class Solver(ABC):
 def node_points(dynamics: Dynamics, grid: Grid) -> list[Point]:
     """The schedule quantities at every grid time, computed once per grid (cached on it)."""
     return grid.points
+
+
+def zero_end_state(model: Model, x0: Tensor, end: Point) -> Tensor:
+    """x̂0 of a step to σ = 0 as the state solve() takes at the grid's end (`end`): solve() maps that state to the
+    user's coordinates there (÷ α_end for coords="ve"), so x̂0 goes back as α_end·x̂0 and the user receives x̂0."""
+    return x0 * end.alpha if model.coords == "ve" else x0
 
 
 SOLVERS: dict[str, Solver] = {}

@@ -1,9 +1,10 @@
 """What a solver integrates, declared once and checked by `solve()` against the dynamics it is given.
 
-Runge–Kutta and torchdiffeq methods integrate any ODE in its own variable; the exponential integrators
-integrate a model-backed semi-linear ODE stepped in λ (they read the model and the schedule, not the drift);
-the exponential samplers of the reverse SDE need a model-backed semi-linear reverse-time SDE with additive
-noise; torchsde's methods need an SDE, some of them with additive noise.
+Runge–Kutta and torchdiffeq methods integrate any ODE in its own variable (a model-backed one from noise to data
+when a Runge–Kutta method ends with a step to σ = 0); the exponential integrators integrate a model-backed
+semi-linear ODE stepped in λ (they read the model and the schedule, not the drift); the exponential samplers of the
+reverse SDE need a model-backed semi-linear reverse-time SDE with additive noise; torchsde's methods need an SDE, some
+of them with additive noise.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class Integrates:
 
 
 ANY_ODE = Integrates("any ODE, in its own variable", "pass an ODE such as diffsolve.ode(model, 'sigma')")
+MODEL_ODE = Integrates(
+    "a model-backed ODE from noise to data, in its own variable (the step to σ = 0 returns the model's x̂0)",
+    "pass diffsolve.ode(model, 'sigma'), or drop to_zero", model=True, reverse=True,
+)
 EXPONENTIAL_ODE = Integrates(
     "a model-backed semi-linear ODE stepped in λ (its linear part exactly)",
     "pass diffsolve.ode(model, 'lambda'): these solvers step in λ whatever the dynamics' variable says",

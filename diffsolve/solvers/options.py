@@ -45,6 +45,8 @@ def check_options(
 SEED = Option("seed", "seed", None, "seeds the shared Brownian path (None: a fresh one); a list, one seed per "
               "sample, draws each sample's noise on the grid from its own generator", optional=True)
 PATH = Option("bm", "path", None, "a Brownian path to read the noise from instead of seed=", optional=True)
+TO_ZERO = Option("to_zero", "bool", False, "one more step from the grid's end to σ = 0 (x̂0 itself); its evaluation "
+                 "counts in an NFE budget (the grid's steps get one evaluation fewer)")
 GENERATOR = Option("generator", "generator", None, "draw z by torch.randn per step instead (as diffusers does)",
                    optional=True)
 THRESHOLD = (

@@ -40,10 +40,10 @@ from ..errors import SolverError
 from .base import register
 from .brownian import StepNoise
 from .contract import EXPONENTIAL_SDE
-from .exp.base import TO_ZERO, ExpSolver, Plan, StepPlan
+from .exp.base import ExpSolver, Plan, StepPlan
 from .exp.coeffs import Combo, Node, third_order_differences, to_zero
 from .exp.phi import phi
-from .options import GENERATOR, PATH, SEED, Option
+from .options import GENERATOR, PATH, SEED, TO_ZERO, Option
 
 VARIANTS = ("midpoint", "taylor")
 

@@ -21,10 +21,10 @@ from ...errors import SolverError
 from ...grids import Grid
 from ...points import Point
 from ...valuecache import value_key
-from ..base import Solver, node_points
+from ..base import Solver, node_points, zero_end_state
 from ..cache import node_values, shared
 from ..contract import EXPONENTIAL_ODE
-from ..options import FORM_DOC, THRESHOLD
+from ..options import FORM_DOC, THRESHOLD, TO_ZERO
 from .coeffs import FORMS, ZERO, Combo, Node
 from .threshold import Prediction, prediction_fn
 
@@ -42,8 +42,6 @@ FIXED_ORDER_FINAL = Option(
     "the last steps at order ≤ steps left (the last one first order); off by default (measured worse here)",
     optional=True,
 )
-TO_ZERO = Option("to_zero", "bool", False, "one more step from the grid's end to σ = 0 (x̂0 itself); its evaluation "
-                 "counts in an NFE budget (the grid gets one step fewer)")
 COMMON = (LOWER_ORDER_FINAL, TO_ZERO) + THRESHOLD
 
 
@@ -184,8 +182,10 @@ class ExpSolver(Solver):
         plan = shared(grid, key, self.plan_values(grid), lambda: self.plan(dynamics, grid, form, **options))
         noise = noise_source if plan.noisy else None
         x_end, trajectory = run(fn, x, grid.eval_points, plan, record, noise)  # the network's times
-        if to_zero and dynamics.model.coords == "ve":
-            x_end = x_end * grid.points[-1].alpha  # solve() maps back with 1/α(t_end): the user receives x̂0 itself
+        if to_zero:
+            x_end = zero_end_state(dynamics.model, x_end, grid.points[-1])
+            if record:
+                trajectory[-1] = x_end
         return x_end, trajectory
 
     def plan_values(self, grid: Grid) -> Hashable:
@@ -277,14 +277,14 @@ def run(
     """The step loop: evaluate, then `plan_step` (correct, stages, predict, noise): pure tensor arithmetic with
     precomputed floats, or for a weighted plan 0-d tensor coefficients combined out of place (differentiable).
 
-    `points[i]`: where the model is evaluated at node i (the grid's points, or its decoupled t_eval points)."""
+    `points[i]`: where the model is evaluated at node i (the grid's points, or its decoupled t_eval points). With
+    record, the state after every step (x̂0 last after a step to σ = 0)."""
     carry = Carry()
     trajectory: list[Tensor] = []
-    grid_steps = len(points) - 1
     for i, step in enumerate(plan.steps):
         x_corrected, x = plan_step(plan, i, x, fn(x, points[i]), carry, fn, noise)
         if record and step.correct is not None:
             trajectory[-1] = x_corrected
-        if record and i < grid_steps:
+        if record:
             trajectory.append(x)
     return x, trajectory

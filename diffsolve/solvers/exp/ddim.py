@@ -22,8 +22,8 @@ from ...grids import Grid
 from ..base import register
 from ..brownian import NOISE_OPTIONS, StepNoise
 from ..contract import EXPONENTIAL_ODE, EXPONENTIAL_SDE, Integrates
-from ..options import GENERATOR, PATH, SEED, THRESHOLD
-from .base import TO_ZERO, ExpSolver, Plan, StepPlan
+from ..options import GENERATOR, PATH, SEED, THRESHOLD, TO_ZERO
+from .base import ExpSolver, Plan, StepPlan
 from .coeffs import Combo, Node, first_order
 
 

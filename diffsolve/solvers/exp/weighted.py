@@ -19,7 +19,7 @@ from torch.utils.checkpoint import checkpoint as recompute
 from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...points import Point
-from ..base import Solver, get_solver
+from ..base import Solver, get_solver, zero_end_state
 from .base import ExpSolver, Plan, StepPlan, nodes_of, run
 from .coeffs import Combo
 from .threshold import Prediction, prediction_fn
@@ -91,7 +91,7 @@ def solve_weighted(
     fn = wrap(fn) if wrap is not None else fn
     model.finite_checks.clear()
     x_end, _ = run(fn, model.to_vp(x, points[0]), eval_points or points, plan, False)
-    if options.get("to_zero") and model.coords == "ve":
-        x_end = x_end * points[-1].alpha  # as base.advance: the user receives x̂0 itself
+    if options.get("to_zero"):
+        x_end = zero_end_state(model, x_end, points[-1])  # the user receives x̂0 itself
     model.raise_if_not_finite()
     return model.from_vp(x_end, points[-1])
