@@ -117,6 +117,8 @@ NAMES: tuple[NamedSampler, ...] = (
     NamedSampler("DPM++ 3M SDE", "sde_dpmpp3m", _MULTISTEP, k_diffusion="sample_dpmpp_3m_sde",
                  note="noise: generator=, noise_sampler= (k-diffusion); diffusers' DPMSolverMultistepScheduler("
                       "algorithm_type='sde-dpmsolver++', solver_order=3) is another method (its D2 weight)"),
+    NamedSampler("DPM++ 3M SDE Karras", "sde_dpmpp3m", _MULTISTEP_KARRAS,
+                 k_diffusion="sample_dpmpp_3m_sde + get_sigmas_karras", note="noise as DPM++ 3M SDE"),
 )
 _BY_KEY = {" ".join(n.name.lower().split()): n for n in NAMES}
 

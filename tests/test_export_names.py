@@ -168,7 +168,8 @@ def test_ipndm_equals_diffusers_ipndm_on_its_sigmas(table):
 # ---- k-diffusion -----------------------------------------------------------------------------------------------
 K = load_sampling()
 K_PEERS = {"DPM++ 2M Karras": "sample_dpmpp_2m", "DPM++ 2M SDE Karras": "sample_dpmpp_2m_sde",
-           "Euler Karras": "sample_euler", "LMS Karras": "sample_lms", "Heun Karras": "sample_heun"}
+           "Euler Karras": "sample_euler", "LMS Karras": "sample_lms", "Heun Karras": "sample_heun",
+           "DPM++ 3M SDE Karras": "sample_dpmpp_3m_sde"}
 K_CALLS = {"Heun Karras": 19}  # 10 levels, as the others' 10 calls (Heun's 9 steps of 2 calls, then the step to 0)
 
 
@@ -211,7 +212,8 @@ K_ONLY = {"DPM++ 3M SDE": "sample_dpmpp_3m_sde"}
 
 
 def test_every_available_name_without_diffusers_has_a_k_diffusion_check():
-    assert {n.name for n in NAMES if not n.missing and not n.diffusers and n.name != "iPNDM"} == set(K_ONLY)
+    assert {n.name for n in NAMES if not n.missing and not n.diffusers and n.name != "iPNDM"} == \
+        set(K_ONLY) | {n for n in K_PEERS if not resolve(n).diffusers}
 
 
 @pytest.mark.skipif(K is None, reason="k-diffusion is not installed (pip install --no-deps k-diffusion)")
