@@ -8,6 +8,7 @@ through diffsolve.bench.metrics.sliced_w2.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -19,6 +20,18 @@ from diffsolve import problems
 from diffsolve.bench.metrics import fitted_order, rel_err
 from diffsolve.problems import GaussianMixture
 from tests.gaussian import GaussianData, gaussian
+
+
+@pytest.fixture(autouse=True, scope="session")
+def sigint_as_from_a_terminal():
+    """Ctrl-C is Python's KeyboardInterrupt in every test (and SIG_DFL in the processes they start), even when the
+    runner was started with SIGINT ignored (a background job of a non-interactive shell, nohup): the signal tests
+    check diffsolve's handling of a signal the user can send, which such a runner would otherwise never deliver."""
+    before = signal.getsignal(signal.SIGINT)
+    if before is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
 
 F64 = torch.float64
 # One torch thread for the whole run: the tests' tensors are small, and on the 2-core box a second thread only contends
