@@ -15,6 +15,7 @@ import hashlib
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torchdiffeq
 from torch import Tensor
@@ -64,10 +65,17 @@ class GaussianMixture(Problem):
         return cls(weights, means, stds, name=name, description=description)
 
     def fingerprint(self) -> str:
-        """A hash of the weights, means and stds."""
-        h = hashlib.sha256()
+        """A hash of the weights, means and stds, each rounded to 32 significant bits (relative 2⁻³² ≈ 2.3e-10).
+
+        The rounding makes the key a property of the problem, not of the CPU: the same seeded mixture built on
+        another machine (whose vectorised exp or softmax differ in the last bit) keeps its stored cells and
+        cached references, while parameters that differ by more than round-off are another problem.
+        """
+        h = hashlib.sha256(repr(tuple(self.means.shape)).encode())
         for t in (self.weights, self.means, self.stds):
-            h.update(t.detach().cpu().to(F64).contiguous().numpy().tobytes())
+            mantissa, exponent = np.frexp(t.detach().cpu().to(F64).contiguous().numpy())
+            h.update(np.rint(np.ldexp(mantissa, 32)).astype(np.int64).tobytes())  # exact: a power-of-2 scaling
+            h.update(exponent.astype(np.int32).tobytes())
         return f"GaussianMixture:{h.hexdigest()[:32]}"
 
     @property
@@ -90,10 +98,16 @@ class GaussianMixture(Problem):
 
     def _shared_level_eps(self, xbar: Tensor, sb: Tensor) -> Tensor:
         """ε for a single σ̄ by matrix products (iv_k = 1/(s_k² + σ̄²), (K, d)):
-        Σ_d (x̄−μ_k)² iv_k = x̄²·iv_k − 2 x̄·(μ_k iv_k) + μ_k²·iv_k, and Σ_k r_k z_k = x̄ ⊙ (r iv) − r (μ iv)."""
+        Σ_d (x̄−μ_k)² iv_k = x̄²·iv_k − 2 x̄·(μ_k iv_k) + μ_k²·iv_k, and Σ_k r_k z_k = x̄ ⊙ (r iv) − r (μ iv).
+
+        The right operands are contiguous (d, K) copies, not transposed views: with a transposed operand MKL took
+        another kernel for a single row than for a batch (on an AVX-512 CPU a sample alone differed from the same
+        sample in a batch in the last bit), and a sample must not depend on its batch.
+        """
         iv = 1.0 / (self.var.to(xbar.device) + sb * sb)
         mu_iv = self.means.to(xbar.device) * iv
-        quad = (xbar * xbar) @ iv.T - 2.0 * (xbar @ mu_iv.T) + (self.means.to(xbar.device) * mu_iv).sum(-1)
+        iv_t, mu_iv_t = iv.T.contiguous(), mu_iv.T.contiguous()
+        quad = (xbar * xbar) @ iv_t - 2.0 * (xbar @ mu_iv_t) + (self.means.to(xbar.device) * mu_iv).sum(-1)
         logits = self.log_weights.to(xbar.device) - 0.5 * (quad - torch.log(iv).sum(-1))
         r = torch.softmax(logits, -1)
         return sb * (xbar * (r @ iv) - r @ mu_iv)
