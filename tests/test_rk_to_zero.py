@@ -75,7 +75,9 @@ def test_euler_and_heun_take_decoupled_evaluation_times():
     assert grid.decoupled
     euler = ds.solve(ds.ode(model, "sigma"), x, grid, "euler", to_zero=True)
     ddim = ds.solve(ds.ode(model, "lambda"), x, grid, "ddim", to_zero=True)
-    assert torch.allclose(euler.x, ddim.x, rtol=1e-12, atol=1e-12)
+    # round-off only: the two forms' arithmetic differs and x̄ = x/α reaches σ̄_max ≈ 157 on the DDPM table
+    # (1.8e-12 apart on an AVX-512 CPU); a different method would be ≥ 1e-3 apart
+    assert torch.allclose(euler.x, ddim.x, rtol=1e-10, atol=1e-10)
     seen.clear()
     heun = ds.solve(ds.ode(model, "sigma"), x, grid, "heun", to_zero=True)
     n = [p.model_time for p in grid.eval_points]

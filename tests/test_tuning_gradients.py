@@ -4,10 +4,12 @@ evaluation times included; the weighted step is a replaceable, differentiable ob
 
 from __future__ import annotations
 
-import hashlib
+import json
+from pathlib import Path
 
 import pytest
 import torch
+from plan_checksums import plan_checksums
 
 import diffsolve as ds
 from diffsolve.plan import dynamics_for
@@ -22,55 +24,16 @@ NODE_SOLVERS = [("ddim", {}), ("dpmpp2m", {}), ("dpmpp3m", {}), ("dpm2m", {}), (
                 ("unipc", {}), ("unipc", {"form": "noise", "variant": "bh1", "order": 2}), ("ipndm", {"order": 3}),
                 ("ipndm_v", {})]
 
-# sha256 of every plan coefficient (repr of the Python floats) over 1920 (schedule, grid, solver, options) cases, as
-# computed by the code before the coefficient formulas took tensors (commit 4cc9133): the float path is unchanged.
-GOLDEN = "f53fe7599cf5113c323522c92a75e1a86c08899caa778c4abb06d3fb771167bd"
-CASES = {
-    "ddim": [{}], "dpm2m": [{}, {"variant": "taylor"}], "dpm3m": [{}, {"variant": "diffusers"}],
-    "dpmpp2m": [{}, {"variant": "taylor"}], "dpmpp3m": [{"variant": "taylor"}, {"variant": "diffusers"}],
-    "deis": [{"order": 1}, {"order": 2}, {"order": 3}],
-    "unipc": [dict(order=o, variant=v, form=f, corrector=c) for o in (2, 3, 4) for v in ("bh1", "bh2")
-              for f in ("noise", "data") for c in (True, False) if not (c is False and o > 3)],
-    "ipndm": [{"order": o} for o in (1, 2, 3, 4)], "ipndm_v": [{"order": o} for o in (1, 2, 3, 4)],
-}
 
-
-def _grids():
-    for sched in (ds.VPLinear(), ds.schedules.DiscreteDDPM(), ds.schedules.Flow(shift=3.0)):
-        for name, steps in (("logsnr", 7), ("quadratic", 12), ("karras", 5)):
-            yield ds.grids.make(name, sched, steps)
-        g = torch.Generator().manual_seed(0)
-        inner = sched.t_min + (sched.t_max - sched.t_min) * torch.rand(9, generator=g, dtype=F64)
-        t = torch.cat([torch.tensor([sched.t_max], dtype=F64), torch.sort(inner, descending=True).values,
-                       torch.tensor([sched.t_min], dtype=F64)])
-        yield ds.grids.custom(sched, t)
-
-
-def _digest(plan) -> str:
-    h = hashlib.sha256()
-    for step in plan.steps:
-        for c in [step.predict] + ([step.correct] if step.correct is not None else []) + [s.combo for s in step.stages]:
-            h.update(repr((c.a, c.w)).encode())
-        h.update(repr(step.noise_std).encode())
-    return h.hexdigest()[:16]
-
-
-def test_the_float_plans_are_bit_identical_to_those_before_the_tensor_path():
-    lines = []
-    for grid in _grids():
-        model = ds.EpsModel(lambda x, t: x * 0, grid.schedule)
-        for name, optlist in CASES.items():
-            solver = get_solver(name)
-            for opts in optlist:
-                for lof in (True, False):
-                    for tz in (False, True):
-                        o = dict(opts, lower_order_final=lof, to_zero=tz)
-                        form = solver.form_of(dict(o))
-                        plan = solver.plan(ds.ode(model, "lambda"), grid, form,  # (plan() takes unchecked options)
-                                           **{k: v for k, v in o.items() if k != "form"})
-                        lines.append(f"{grid.schedule!r}|{grid.name}|{name}|{sorted(o.items())}|{_digest(plan)}")
-    assert len(lines) == 1920
-    assert hashlib.sha256("\n".join(lines).encode()).hexdigest() == GOLDEN
+def test_the_float_plans_equal_those_before_the_tensor_path():
+    """Every plan coefficient of 1920 (schedule, grid, solver, options) cases against the code before the coefficient
+    formulas took tensors (4cc9133; tests/plan_checksums.py says how the file was written). On the CPU that wrote it
+    they agree bit for bit; elsewhere the grids' times differ in the last bit, so the bound is round-off's."""
+    golden = json.loads((Path(__file__).parent / "data" / "plans_4cc9133.json").read_text())
+    now = plan_checksums()
+    assert now.keys() == golden.keys()
+    off = {k: abs(now[k][0] - s) / a for k, (s, a) in golden.items() if abs(now[k][0] - s) > 1e-13 * a}
+    assert not off, f"plans that moved by more than round-off (relative to Σ|u c|): {off}"
 
 
 @pytest.fixture(scope="module")
