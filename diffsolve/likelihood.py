@@ -113,6 +113,10 @@ def _check_inputs(model: Model, x: Tensor, divergence: str, probes: int, rtol: f
             f"(exact costs one backward pass per dimension, hutchinson one per probe)"
         )
     positive_int(probes, "probes", "give the number of Hutchinson probes, e.g. 1")
+    if divergence == "exact" and probes != 1:  # the exact trace draws no probes: more would silently do nothing
+        raise DiffsolveError(f"probes={probes} counts Hutchinson probes, but the divergence is 'exact' (it draws "
+                             f"none); give divergence='hutchinson' (command line: --divergence hutchinson) for "
+                             f"probes, or leave probes out")
     check_tolerances(rtol, atol, "e.g. 1e-6")
     METHOD.check(method, fix="adaptive ones control the error (rtol/atol); dopri5 is the default")
     data_scale = positive_float(data_scale, "data_scale", "it is dx/du for data on a unit-spaced lattice, e.g. 2/K "

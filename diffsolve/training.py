@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from . import nets
-from .checks import Option, positive_int
+from .checks import Option
 from .errors import DiffsolveError
 from .schedules import Flow, Schedule, VPLinear, from_config
 from .threads import checked_threads
@@ -51,6 +51,16 @@ TASKS: dict[str, Task] = {
                        extra={"data_scale": 2.0 / nets.DIGIT_LEVELS, "levels": nets.DIGIT_LEVELS}),
 }
 SCHEDULE_CONFIG = VPLinear(0.1, 20.0, 1e-3, 1.0).to_config()  # written as Schedule.to_config(), the one format
+# the numbers of a training run: their kind and a range that fits one CPU's memory and time (checked before any
+# work: the command line checks them before its destination, `train` before its first step)
+MAX_BATCH = 65_536  # toy-2d's MLP holds ~2 KiB of activations per sample: 1e9 samples asked for ~2 TB
+MAX_TRAIN_STEPS = 10_000_000
+STEPS = Option("steps", "int", None, "optimizer steps", low=1, high=MAX_TRAIN_STEPS)
+BATCH = Option("batch", "int", None, "samples per optimizer step, bounded by one CPU's memory", low=1, high=MAX_BATCH)
+LR = Option("lr", "float", None, "Adam's learning rate: above 1 the steps overshoot and training diverges", low=0,
+            open_low=True, high=1)
+SEED = Option("seed", "int", 0, "seeds init, data, t and noise", low=0)
+EMA = Option("ema", "float", 0.999, "decay of the weights' moving average", low=0, high=1, open_high=True)
 FLOW_SCHEDULE_CONFIG = Flow(1e-3, 1.0 - 1e-3, 1.0).to_config()
 # --schedule NAME → (schedule config, what the network predicts, checkpoint suffix)
 TRAIN_SCHEDULES: dict[str, tuple[dict[str, Any], str, str]] = {
@@ -99,14 +109,11 @@ def train(name: str, *, steps: int | None = None, batch: int | None = None, lr: 
     if schedule not in TRAIN_SCHEDULES:
         raise DiffsolveError(f"unknown training schedule {schedule!r}; valid ones are {', '.join(TRAIN_SCHEDULES)}")
     task = TASKS[name]
-    steps = positive_int(task.steps if steps is None else steps, "steps", f"omit it for the task's {task.steps}")
-    batch = positive_int(task.batch if batch is None else batch, "batch", f"omit it for the task's {task.batch}")
-    lr = Option("lr", "float", task.lr, "Adam's learning rate: above 1 the steps overshoot and training diverges",
-                low=0, open_low=True, high=1).check(task.lr if lr is None else lr,
-                                                    fix=f"omit it for the task's {task.lr}, or give e.g. 1e-3")
-    seed = Option("seed", "int", 0, "seeds init, data, t and noise", low=0).check(seed)
-    ema = Option("ema", "float", 0.999, "decay of the weights' moving average", low=0, high=1,
-                 open_high=True).check(ema)
+    steps = STEPS.check(task.steps if steps is None else steps, fix=f"omit it for the task's {task.steps}")
+    batch = BATCH.check(task.batch if batch is None else batch, fix=f"omit it for the task's {task.batch}")
+    lr = LR.check(task.lr if lr is None else lr, fix=f"omit it for the task's {task.lr}, or give e.g. 1e-3")
+    seed = SEED.check(seed)
+    ema = EMA.check(ema)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     schedule_config, prediction, suffix = TRAIN_SCHEDULES[schedule]
@@ -175,7 +182,7 @@ def command_line(args: argparse.Namespace) -> str:
             words += [f"--{opt}", str(getattr(args, opt))]
     if args.schedule != "linear":
         words += ["--schedule", args.schedule]
-    words += ["--seed", str(args.seed), "--out", str(args.out or default_out(args))]
+    words += ["--seed", str(args.seed), "--out", str(destination(args))]
     return shlex.join(words)
 
 
@@ -186,13 +193,20 @@ def default_out(args: argparse.Namespace) -> str:
 
 def destination(args: argparse.Namespace) -> Path:
     """The checkpoint path: --out, else ./<task>.pt (./<task>-flow.pt for --schedule flow)."""
-    return Path(args.out or default_out(args))
+    return Path(default_out(args) if args.out is None else args.out)
 
 
 def check_arguments(args: argparse.Namespace) -> None:
-    """The command line's threads and destination, checked before any training (the task's numbers are checked by
-    `train` before its first step)."""
+    """The command line's numbers (threads, steps, batch, lr, seed) and destination, checked before any training."""
     checked_threads(args.threads, "--threads")
+    task = TASKS[args.task]
+    for option, value, default in ((STEPS, args.steps, task.steps), (BATCH, args.batch, task.batch),
+                                   (LR, args.lr, task.lr), (SEED, args.seed, 0)):
+        if value is not None:
+            option.check(value, fix=f"give a valid --{option.name}, or leave it out for {default}")
+    if args.out is not None:  # '' (an unset shell variable) is not a request for the default
+        Option("--out", "str", None, "checkpoint path").check(
+            args.out, fix=f"give a checkpoint path such as {default_out(args)}, or leave --out out for that default")
     target = destination(args)
     if target.is_dir():
         raise DiffsolveError(f"--out {str(target)!r} is a folder; give a checkpoint file such as "

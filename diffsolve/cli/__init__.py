@@ -61,8 +61,8 @@ def _run(argv: list[str], command: str) -> tuple[int, str]:
         parser = build_parser()
         args = parser.parse_args(argv)
         if args.command is None:
-            parser.print_help(sys.stderr)
-            return EXIT_USAGE, command
+            return _say(f"diffsolve: error: give a command, one of {', '.join(COMMANDS)} (see `diffsolve --help`)",
+                        EXIT_USAGE), command
         command = f"diffsolve {args.command}"
         with warnings.catch_warnings():
             warnings.showwarning = _one_line_warnings(command, warnings.showwarning)

@@ -135,6 +135,9 @@ def run(args: argparse.Namespace) -> int:
         print(list_names())
         return EXIT_OK
     common.check(args, OPTIONS)
+    if args.json and args.format not in (None, "json"):
+        raise DiffsolveError(f"--json and --format {args.format} ask for two outputs on stdout; give one of them "
+                             f"(--json is --format json)")
     fmt = "json" if args.json else args.format or "md"
     suite = suite_of(args)  # every name and value checked before anything is written
     if args.merge:
@@ -144,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         records = merge(args.merge, suite.cells, repair=args.repair)
         print(f"merged {len(records)} cells into {args.merge}/results.jsonl", file=sys.stderr)
         return finish(args, Results(records, suite), fmt)
-    out = common.writable_folder(args.out or f"bench-results/{suite.name}", "--out")
+    out = common.writable_folder(f"bench-results/{suite.name}" if args.out is None else args.out, "--out")
     adopt_legacy(args, suite, out)
     return sweep(args, suite, out, fmt)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,6 +38,12 @@ class UsageError(DiffsolveError):
 
 class Parser(argparse.ArgumentParser):
     """argparse with one-line errors: a usage error is raised as a DiffsolveError for the one top-level handler."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # a value that starts with '-' and a digit (--shard -1/2, --seeds -1,2) is the option's value, so its own
+        # check names it, rather than "expected one argument"
+        self._negative_number_matcher = re.compile(r"^-\d")
 
     def error(self, message: str) -> Any:
         raise UsageError(f"{message} (see `{self.prog} --help`)")
@@ -133,10 +140,14 @@ def number_list(text: str, flag: str) -> list[float]:
 
 
 def grid_list(text: str) -> list[str]:
-    """Comma-separated grid specs; a piece that starts like a number continues a custom grid's times."""
+    """Comma-separated grid specs; a piece that does not name a grid continues a custom grid's times (so a time
+    that is not a number is named by the custom grid's check)."""
+    from ..grids import DEFERRED, GRIDS
+
+    names = {*GRIDS, *DEFERRED, "custom", "file"}
     out: list[str] = []
     for piece in csv_list(text):
-        if out and out[-1].startswith("custom:") and piece[:1] in "0123456789.-+":
+        if out and out[-1].startswith("custom:") and piece.partition(":")[0].strip() not in names:
             out[-1] += "," + piece
         else:
             out.append(piece)
@@ -155,9 +166,17 @@ def shape(text: str) -> list[int]:
     return dims
 
 
+def named_path(path: str | Path, flag: str, what: str) -> Path:
+    """The path given to `flag`; '' (an unset shell variable) is refused, not read as the current folder."""
+    if isinstance(path, str):
+        Option(flag, "str", doc=f"a {what} path").check(path, fix=f"give a {what} path (write . for the current "
+                                                              f"folder)")
+    return Path(path)
+
+
 def writable_folder(path: str | Path, flag: str) -> Path:
     """The folder (created if missing), checked to be a folder this process can write into."""
-    p = Path(path)
+    p = named_path(path, flag, "folder")
     if p.exists() and not p.is_dir():
         raise DiffsolveError(f"{flag} {str(p)!r} is a file; give a folder (created if missing)")
     blocker = next((a for a in p.parents if a.exists() and not a.is_dir()), None)
@@ -175,7 +194,7 @@ def writable_folder(path: str | Path, flag: str) -> Path:
 
 def writable_file(path: str | Path, flag: str, example: str) -> Path:
     """A file path whose folder exists and can be written into (the file itself is not created)."""
-    p = Path(path)
+    p = named_path(path, flag, "file")
     if p.is_dir():
         raise DiffsolveError(f"{flag} {str(p)!r} is a folder; give a file path such as {str(p / example)!r}")
     parent = p.parent if str(p.parent) else Path(".")
