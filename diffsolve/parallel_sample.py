@@ -113,10 +113,11 @@ def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
                 old = json.loads(path.read_text(encoding="utf-8"))
             except ValueError as e:
                 old = f"not JSON ({e})"
-            if not isinstance(old, dict):
-                raise DiffsolveError(f"{path} is damaged ({old if isinstance(old, str) else 'not a JSON object'}); "
-                                     f"it records which job the folder's samples belong to. Delete the folder to "
-                                     f"start again (or delete manifest.json alone if the batches are this job's)")
+            why = _manifest_damage(old, manifest)
+            if why:
+                raise DiffsolveError(f"{path} is damaged ({why}); it records which job the folder's samples belong "
+                                     f"to. Delete the folder to start again (or delete manifest.json alone if the "
+                                     f"batches are this job's)")
             diff = {k: (old.get(k), v) for k, v in manifest.items() if old.get(k) != v}
             if diff:
                 shown = ", ".join(f"{k}: {a!r} there, {b!r} asked" for k, (a, b) in diff.items())
@@ -126,6 +127,21 @@ def _check_manifest(out: Path, manifest: dict[str, Any]) -> None:
         tmp = unique_temp(path)
         tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         os.replace(tmp, path)
+
+
+def _manifest_damage(old: Any, manifest: dict[str, Any]) -> str:
+    """Why `old` (a manifest as read) is no manifest at all: not a JSON object, a field missing, or a field of another
+    JSON type than a job's (n: "four"); '' when it is one (perhaps another job's)."""
+    if isinstance(old, str):
+        return old
+    if not isinstance(old, dict):
+        return "not a JSON object"
+    missing = [k for k, v in manifest.items() if k not in old and v is not None]  # absent reads as None (older files)
+    if missing:
+        return f"field(s) {', '.join(missing)} missing"
+    wrong = [f"{k}: {old[k]!r}" for k, v in manifest.items()
+             if None not in (old.get(k), v) and type(old[k]) is not type(v)]
+    return f"field(s) of the wrong type ({', '.join(wrong)})" if wrong else ""
 
 
 def _model(job: SampleJob, problem: problems.Problem) -> Any:

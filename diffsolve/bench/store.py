@@ -94,7 +94,8 @@ _TABLE = ("options", "params", "nonfinite")
 _SIGNED = ("order_theory", "data_mmd2", "data_fd", "data_fd_floor")
 SCHEMA: dict[str, tuple[str, Any]] = {
     **{k: ("a string", lambda v: isinstance(v, str)) for k in _TEXT},
-    **{k: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)) for k in _INT},
+    **{k: ("an integer >= 0 (counts, seeds and sizes are never negative)",
+           lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0) for k in _INT},
     **{k: ("a number", _number) if k in _SIGNED else ("a number >= 0 (errors, times and tolerances are never "
                                                        "negative)", lambda v: _number(v) and v >= 0)
        for k in _NUMBER},
@@ -148,6 +149,8 @@ def check_line(raw: bytes) -> Record | str:
         return f"status {rec.get('status')!r} is not one of {', '.join(STATUSES)}"
     if rec["status"] == "ok" and (isinstance(rec.get("nfe"), bool) or not isinstance(rec.get("nfe"), int)):
         return "a record without measurements (status 'ok' but no integer 'nfe')"
+    if rec["status"] == "ok" and rec.get("kind") == "ode" and "rmse" in rec and rec["rmse"] is None:
+        return "an 'ok' ODE record with rmse null (a cell whose error is not a number is stored as failed)"
     if rec["status"] == "failed" and not isinstance(rec.get("error"), str):
         return "a failed record without an 'error' message"
     return _schema_error(rec) or rec

@@ -139,6 +139,9 @@ def parse_solver(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
         if "=" not in pair:
             raise DiffsolveError(f"solver option {pair!r} in {spec!r} must read key=value, e.g. 'unipc:variant=bh2'")
         k, v = (part.strip() for part in pair.split("=", 1))
+        if k in options:
+            raise DiffsolveError(f"solver option {k!r} is given twice in {spec!r}; give each option once, e.g. "
+                                 f"'{name}:{k}={v}'")
         options[k] = schema[k].read(v) if k in schema else Option(k, "str").read(v)  # unknown keys: refused later
     return name, options
 
@@ -238,10 +241,17 @@ def _problems(run: dict[str, Any]) -> list[tuple[str, Problem]]:
     if shape is not None and (not isinstance(shape, list) or not all(isinstance(d, int) and d > 0 for d in shape)):
         raise DiffsolveError(f"shape must be a list of positive integers such as [3, 32, 32], got {shape!r}")
     fp = run.get("fingerprint")
+    if fp is not None:
+        fp = Option("fingerprint", "str", doc="a string naming a Model whose weights cannot be hashed").check(
+            fp, fix="give a string that changes whenever the network's numbers do, e.g. fingerprint='my-net-v2'")
     out = []
     for p in _list(_get(run, "problems"), "problem"):
-        prob = problems_mod.resolve(p, shape=shape, fingerprint=None if fp is None else str(fp))
+        prob = problems_mod.resolve(p, shape=shape, fingerprint=fp)
         out.append((p if isinstance(p, str) else prob.name or "model", prob))
+    if fp is not None and not any(isinstance(prob, problems_mod.UserProblem) for _, prob in out):
+        raise DiffsolveError(f"fingerprint {fp!r} is for a problem given as a bare Model, and no problem of this run "
+                             f"is one ({', '.join(label for label, _ in out)}: fingerprinted by diffsolve); leave "
+                             f"fingerprint (--fingerprint) out")
     return out
 
 
@@ -352,6 +362,9 @@ def _budgets(g: Any, name: str, solver: Any, nfes: list[int], nfe_given: bool, a
     (when every grid of the run has its own times the NFE list is theirs, and a budget they do not cost is refused:
     plan's rule). Such a grid outside the list is refused; beside the list's other NFEs it is said (`warn`)."""
     steps = g.steps
+    if steps is not None and steps < 1:  # one time: no step (said so, not as the NFE 0 it would cost)
+        raise DiffsolveError(f"grid {g.text!r} has {steps + 1} time(s); a grid needs at least two, from noisy to "
+                             f"clean, e.g. [1.0, 0.5, 0.001] (checked before any cell runs)")
     budgets = nfes if steps is None or (all_fixed and nfes) else [solver.nfe_for(steps) or steps]
     if steps is not None and not all_fixed:
         what = f"grid {g.text!r} has its own times: solver {name!r} runs its {steps} steps at nfe={budgets[0]}"
@@ -376,6 +389,7 @@ def check_plans(cells: list[Cell], probs: dict[str, Problem]) -> None:
     network call (plan(probe=True)). Adaptive solvers, learned solvers' files and per-cell tuned or learned grids are
     left out (checked by their own up-front checks, or only by their run)."""
     from ..plan import plan
+    from ..solve import _check_direction as check_direction
 
     models: dict[tuple[str, str], Any] = {}
     seen: set[tuple[Any, ...]] = set()
@@ -390,11 +404,37 @@ def check_plans(cells: list[Cell], probs: dict[str, Problem]) -> None:
             sched = prob.default_schedule() if c.schedule == MODEL_SCHEDULE else SCHEDULES[c.schedule]()
             models[c.problem, c.schedule] = prob.model(sched)
         try:
-            plan(models[c.problem, c.schedule], c.solver, nfe=c.nfe, grid=c.grid, variable=c.variable,
-                 options=dict(c.options), fingerprint=prob.fingerprint(), probe=True)
+            p = plan(models[c.problem, c.schedule], c.solver, nfe=c.nfe, grid=c.grid, variable=c.variable,
+                     options=dict(c.options), fingerprint=prob.fingerprint(), probe=True)
+            check_direction(p.dynamics, p.grid)  # a grid with its own times (custom:, file:) may run backwards
+            if _coefficients_refused(p):  # on a probe grid coarser than the cell's: confirm on the cell's own
+                _coefficients_refused(plan(models[c.problem, c.schedule], c.solver, nfe=c.nfe, grid=c.grid,
+                                           variable=c.variable, options=dict(c.options),
+                                           fingerprint=prob.fingerprint()), strict=True)
         except DiffsolveError as e:
             raise type(e)(f"problem {c.problem!r}, solver {c.label or c.solver!r}, grid {c.grid!r}, nfe {c.nfe}: {e} "
                           f"(checked before any cell runs)") from None
+
+
+def _coefficients_refused(p: Any, *, strict: bool = False) -> bool:
+    """Compile an exponential integrator's step coefficients on the plan's grid, where per-step bounds of its
+    options live (ddim's eta: η²(1 − e^(−2h)) ≤ 1 on every step h); plan(probe=True) checks options and grid only.
+    On the cell's own grid (`strict`, or a probe grid no coarser than it) a refusal is raised; on a coarser probe
+    grid it is returned (True) for the caller to confirm on the cell's grid."""
+    from ..plan import PROBE_STEPS
+    from ..solvers.brownian import NOISE_OPTIONS
+    from ..solvers.exp.base import ExpSolver
+
+    if not isinstance(p.solver, ExpSolver) or p.solver.adaptive:
+        return False
+    options = {k: v for k, v in p.options.items() if k not in (*NOISE_OPTIONS, "threshold", "threshold_max")}
+    try:
+        p.solver.plan(p.dynamics, p.grid, p.solver.form_of(options), **options)
+    except DiffsolveError:
+        if strict or p.grid.steps < PROBE_STEPS:
+            raise
+        return True
+    return False
 
 
 def _learned_cells(label: str, prob: Problem, schedule: str, learned: list[tuple[str, dict[str, Any]]],
@@ -477,6 +517,10 @@ class Suite:
                 if cell.key not in seen:
                     seen.add(cell.key)
                     cells.append(cell)
+        if any("tols" in table for table in (data, *runs, overrides or {})) and all(c.tol is None for c in cells):
+            warnings.warn("tols (--tols) are the tolerances of adaptive solvers (dopri5, …), and no solver of this "
+                          "suite is adaptive, so they are not used; add one (e.g. --solver euler,dopri5) or leave "
+                          "tols out", stacklevel=2)
         return cls(suite_name(data.get("name", name), source), cells, description, fit_last or None, fit_min_nfe,
                    source)
 

@@ -65,7 +65,7 @@ def _exec_file(spec: str, target: str, what: str = "problem") -> Any:
     sys.modules[name] = module
     try:
         loader.loader.exec_module(module)
-    except Exception as e:  # noqa: BLE001 — the user's code: any exception, named with its file
+    except (Exception, SystemExit) as e:  # noqa: BLE001 — the user's code: any exception (sys.exit too), named
         del sys.modules[name]
         raise DiffsolveError(f"{what} {spec!r}: running {str(path)!r} raised {_described(e)}; fix the file (it "
                              f"must import without error; its folder is on the import path)") from e
@@ -73,7 +73,9 @@ def _exec_file(spec: str, target: str, what: str = "problem") -> Any:
 
 
 def _described(e: BaseException) -> str:
-    """'TypeError: message' (SyntaxError: with its line)."""
+    """'TypeError: message' (SyntaxError: with its line; SystemExit: the sys.exit call it is)."""
+    if isinstance(e, SystemExit):
+        return f"SystemExit (sys.exit({e.code!r}))"
     where = f" (line {e.lineno})" if isinstance(e, SyntaxError) and e.lineno else ""
     return f"{type(e).__name__}{where}: {e}"
 
@@ -92,7 +94,7 @@ def load_attr(spec: str, what: str = "problem",
         except ImportError as e:
             raise DiffsolveError(f"{what} {spec!r}: cannot import module {target!r} ({e}); put it on PYTHONPATH "
                                  f"or give a file path, e.g. ./{target.replace('.', '/')}.py:{attr}") from None
-        except Exception as e:  # noqa: BLE001 — the user's module raised while importing
+        except (Exception, SystemExit) as e:  # noqa: BLE001 — the user's module raised (or exited) while importing
             raise DiffsolveError(f"{what} {spec!r}: importing module {target!r} raised {_described(e)}; fix the "
                                  f"module (it must import without error)") from e
     value: Any = module
@@ -110,7 +112,7 @@ def _from_reference(spec: str, shape: Sequence[int] | None, fingerprint: str | N
         return as_problem(value, name=spec, shape=shape, fingerprint=fingerprint)
     except DiffsolveError:
         raise
-    except Exception as e:  # noqa: BLE001 — the user's factory: needs arguments, or raised
+    except (Exception, SystemExit) as e:  # noqa: BLE001 — the user's factory: needs arguments, raised or exited
         raise DiffsolveError(f"problem {spec!r}: calling {spec.rpartition(':')[2]}() raised {_described(e)}; it "
                              f"must take no arguments and return a Problem or a diffsolve Model") from e
 
@@ -135,15 +137,26 @@ def as_problem(value: Any, *, name: str = "model", shape: Sequence[int] | None =
 
 def resolve(spec: str | Problem | Model, *, shape: Sequence[int] | None = None,
             fingerprint: str | None = None) -> Problem:
-    """The Problem a spec names (see the module doc); references are loaded once per process and file version."""
+    """The Problem a spec names (see the module doc); references are loaded once per process and file version.
+    `shape` is for a bare Model: a problem with a shape of its own refuses another."""
     if not isinstance(spec, str):
-        return as_problem(spec, name=getattr(spec, "name", "") or "model", shape=shape, fingerprint=fingerprint)
+        label = getattr(spec, "name", "") or "model"
+        return _own_shape(as_problem(spec, name=label, shape=shape, fingerprint=fingerprint), label, shape)
     if spec in PROBLEMS:
-        return get(spec)
+        return _own_shape(get(spec), spec, shape)
     path = Path(spec.rpartition(":")[0] if ":" in spec and not Path(spec).is_file() else spec)
     stamp = (path.stat().st_mtime_ns, path.stat().st_size) if path.is_file() else None
     key = (spec, tuple(shape) if shape else None, fingerprint, stamp)
-    return _RESOLVED.get(key, lambda: _resolve_reference(spec, path, shape, fingerprint))
+    return _own_shape(_RESOLVED.get(key, lambda: _resolve_reference(spec, path, shape, fingerprint)), spec, shape)
+
+
+def _own_shape(problem: Problem, label: str, shape: Sequence[int] | None) -> Problem:
+    """`problem`, unless a shape was given that is not its own (only a bare Model takes its shape from the caller)."""
+    if shape is not None and tuple(shape) != problem.sample_shape:
+        raise DiffsolveError(f"problem {label!r} has samples of shape {problem.sample_shape}, but shape "
+                             f"{tuple(shape)} was given; shape (--shape) is for a problem given as a bare Model: "
+                             f"leave it out for this problem")
+    return problem
 
 
 def _resolve_reference(spec: str, path: Path, shape: Sequence[int] | None, fingerprint: str | None) -> Problem:
