@@ -11,6 +11,7 @@ through the results-line reader and the grid-file reader.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -85,12 +86,17 @@ def test_an_empty_value_of_a_sweep_axis_is_one_error_line(axis, value, tmp_path,
     assert f"leave --{axis} out for that default" in err and not (tmp_path / "b").exists()
 
 
+GRID_TIMES = {"ascending": [0.001, 0.5, 1.0], "one": [1.0]}
+
+
 def _grid_file(tmp: Path, kind: str) -> Path:
     import diffsolve as ds
 
     path = tmp / f"grid-{kind}.json"
     if kind == "cosine":
         ds.grids.save(ds.grids.logsnr(ds.VPCosine(), 4), path)
+    elif kind in GRID_TIMES:
+        path.write_text(json.dumps({"times": GRID_TIMES[kind], "schedule": ds.VPLinear().to_config()}))
     else:
         path.write_text(json.dumps({"times": [1.0, 0.5, 0.001], "schedule": ds.VPLinear().to_config()})
                         .replace("1.0,", "1e999,", 1))
@@ -102,6 +108,13 @@ UPFRONT = {  # a (solver, grid, NFE) combination whose plan is wrong → (its fl
     "custom times not monotone": (["--grid", "custom:1,0.5,0.7,0.001", "--nfe", "3"], "strictly monotone"),
     "a grid file of another schedule": (["--grid", "file:{cosine}", "--nfe", "4"], "was made for schedule VPCosine"),
     "1e999 in a grid file": (["--grid", "file:{inf}", "--nfe", "2"], "grid times must be finite"),
+    "a grid file whose times ascend (E33)": (["--grid", "file:{ascending}", "--nfe", "2"],
+                                             "needs grid times decreasing (noise → data), but the grid runs from "
+                                             "t=0.001 to t=1"),
+    "a grid file of one time (E36)": (["--grid", "file:{one}", "--nfe", "2"], "has 1 time(s); a grid needs at least "
+                                                                             "two"),
+    "ddim's eta beyond its per-step bound (C015)": (["--solver", "ddim:eta=2"], "ddim with eta=2.0 asks for a noise "
+                                                                                "level above σ_t"),
     "a budget below heun's minimum": (["--solver", "heun", "--nfe", "1"], "an NFE budget of 1 is below"),
     "a budget beyond MAX_STEPS": (["--nfe", "1000000000"], "use at most 10000000 steps"),
     "an NFE a custom grid does not cost": (["--grid", "custom:1,0.5,0.001", "--nfe", "7"],
@@ -118,7 +131,7 @@ def test_a_wrong_plan_is_one_error_line_before_any_cell_runs(kind, tmp_path, cap
     """The bench checks each (solver, grid, NFE) plan up front (diffsolve.plan, as the cell will make it), so these
     are exit 2 with the plan's message, not exit 4 with every cell failed."""
     flags, words = UPFRONT[kind]
-    files = {"cosine": _grid_file(tmp_path, "cosine"), "inf": _grid_file(tmp_path, "inf")}
+    files = {kind: _grid_file(tmp_path, kind) for kind in ("cosine", "inf", *GRID_TIMES)}
     argv = BASE["bench"]
     for flag in flags[::2]:
         argv = _without(argv, flag) if flag in argv else argv
@@ -161,7 +174,10 @@ def test_a_grid_with_its_own_times_runs_at_its_cost_without_nfe_or_with_it(tmp_p
 
 TRAIN_BAD = [(["--lr", "1e300"], "lr must be a finite number > 0 and <= 1, got 1e+300 (Adam's learning rate: above 1"),
              (["--threads", "100000"], "--threads must be an integer >= 1 and <= "),
-             (["--steps", "0"], "steps must be an integer >= 1")]
+             (["--steps", "0"], "steps must be an integer >= 1"),
+             (["--batch", "1000000000"], "batch must be an integer >= 1 and <= 65536, got 1000000000"),  # F56: OOM
+             (["--steps", "100000000"], "steps must be an integer >= 1 and <= 1e+07, got 100000000"),
+             (["--seed", "-1"], "seed must be an integer >= 0, got -1")]
 
 
 @pytest.mark.parametrize("argv,text", TRAIN_BAD, ids=[" ".join(a) for a, _ in TRAIN_BAD])
@@ -175,10 +191,98 @@ def test_a_train_option_out_of_range_is_one_error_line_before_training(argv, tex
         assert f"this machine has {os.cpu_count()} core(s)" in err
 
 
+BENCH_FLAGS_BAD = {  # flags that were accepted and ignored, or named the wrong thing → the words of the one error line
+    "a solver option given twice (C015)": (["--solver", "ddim:eta=1:eta=2"],
+                                           "solver option 'eta' is given twice in 'ddim:eta=1:eta=2'; give each option "
+                                           "once"),
+    "--shape for a problem with its own (C041)": (["--shape", "5"], "problem 'gmm-2d' has samples of shape (2,), but "
+                                                                    "shape (5,) was given"),
+    "--fingerprint '' (C042)": (["--fingerprint", ""], "fingerprint must be a non-empty string, got ''"),
+    "--fingerprint for a problem that has its own (C042)": (["--fingerprint", "v2"],
+                                                            "fingerprint 'v2' is for a problem given as a bare Model, "
+                                                            "and no problem of this run is one (gmm-2d"),
+    "--json with --format csv (C070)": (["--json", "--format", "csv"], "--json and --format csv ask for two outputs"),
+    "--shard -1/2 (C066)": (["--shard", "-1/2"], "--shard takes i/n with 0 <= i < n (this job's index and the number "
+                                                 "of jobs), got '-1/2'"),
+    "a word among a custom grid's times (C022)": (["--grid", "custom:1,a,0.001"],
+                                                  "grid spec 'custom:1,a,0.001': time 'a' is not a number"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BENCH_FLAGS_BAD))
+def test_a_bench_flag_that_cannot_apply_is_one_error_line_before_any_cell(kind, tmp_path, capsys):
+    flags, words = BENCH_FLAGS_BAD[kind]
+    argv = BASE["bench"]
+    for flag in flags[::2]:
+        argv = _without(argv, flag) if flag in argv else argv
+    rc, err = run([*argv, *flags], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", words)
+    assert not (tmp_path / "b" / "results.jsonl").exists()
+
+
+@pytest.mark.parametrize("cmd", ["bench", "sample", "tune"])
+def test_a_shape_other_than_a_problems_own_is_refused_naming_both(cmd, tmp_path, capsys, monkeypatch):
+    """A282/C041/F17: --shape is for a bare Model; a registered problem's own shape (2,) wins only when equal."""
+    import importlib
+
+    if cmd != "tune":  # tune resolves its problem first thing in tuning.tune
+        module, name = WORK[cmd]
+        monkeypatch.setattr(importlib.import_module(module), name, lambda *a, **k: pytest.fail("work started"))
+    rc, err = run([*BASE[cmd], "--shape", "3"], tmp_path, capsys)
+    assert_one_error_line(rc, err, cmd, "problem 'gmm-2d' has samples of shape (2,), but shape (3,) was given; shape "
+                                        "(--shape) is for a problem given as a bare Model")
+
+
+BENCH_RUN_BAD = {  # ds.bench.run's arguments (A282, A283): the suite's checks, as the command line's
+    "shape of another problem": ({"shape": (3,)}, "has samples of shape (2,), but shape (3,) was given"),
+    "fingerprint a number": ({"fingerprint": 123}, "fingerprint must be a non-empty string, got 123"),
+    "fingerprint of a registered problem": ({"fingerprint": "v2"}, "is for a problem given as a bare Model"),
+}
+
+
+@pytest.mark.parametrize("kind", list(BENCH_RUN_BAD))
+def test_bench_run_refuses_a_shape_or_fingerprint_that_cannot_apply(kind):
+    import diffsolve as ds
+
+    kw, words = BENCH_RUN_BAD[kind]
+    with pytest.raises(DiffsolveError, match=re.escape(words)):
+        ds.bench.run("gmm-2d", solvers=["euler"], nfe=[4], n=8, progress=False, report=False, **kw)
+
+
+def test_tols_without_an_adaptive_solver_is_a_one_line_warning(tmp_path, capsys):
+    """C045: a warning, not an error: the sweep is valid (--nfe unused by adaptive solvers is not an error either),
+    but the tolerances asked for measure nothing."""
+    rc, err = run([*BASE["bench"], "--tols", "1e-3"], tmp_path, capsys)
+    assert rc == 0, err
+    assert "diffsolve bench: warning: tols (--tols) are the tolerances of adaptive solvers (dopri5, …), and no " \
+           "solver of this suite is adaptive, so they are not used" in err.splitlines()[0], err
+    rc, err = run([*_without(BASE["bench"], "--solver"), "--solver", "euler,dopri5", "--tols", "1e-3", "--fresh"],
+                  tmp_path, capsys)
+    assert rc == 0 and "warning" not in err, err
+
+
+def test_no_command_is_one_line_naming_the_commands(capsys):
+    """C073: was the whole help (16 lines)."""
+    assert main([]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == ["diffsolve: error: give a command, one of bench, train, likelihood, tune, sample (see "
+                                "`diffsolve --help`)"], err
+
+
+def test_likelihood_probes_with_the_exact_divergence_is_refused_naming_the_option(tmp_path, capsys):
+    """F68: the exact divergence draws no probes; --probes 3 was silently unused."""
+    rc, err = run([*BASE["likelihood"], "--n", "8", "--probes", "3"], tmp_path, capsys)
+    assert_one_error_line(rc, err, "likelihood", "probes=3 counts Hutchinson probes, but the divergence is 'exact'")
+    assert "--divergence hutchinson" in err
+    rc, err = run([*BASE["likelihood"], "--n", "8", "--probes", "2", "--divergence", "hutchinson"], tmp_path, capsys)
+    assert rc == 0, err
+
+
 # ---- destinations: checked before any work ---------------------------------------------------------------------
+EMPTY_OUT = ("", "--out must be a non-empty string, got ''")  # D04, D14, D34: not the default, not the cwd
 FOLDER_BAD = [("{tmp}/afile", "is a file"), ("{tmp}/afile/sub", "which is a file"),
-              (str(UNWRITABLE), "cannot write there")]
-FILE_BAD = [("{tmp}", "is a folder"), ("{tmp}/missing/x", "does not exist"), ("{tmp}/afile/x", "is a file"),
+              (str(UNWRITABLE), "cannot write there"), EMPTY_OUT]
+FILE_BAD = [EMPTY_OUT, ("{tmp}", "is a folder"), ("{tmp}/missing/x", "does not exist"), ("{tmp}/afile/x", "is a file"),
             (str(UNWRITABLE) + ".json", "cannot write there")]
 WORK = {"bench": ("diffsolve.bench.ranks", "run_sweep"), "sample": ("diffsolve.parallel_sample", "sample_batch"),
         "tune": ("diffsolve.tuning", "tune"), "train": ("diffsolve.training", "train")}
@@ -227,6 +331,7 @@ FILES = {
                        "RuntimeError: kaboom"),
     "no such attribute": (GOOD, "nope", [], "has no attribute 'nope'"),
     "shape the network does not take": (GOOD, "model", ["--shape", "1,2,4"], "(2, 1, 2, 4)"),
+    "calls sys.exit at import (C090)": ("import sys\nsys.exit(0)\n", "model", [], "raised SystemExit (sys.exit(0))"),
 }
 
 
@@ -273,7 +378,7 @@ def test_a_user_file_imports_modules_beside_it(tmp_path, capsys):
 
 # ---- results lines: generated from the store's schema ------------------------------------------------------------
 BIG = "JSON number 1e999"
-WRONG = {"a string": [1, None, ["x"]], "an integer": ["4", 4.5, True], "a number": ["abc", True, [1.0]],
+WRONG = {"a string": [1, None, ["x"]], "an integer >= 0": ["4", 4.5, True, -4], "a number": ["abc", True, [1.0]],
          "a number >= 0": ["abc", True, [1.0], -5.0], "an object": [[], "x"]}
 
 
@@ -286,6 +391,7 @@ def _line_rows() -> list:
             rows.append(pytest.param({field: value}, (), field, id=f"{field}={value!r}"))
     rows += [pytest.param({}, (field,), field, id=f"no {field}") for field in store_mod.CELL_FIELDS]
     rows += [pytest.param({"rmse": BIG}, (), "1e999", id="rmse=1e999"),
+             pytest.param({"rmse": None}, (), "rmse null", id="rmse=null on an ok record"),  # E17: not finished
              pytest.param({"options": {"eta": BIG}}, (), "options.eta", id="options.eta=1e999")]
     return rows
 
@@ -323,8 +429,8 @@ GOOD_LINE = json.dumps({"problem": "gmm-2d", "schedule": "linear", "solver": "eu
 
 
 @pytest.mark.parametrize("change,drop", [({"rmse": "abc"}, ()), ({}, ("problem",)), ({"rmse": BIG}, ()),
-                                         ({"rmse": -5.0}, ())],
-                         ids=["rmse='abc'", "no problem", "rmse=1e999", "rmse=-5"])
+                                         ({"rmse": -5.0}, ()), ({"nfe": -4}, ()), ({"rmse": None}, ())],
+                         ids=["rmse='abc'", "no problem", "rmse=1e999", "rmse=-5", "nfe=-4 (E09)", "rmse=null (E17)"])
 def test_the_cli_refuses_a_bad_line_then_repairs_it(change, drop, tmp_path, capsys):
     lines = _good_lines(tmp_path, capsys)
     path = tmp_path / "b" / "results.jsonl"
@@ -395,6 +501,20 @@ def test_a_damaged_manifest_is_one_error_with_the_fix(kind, tmp_path, capsys):
     rc, err = run(BASE["sample"], tmp_path, capsys)
     assert_one_error_line(rc, err, "sample", "manifest.json is damaged")
     assert "Delete the folder" in err
+
+
+@pytest.mark.parametrize("change,words", [(lambda m: m.pop("problem"), "field(s) problem missing"),  # E42
+                                          (lambda m: m.update(n="four"), "field(s) of the wrong type (n: 'four')")])
+def test_a_manifest_with_a_field_missing_or_mistyped_is_damaged_not_another_jobs(change, words, tmp_path, capsys):
+    rc, err = run(BASE["sample"], tmp_path, capsys)
+    assert rc == 0, err
+    path = tmp_path / "s" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    rc, err = run(BASE["sample"], tmp_path, capsys)
+    assert_one_error_line(rc, err, "sample", f"manifest.json is damaged ({words})")
+    assert "another job" not in err
 
 
 def _edit_batch(p: Path, **change) -> None:
