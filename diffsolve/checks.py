@@ -177,8 +177,9 @@ def seed_list(values: Any, name: str, *, error: type[DiffsolveError] = Diffsolve
             for s in items]
 
 
-def tolerance(name: str, default: float | None, doc: str, below: float | None = None, *,
+def tolerance(name: str, default: float | None, doc: str, below: float | None = 1.0, *,
               optional: bool = False) -> Option:
-    """rtol / atol of an error control: a finite number >= MIN_TOL (and < `below` when given)."""
+    """rtol / atol of an error control: a finite number >= MIN_TOL and < `below` (1 unless given: an error of 100 %
+    of the state, or of 1 in its units, controls nothing; None lifts the bound)."""
     return Option(name, "float", default, f"{doc}; at least {MIN_TOL:g}, float64's round-off", low=MIN_TOL, high=below,
                   open_high=below is not None, optional=optional)
