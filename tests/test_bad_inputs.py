@@ -261,6 +261,20 @@ BENCH_RESULTS: list[Case] = [
      "is a file, not a folder"),
 ]
 
+# the Python-API cases of the third audit (/work/audit, its case ids)
+API_AUDIT_3: list[Case] = [
+    ("A127 dopri5 rtol=2", lambda tmp: _sample(solver="dopri5", nfe=None, rtol=2.0, atol=1e-3),
+     "rtol must be a finite number >= 1e-15 and < 1, got 2.0"),
+    ("A127 dpm_adaptive atol=1", lambda tmp: _sample(solver="dpm_adaptive", nfe=None, atol=1.0),
+     "atol must be a finite number >= 1e-15 and < 1, got 1.0"),
+    ("A152 a grid spec repeats a key", lambda tmp: _sample(grid="karras:rho=7:rho=5"),
+     "'karras:rho=7:rho=5': parameter 'rho' is given twice"),
+    ("A204 grids.build(spec, None, 5)", lambda tmp: lambda: grids.build("logsnr", None, 5),
+     "a grid's schedule must be a diffsolve Schedule such as diffsolve.VPLinear(), got None"),
+    ("A210 a grid on the meta device", lambda tmp: _solve("heun", grid=torch.tensor([1.0, 0.5, 0.001], device="meta")),
+     "grid times are a tensor on the 'meta' device, which holds no values"),
+]
+
 
 def _with_max_steps(n: int, call: Callable[[], object]) -> object:
     old, grids.MAX_STEPS = grids.MAX_STEPS, n
@@ -270,7 +284,7 @@ def _with_max_steps(n: int, call: Callable[[], object]) -> object:
         grids.MAX_STEPS = old
 
 
-ALL_CASES = CASES + [c for _, c in ELSEWHERE] + NOT_YET + API_AUDIT + BENCH_RESULTS
+ALL_CASES = CASES + [c for _, c in ELSEWHERE] + NOT_YET + API_AUDIT + BENCH_RESULTS + API_AUDIT_3
 TABLE = [pytest.param(*case, id=case[0]) for case in ALL_CASES] + [
     pytest.param("sample nfe=1e12", lambda tmp: _sample(solver="euler", nfe=10**12), "1000000000000",
                  id="sample nfe=1e12")]
