@@ -363,3 +363,39 @@ def test_sample_returns_a_finite_result_or_raises_a_diffsolve_error(call):
     except DiffsolveError:
         return
     _check_result(sol, X)
+
+
+# ---- A367: DiffsolveScheduler.step checks NaN/Inf as ds.solve does (at once on the CPU, deferred on a GPU) -------
+def _scheduler_pass(bad: int | None, nan_input: bool = False) -> int:
+    """Run a 4-step DDIM pass with a NaN model_output at step `bad` (or a NaN sample); the steps taken."""
+    s = _ddim_scheduler()
+    s.set_timesteps(4)
+    x = torch.randn(1, 2) * (math.nan if nan_input else 1.0)
+    for j, t in enumerate(s.timesteps):
+        out = torch.full((1, 2), math.nan) if j == bad else torch.zeros(1, 2)
+        x = s.step(out, t, x).prev_sample
+    return len(s.timesteps)
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["cpu reads at once", "device reads at the last step"])
+def test_a367_scheduler_step_names_the_step_whose_model_output_is_nan(deferred, monkeypatch):
+    from diffsolve.errors import ModelError
+    from diffsolve.export import scheduler
+
+    if deferred:  # a GPU's path, on the CPU: the records are read once, at the last step
+        monkeypatch.setattr(scheduler, "reads_at_once", lambda value: False)
+    seen = []
+    original = scheduler.DiffsolveScheduler._check_finite
+
+    def spy(self, model_output, sample, end, i):
+        seen.append(i)
+        return original(self, model_output, sample, end, i)
+
+    monkeypatch.setattr(scheduler.DiffsolveScheduler, "_check_finite", spy)
+    with pytest.raises(ModelError, match=r"returned NaN or Inf \(its sum is not finite\) at network call 2 \(t = "
+                                         r"[0-9.]+\).*DiffsolveScheduler.step"):
+        _scheduler_pass(1)
+    assert seen == ([0, 1, 2, 3] if deferred else [0, 1])
+    with pytest.raises(ModelError, match="the input state at t = 999 holds NaN or Inf"):
+        _scheduler_pass(None, nan_input=True)
+    assert _scheduler_pass(None) == 4  # a finite pass is untouched
