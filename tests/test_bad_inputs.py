@@ -273,7 +273,20 @@ API_AUDIT_3: list[Case] = [
      "a grid's schedule must be a diffsolve Schedule such as diffsolve.VPLinear(), got None"),
     ("A210 a grid on the meta device", lambda tmp: _solve("heun", grid=torch.tensor([1.0, 0.5, 0.001], device="meta")),
      "grid times are a tensor on the 'meta' device, which holds no values"),
+    ("A361 from_config(trained_betas=[2.0, 3.0])", lambda tmp: lambda: _scheduler_class().from_config(
+        {"trained_betas": [2.0, 3.0]}).set_timesteps(1), "trained_betas must be a 1-D list of at least 2 numbers, "
+     "each β_n in (0, 1) (ᾱ_n = Π(1 − β_k)), got [2.0, 3.0]"),
+    ("A362 from_config(None)", lambda tmp: lambda: _scheduler_class().from_config(None),
+     "DiffsolveScheduler.from_config: config must be a dict, got None"),
+    ("A364 DiffsolveScheduler(options='x')", lambda tmp: lambda: _scheduler_class()(options="x"),
+     "DiffsolveScheduler: options must be a dict or None, got 'x'"),
 ]
+
+
+def _scheduler_class():
+    from diffsolve.export import DiffsolveScheduler
+
+    return DiffsolveScheduler
 
 
 def _with_max_steps(n: int, call: Callable[[], object]) -> object:

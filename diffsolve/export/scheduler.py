@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from .. import grids as grids_mod
-from ..errors import GridError, ModelError, SolverError
+from ..checks import Option
+from ..errors import GridError, ModelError, ScheduleError, SolverError
 from ..grids import Grid
 from ..interop import diffusers_model, flow_schedule_from_diffusers, is_flow_scheduler, schedule_from_diffusers
 from ..models import FiniteChecks, Model
@@ -167,6 +168,10 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         use_dynamic_shifting: bool = False,
         time_shift_type: str = "exponential",
     ):
+        Option("options", "dict", None, "the solver's options", optional=True).check(
+            options, owner="DiffsolveScheduler", error=SolverError,
+            fix="pass a dict of the solver's options, e.g. options={'to_zero': True} (they are listed by "
+                "diffsolve.get_solver(name).options), or leave it out")
         given = learned_of(solver)  # a learned solver ("file:learned.json", a LearnedSolver) brings its grid
         if given is not None:
             self._copy_learned(given, options)
@@ -202,6 +207,13 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
     def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any) -> Any:
         """ConfigMixin.from_config, keeping a FlowMatch config's `shift` even when it is that scheduler's default
         (diffusers drops keys listed in _use_default_values, and a flow is told apart by its shift)."""
+        if isinstance(getattr(config, "config", None), Mapping):  # a scheduler itself: its config
+            config = config.config
+        if not isinstance(config, str):  # (a str is diffusers' own deprecated route: a saved config's path)
+            Option("config", "dict", doc="a diffusers scheduler config").check(
+                config, owner="DiffsolveScheduler.from_config", error=ScheduleError,
+                fix="pass a scheduler's config, e.g. DiffsolveScheduler.from_config(pipe.scheduler.config, "
+                    "solver='dpmpp2m'), or load a saved one with DiffsolveScheduler.from_pretrained(path)")
         if isinstance(config, Mapping) and "shift" not in kwargs and is_flow_scheduler(config):
             kwargs["shift"] = float(config["shift"])
         return super().from_config(config, return_unused_kwargs, **kwargs)
