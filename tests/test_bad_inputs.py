@@ -273,6 +273,16 @@ API_AUDIT_3: list[Case] = [
      "a grid's schedule must be a diffsolve Schedule such as diffsolve.VPLinear(), got None"),
     ("A210 a grid on the meta device", lambda tmp: _solve("heun", grid=torch.tensor([1.0, 0.5, 0.001], device="meta")),
      "grid times are a tensor on the 'meta' device, which holds no values"),
+    ("A002 a problem's name as the model", lambda tmp: lambda: ds.sample("gmm-2d", X, solver="heun", nfe=4),
+     "got the string 'gmm-2d'; a name is not a model: for the problem registered under it pass "
+     "diffsolve.problems.get('gmm-2d').model()"),
+    ("A002 a Problem as the model", lambda tmp: lambda: ds.sample(problems.get("gmm-2d"), X, solver="heun", nfe=4),
+     "pass its model: problem.model()"),
+    ("A100 solver='HEUN'", lambda tmp: _sample(solver="HEUN"),
+     "solver 'HEUN' is neither the solver 'heun' nor the sampler name 'Heun' as spelled; write solver='heun'"),
+    ("A101 solver=' heun'", lambda tmp: _sample(solver=" heun"), "write solver='heun' for the solver"),
+    ("A100 'Heun' says how it was read", lambda tmp: _sample(solver="Heun"),
+     "solver 'Heun' was read as the community sampler name 'Heun' (solver 'heun' on "),
     ("A361 from_config(trained_betas=[2.0, 3.0])", lambda tmp: lambda: _scheduler_class().from_config(
         {"trained_betas": [2.0, 3.0]}).set_timesteps(1), "trained_betas must be a 1-D list of at least 2 numbers, "
      "each β_n in (0, 1) (ᾱ_n = Π(1 − β_k)), got [2.0, 3.0]"),
