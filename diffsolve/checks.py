@@ -17,7 +17,7 @@ from typing import Any
 from .errors import DiffsolveError
 
 MIN_TOL = 1e-15  # below ~5 float64 round-offs (eps ≈ 2.2e-16) no error control can hold: its estimate overflows
-KINDS = ("bool", "int", "float", "choice", "seed", "generator", "path", "pattern", "table", "str")
+KINDS = ("bool", "int", "float", "choice", "seed", "generator", "path", "pattern", "table", "dict", "str")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Option:
 
     int/float: low ≤ v ≤ high (low excluded when open_low, high excluded when open_high), floats finite;
     choice: v in choices; pattern: a list of ints each in choices; table: a dict whose keys are in `keys`;
-    str: a non-empty string; optional: None allowed.
+    dict: any dict (its keys checked elsewhere); str: a non-empty string; optional: None allowed.
     """
 
     name: str
@@ -137,6 +137,7 @@ _EXPECT = {
     "path": lambda o: "a Brownian path (diffsolve.solvers.brownian.brownian_path(...))",
     "pattern": lambda o: "a list of integers, each one of " + ", ".join(map(str, o.choices)),
     "table": lambda o: "a dict with keys among " + ", ".join(o.keys),
+    "dict": lambda o: "a dict",
     "str": lambda o: "a non-empty string",
 }
 _VALID = {
@@ -151,6 +152,7 @@ _VALID = {
     "pattern": lambda o, v: isinstance(v, (list, tuple)) and len(v) > 0 and all(
         isinstance(e, int) and not isinstance(e, bool) and e in o.choices for e in v),
     "table": lambda o, v: isinstance(v, Mapping) and all(k in o.keys for k in v),
+    "dict": lambda o, v: isinstance(v, Mapping),
     "str": lambda o, v: isinstance(v, str) and bool(v.strip()),
 }
 
@@ -177,8 +179,9 @@ def seed_list(values: Any, name: str, *, error: type[DiffsolveError] = Diffsolve
             for s in items]
 
 
-def tolerance(name: str, default: float | None, doc: str, below: float | None = None, *,
+def tolerance(name: str, default: float | None, doc: str, below: float | None = 1.0, *,
               optional: bool = False) -> Option:
-    """rtol / atol of an error control: a finite number >= MIN_TOL (and < `below` when given)."""
+    """rtol / atol of an error control: a finite number >= MIN_TOL and < `below` (1 unless given: an error of 100 %
+    of the state, or of 1 in its units, controls nothing; None lifts the bound)."""
     return Option(name, "float", default, f"{doc}; at least {MIN_TOL:g}, float64's round-off", low=MIN_TOL, high=below,
                   open_high=below is not None, optional=optional)

@@ -55,9 +55,7 @@ class Grid:
     _memo: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.schedule, Schedule):
-            raise GridError(f"a grid's schedule must be a diffsolve Schedule such as diffsolve.VPLinear(), got "
-                            f"{self.schedule!r}; pass the schedule object (e.g. model.schedule), not its name")
+        check_schedule(self.schedule)
         t = times_tensor(self.t, "grid times")
         if torch.isfinite(t).all():
             t = self.schedule.snap_times(t)  # a float32 end a rounding beyond the schedule's is that end
@@ -157,6 +155,14 @@ class Grid:
         return f"Grid({self.name}, steps={self.steps}, t={self.t[0].item():.6g}→{self.t[-1].item():.6g}{shifted})"
 
 
+def check_schedule(schedule: Any) -> Schedule:
+    """`schedule` unless it is not a diffsolve Schedule (a name, None, a diffusers scheduler): then a GridError."""
+    if not isinstance(schedule, Schedule):
+        raise GridError(f"a grid's schedule must be a diffsolve Schedule such as diffsolve.VPLinear(), got "
+                        f"{schedule!r}; pass the schedule object (e.g. model.schedule), not its name")
+    return schedule
+
+
 def _ends(schedule: Schedule, t_start: float | None, t_end: float | None) -> tuple[float, float]:
     """(t_start, t_end), defaulting to the schedule's ends, checked to lie inside its range."""
     t0 = schedule.t_max if t_start is None else float(t_start)
@@ -171,6 +177,9 @@ def times_tensor(values: Any, what: str = "grid times") -> Tensor:
     if isinstance(values, Tensor):
         if values.is_complex() or values.dtype == torch.bool:
             raise GridError(f"{what} must be real numbers, got a tensor of dtype {values.dtype}; pass float times")
+        if values.device.type == "meta":
+            raise GridError(f"{what} are a tensor on the 'meta' device, which holds no values; pass the times "
+                            f"themselves, e.g. torch.tensor([1.0, 0.5, 0.001]) (on the CPU)")
         t = values.detach().to(device="cpu", dtype=F64)
     else:
         if isinstance(values, (str, bytes)) or (isinstance(values, (list, tuple)) and any(
@@ -356,6 +365,7 @@ class GridSpec:
 
         A grid file is refused when made for another schedule, or for another problem `fingerprint` (if given).
         """
+        check_schedule(schedule)
         if self.fixed:
             if self.path is not None:
                 grid = load_file(self.path, schedule, fingerprint)
@@ -429,6 +439,9 @@ def parse(spec: str | GridSpec) -> GridSpec:
         if key not in accepted:
             raise _spec_error(text, f"grid {name!r} takes no parameter {key!r}",
                               f"it takes: {', '.join(accepted) or 'none'}")
+        if any(key == seen for seen, _ in params):
+            raise _spec_error(text, f"parameter {key!r} is given twice", f"give each parameter once, e.g. "
+                              f"'{name}:{key}={value.strip()}'")
         params.append((key, _number(text, value.strip(), f"the value of {key}")))
     return GridSpec(text, name, params=tuple(sorted(params)))
 
@@ -437,6 +450,7 @@ def build(spec: str | GridSpec | Grid, schedule: Schedule, steps: int | None = N
           fingerprint: str | None = None) -> Grid:
     """A grid from a spec (or a Grid, checked against the schedule) on `schedule` with `steps` steps; a grid file
     made for another problem `fingerprint` (when given) is refused."""
+    check_schedule(schedule)
     if isinstance(spec, Grid):
         if spec.schedule != schedule:
             raise GridError(f"the grid was built on {spec.schedule!r} but the solve uses {schedule!r}; "
@@ -452,6 +466,7 @@ def make(name: str, schedule: Schedule, steps: int, **kwargs: float) -> Grid:
     if kwargs:
         if name not in GRIDS:
             raise GridError(unknown_name("grid", name, list(GRIDS)))
+        check_schedule(schedule)
         check_steps(steps)
         return GRIDS[name](schedule, steps, **kwargs)
     return build(name, schedule, steps)

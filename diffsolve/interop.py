@@ -63,12 +63,30 @@ def _config(scheduler: Any) -> Mapping[str, Any]:
     return cfg
 
 
+def _trained_betas(values: Any) -> Tensor:
+    """A config's trained_betas as float32, refused (naming them) unless a 1-D table of at least 2 numbers in (0, 1)."""
+    try:
+        betas = torch.as_tensor(values, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        betas = None
+    if betas is None or betas.ndim != 1 or betas.numel() < 2 or not bool(((betas > 0) & (betas < 1)).all()):
+        shown = repr(values)
+        if len(shown) > 80:  # a long table: its start, and its range where it has numbers
+            span = f" (min {float(betas.min()):.4g}, max {float(betas.max()):.4g})" if betas is not None and \
+                betas.numel() else ""
+            shown = f"{shown[:60]}…{span}"
+        raise ScheduleError(f"the config's trained_betas must be a 1-D list of at least 2 numbers, each β_n in (0, 1) "
+                            f"(ᾱ_n = Π(1 − β_k)), got {shown}; pass the betas the network was trained with (DDPM's "
+                            f"run from 1e-4 to 0.02), or leave trained_betas out to use beta_schedule")
+    return betas
+
+
 def betas_from_config(cfg: Mapping[str, Any]) -> Tensor:
     """β_n of a diffusers config (trained_betas, or linear / scaled_linear / squaredcos_cap_v2), float32
     like diffusers computes them."""
     n = int(cfg.get("num_train_timesteps", 1000))
     if cfg.get("trained_betas") is not None:
-        return torch.as_tensor(cfg["trained_betas"], dtype=torch.float32)
+        return _trained_betas(cfg["trained_betas"])
     kind = cfg.get("beta_schedule", "linear")
     b0, b1 = float(cfg.get("beta_start", 1e-4)), float(cfg.get("beta_end", 0.02))
     if kind == "linear":

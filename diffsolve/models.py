@@ -31,7 +31,8 @@ class FiniteChecks:
     sum), each with the time and what it was (the input state or a network output); read in one host sync.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, skip: str = "pass check_finite=False to the model to skip") -> None:
+        self.skip = skip  # the last clause of a network-output error: how to go without the check
         self._sums: list[Tensor] = []
         self._labels: list[tuple[str, float]] = []
         self._calls_read = 0  # network calls whose checks a passing raise_if_bad already read (and forgot)
@@ -114,8 +115,7 @@ class FiniteChecks:
             f"the network returned NaN or Inf (its sum is not finite) at network call {calls} "
             f"(t = {t:.6g}), its earlier outputs finite; check the network and its dtype "
             f"(float16 overflows above 65504: keep the state in float32 with Model(..., net_dtype=torch.float16)), "
-            f"the time range (t_end too close to 0 divides by a tiny σ) and the input scale; "
-            f"pass check_finite=False to the model to skip"
+            f"the time range (t_end too close to 0 divides by a tiny σ) and the input scale; {self.skip}"
         )
 
 

@@ -24,7 +24,7 @@ from typing import Any
 from . import grids as grids_mod
 from .checks import Option
 from .dynamics import VPSDE, Dynamics, ode
-from .errors import GridError, SolverError
+from .errors import DiffsolveError, GridError, SolverError
 from .grids import MAX_STEPS, Grid  # noqa: F401 — MAX_STEPS lives in grids (every grid is bounded there)
 from .models import Model
 from .presets import is_name
@@ -90,7 +90,13 @@ def _named(model: Model, name: str, nfe: int | None, steps: int | None, grid: An
                         f"or give its solver {resolve_name(name).solver!r} with your own grid=, end= and variable=")
     if nfe is None or steps is not None or grid is not None or end is not None:
         raise whole
-    config = resolve_name(name).config(model.schedule, nfe)
+    row = resolve_name(name)
+    try:
+        config = row.config(model.schedule, nfe)
+    except DiffsolveError as e:  # say how the name was read: 'Heun' is a whole sampler, heun a solver
+        raise type(e)(f"solver {name!r} was read as the community sampler name {row.name!r} (solver {row.solver!r} "
+                      f"on {row.grid.describe()}, ending at {row.end!r}): {e}; for the solver alone, write "
+                      f"solver={row.solver!r}") from e
     if config.variable is not None and variable not in (None, config.variable):
         raise whole
     return config.solver, config.grid, {**config.options, **options}, config.end, config.variable or variable

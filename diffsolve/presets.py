@@ -4,11 +4,12 @@ Each name is (solver, options, grid recipe, end, variable): the diffsolve solver
 peer's default options, how the peer spaces its steps (diffsolve/peer_grids.py), where it ends ("zero": a last step to
 σ = 0 that returns x̂0, diffusers' final_sigmas_type="zero" and k-diffusion's trailing 0; "sigma_min": the grid's last
 time) and, where the solver's own would not do, the variable it steps in. `resolve(name)` finds a name
-case-insensitively; `.config(schedule, nfe)` builds the grid for an NFE budget (the solver's steps that fit it, the
-step to σ = 0 counted in it) and `.sample_kwargs(schedule, nfe)` gives ds.sample's keywords. The cell plan
-(diffsolve.plan) resolves a name given as a solver: `ds.sample(model, x, solver="DPM++ 2M Karras", nfe=10)`.
-tests/test_export_names.py checks each available name against its
-peers' default samplers (same x_T, ≤ 1e-5 relative).
+case-insensitively, except the six that are also solver names up to case and spaces (Euler, DDIM, UniPC, DEIS, iPNDM,
+Heun): 'HEUN' or ' heun' is refused naming both readings, as it may mean either. `.config(schedule, nfe)` builds
+the grid for an NFE budget (the solver's steps that fit it, the step to σ = 0 counted in it) and
+`.sample_kwargs(schedule, nfe)` gives ds.sample's keywords. The cell plan (diffsolve.plan) resolves a name given as
+a solver: `ds.sample(model, x, solver="DPM++ 2M Karras", nfe=10)`. tests/test_export_names.py checks each available
+name against its peers' default samplers (same x_T, ≤ 1e-5 relative).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .errors import SolverError
 from .grids import Grid
 from .peer_grids import GridRecipe
 from .schedules import Schedule
-from .solvers import get_solver
+from .solvers import SOLVERS, get_solver
 
 LOWER_BELOW_15 = "below 15 calls"  # diffusers' DEIS lowers its final order only with fewer than 15 timesteps
 
@@ -124,12 +125,18 @@ _BY_KEY = {" ".join(n.name.lower().split()): n for n in NAMES}
 
 
 def resolve(name: str) -> NamedSampler:
-    """The table's row for a community name, case-insensitive and blind to repeated spaces."""
+    """The table's row for a community name, case-insensitive and blind to repeated spaces, except a name that reads
+    as a solver's too ('HEUN', ' heun': the solver heun or the sampler Heun?): it must be spelled as the table does."""
     key = " ".join(str(name).lower().split())
     if key not in _BY_KEY:
         raise SolverError(f"unknown sampler name {name!r}; known names: {', '.join(n.name for n in NAMES)} "
                           f"(or a diffsolve solver: diffsolve.solvers.describe())")
-    return _BY_KEY[key]
+    row = _BY_KEY[key]
+    if key in SOLVERS and name != row.name:
+        raise SolverError(f"solver {name!r} is neither the solver {key!r} nor the sampler name {row.name!r} as "
+                          f"spelled; write solver={key!r} for the solver (on the grid= you give), or solver="
+                          f"{row.name!r} for the community sampler (its own grid, end point and variable)")
+    return row
 
 
 def is_name(name: Any) -> bool:

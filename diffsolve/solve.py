@@ -126,6 +126,20 @@ def solve(
     return Solution(x=to_user(x_end, end), nfe=nfe, grid=grid, solver=method.name, trajectory=stacked, info=info)
 
 
+def _not_a_model(model: Any) -> ModelError:
+    """sample()'s error for a `model` that is no Model: a problem's name or a Problem gets its model's accessor."""
+    wrap = ("wrap your network first, e.g. diffsolve.EpsModel(net, diffsolve.VPLinear()) (or use "
+            "diffsolve.solve(dynamics, …))")
+    if isinstance(model, str):
+        return ModelError(f"sample() takes a diffsolve Model, got the string {model!r}; a name is not a model: for "
+                          f"the problem registered under it pass diffsolve.problems.get({model!r}).model() (or "
+                          f".model(schedule)), else {wrap}")
+    if callable(getattr(model, "model", None)) and callable(getattr(model, "x_T", None)):
+        return ModelError(f"sample() takes a diffsolve Model, got the problem {model!r}; pass its model: "
+                          f"problem.model() (or problem.model(schedule))")
+    return ModelError(f"sample() takes a diffsolve Model, got {type(model).__name__}; {wrap}")
+
+
 def sample(
     model: Model,
     x: Tensor,
@@ -152,8 +166,7 @@ def sample(
     UserWarning is given (once per call site).
     """
     if not isinstance(model, Model):
-        raise ModelError(f"sample() takes a diffsolve Model, got {type(model).__name__}; wrap your network first, "
-                         f"e.g. diffsolve.EpsModel(net, diffsolve.VPLinear()) (or use diffsolve.solve(dynamics, …))")
+        raise _not_a_model(model)
     p = plan(model, solver, nfe=nfe, steps=steps, grid=grid, variable=variable, options=options, end=end)
     sol = solve(p.dynamics, x, p.grid, p.solver, **p.options)
     if nfe is not None and sol.nfe != nfe:

@@ -261,6 +261,43 @@ BENCH_RESULTS: list[Case] = [
      "is a file, not a folder"),
 ]
 
+# the Python-API cases of the third audit (/work/audit, its case ids)
+API_AUDIT_3: list[Case] = [
+    ("A127 dopri5 rtol=2", lambda tmp: _sample(solver="dopri5", nfe=None, rtol=2.0, atol=1e-3),
+     "rtol must be a finite number >= 1e-15 and < 1, got 2.0"),
+    ("A127 dpm_adaptive atol=1", lambda tmp: _sample(solver="dpm_adaptive", nfe=None, atol=1.0),
+     "atol must be a finite number >= 1e-15 and < 1, got 1.0"),
+    ("A152 a grid spec repeats a key", lambda tmp: _sample(grid="karras:rho=7:rho=5"),
+     "'karras:rho=7:rho=5': parameter 'rho' is given twice"),
+    ("A204 grids.build(spec, None, 5)", lambda tmp: lambda: grids.build("logsnr", None, 5),
+     "a grid's schedule must be a diffsolve Schedule such as diffsolve.VPLinear(), got None"),
+    ("A210 a grid on the meta device", lambda tmp: _solve("heun", grid=torch.tensor([1.0, 0.5, 0.001], device="meta")),
+     "grid times are a tensor on the 'meta' device, which holds no values"),
+    ("A002 a problem's name as the model", lambda tmp: lambda: ds.sample("gmm-2d", X, solver="heun", nfe=4),
+     "got the string 'gmm-2d'; a name is not a model: for the problem registered under it pass "
+     "diffsolve.problems.get('gmm-2d').model()"),
+    ("A002 a Problem as the model", lambda tmp: lambda: ds.sample(problems.get("gmm-2d"), X, solver="heun", nfe=4),
+     "pass its model: problem.model()"),
+    ("A100 solver='HEUN'", lambda tmp: _sample(solver="HEUN"),
+     "solver 'HEUN' is neither the solver 'heun' nor the sampler name 'Heun' as spelled; write solver='heun'"),
+    ("A101 solver=' heun'", lambda tmp: _sample(solver=" heun"), "write solver='heun' for the solver"),
+    ("A100 'Heun' says how it was read", lambda tmp: _sample(solver="Heun"),
+     "solver 'Heun' was read as the community sampler name 'Heun' (solver 'heun' on "),
+    ("A361 from_config(trained_betas=[2.0, 3.0])", lambda tmp: lambda: _scheduler_class().from_config(
+        {"trained_betas": [2.0, 3.0]}).set_timesteps(1), "trained_betas must be a 1-D list of at least 2 numbers, "
+     "each β_n in (0, 1) (ᾱ_n = Π(1 − β_k)), got [2.0, 3.0]"),
+    ("A362 from_config(None)", lambda tmp: lambda: _scheduler_class().from_config(None),
+     "DiffsolveScheduler.from_config: config must be a dict, got None"),
+    ("A364 DiffsolveScheduler(options='x')", lambda tmp: lambda: _scheduler_class()(options="x"),
+     "DiffsolveScheduler: options must be a dict or None, got 'x'"),
+]
+
+
+def _scheduler_class():
+    from diffsolve.export import DiffsolveScheduler
+
+    return DiffsolveScheduler
+
 
 def _with_max_steps(n: int, call: Callable[[], object]) -> object:
     old, grids.MAX_STEPS = grids.MAX_STEPS, n
@@ -270,7 +307,7 @@ def _with_max_steps(n: int, call: Callable[[], object]) -> object:
         grids.MAX_STEPS = old
 
 
-ALL_CASES = CASES + [c for _, c in ELSEWHERE] + NOT_YET + API_AUDIT + BENCH_RESULTS
+ALL_CASES = CASES + [c for _, c in ELSEWHERE] + NOT_YET + API_AUDIT + BENCH_RESULTS + API_AUDIT_3
 TABLE = [pytest.param(*case, id=case[0]) for case in ALL_CASES] + [
     pytest.param("sample nfe=1e12", lambda tmp: _sample(solver="euler", nfe=10**12), "1000000000000",
                  id="sample nfe=1e12")]
@@ -349,3 +386,39 @@ def test_sample_returns_a_finite_result_or_raises_a_diffsolve_error(call):
     except DiffsolveError:
         return
     _check_result(sol, X)
+
+
+# ---- A367: DiffsolveScheduler.step checks NaN/Inf as ds.solve does (at once on the CPU, deferred on a GPU) -------
+def _scheduler_pass(bad: int | None, nan_input: bool = False) -> int:
+    """Run a 4-step DDIM pass with a NaN model_output at step `bad` (or a NaN sample); the steps taken."""
+    s = _ddim_scheduler()
+    s.set_timesteps(4)
+    x = torch.randn(1, 2) * (math.nan if nan_input else 1.0)
+    for j, t in enumerate(s.timesteps):
+        out = torch.full((1, 2), math.nan) if j == bad else torch.zeros(1, 2)
+        x = s.step(out, t, x).prev_sample
+    return len(s.timesteps)
+
+
+@pytest.mark.parametrize("deferred", [False, True], ids=["cpu reads at once", "device reads at the last step"])
+def test_a367_scheduler_step_names_the_step_whose_model_output_is_nan(deferred, monkeypatch):
+    from diffsolve.errors import ModelError
+    from diffsolve.export import scheduler
+
+    if deferred:  # a GPU's path, on the CPU: the records are read once, at the last step
+        monkeypatch.setattr(scheduler, "reads_at_once", lambda value: False)
+    seen = []
+    original = scheduler.DiffsolveScheduler._check_finite
+
+    def spy(self, model_output, sample, end, i):
+        seen.append(i)
+        return original(self, model_output, sample, end, i)
+
+    monkeypatch.setattr(scheduler.DiffsolveScheduler, "_check_finite", spy)
+    with pytest.raises(ModelError, match=r"returned NaN or Inf \(its sum is not finite\) at network call 2 \(t = "
+                                         r"[0-9.]+\).*DiffsolveScheduler.step"):
+        _scheduler_pass(1)
+    assert seen == ([0, 1, 2, 3] if deferred else [0, 1])
+    with pytest.raises(ModelError, match="the input state at t = 999 holds NaN or Inf"):
+        _scheduler_pass(None, nan_input=True)
+    assert _scheduler_pass(None) == 4  # a finite pass is untouched

@@ -225,7 +225,7 @@ def test_wrong_inputs_raise_clear_errors():
         (dict(solver="ddim", eta=0.5), "with eta=0.5 solves SDEs"),
         (dict(solver="dpmpp2m", threshold=1.5), "quantile ratio"),
         (dict(solver="dpm_adaptive", order=1), "order must be an integer >= 2 and <= 3, got 1"),
-        (dict(solver="dpm_adaptive", rtol=-1.0), "rtol must be a finite number >= 1e-15, got -1.0"),
+        (dict(solver="dpm_adaptive", rtol=-1.0), "rtol must be a finite number >= 1e-15 and < 1, got -1.0"),
         (dict(solver="unipc", form="score"), "form must be one of 'noise', 'data', got 'score'"),
         (dict(solver="unipc", prediction="noise"), "renamed; use prediction → form"),
         (dict(solver="dpm_adaptive", prediction="noise"), "renamed; use prediction → form"),

@@ -75,7 +75,7 @@ BAD_OPTIONS = [  # (solver, options, words the message must contain) — issue 1
     ("ddim", {"seed": "0"}, "seed must be a non-negative integer, or one per sample (a list or 1-D integer "
                              "tensor) or None, got '0'"),
     ("dpmpp2m", {"threshold": float("inf")}, "threshold must be a finite number > 0 and <= 1 or None, got inf"),
-    ("dopri5", {"rtol": -1.0, "atol": -1.0}, "rtol must be a finite number >= 1e-15, got -1.0"),
+    ("dopri5", {"rtol": -1.0, "atol": -1.0}, "rtol must be a finite number >= 1e-15 and < 1, got -1.0"),
     ("dopri5", {"rtol": 0.0}, "got 0.0"),
     ("dopri5", {"rtol": "1e-3"}, "got '1e-3'"),
     ("dopri5", {"options": {"frist_step": 0.1}}, "unknown key(s): frist_step"),

@@ -22,10 +22,11 @@ import torch
 from torch import Tensor, nn
 
 from .. import grids as grids_mod
-from ..errors import GridError, ModelError, SolverError
+from ..checks import Option
+from ..errors import GridError, ModelError, ScheduleError, SolverError
 from ..grids import Grid
 from ..interop import diffusers_model, flow_schedule_from_diffusers, is_flow_scheduler, schedule_from_diffusers
-from ..models import Model
+from ..models import FiniteChecks, Model
 from ..schedules import F64, Schedule, from_config
 from ..solvers import SOLVERS
 from ..solvers.exp.base import Carry, ExpSolver
@@ -95,6 +96,16 @@ def _number(timestep: Any) -> float:
     return float(timestep)
 
 
+STEP_SKIP = ("network call n is the model_output of the n-th DiffsolveScheduler.step since set_timesteps, t its "
+             "timestep (checked at once on the CPU, at the last step on a GPU)")
+
+
+def reads_at_once(value: Tensor) -> bool:
+    """Whether step() reads its NaN/Inf checks at once: on the CPU (a read costs no device sync), else at the last
+    step only."""
+    return value.device.type == "cpu"
+
+
 @dataclass
 class DiffsolveSchedulerOutput(BaseOutput):
     """prev_sample: x at the next node; pred_original_sample: x̂0 at this node (the network's own view)."""
@@ -157,6 +168,10 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         use_dynamic_shifting: bool = False,
         time_shift_type: str = "exponential",
     ):
+        Option("options", "dict", None, "the solver's options", optional=True).check(
+            options, owner="DiffsolveScheduler", error=SolverError,
+            fix="pass a dict of the solver's options, e.g. options={'to_zero': True} (they are listed by "
+                "diffsolve.get_solver(name).options), or leave it out")
         given = learned_of(solver)  # a learned solver ("file:learned.json", a LearnedSolver) brings its grid
         if given is not None:
             self._copy_learned(given, options)
@@ -183,6 +198,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         self._grid: Grid | None = None
         self._expected: list[float] = []
         self._mismatch: Tensor | None = None
+        self._checks = FiniteChecks(STEP_SKIP)
         if self.model is not None and self.config.grid_times is not None:
             self._stored_grid(self.model.schedule)  # a wrong schedule is refused here, not at the first call
 
@@ -191,6 +207,13 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
     def from_config(cls, config: Any = None, return_unused_kwargs: bool = False, **kwargs: Any) -> Any:
         """ConfigMixin.from_config, keeping a FlowMatch config's `shift` even when it is that scheduler's default
         (diffusers drops keys listed in _use_default_values, and a flow is told apart by its shift)."""
+        if isinstance(getattr(config, "config", None), Mapping):  # a scheduler itself: its config
+            config = config.config
+        if not isinstance(config, str):  # (a str is diffusers' own deprecated route: a saved config's path)
+            Option("config", "dict", doc="a diffusers scheduler config").check(
+                config, owner="DiffsolveScheduler.from_config", error=ScheduleError,
+                fix="pass a scheduler's config, e.g. DiffsolveScheduler.from_config(pipe.scheduler.config, "
+                    "solver='dpmpp2m'), or load a saved one with DiffsolveScheduler.from_pretrained(path)")
         if isinstance(config, Mapping) and "shift" not in kwargs and is_flow_scheduler(config):
             kwargs["shift"] = float(config["shift"])
         return super().from_config(config, return_unused_kwargs, **kwargs)
@@ -425,6 +448,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
                         None if grid.t_eval is None else grid.t_eval[begin:])
         self.program = Program.compile(self.model, self._method, grid, self.options, "DiffsolveScheduler")
         self._carry, self._index, self._begin, self._mismatch = Carry(), begin, begin, None
+        self._checks = FiniteChecks(STEP_SKIP)
 
     # ---- the protocol ----------------------------------------------------------------------------------------
     @property
@@ -499,7 +523,7 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         program = self.program
         assert program is not None and self.model is not None
         if self._head and i == self._begin:
-            return self._step_from_noise(model_output, sample, return_dict)
+            return self._step_from_noise(model_output, sample, i, return_dict)
         k = i - self._begin - int(self._head)
         self._output.output = model_output
         try:
@@ -514,20 +538,36 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
             noise = lambda _: z.to(sample.dtype)  # noqa: E731
         prev = program.step(k, sample, m, self._carry, noise)
         self._index = i + 1
-        if k == program.steps - 1:
+        last = k == program.steps - 1
+        if last:
             self._check_deferred()
+        self._check_finite(model_output, sample, prev if last else None, i)
         if not return_dict:
             return prev, x0
         return DiffsolveSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
 
-    def _step_from_noise(self, v: Tensor, sample: Tensor, return_dict: bool) -> Any:
+    def _step_from_noise(self, v: Tensor, sample: Tensor, i: int, return_dict: bool) -> Any:
         """The step from σ = 1 to the plan's first node σ₁: x ← x + (σ₁ − 1)·v, with x̂0 = x − v (at σ = 1 the
         velocity is v = ε − x0 and x = ε)."""
         prev, x0 = sample + (float(self.sigmas[1]) - 1.0) * v, sample - v
         self._index += 1
+        self._check_finite(v, sample, None, i)
         if not return_dict:
             return prev, x0
         return DiffsolveSchedulerOutput(prev_sample=prev, pred_original_sample=x0)
+
+    def _check_finite(self, model_output: Tensor, sample: Tensor, end: Tensor | None, i: int) -> None:
+        """NaN/Inf checks as in ds.solve, labelled with timesteps[i]: the pass's input sample (at its first step),
+        each model_output and the `end` state (at the last step), one device sum each; read at once on the CPU,
+        else once at the last step (no host sync per step on a GPU). A ModelError names the first bad one."""
+        checks, t = self._checks, self._expected[i]
+        if i == self._begin:
+            checks.record(sample, t, "input")
+        checks.record(model_output, t)
+        if end is not None:
+            checks.record(end, t, "state")
+        if end is not None or reads_at_once(model_output):
+            checks.raise_if_bad()
 
     def _check_pipeline_kwargs(self, kwargs: dict[str, Any]) -> None:
         unknown = sorted(set(kwargs) - set(PIPELINE_STEP_KWARGS))
