@@ -133,9 +133,10 @@ def resolve(name: str) -> NamedSampler:
                           f"(or a diffsolve solver: diffsolve.solvers.describe())")
     row = _BY_KEY[key]
     if key in SOLVERS and name != row.name:
-        raise SolverError(f"solver {name!r} is neither the solver {key!r} nor the sampler name {row.name!r} as "
-                          f"spelled; write solver={key!r} for the solver (on the grid= you give), or solver="
-                          f"{row.name!r} for the community sampler (its own grid, end point and variable)")
+        what = f"is the solver {key!r}, not" if name == key else f"is neither the solver {key!r} nor"
+        raise SolverError(f"{name!r} {what} the sampler name {row.name!r} as spelled; write solver={key!r} for the "
+                          f"solver (on the grid= you give), or solver={row.name!r} for the community sampler (its own "
+                          f"grid, end point and variable)")
     return row
 
 

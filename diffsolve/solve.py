@@ -48,7 +48,8 @@ def _as_grid(dynamics: Dynamics, grid: Grid | Tensor | list[float]) -> Grid:
     return grids_mod.custom(dynamics.schedule, grid)
 
 
-def _check_direction(dynamics: Dynamics, grid: Grid) -> None:
+def check_direction(dynamics: Dynamics, grid: Grid) -> None:
+    """Raise unless the grid runs the way the dynamics integrate (noise → data for a reverse-time ODE)."""
     if grid.decreasing != dynamics.time_reversed:
         want = "decreasing (noise → data)" if dynamics.time_reversed else "increasing (data → noise)"
         raise GridError(
@@ -85,7 +86,7 @@ def solve(
                                           error=SolverError)
     method = get_solver(solver)
     grid = _as_grid(dynamics, grid)
-    _check_direction(dynamics, grid)
+    check_direction(dynamics, grid)
     method.check(dynamics, grid, options)
     model: Model | None = dynamics.model
     check_state(x)

@@ -211,7 +211,7 @@ def test_default_fingerprint_hashes_parameters_not_the_name():
     ("no_such_module_xyz:model", "cannot import module 'no_such_module_xyz'"),
     ("./missing_file.py:model", "no file './missing_file.py'"),
     ("tests.test_user_problem:nothing_here", "has no attribute 'nothing_here'"),
-    ("tests.test_user_problem:MODULE", "is a str"),
+    ("tests.test_user_problem:MODULE", "(str); a problem must be"),
     ("gmm-3d", "valid problem names are"),
 ])
 def test_bad_problem_references_say_what_to_give(spec, message):

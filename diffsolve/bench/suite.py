@@ -389,7 +389,7 @@ def check_plans(cells: list[Cell], probs: dict[str, Problem]) -> None:
     network call (plan(probe=True)). Adaptive solvers, learned solvers' files and per-cell tuned or learned grids are
     left out (checked by their own up-front checks, or only by their run)."""
     from ..plan import plan
-    from ..solve import _check_direction as check_direction
+    from ..solve import check_direction
 
     models: dict[tuple[str, str], Any] = {}
     seen: set[tuple[Any, ...]] = set()
@@ -417,19 +417,17 @@ def check_plans(cells: list[Cell], probs: dict[str, Problem]) -> None:
 
 
 def _coefficients_refused(p: Any, *, strict: bool = False) -> bool:
-    """Compile an exponential integrator's step coefficients on the plan's grid, where per-step bounds of its
-    options live (ddim's eta: η²(1 − e^(−2h)) ≤ 1 on every step h); plan(probe=True) checks options and grid only.
-    On the cell's own grid (`strict`, or a probe grid no coarser than it) a refusal is raised; on a coarser probe
-    grid it is returned (True) for the caller to confirm on the cell's grid."""
+    """Compile an exponential integrator's step plan on the plan's grid, where per-step bounds of its options live
+    (ddim's eta: η²(1 − e^(−2h)) ≤ 1 on every step h); plan(probe=True) checks options and grid only. On the cell's
+    own grid (`strict`, or a probe grid no coarser than it) a refusal is raised; on a coarser probe grid it is
+    returned (True) for the caller to confirm on the cell's grid."""
     from ..plan import PROBE_STEPS
-    from ..solvers.brownian import NOISE_OPTIONS
     from ..solvers.exp.base import ExpSolver
 
     if not isinstance(p.solver, ExpSolver) or p.solver.adaptive:
         return False
-    options = {k: v for k, v in p.options.items() if k not in (*NOISE_OPTIONS, "threshold", "threshold_max")}
     try:
-        p.solver.plan(p.dynamics, p.grid, p.solver.form_of(options), **options)
+        p.solver.plan_for(p.dynamics, p.grid, dict(p.options))
     except DiffsolveError:
         if strict or p.grid.steps < PROBE_STEPS:
             raise

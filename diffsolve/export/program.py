@@ -23,6 +23,7 @@ from ..plan import dynamics_for
 from ..points import Point
 from ..solvers import SOLVERS, get_solver
 from ..solvers.base import Solver
+from ..solvers.brownian import NOISE_OPTIONS  # the driver's loop supplies the noise
 from ..solvers.exp.base import Carry, ExpSolver, Plan, plan_step
 from ..solvers.exp.threshold import Prediction, prediction_fn
 
@@ -30,7 +31,6 @@ from ..solvers.exp.threshold import Prediction, prediction_fn
 # (ds.sample's default variable for 'euler') is the DDIM step, x̄ ← x̄ + (σ̄' − σ̄) ε; on a rectified flow also
 # x ← x + (σ' − σ) v, FlowMatchEulerDiscreteScheduler's step.
 ALIASES = {"euler": "ddim"}
-NOISE_OPTIONS = ("seed", "bm", "generator")  # the driver's loop supplies the noise
 
 
 def one_call(solver: Solver) -> bool:

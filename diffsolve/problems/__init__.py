@@ -132,7 +132,9 @@ def as_problem(value: Any, *, name: str = "model", shape: Sequence[int] | None =
             return as_problem(made, name=name, shape=shape, fingerprint=fingerprint)
         raise DiffsolveError(f"problem {name!r}: the factory returned a {type(made).__name__}; it must return "
                              f"a Problem or a diffsolve Model")
-    raise DiffsolveError(f"problem {name!r} is a {type(value).__name__}; expected {SPEC_HELP}")
+    shown = f"{value!r} ({type(value).__name__})" if len(repr(value)) <= 60 else f"a {type(value).__name__}"
+    what = "the problem" if name == "model" else f"problem {name!r}"  # 'model': no name was given
+    raise DiffsolveError(f"{what} is {shown}; a problem must be a Problem, a diffsolve Model or {SPEC_HELP}")
 
 
 def resolve(spec: str | Problem | Model, *, shape: Sequence[int] | None = None,

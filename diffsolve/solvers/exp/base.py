@@ -22,6 +22,7 @@ from ...grids import Grid
 from ...points import Point
 from ...valuecache import value_key
 from ..base import Solver, node_points, zero_end_state
+from ..brownian import NOISE_OPTIONS
 from ..cache import node_values, shared
 from ..contract import EXPONENTIAL_ODE
 from ..options import FORM_DOC, THRESHOLD, TO_ZERO
@@ -49,6 +50,13 @@ def form_option(default: str) -> Option:
     """`form`: integrate the network output as ε ('noise') or x̂0 ('data')."""
     return Option("form", "choice", default, FORM_DOC, choices=FORMS)
 
+
+CALL_OPTIONS = (*NOISE_OPTIONS, "threshold", "threshold_max")  # used by a call (noise, prediction), not its plan
+
+
+def plan_options(options: dict[str, Any]) -> dict[str, Any]:
+    """The options that shape a plan: all but a call's noise sources and thresholding (CALL_OPTIONS)."""
+    return {k: v for k, v in options.items() if k not in CALL_OPTIONS}
 
 @dataclass(frozen=True)
 class Stage:
@@ -187,6 +195,12 @@ class ExpSolver(Solver):
             if record:
                 trajectory[-1] = x_end
         return x_end, trajectory
+
+    def plan_for(self, dynamics: Dynamics, grid: Grid, options: dict[str, Any]) -> Plan:
+        """The step plan a solve with these (checked) options runs on this grid; per-step bounds of options that
+        depend on the step sizes (ddim's eta) are checked here."""
+        opts = plan_options(options)
+        return self.plan(dynamics, grid, self.form_of(opts), **opts)
 
     def plan_values(self, grid: Grid) -> Hashable:
         """What the plan depends on in the grid: its nodes' α, σ, λ (multistep methods)."""

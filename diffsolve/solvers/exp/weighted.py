@@ -20,11 +20,9 @@ from ...dynamics import Dynamics
 from ...errors import SolverError
 from ...points import Point
 from ..base import Solver, get_solver, zero_end_state
-from .base import ExpSolver, Plan, StepPlan, nodes_of, run
+from .base import ExpSolver, Plan, StepPlan, nodes_of, plan_options, run
 from .coeffs import Combo
 from .threshold import Prediction, prediction_fn
-
-NOISE_OPTIONS = ("seed", "bm", "generator")  # ddim's noise sources: unused by a deterministic (eta = 0) solve
 
 
 def differentiable_solver(solver: str | Solver) -> ExpSolver:
@@ -39,7 +37,7 @@ def differentiable_solver(solver: str | Solver) -> ExpSolver:
 def weighted_plan(solver: str | Solver, points: list[Point], options: dict[str, Any]) -> tuple[Plan, str]:
     """(the solver's plan over `points` with tensor coefficients, the form it integrates); `options` as a solve's."""
     method = differentiable_solver(solver)
-    opts = {k: v for k, v in options.items() if k not in NOISE_OPTIONS + ("threshold", "threshold_max")}
+    opts = plan_options(options)  # ddim's noise sources are unused by a deterministic (eta = 0) solve
     if opts.get("eta", 0.0) != 0.0:
         raise SolverError(f"ddim with eta={opts['eta']} is stochastic; a differentiable solve needs eta=0")
     form = method.form_of(opts)
