@@ -287,12 +287,14 @@ _PARAMS = ValueCache(256)  # a grid factory → the keyword parameters of its sp
 
 
 def _copy(grid: Grid, name: str) -> Grid:
-    """A Grid equal to `grid` (checked when it was built) with its own times and its own memo (what it computes is
-    shared by value: points and solver plans live in value caches)."""
+    """A Grid equal to `grid` (checked when it was built) with its own times and its own memo, started as a copy of
+    `grid`'s points (functions of the times, which are equal; later entries are its own, and what they compute is
+    shared by value: solver plans live in value caches)."""
     new = object.__new__(Grid)
     t_eval = None if grid.t_eval is None else grid.t_eval.clone()
+    memo = {"points": grid.points} if grid.t_eval is None else {}
     for key, value in (("schedule", grid.schedule), ("t", grid.t.clone()), ("name", name), ("t_eval", t_eval),
-                       ("_memo", {})):
+                       ("_memo", memo)):
         object.__setattr__(new, key, value)
     new.__dict__["decreasing"] = grid.decreasing
     return new

@@ -76,10 +76,13 @@ def default_config(budget: int) -> tuple[str, str, dict[str, Any]]:
     raise GridError(f"no default configuration for nfe={budget}; pass solver=")
 
 
+BUDGETS = {label: Option(label, "int", low=1, optional=True) for label in ("nfe", "steps")}
+
+
 def _budget(label: str, value: Any) -> int | None:
     """An NFE budget or step count as an int (any integer type: Python's, numpy's, a 0-d integer tensor's item), or
     None; the validation layer's GridError otherwise."""
-    return Option(label, "int", low=1, optional=True).check(value, fix=f"pass e.g. {label}=20", error=GridError)
+    return BUDGETS[label].check(value, fix=f"pass e.g. {label}=20", error=GridError)
 
 
 def _named(model: Model, name: str, nfe: int | None, steps: int | None, grid: Any, options: dict[str, Any],
