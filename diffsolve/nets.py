@@ -10,6 +10,7 @@ toy-2d-flow: the toy-2d MLP trained as a velocity v_θ(x, σ) = ε − x0 on the
 from __future__ import annotations
 
 import math
+import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -197,7 +198,9 @@ def open_checkpoint(path: str | Path) -> tuple[dict[str, Any], nn.Module]:
     if not Path(path).is_file():
         raise ModelError(f"no checkpoint file {str(path)!r}; give a path written by `diffsolve train`")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on a foreign pickle's protocol: the error below says it
+            warnings.simplefilter("ignore", UserWarning)
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 — any file torch cannot read is the same wrong input
         raise ModelError(f"{str(path)!r} is not a checkpoint written by `diffsolve train` (torch.load cannot read "
                          f"it: {type(e).__name__}); {fix}") from None

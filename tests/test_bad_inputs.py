@@ -8,6 +8,7 @@ result of the input's shape and dtype or raises a DiffsolveError; no other excep
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import subprocess
@@ -309,7 +310,38 @@ def _with_max_steps(n: int, call: Callable[[], object]) -> object:
         grids.MAX_STEPS = old
 
 
-ALL_CASES = CASES + [c for _, c in ELSEWHERE] + NOT_YET + API_AUDIT + BENCH_RESULTS + API_AUDIT_3
+
+
+def _tune(**kw):
+    return lambda: ds.grids.tune("gmm-2d", "ipndm", 4, train_seeds=[0], heldout_seeds=[1], n=8, progress=False,
+                                 **kw)
+
+
+def _ddpm_scheduler_noise(timesteps: list[int]):
+    def call():
+        import diffusers
+
+        s = _scheduler_class().from_config(diffusers.DDPMScheduler().config, solver="ddim")
+        s.set_timesteps(10)
+        s.add_noise(torch.zeros(1, 2), torch.ones(1, 2), torch.tensor(timesteps))
+    return call
+
+
+# the Python-API cases of the re-audit (/work/audit2, its new case ids)
+API_AUDIT_4: list[Case] = [
+    ("N043 teacher_nfe that misses teacher_tol", lambda tmp: _tune(teacher_nfe=8, teacher_tol=1e-12, cache_dir=False),
+     "teacher_nfe=8 does not reach teacher_tol=1e-12"),
+    ("N052 tune(eval_times='yes')", lambda tmp: _tune(eval_times="yes"), "eval_times must be True or False"),
+    ("N048 tune(cache_dir=123)", lambda tmp: _tune(cache_dir=123), "cache_dir must be a folder (a str or a Path)"),
+    ("N122 export.sigmas(end=0)", lambda tmp: lambda: ds.export.sigmas(grids.make("logsnr", ds.VPLinear(), 5),
+                                                                      ds.VPLinear(), end=0),
+     "end must be one of 'zero', 'sigma_min', got 0"),
+    ("N105 add_noise(timesteps=2000)", lambda tmp: _ddpm_scheduler_noise([2000]),
+     "add_noise: timesteps [2000] lie outside this scheduler's schedule"),
+]
+
+ALL_CASES = (CASES + [c for _, c in ELSEWHERE] + NOT_YET + API_AUDIT + BENCH_RESULTS + API_AUDIT_3
+             + (API_AUDIT_4 if importlib.util.find_spec("diffusers") else API_AUDIT_4[:4]))
 TABLE = [pytest.param(*case, id=case[0]) for case in ALL_CASES] + [
     pytest.param("sample nfe=1e12", lambda tmp: _sample(solver="euler", nfe=10**12), "1000000000000",
                  id="sample nfe=1e12")]

@@ -862,3 +862,49 @@ def test_a_reference_solve_whose_step_falls_to_zero_is_one_error_naming_it():
 
     with pytest.raises(AssertionError, match="something else"):
         _reference(cell, 1e-10, other)
+
+
+# ---- the re-audit's cases (/work/audit2, its ids) --------------------------------------------------------------
+def test_an_empty_export_list_is_refused_before_tuning(tmp_path, capsys):
+    """N031: --export '' (an unset shell variable) exported nothing and said nothing."""
+    rc, err = run([*BASE["tune"], "--export", ""], tmp_path, capsys)
+    assert_one_error_line(rc, err, "tune", "--export '' has an empty value")
+    assert not (tmp_path / "g.json").exists()
+
+
+def test_merging_a_sweep_with_missing_cells_says_so(tmp_path, capsys):
+    """N088/N089: --merge after one shard of two (or with other flags than the sweep's) reported part of the sweep as
+    if it were all of it; now one warning line names how many cells are missing and what to do."""
+    sweep = [*_without(BASE["bench"], "--out"), "--solver", "euler,heun"]
+    rc, err = run([*sweep, "--shard", "0/2", "--out", "{tmp}/m"], tmp_path, capsys)
+    assert rc == 0, err
+    rc, err = run([*sweep, "--merge", "{tmp}/m"], tmp_path, capsys)
+    warning = [line for line in err.splitlines() if "warning" in line]
+    assert rc == 0 and len(warning) == 1 and "1 of the sweep's 2 cells are not in" in warning[0], err
+    rc, err = run([*sweep, "--shard", "1/2", "--out", "{tmp}/m"], tmp_path, capsys)
+    rc, err = run([*sweep, "--merge", "{tmp}/m"], tmp_path, capsys)
+    assert rc == 0 and "warning" not in err, err
+
+
+def test_a_foreign_pickle_is_one_error_line_without_torchs_warning(tmp_path, capsys):
+    """C106: a pickle that is not a checkpoint was refused (its code not run), after torch's multi-line warning."""
+    import pickle
+
+    bad = tmp_path / "c.pt"
+    bad.write_bytes(pickle.dumps({"state_dict": object}, protocol=4))
+    rc, err = run([*_without(BASE["bench"], "--problem"), "--problem", str(bad)], tmp_path, capsys)
+    assert_one_error_line(rc, err, "bench", "is not a checkpoint written by `diffsolve train`")
+    assert "UserWarning" not in err, err
+
+
+def test_write_exports_takes_a_grid_file(tmp_path):
+    """N130/N131: write_exports('file:tuned.json', …) was refused as 'not a learned solver's file'."""
+    import diffsolve as ds
+    from diffsolve.export import write_exports
+
+    grid = ds.grids.make("karras", ds.VPLinear(), 6)
+    ds.grids.save(grid, tmp_path / "g.json")
+    paths = write_exports(f"file:{tmp_path / 'g.json'}", tmp_path / "out" / "g", ["sigmas"])
+    sig = json.loads(paths[0].read_text())["sigmas"]
+    assert torch.allclose(torch.tensor(sig[:-1] if sig[-1] == 0 else sig, dtype=torch.float64),
+                          ds.export.sigmas(grid, ds.VPLinear(), end="sigma_min"))

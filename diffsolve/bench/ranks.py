@@ -17,6 +17,7 @@ Records come back in the cells' order whatever the split, so a merged report is 
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,4 +110,11 @@ def merge(out: str | Path, cells: Sequence[Cell] = (), *, repair: bool = False) 
                              f"--out folder of the sweep")
     store = ResultStore(out / "results.jsonl", repair=repair)
     store.merge_shards()
+    missing = [c for c in {c.key: c for c in cells}.values() if c.key not in store]
+    if missing:
+        first = missing[0]
+        warnings.warn(f"{len(missing)} of the sweep's {len({c.key for c in cells})} cells are not in {str(out)!r} "
+                      f"(e.g. {first.problem} / {first.label or first.solver} / {first.grid} / nfe {first.nfe}): a "
+                      f"shard has not finished, or the flags differ from the sweep's; run the missing shard "
+                      f"(--shard i/n) or give --merge the sweep's own flags", stacklevel=2)
     return in_order(store, cells, rest=True)

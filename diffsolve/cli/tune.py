@@ -162,7 +162,8 @@ def run(args: argparse.Namespace) -> int:
     out = common.writable_file(args.out, "--out", "grid.json")  # before the tuning: its work is never lost
     from ..export.files import check_kinds
 
-    exports = check_kinds(common.csv_list(args.export) if args.export else [], not args.no_eval_times, args.learn)
+    given = [] if args.export is None else common.csv_list(common.no_empty(args.export, "--export", "diffusers,sigmas"))
+    exports = check_kinds(given, not args.no_eval_times, args.learn)
     common.set_threads(args)
     from ..devices import check_device
     from ..distributed import from_env

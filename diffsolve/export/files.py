@@ -20,6 +20,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .. import grids as grids_mod
+from .. import schedules
 from ..errors import GridError
 from ..grids import Grid
 from ..solvers.learned import LearnedSolver, learned_of
@@ -29,19 +31,34 @@ from .schedules import sigmas
 KINDS = ("diffusers", "k-diffusion", "sigmas")
 
 
-def _parts(tuned_or_grid: Any) -> tuple[Grid, str | None, dict[str, Any]]:
-    """(grid, solver, options) of a TunedGrid, a learned solver (its name, its options), or a plain Grid (no
-    solver)."""
+def _grid_file(spec: Any) -> Grid | None:
+    """The grid of a 'file:PATH' spec naming a grid file (a tuned grid's or a plain one), on the file's own schedule;
+    None for anything else (a learned solver's file included)."""
+    if not (isinstance(spec, str) and spec.startswith("file:")):
+        return None
+    data = grids_mod.read_file(spec[len("file:"):])
+    if data.get("kind") == "learned" or not isinstance(data.get("schedule"), dict):
+        return None
+    return grids_mod.load_file(spec[len("file:"):], schedules.from_config(data["schedule"]))
+
+
+def _parts(tuned_or_grid: Any) -> tuple[Grid, str | None, dict[str, Any], LearnedSolver | None]:
+    """(grid, solver, options, learned solver or None) of a TunedGrid, a learned solver (its name, its options), a
+    grid file ('file:PATH': its solver and options where it records them) or a plain Grid (no solver)."""
+    from_file = _grid_file(tuned_or_grid)
+    if from_file is not None:
+        data = grids_mod.read_file(tuned_or_grid[len("file:"):])
+        return from_file, data.get("solver"), dict(data.get("options") or {}), None
     learned = learned_of(tuned_or_grid)
     if learned is not None:
-        return learned.grid, learned.solver.name, dict(learned.solver.learned_options)
+        return learned.grid, learned.solver.name, dict(learned.solver.learned_options), learned
     if isinstance(tuned_or_grid, Grid):
-        return tuned_or_grid, None, {}
+        return tuned_or_grid, None, {}, None
     grid = getattr(tuned_or_grid, "grid", None)
     if not isinstance(grid, Grid):
-        raise GridError(f"write_exports takes a diffsolve Grid or a TunedGrid (diffsolve.grids.tune), got "
-                        f"{type(tuned_or_grid).__name__}")
-    return grid, tuned_or_grid.solver, dict(tuned_or_grid.options or {})
+        raise GridError(f"write_exports takes a diffsolve Grid, a TunedGrid (diffsolve.grids.tune), a learned solver "
+                        f"or a 'file:PATH' grid or learned-solver file, got {type(tuned_or_grid).__name__}")
+    return grid, tuned_or_grid.solver, dict(tuned_or_grid.options or {}), None
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> Path:
@@ -69,10 +86,9 @@ def check_kinds(kinds: list[str], decoupled: bool, learned: bool = False) -> lis
 
 
 def write_exports(tuned_or_grid: Any, path_stem: str | Path, kinds: list[str] | tuple[str, ...]) -> list[Path]:
-    """Write each kind of export of the grid (a TunedGrid's, a Grid, or a learned solver's: 'file:PATH' or a
-    LearnedSolver) beside `path_stem` (e.g. "out/g" for out/g.json); returns the paths."""
-    grid, solver, options = _parts(tuned_or_grid)
-    learned = learned_of(tuned_or_grid)
+    """Write each kind of export of the grid (a TunedGrid's, a Grid, a grid file's 'file:PATH', or a learned solver's:
+    'file:PATH' or a LearnedSolver) beside `path_stem` (e.g. "out/g" for out/g.json); returns the paths."""
+    grid, solver, options, learned = _parts(tuned_or_grid)
     check_kinds(list(kinds), grid.decoupled, learned is not None)
     stem = Path(path_stem)
     end = "zero" if options.get("to_zero") else "sigma_min"

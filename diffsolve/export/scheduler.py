@@ -600,6 +600,13 @@ class DiffsolveScheduler(SchedulerMixin, ConfigMixin):
         """x_t = α_t x0 + σ_t ε at the times of `timesteps` (one per sample, or one for all)."""
         t = self._times_of(timesteps)
         schedule = self.model.schedule  # type: ignore[union-attr]
+        slack = 1e-9 * max(1.0, abs(schedule.t_max))
+        if not bool(((t >= schedule.t_min - slack) & (t <= schedule.t_max + slack)).all()):
+            given = torch.as_tensor(timesteps).reshape(-1).tolist()
+            raise GridError(f"add_noise: timesteps {given[:8]}{' …' if len(given) > 8 else ''} lie outside this "
+                            f"scheduler's schedule (times {t.min().item():.6g}…{t.max().item():.6g}, the schedule "
+                            f"runs {schedule.t_min:g}…{schedule.t_max:g}); give timesteps in the network's own range, "
+                            f"e.g. values of scheduler.timesteps")
         shape = (-1,) + (1,) * (original_samples.ndim - 1)
         alpha = schedule.alpha(t).to(original_samples.device, original_samples.dtype).reshape(shape)
         sigma = schedule.sigma(t).to(original_samples.device, original_samples.dtype).reshape(shape)

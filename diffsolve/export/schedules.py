@@ -117,7 +117,8 @@ def own_end(grid: Any, end: str | None) -> str:
     if learned is not None and end not in (None, learned.end):
         raise GridError(f"this learned solver ends at {learned.end!r} (its weights hold for that end alone), not "
                         f"end={end!r}; leave end out")
-    end = end or (learned.end if learned is not None else "zero")
+    if end is None:
+        end = learned.end if learned is not None else "zero"
     if end not in ENDS:
         raise GridError(f"end must be one of {', '.join(map(repr, ENDS))}, got {end!r}")
     return end

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
 from collections.abc import Sequence
@@ -140,6 +141,9 @@ def _open(problem: Problem | Model | str, nfes: list[int], s: Settings, train: l
             raise DiffsolveError(f"candidates={candidates} DP candidate times cannot hold a grid of {steps} steps "
                                  f"(NFE {k}); pass candidates={max(64, 2 * steps)} or more, or method='refine'")
     rank = distributed.start() if distributed.from_env().group else distributed.Rank()
+    if not isinstance(cache_dir, (bool, str, os.PathLike)) and cache_dir is not None:
+        raise DiffsolveError(f"cache_dir must be a folder (a str or a Path), True (the default folder) or False (no "
+                             f"cache), got {cache_dir!r} ({type(cache_dir).__name__})")
     folder = None if cache_dir is False else default_cache_dir() if cache_dir in (None, True) else Path(cache_dir)
     cache = TeacherCache(folder, {"fingerprint": prob.fingerprint(), "schedule": sched.to_config(), "version": 1})
     label = f"tune {s.solver.name} NFE {','.join(map(str, nfes))}" + (f" [{rank.label}]" if rank.world > 1 else "")

@@ -97,6 +97,10 @@ def choose_teacher(session: Session, s: Settings, fit: Fit) -> Teacher:
         # a scheme SCHEME_MARGIN× less accurate than the best is not measured at the finer levels
         ladders = [session.ladder(k) for e, k in errors if e <= SCHEME_MARGIN * error]
         if s.teacher_nfe is not None:
+            if s.teacher_tol is not None and error > s.teacher_tol:
+                raise TuningError(f"teacher_nfe={s.teacher_nfe} does not reach teacher_tol={s.teacher_tol:g}: the "
+                                  f"teacher's measured error is {error:.3g}; raise teacher_nfe, loosen teacher_tol, "
+                                  f"or give only one of them (teacher_tol alone refines the teacher until it holds)")
             return teacher
         if s.teacher_tol is not None:
             bound = s.teacher_tol

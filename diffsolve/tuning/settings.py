@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..checks import Option
 from ..errors import DiffsolveError, unknown_name
 from ..solvers import get_solver
 from ..solvers.base import Solver
@@ -80,6 +81,8 @@ def make_settings(solver: str, method: str, restarts: int, eval_times: bool | No
     if method_obj.adaptive or method_obj.stochastic:
         raise DiffsolveError(f"tuning needs a fixed-step deterministic solver; {solver!r} is "
                              f"{'adaptive' if method_obj.adaptive else 'stochastic'}; pick e.g. ipndm or dpmpp2m")
+    for label, value in (("eval_times", eval_times), ("checkpoint", checkpoint)):
+        Option(label, "bool", optional=label == "eval_times").check(value, fix=f"pass {label}=True or {label}=False")
     if eval_times is None:
         eval_times = method_obj.evaluates_at_nodes and method != "dp"
     elif eval_times and not method_obj.evaluates_at_nodes:
