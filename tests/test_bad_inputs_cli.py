@@ -192,6 +192,11 @@ def test_a_train_option_out_of_range_is_one_error_line_before_training(argv, tex
 
 
 BENCH_FLAGS_BAD = {  # flags that were accepted and ignored, or named the wrong thing → the words of the one error line
+    "an NFE listed twice (A281/C008)": (["--nfe", "4,4"], "--nfe lists '4' more than once; give each value once"),
+    "a variable listed twice (C028)": (["--variable", "t,t"], "--variable lists 't' more than once"),
+    "--fresh with --repair (C071)": (["--fresh", "--repair"], "--fresh deletes OUT's stored results, which --repair"),
+    "--fresh with --migrate (C068)": (["--fresh", "--migrate"],
+                                      "--fresh deletes OUT's stored results, which --migrate"),
     "a solver option given twice (C015)": (["--solver", "ddim:eta=1:eta=2"],
                                            "solver option 'eta' is given twice in 'ddim:eta=1:eta=2'; give each option "
                                            "once"),

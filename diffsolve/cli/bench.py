@@ -138,6 +138,10 @@ def run(args: argparse.Namespace) -> int:
     if args.json and args.format not in (None, "json"):
         raise DiffsolveError(f"--json and --format {args.format} ask for two outputs on stdout; give one of them "
                              f"(--json is --format json)")
+    for flag in ("migrate", "repair"):
+        if args.fresh and getattr(args, flag):
+            raise DiffsolveError(f"--fresh deletes OUT's stored results, which --{flag} would "
+                                 f"{'adopt' if flag == 'migrate' else 'check and set aside'}; give one of them")
     fmt = "json" if args.json else args.format or "md"
     suite = suite_of(args)  # every name and value checked before anything is written
     if args.merge:

@@ -104,7 +104,18 @@ def sweep_run(args: argparse.Namespace, defaults: dict[str, str]) -> dict[str, A
            "variables": csv_list(ax["variable"])}
     if args.nfe is not None or not all(parse(g).fixed for g in run["grids"]):
         run["nfe"] = int_list(ax["nfe"], "--nfe", low=1)
+    for key, values in run.items():
+        distinct(values, "--" + {"problems": "problem", "solvers": "solver", "grids": "grid",
+                                 "variables": "variable"}.get(key, key))
     return run
+
+
+def distinct(values: list[Any], flag: str) -> list[Any]:
+    """values, unless one is listed twice (a sweep axis lists each value once, as tune's --nfe does)."""
+    twice = sorted({str(v) for v in values if values.count(v) > 1})
+    if twice:
+        raise DiffsolveError(f"{flag} lists {', '.join(map(repr, twice))} more than once; give each value once")
+    return values
 
 
 def no_empty(text: str, flag: str, default: str) -> str:
