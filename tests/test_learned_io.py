@@ -174,6 +174,9 @@ def test_lists_and_write_exports_take_a_learned_solver(tmp_path):
         sigmas(spec, end="sigma_min")
     with pytest.raises(ds.SolverError, match="was learned on schedule"):
         sigmas(spec, ds.VPCosine())
+    with pytest.raises(ds.SolverError, match=r"uses DiscreteDDPM\(num_train_steps=1000, table=") as refused:
+        sigmas(spec, ds.DiscreteDDPM())  # re-audit N074: the schedule by its repr, not its 1000-entry table
+    assert len(str(refused.value)) < 400
     with pytest.raises(ds.SolverError, match="learned for a network with weights fingerprint"):
         timesteps(spec, ds.EpsModel(torch.nn.Linear(2, 2), SCHED))  # a closed form's file, a model with weights
     decoupled = make_learned(SCHED, "ipndm", {"order": 3}, True, fingerprint=PROB.fingerprint())

@@ -14,7 +14,6 @@ named: it brings its own grid and end, as a community name does. `diffsolve.tuni
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,9 +189,8 @@ class LearnedSolver:
         """Refuse another schedule, another problem fingerprint (when given) or another network (when given)."""
         fix = "learn one for it (ds.solvers.learn, diffsolve tune --learn)"
         if schedule is not None and schedule.to_config() != self.schedule.to_config():
-            raise SolverError(f"learned solver {where!r} was learned on schedule "
-                              f"{json.dumps(self.schedule.to_config())} but the model uses "
-                              f"{json.dumps(schedule.to_config())}; use the same schedule, or {fix}")
+            raise SolverError(f"learned solver {where!r} was learned on schedule {self.schedule!r} but the model "
+                              f"uses {schedule!r}; use the same schedule, or {fix}")
         if fingerprint and self.fingerprint and fingerprint != self.fingerprint:
             raise SolverError(f"learned solver {where!r} was learned for problem fingerprint {self.fingerprint!r}, not "
                               f"{fingerprint!r} (another model, or its weights changed); {fix}")
