@@ -135,6 +135,7 @@ def _not_a_model(model: Any) -> ModelError:
         return ModelError(f"sample() takes a diffsolve Model, got the string {model!r}; a name is not a model: for "
                           f"the problem registered under it pass diffsolve.problems.get({model!r}).model() (or "
                           f".model(schedule)), else {wrap}")
+    # a Problem (by its two methods: diffsolve.problems sits above this module and imports it)
     if callable(getattr(model, "model", None)) and callable(getattr(model, "x_T", None)):
         return ModelError(f"sample() takes a diffsolve Model, got the problem {model!r}; pass its model: "
                           f"problem.model() (or problem.model(schedule))")

@@ -28,6 +28,7 @@ from .checks import Option
 from .errors import DiffsolveError
 from .schedules import Flow, Schedule, VPLinear, from_config
 from .threads import checked_threads
+from .userpaths import named_path
 
 
 @dataclass
@@ -205,8 +206,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         if value is not None:
             option.check(value, fix=f"give a valid --{option.name}, or leave it out for {default}")
     if args.out is not None:  # '' (an unset shell variable) is not a request for the default
-        Option("--out", "str", None, "checkpoint path").check(
-            args.out, fix=f"give a checkpoint path such as {default_out(args)}, or leave --out out for that default")
+        named_path(args.out, "--out", "checkpoint file")
     target = destination(args)
     if target.is_dir():
         raise DiffsolveError(f"--out {str(target)!r} is a folder; give a checkpoint file such as "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .checks import Option
 from .errors import DiffsolveError
 
 
@@ -41,3 +42,11 @@ def write_text(path: str | Path, text: str, what: str, error: type[DiffsolveErro
     except OSError as e:
         raise error(f"cannot write {what} {str(p)!r}: {_why(p, e)}; give a path in a folder you can write to") from None
     return p
+
+
+def named_path(path: str | Path, flag: str, what: str) -> Path:
+    """The path given to `flag`; '' (an unset shell variable) is refused, not read as the current folder."""
+    if isinstance(path, str):
+        Option(flag, "str", doc=f"a {what} path").check(path, fix=f"give a {what} path (write . for the current "
+                                                              f"folder)")
+    return Path(path)

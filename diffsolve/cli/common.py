@@ -20,6 +20,7 @@ from ..checks import Option
 from ..console import EXIT_INTERRUPTED, EXIT_TERMINATED  # noqa: F401 (the exit statuses, all here)
 from ..errors import DiffsolveError
 from ..threads import checked_threads, threads_option
+from ..userpaths import named_path
 
 EXIT_OK, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_ALL_FAILED = 0, 2, 3, 4
 EXIT_CRASH = 1
@@ -175,14 +176,6 @@ def shape(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected one sample's shape as positive integers, e.g. 3,32,32; got "
                                          f"{text!r}")
     return dims
-
-
-def named_path(path: str | Path, flag: str, what: str) -> Path:
-    """The path given to `flag`; '' (an unset shell variable) is refused, not read as the current folder."""
-    if isinstance(path, str):
-        Option(flag, "str", doc=f"a {what} path").check(path, fix=f"give a {what} path (write . for the current "
-                                                              f"folder)")
-    return Path(path)
 
 
 def writable_folder(path: str | Path, flag: str) -> Path:

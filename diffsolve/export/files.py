@@ -31,15 +31,15 @@ from .schedules import sigmas
 KINDS = ("diffusers", "k-diffusion", "sigmas")
 
 
-def _grid_file(spec: Any) -> Grid | None:
-    """The grid of a 'file:PATH' spec naming a grid file (a tuned grid's or a plain one), on the file's own schedule;
-    None for anything else (a learned solver's file included)."""
+def _grid_file(spec: Any) -> tuple[Grid, dict[str, Any]] | None:
+    """(the grid, the file's fields) of a 'file:PATH' spec naming a grid file (a tuned grid's or a plain one), on the
+    file's own schedule; None for anything else (a learned solver's file included)."""
     if not (isinstance(spec, str) and spec.startswith("file:")):
         return None
     data = grids_mod.read_file(spec[len("file:"):])
     if data.get("kind") == "learned" or not isinstance(data.get("schedule"), dict):
         return None
-    return grids_mod.load_file(spec[len("file:"):], schedules.from_config(data["schedule"]))
+    return grids_mod.load_file(spec[len("file:"):], schedules.from_config(data["schedule"])), data
 
 
 def _parts(tuned_or_grid: Any) -> tuple[Grid, str | None, dict[str, Any], LearnedSolver | None]:
@@ -47,8 +47,8 @@ def _parts(tuned_or_grid: Any) -> tuple[Grid, str | None, dict[str, Any], Learne
     grid file ('file:PATH': its solver and options where it records them) or a plain Grid (no solver)."""
     from_file = _grid_file(tuned_or_grid)
     if from_file is not None:
-        data = grids_mod.read_file(tuned_or_grid[len("file:"):])
-        return from_file, data.get("solver"), dict(data.get("options") or {}), None
+        grid, data = from_file
+        return grid, data.get("solver"), dict(data.get("options") or {}), None
     learned = learned_of(tuned_or_grid)
     if learned is not None:
         return learned.grid, learned.solver.name, dict(learned.solver.learned_options), learned
